@@ -1,0 +1,16 @@
+//! traffic-counter capture engine, free of napi so that it unit-tests without Node.
+//!
+//! - [`parse`]: link-layer and IP header parsing (the counting rules)
+//! - [`table`]: per-IP and per-flow counting tables with bounded keys
+//! - [`batch`]: the columnar interval batch
+//! - [`rules`]: CIDR rule files and their userspace matcher
+//! - [`replay`]: pcap / pcapng replay
+//! - [`ring`]: AF_PACKET TPACKET_V3 rings with PACKET_FANOUT
+//! - [`filter`]: the eBPF socket filter (loading, maps, counters)
+//! - [`live`]: live capture workers and the interval merger
+
+pub mod batch;
+pub mod parse;
+pub mod replay;
+pub mod rules;
+pub mod table;

@@ -1,0 +1,356 @@
+//! Per-interval counting tables: per IP address and per unidirectional 5-tuple flow.
+//!
+//! Each capture worker owns one [`Tables`]; nothing here is shared or locked. At the end of an
+//! interval the workers' tables are merged with [`Tables::merge`]. Memory is bounded by
+//! `max_keys` per table: a key that does not fit is counted in the table's overflow row, so the
+//! totals always balance, and an estimate of how many distinct keys overflowed is kept.
+
+use crate::parse::{Addr, Fragment, IpPacket, Parsed};
+use hashbrown::HashMap;
+use std::hash::{Hash, Hasher};
+
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct IpCounters {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+impl IpCounters {
+    fn add(&mut self, o: &IpCounters) {
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+    }
+    fn is_zero(&self) -> bool {
+        *self == IpCounters::default()
+    }
+}
+
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct FlowCounters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub src: Addr,
+    pub dst: Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl FlowKey {
+    pub const OVERFLOW: FlowKey = FlowKey { src: Addr::OVERFLOW, dst: Addr::OVERFLOW, proto: 0, sport: 0, dport: 0 };
+}
+
+/// Frame-level totals of an interval. `frames = ip_packets + non_ip`.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Totals {
+    pub frames: u64,
+    pub ip_packets: u64,
+    pub ip_bytes: u64,
+    pub ipv4_packets: u64,
+    pub ipv4_bytes: u64,
+    pub ipv6_packets: u64,
+    pub ipv6_bytes: u64,
+    pub non_ip: u64,
+    pub ip_header_incomplete: u64,
+    pub fragments_first: u64,
+    pub fragments_non_first: u64,
+    pub ip_length_field_zero: u64,
+    /// Frames dropped by the userspace CIDR rules (`--no-ebpf`, replay, or frames the kernel
+    /// filter could not inspect).
+    pub ignored: u64,
+    /// Frames whose timestamp lay before the interval they were counted in (late ring blocks,
+    /// unsorted capture files).
+    pub late: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.frames += o.frames;
+        self.ip_packets += o.ip_packets;
+        self.ip_bytes += o.ip_bytes;
+        self.ipv4_packets += o.ipv4_packets;
+        self.ipv4_bytes += o.ipv4_bytes;
+        self.ipv6_packets += o.ipv6_packets;
+        self.ipv6_bytes += o.ipv6_bytes;
+        self.non_ip += o.non_ip;
+        self.ip_header_incomplete += o.ip_header_incomplete;
+        self.fragments_first += o.fragments_first;
+        self.fragments_non_first += o.fragments_non_first;
+        self.ip_length_field_zero += o.ip_length_field_zero;
+        self.ignored += o.ignored;
+        self.late += o.late;
+    }
+}
+
+/// Linear-counting sketch of the distinct keys refused by a full table (mergeable by OR).
+/// 2^16 bits = 8 KiB; the estimate stays within a few percent up to ~200k distinct keys.
+#[derive(Clone)]
+pub struct OverflowSketch {
+    bits: Vec<u64>,
+    any: bool,
+}
+
+const SKETCH_BITS: usize = 1 << 16;
+
+impl Default for OverflowSketch {
+    fn default() -> Self {
+        OverflowSketch { bits: vec![0; SKETCH_BITS / 64], any: false }
+    }
+}
+
+impl OverflowSketch {
+    #[inline]
+    fn insert(&mut self, h: u64) {
+        let b = (h as usize) & (SKETCH_BITS - 1);
+        self.bits[b / 64] |= 1 << (b % 64);
+        self.any = true;
+    }
+    fn merge(&mut self, o: &OverflowSketch) {
+        if !o.any {
+            return;
+        }
+        for (a, b) in self.bits.iter_mut().zip(&o.bits) {
+            *a |= *b;
+        }
+        self.any = true;
+    }
+    /// Estimated number of distinct keys inserted.
+    pub fn estimate(&self) -> u64 {
+        if !self.any {
+            return 0;
+        }
+        let ones: u32 = self.bits.iter().map(|w| w.count_ones()).sum();
+        let zeros = SKETCH_BITS as f64 - ones as f64;
+        let m = SKETCH_BITS as f64;
+        if zeros < 1.0 {
+            // saturated: report the lower bound the sketch can still vouch for
+            return (m * m.ln()).round() as u64;
+        }
+        (-m * (zeros / m).ln()).round().max(1.0) as u64
+    }
+}
+
+pub struct Tables {
+    pub max_keys: usize,
+    pub count_flows: bool,
+    pub ips: HashMap<Addr, IpCounters>,
+    pub flows: HashMap<FlowKey, FlowCounters>,
+    pub ip_overflow: IpCounters,
+    pub flow_overflow: FlowCounters,
+    pub ip_overflow_sketch: OverflowSketch,
+    pub flow_overflow_sketch: OverflowSketch,
+    pub totals: Totals,
+}
+
+impl Tables {
+    pub fn new(max_keys: usize, count_flows: bool) -> Tables {
+        Tables {
+            max_keys,
+            count_flows,
+            ips: HashMap::new(),
+            flows: HashMap::new(),
+            ip_overflow: IpCounters::default(),
+            flow_overflow: FlowCounters::default(),
+            ip_overflow_sketch: OverflowSketch::default(),
+            flow_overflow_sketch: OverflowSketch::default(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// A fresh, empty table with the same settings (capacity kept from this one as a hint).
+    pub fn fresh(&self) -> Tables {
+        let mut t = Tables::new(self.max_keys, self.count_flows);
+        t.ips.reserve(self.ips.len().min(self.max_keys));
+        if self.count_flows {
+            t.flows.reserve(self.flows.len().min(self.max_keys));
+        }
+        t
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.totals.frames == 0 && self.ips.is_empty() && self.flows.is_empty() && self.totals.ignored == 0
+    }
+
+    /// Counts one parsed frame.
+    #[inline]
+    pub fn count(&mut self, parsed: &Parsed) {
+        self.totals.frames += 1;
+        match parsed {
+            Parsed::NonIp => self.totals.non_ip += 1,
+            Parsed::IpHeaderIncomplete => {
+                self.totals.non_ip += 1;
+                self.totals.ip_header_incomplete += 1;
+            }
+            Parsed::Ip(p) => self.count_ip(p),
+        }
+    }
+
+    #[inline]
+    fn count_ip(&mut self, p: &IpPacket) {
+        let b = p.bytes as u64;
+        let t = &mut self.totals;
+        t.ip_packets += 1;
+        t.ip_bytes += b;
+        if p.src.fam == 4 {
+            t.ipv4_packets += 1;
+            t.ipv4_bytes += b;
+            if b == 0 {
+                t.ip_length_field_zero += 1;
+            }
+        } else {
+            t.ipv6_packets += 1;
+            t.ipv6_bytes += b;
+            if b == 40 {
+                t.ip_length_field_zero += 1;
+            }
+        }
+        match p.fragment {
+            Fragment::First => t.fragments_first += 1,
+            Fragment::NonFirst => t.fragments_non_first += 1,
+            Fragment::None => {}
+        }
+        let src = IpCounters { tx_packets: 1, tx_bytes: b, ..Default::default() };
+        let dst = IpCounters { rx_packets: 1, rx_bytes: b, ..Default::default() };
+        self.add_ip(p.src, &src);
+        self.add_ip(p.dst, &dst);
+        if self.count_flows {
+            let key = FlowKey { src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport };
+            self.add_flow(key, &FlowCounters { packets: 1, bytes: b });
+        }
+    }
+
+    #[inline]
+    fn add_ip(&mut self, a: Addr, c: &IpCounters) {
+        let full = self.ips.len() >= self.max_keys;
+        if let Some(e) = self.ips.get_mut(&a) {
+            e.add(c);
+        } else if !full {
+            self.ips.insert(a, *c);
+        } else {
+            self.ip_overflow.add(c);
+            self.ip_overflow_sketch.insert(sketch_hash(&a));
+        }
+    }
+
+    #[inline]
+    fn add_flow(&mut self, k: FlowKey, c: &FlowCounters) {
+        let full = self.flows.len() >= self.max_keys;
+        if let Some(e) = self.flows.get_mut(&k) {
+            e.packets += c.packets;
+            e.bytes += c.bytes;
+        } else if !full {
+            self.flows.insert(k, *c);
+        } else {
+            self.flow_overflow.packets += c.packets;
+            self.flow_overflow.bytes += c.bytes;
+            self.flow_overflow_sketch.insert(sketch_hash(&k));
+        }
+    }
+
+    /// Adds another worker's table for the same interval into this one; `max_keys` still holds.
+    pub fn merge(&mut self, o: Tables) {
+        self.totals.add(&o.totals);
+        for (a, c) in o.ips {
+            self.add_ip(a, &c);
+        }
+        for (k, c) in o.flows {
+            self.add_flow(k, &c);
+        }
+        self.ip_overflow.add(&o.ip_overflow);
+        self.flow_overflow.packets += o.flow_overflow.packets;
+        self.flow_overflow.bytes += o.flow_overflow.bytes;
+        self.ip_overflow_sketch.merge(&o.ip_overflow_sketch);
+        self.flow_overflow_sketch.merge(&o.flow_overflow_sketch);
+    }
+
+    pub fn ip_overflow_row(&self) -> Option<IpCounters> {
+        (!self.ip_overflow.is_zero()).then_some(self.ip_overflow)
+    }
+
+    pub fn flow_overflow_row(&self) -> Option<FlowCounters> {
+        (self.flow_overflow.packets != 0).then_some(self.flow_overflow)
+    }
+}
+
+/// A hash with fixed keys (the same in every worker, so sketches merge); used only for keys that
+/// overflowed, never on the common path.
+fn sketch_hash<K: Hash>(k: &K) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    k.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Addr, Fragment, IpPacket, Parsed};
+
+    fn pkt(src: u8, dst: u8, bytes: u32) -> Parsed {
+        Parsed::Ip(IpPacket {
+            src: Addr::v4(&[10, 0, 0, src]),
+            dst: Addr::v4(&[10, 0, 1, dst]),
+            proto: 17,
+            sport: 1,
+            dport: 2,
+            bytes,
+            fragment: Fragment::None,
+        })
+    }
+
+    #[test]
+    fn overflow_keeps_totals_balanced() {
+        let mut t = Tables::new(4, true);
+        for i in 0..50u8 {
+            t.count(&pkt(i, i, 100));
+        }
+        assert_eq!(t.ips.len(), 4);
+        assert_eq!(t.flows.len(), 4);
+        let tx: u64 = t.ips.values().map(|c| c.tx_bytes).sum::<u64>() + t.ip_overflow.tx_bytes;
+        let rx: u64 = t.ips.values().map(|c| c.rx_bytes).sum::<u64>() + t.ip_overflow.rx_bytes;
+        assert_eq!((tx, rx), (5000, 5000));
+        let fb: u64 = t.flows.values().map(|c| c.bytes).sum::<u64>() + t.flow_overflow.bytes;
+        assert_eq!(fb, 5000);
+        let est = t.ip_overflow_sketch.estimate();
+        assert!((90..=100).contains(&est), "estimate {est} for 96 refused addresses");
+        assert_eq!(t.flow_overflow_sketch.estimate(), 46);
+    }
+
+    #[test]
+    fn merge_respects_max_keys() {
+        let mut a = Tables::new(3, true);
+        let mut b = Tables::new(10, true);
+        a.count(&pkt(1, 1, 10));
+        b.count(&pkt(2, 2, 10));
+        b.count(&pkt(1, 1, 10));
+        a.merge(b);
+        assert_eq!(a.totals.ip_packets, 3);
+        assert_eq!(a.ips.len(), 3);
+        assert_eq!(a.ip_overflow.rx_packets + a.ip_overflow.tx_packets, 1);
+        assert_eq!(a.ips[&Addr::v4(&[10, 0, 0, 1])].tx_bytes, 20);
+    }
+
+    #[test]
+    fn self_addressed_counts_both_ways() {
+        let mut t = Tables::new(10, false);
+        let p = Parsed::Ip(IpPacket {
+            src: Addr::v4(&[1, 1, 1, 1]),
+            dst: Addr::v4(&[1, 1, 1, 1]),
+            proto: 1,
+            sport: 0,
+            dport: 0,
+            bytes: 84,
+            fragment: Fragment::None,
+        });
+        t.count(&p);
+        assert_eq!(t.ips[&Addr::v4(&[1, 1, 1, 1])], IpCounters { tx_packets: 1, tx_bytes: 84, rx_packets: 1, rx_bytes: 84 });
+        assert!(t.flows.is_empty());
+    }
+}
