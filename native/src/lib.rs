@@ -1,1 +1,366 @@
+//! The napi surface of traffic-counter: one thin module over the napi-free core
+//! (`traffic-counter-core`). Batches cross the boundary as Buffers (columnar), events reach JS
+//! through threadsafe functions, and no blocking work runs on the JS thread.
 
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use traffic_counter_core::batch::Batch;
+use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
+use traffic_counter_core::replay::{self, ReplayEvent, ReplayOptions};
+use traffic_counter_core::ring::{self, RingConfig};
+use traffic_counter_core::rules::{read_cidr_file, Cidr, Rules};
+
+fn err(code: &str, msg: impl std::fmt::Display) -> Error<String> {
+    Error::new(code.to_string(), msg.to_string())
+}
+
+fn u64s(v: &[u64]) -> Buffer {
+    let mut out = Vec::with_capacity(v.len() * 8);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.into()
+}
+
+fn u16s(v: &[u16]) -> Buffer {
+    let mut out = Vec::with_capacity(v.len() * 2);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.into()
+}
+
+/// Order of the u64 values in `NativeBatch.counters` (see src/native.ts).
+pub const COUNTER_NAMES: [&str; 25] = [
+    "frames", "ipPackets", "ipBytes", "ipv4Packets", "ipv4Bytes", "ipv6Packets", "ipv6Bytes", "nonIp",
+    "ipHeaderIncomplete", "fragmentsFirst", "fragmentsNonFirst", "ipLengthFieldZero", "ignored", "late",
+    "ringPackets", "ringDrops", "ringFreezeQCnt", "filterPassed", "filterNonIp", "filterIgnored",
+    "filterNotAccepted", "ipOverflowKeys", "flowOverflowKeys", "hasRing", "hasFilter",
+];
+
+/// One interval, columnar. u64 columns are little-endian Buffers of 8 bytes per row, u16
+/// columns of 2; addresses are 16 bytes per row with the family (4, 6; 0 = overflow row) apart.
+#[napi(object)]
+pub struct NativeBatch {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub last: bool,
+    /// u64 values in the order of `counterNames()`.
+    pub counters: Buffer,
+    pub ip_count: u32,
+    pub ip_fam: Buffer,
+    pub ip_addr: Buffer,
+    pub ip_tx_packets: Buffer,
+    pub ip_tx_bytes: Buffer,
+    pub ip_rx_packets: Buffer,
+    pub ip_rx_bytes: Buffer,
+    pub flow_count: u32,
+    pub flow_src_fam: Buffer,
+    pub flow_src: Buffer,
+    pub flow_dst_fam: Buffer,
+    pub flow_dst: Buffer,
+    pub flow_proto: Buffer,
+    pub flow_sport: Buffer,
+    pub flow_dport: Buffer,
+    pub flow_packets: Buffer,
+    pub flow_bytes: Buffer,
+}
+
+fn to_native(b: Batch) -> NativeBatch {
+    let t = &b.totals;
+    let ring = b.ring.unwrap_or_default();
+    let f = b.filter.unwrap_or_default();
+    let counters = [
+        t.frames, t.ip_packets, t.ip_bytes, t.ipv4_packets, t.ipv4_bytes, t.ipv6_packets, t.ipv6_bytes, t.non_ip,
+        t.ip_header_incomplete, t.fragments_first, t.fragments_non_first, t.ip_length_field_zero, t.ignored, t.late,
+        ring.packets, ring.drops, ring.freeze_q_cnt, f.passed, f.non_ip, f.ignored, f.not_accepted,
+        b.ip_overflow_keys, b.flow_overflow_keys, b.ring.is_some() as u64, b.filter.is_some() as u64,
+    ];
+    let ips = b.ips;
+    let fl = b.flows;
+    NativeBatch {
+        start_ms: b.start_ms,
+        end_ms: b.end_ms,
+        last: b.last,
+        counters: u64s(&counters),
+        ip_count: ips.fam.len() as u32,
+        ip_fam: ips.fam.into(),
+        ip_addr: ips.addr.into(),
+        ip_tx_packets: u64s(&ips.tx_packets),
+        ip_tx_bytes: u64s(&ips.tx_bytes),
+        ip_rx_packets: u64s(&ips.rx_packets),
+        ip_rx_bytes: u64s(&ips.rx_bytes),
+        flow_count: fl.proto.len() as u32,
+        flow_src_fam: fl.src_fam.into(),
+        flow_src: fl.src.into(),
+        flow_dst_fam: fl.dst_fam.into(),
+        flow_dst: fl.dst.into(),
+        flow_proto: fl.proto.into(),
+        flow_sport: u16s(&fl.sport),
+        flow_dport: u16s(&fl.dport),
+        flow_packets: u64s(&fl.packets),
+        flow_bytes: u64s(&fl.bytes),
+    }
+}
+
+#[napi]
+pub fn counter_names() -> Vec<String> {
+    COUNTER_NAMES.iter().map(|s| s.to_string()).collect()
+}
+
+#[napi(object)]
+pub struct FileSummary {
+    pub path: String,
+    pub format: String,
+    pub frames: i64,
+    pub non_packet_records: i64,
+    pub truncated: bool,
+}
+
+/// An event of a replay or a capture: `kind` is batch, warning, progress, end or error.
+#[napi(object)]
+pub struct NativeEvent {
+    pub kind: String,
+    pub batch: Option<NativeBatch>,
+    pub message: Option<String>,
+    pub code: Option<String>,
+    pub done: Option<f64>,
+    pub total: Option<f64>,
+    pub files: Option<Vec<FileSummary>>,
+}
+
+impl NativeEvent {
+    fn new(kind: &str) -> NativeEvent {
+        NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None }
+    }
+}
+
+/// Options shared by replay and live capture. Defaults: `intervalMs` 5000, `maxKeys` 1,000,000,
+/// `flows` false.
+#[napi(object)]
+pub struct CountOptions {
+    pub interval_ms: Option<i64>,
+    pub max_keys: Option<u32>,
+    pub flows: Option<bool>,
+    /// CIDR file whose addresses are not counted (source or destination).
+    pub ignore_file: Option<String>,
+    /// CIDR file: only frames whose source is in it are counted.
+    pub accept_source_file: Option<String>,
+}
+
+fn load_rules(ignore: &Option<String>, accept: &Option<String>) -> Result<(Vec<Cidr>, Option<Vec<Cidr>>), String> {
+    let ig = match ignore {
+        Some(p) => read_cidr_file(&PathBuf::from(p)).map_err(|e| err("ERR_TC_CIDR_FILE", e))?,
+        None => Vec::new(),
+    };
+    let acc = match accept {
+        Some(p) => Some(read_cidr_file(&PathBuf::from(p)).map_err(|e| err("ERR_TC_CIDR_FILE", e))?),
+        None => None,
+    };
+    Ok((ig, acc))
+}
+
+type ReplayTsfn = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 4>;
+type LiveTsfn = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>;
+
+/// A running replay; `stop()` ends it early (the partial interval is still flushed).
+#[napi]
+pub struct ReplayHandle {
+    stop: Arc<AtomicBool>,
+}
+
+#[napi]
+impl ReplayHandle {
+    #[napi]
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn check_interval(ms: i64) -> Result<i64, String> {
+    if ms < 1000 || ms % 1000 != 0 || ms > 86_400_000 {
+        return Err(err("ERR_TC_BAD_OPTION", format!("--interval-secs must be a whole number of seconds between 1 and 86400 (got {} ms)", ms)));
+    }
+    Ok(ms)
+}
+
+/// Replays capture files on a worker thread. Events arrive through `onEvent`, batches in
+/// interval order; the replay thread waits while JS is behind (bounded queue of 4).
+#[napi]
+pub fn replay(files: Vec<String>, options: CountOptions, on_event: ReplayTsfn) -> Result<ReplayHandle, String> {
+    if files.is_empty() {
+        return Err(err("ERR_TC_BAD_OPTION", "--pcap needs at least one file"));
+    }
+    let (ignore, accept) = load_rules(&options.ignore_file, &options.accept_source_file)?;
+    let opts = ReplayOptions {
+        interval_ms: check_interval(options.interval_ms.unwrap_or(live::DEFAULT_INTERVAL_MS))?,
+        max_keys: options.max_keys.map(|v| v as usize).unwrap_or(live::DEFAULT_MAX_KEYS).max(1),
+        flows: options.flows.unwrap_or(false),
+        rules: Rules { ignore: traffic_counter_core::rules::CidrSet::new(&ignore), accept_source: accept.as_deref().map(traffic_counter_core::rules::CidrSet::new) },
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    std::thread::Builder::new()
+        .name("tc-replay".into())
+        .spawn(move || {
+            let send = |e: NativeEvent| {
+                on_event.call(e, ThreadsafeFunctionCallMode::Blocking);
+            };
+            let res = replay::replay(&paths, &opts, stop2, &mut |ev| match ev {
+                ReplayEvent::Batch(b) => send(NativeEvent { batch: Some(to_native(b)), ..NativeEvent::new("batch") }),
+                ReplayEvent::Warning(w) => send(NativeEvent { message: Some(w), ..NativeEvent::new("warning") }),
+                ReplayEvent::Progress { done, total } => {
+                    send(NativeEvent { done: Some(done as f64), total: Some(total as f64), ..NativeEvent::new("progress") })
+                }
+            });
+            match res {
+                Ok(files) => send(NativeEvent {
+                    files: Some(
+                        files
+                            .into_iter()
+                            .map(|s| FileSummary { path: s.path, format: s.format, frames: s.frames as i64, non_packet_records: s.non_packet_records as i64, truncated: s.truncated })
+                            .collect(),
+                    ),
+                    ..NativeEvent::new("end")
+                }),
+                Err(e) => {
+                    let code = match e {
+                        replay::ReplayError::Open { .. } => "ERR_TC_OPEN",
+                        _ => "ERR_TC_NOT_A_CAPTURE",
+                    };
+                    send(NativeEvent { message: Some(e.to_string()), code: Some(code.into()), ..NativeEvent::new("error") })
+                }
+            }
+        })
+        .map_err(|e| err("ERR_TC_THREAD", e))?;
+    Ok(ReplayHandle { stop })
+}
+
+/// Live capture options (see `traffic-counter record --help`). Ring defaults: 1 MiB blocks x 64,
+/// 2048-byte frames; `workers` defaults to the number of CPUs.
+#[napi(object)]
+pub struct LiveCaptureOptions {
+    pub iface: String,
+    pub workers: Option<u32>,
+    pub block_size: Option<u32>,
+    pub block_count: Option<u32>,
+    pub frame_size: Option<u32>,
+    pub fanout_group: Option<u32>,
+    pub ebpf: Option<bool>,
+    pub snaplen: Option<u32>,
+    pub count: CountOptions,
+}
+
+#[napi(object)]
+pub struct CaptureInfo {
+    pub iface: String,
+    pub workers: u32,
+    pub linktype: u32,
+    pub ebpf_attached_sockets: u32,
+    pub fanout_group: u32,
+}
+
+/// A running live capture. Batches arrive through the callback given to `start`.
+#[napi]
+pub struct LiveCapture {
+    inner: Arc<Mutex<Option<CoreCapture>>>,
+    info: CaptureInfo,
+    ignore_file: Option<String>,
+    accept_source_file: Option<String>,
+}
+
+#[napi]
+impl LiveCapture {
+    /// Opens the rings, loads and attaches the filter, joins the fanout group and starts the
+    /// workers. Throws with `code` ERR_TC_PERMISSION, ERR_TC_NO_INTERFACE, ERR_TC_FANOUT_TAKEN,
+    /// ERR_TC_BAD_OPTION, ERR_TC_CIDR_FILE, ERR_TC_EBPF or ERR_TC_SYSCALL.
+    #[napi(factory)]
+    pub fn start(options: LiveCaptureOptions, on_event: LiveTsfn) -> Result<LiveCapture, String> {
+        let c = &options.count;
+        let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let group = match options.fanout_group {
+            Some(g) if g > 0xFFFF => return Err(err("ERR_TC_BAD_OPTION", format!("--fanout-group {g} must be between 0 and 65535"))),
+            Some(g) => g as u16,
+            None => (std::process::id() & 0xFFFF) as u16,
+        };
+        let lo = LiveOptions {
+            iface: options.iface.clone(),
+            workers: options.workers.map(|w| w as usize).unwrap_or(cpus),
+            ring: RingConfig {
+                block_size: options.block_size.unwrap_or(ring::DEFAULT_BLOCK_SIZE),
+                block_count: options.block_count.unwrap_or(ring::DEFAULT_BLOCK_COUNT),
+                frame_size: options.frame_size.unwrap_or(ring::DEFAULT_FRAME_SIZE),
+            },
+            fanout_group: group,
+            interval_ms: check_interval(c.interval_ms.unwrap_or(live::DEFAULT_INTERVAL_MS))?,
+            max_keys: c.max_keys.map(|v| v as usize).unwrap_or(live::DEFAULT_MAX_KEYS),
+            flows: c.flows.unwrap_or(false),
+            ebpf: options.ebpf.unwrap_or(true),
+            snaplen: options.snaplen.unwrap_or(traffic_counter_core::filter::consts::DEFAULT_SNAPLEN),
+            ignore,
+            accept_source: accept,
+        };
+        let workers = lo.workers as u32;
+        let cap = CoreCapture::start(lo, move |b: Batch| {
+            let last = b.last;
+            on_event.call(NativeEvent { batch: Some(to_native(b)), ..NativeEvent::new("batch") }, ThreadsafeFunctionCallMode::Blocking);
+            if last {
+                on_event.call(NativeEvent::new("end"), ThreadsafeFunctionCallMode::Blocking);
+            }
+        })
+        .map_err(|e| err(e.code(), e))?;
+        let info = CaptureInfo {
+            iface: options.iface,
+            workers,
+            linktype: cap.linktype,
+            ebpf_attached_sockets: cap.attached as u32,
+            fanout_group: group as u32,
+        };
+        Ok(LiveCapture { inner: Arc::new(Mutex::new(Some(cap))), info, ignore_file: c.ignore_file.clone(), accept_source_file: c.accept_source_file.clone() })
+    }
+
+    #[napi(getter)]
+    pub fn info(&self) -> CaptureInfo {
+        CaptureInfo { iface: self.info.iface.clone(), ..self.info }
+    }
+
+    /// Re-reads the CIDR files given at start and swaps them into the filter maps and the
+    /// userspace rules, without re-attaching. On a bad file nothing changes and this throws.
+    #[napi]
+    pub fn reload_rules(&self) -> Result<(), String> {
+        let (ignore, accept) = load_rules(&self.ignore_file, &self.accept_source_file)?;
+        let g = self.inner.lock().unwrap();
+        if let Some(c) = g.as_ref() {
+            c.reload(&ignore, accept.as_deref()).map_err(|e| err(e.code(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the partial interval and stops; the last batch (last = true) and an `end` event
+    /// follow through the callback. Returns at once: the joins happen on a helper thread.
+    #[napi]
+    pub fn stop(&self) {
+        let inner = self.inner.clone();
+        if let Some(c) = inner.lock().unwrap().as_ref() {
+            c.request_stop();
+        }
+        std::thread::spawn(move || {
+            if let Some(mut c) = inner.lock().unwrap().take() {
+                c.join();
+            }
+        });
+    }
+}
+
+/// Checks a CIDR file the way `--ignore-file` / `--accept-source-file` read it; returns the
+/// number of entries or throws ERR_TC_CIDR_FILE naming the file and line.
+#[napi]
+pub fn check_cidr_file(path: String) -> Result<u32, String> {
+    read_cidr_file(&PathBuf::from(&path)).map(|v| v.len() as u32).map_err(|e| err("ERR_TC_CIDR_FILE", e))
+}

@@ -10,7 +10,10 @@
 //! - [`live`]: live capture workers and the interval merger
 
 pub mod batch;
+pub mod filter;
+pub mod live;
 pub mod parse;
 pub mod replay;
+pub mod ring;
 pub mod rules;
 pub mod table;
