@@ -164,8 +164,6 @@ fn load_rules(ignore: &Option<String>, accept: &Option<String>) -> Result<(Vec<C
     Ok((ig, acc))
 }
 
-type ReplayTsfn = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 4>;
-type LiveTsfn = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>;
 
 /// A running replay; `stop()` ends it early (the partial interval is still flushed).
 #[napi]
@@ -191,7 +189,7 @@ fn check_interval(ms: i64) -> Result<i64, String> {
 /// Replays capture files on a worker thread. Events arrive through `onEvent`, batches in
 /// interval order; the replay thread waits while JS is behind (bounded queue of 4).
 #[napi]
-pub fn replay(files: Vec<String>, options: CountOptions, on_event: ReplayTsfn) -> Result<ReplayHandle, String> {
+pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 4>) -> Result<ReplayHandle, String> {
     if files.is_empty() {
         return Err(err("ERR_TC_BAD_OPTION", "--pcap needs at least one file"));
     }
@@ -280,7 +278,7 @@ impl LiveCapture {
     /// workers. Throws with `code` ERR_TC_PERMISSION, ERR_TC_NO_INTERFACE, ERR_TC_FANOUT_TAKEN,
     /// ERR_TC_BAD_OPTION, ERR_TC_CIDR_FILE, ERR_TC_EBPF or ERR_TC_SYSCALL.
     #[napi(factory)]
-    pub fn start(options: LiveCaptureOptions, on_event: LiveTsfn) -> Result<LiveCapture, String> {
+    pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>) -> Result<LiveCapture, String> {
         let c = &options.count;
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -356,6 +354,20 @@ impl LiveCapture {
             }
         });
     }
+}
+
+/// Checks, without counting, that every file is a pcap or pcapng capture with a supported link
+/// type; throws ERR_TC_NOT_A_CAPTURE or ERR_TC_OPEN naming the file.
+#[napi]
+pub fn probe_captures(files: Vec<String>) -> Result<(), String> {
+    let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    replay::probe(&paths).map_err(|e| {
+        let code = match e {
+            replay::ReplayError::Open { .. } => "ERR_TC_OPEN",
+            _ => "ERR_TC_NOT_A_CAPTURE",
+        };
+        err(code, e)
+    })
 }
 
 /// Checks a CIDR file the way `--ignore-file` / `--accept-source-file` read it; returns the

@@ -59,6 +59,12 @@ struct Mapped {
     format: Format,
 }
 
+/// Checks that every file can be opened and starts like a pcap or pcapng file with a supported
+/// link type, without counting anything.
+pub fn probe(paths: &[PathBuf]) -> Result<(), ReplayError> {
+    open_all(paths).map(|_| ())
+}
+
 /// Opens and checks every file before anything is counted, so a bad file among several records
 /// nothing.
 fn open_all(paths: &[PathBuf]) -> Result<Vec<Mapped>, ReplayError> {

@@ -1,0 +1,13 @@
+/**
+ * Every migration, in order. Forward-only: names carry their date, and a database whose
+ * applied migrations are not all listed here was written by a newer traffic-counter.
+ */
+import type { Migration } from 'kysely';
+import * as m0001 from './2026-11-27_0001_event_log';
+
+export const migrations: Record<string, Migration> = {
+  '2026-11-27_0001_event_log': m0001,
+};
+
+/** Schema version = number of migrations; stored in PRAGMA user_version and meta. */
+export const SCHEMA_VERSION = Object.keys(migrations).length;

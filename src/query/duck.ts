@@ -1,0 +1,79 @@
+/**
+ * DuckDB for tc-query: an in-memory instance with extension auto-install/auto-load off (an
+ * offline host never waits on the network), fed from the SQLite file through the DataChunk
+ * appender path, with its SQL read from queries/*.sql.
+ */
+import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+const QUERIES_DIR = path.join(__dirname, '..', '..', '..', 'queries');
+const CHUNK_ROWS = 2048;
+
+export function querySql(name: string): string {
+  return readFileSync(path.join(QUERIES_DIR, `${name}.sql`), 'utf8');
+}
+
+export interface Column {
+  name: string;
+  sqlType: string;
+  type: DuckDBType;
+}
+
+export class Duck {
+  private constructor(private readonly instance: DuckDBInstance, readonly conn: DuckDBConnection) {}
+
+  static async open(): Promise<Duck> {
+    const instance = await DuckDBInstance.create(':memory:', {
+      autoinstall_known_extensions: 'false',
+      autoload_known_extensions: 'false',
+      enable_external_access: 'true',
+    });
+    try {
+      const conn = await instance.connect();
+      return new Duck(instance, conn);
+    } catch (err) {
+      instance.closeSync();
+      throw err;
+    }
+  }
+
+  /** Creates `table` and appends `rows` (arrays in column order) in DataChunks. */
+  async load(table: string, columns: Column[], rows: Iterable<unknown[]>): Promise<number> {
+    await this.conn.run(`create table ${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);
+    const appender = await this.conn.createAppender(table);
+    const types = columns.map((c) => c.type);
+    let cols: DuckDBValue[][] = columns.map(() => []);
+    let n = 0;
+    let total = 0;
+    const flush = () => {
+      const chunk = DuckDBDataChunk.create(types, n);
+      chunk.setColumns(cols);
+      appender.appendDataChunk(chunk);
+      cols = columns.map(() => []);
+      total += n;
+      n = 0;
+    };
+    try {
+      for (const r of rows) {
+        for (let i = 0; i < cols.length; i++) cols[i].push(r[i] as DuckDBValue);
+        if (++n === CHUNK_ROWS) flush();
+      }
+      if (n > 0) flush();
+      appender.flushSync();
+    } finally {
+      appender.closeSync();
+    }
+    return total;
+  }
+
+  async rows(sql: string, params: Record<string, DuckDBValue>): Promise<Record<string, unknown>[]> {
+    const reader = await this.conn.runAndReadAll(sql, params);
+    return reader.getRowObjectsJS() as Record<string, unknown>[];
+  }
+
+  close(): void {
+    this.conn.closeSync();
+    this.instance.closeSync();
+  }
+}

@@ -1,0 +1,47 @@
+/** Output of tc-query: table (human units), json (exactly one document), csv (exact integers). */
+import Table from 'cli-table3';
+
+export type Format = 'table' | 'json' | 'csv';
+
+export interface ColumnSpec {
+  key: string;
+  header?: string;
+  /** Formatter for the table form; json and csv print the exact value. */
+  human?: (v: unknown) => string;
+  align?: 'left' | 'right';
+}
+
+/** JSON with bigints written as exact integers. */
+export function toJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? (x <= BigInt(Number.MAX_SAFE_INTEGER) && x >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : `__BIG__${x}`) : x)).replace(
+    /"__BIG__(-?\d+)"/g,
+    '$1',
+  );
+}
+
+function csvCell(v: unknown): string {
+  const s = v === null || v === undefined ? '' : String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function render(format: Format, cols: ColumnSpec[], rows: Record<string, unknown>[], footer?: string): string {
+  if (format === 'json') return `${toJson(rows.map((r) => Object.fromEntries(cols.map((c) => [c.key, r[c.key]]))))}\n`;
+  if (format === 'csv') {
+    const lines = [cols.map((c) => csvCell(c.key)).join(',')];
+    for (const r of rows) lines.push(cols.map((c) => csvCell(r[c.key])).join(','));
+    return `${lines.join('\n')}\n`;
+  }
+  const t = new Table({
+    head: cols.map((c) => c.header ?? c.key),
+    colAligns: cols.map((c) => c.align ?? 'right'),
+    style: { head: [], border: [], compact: true },
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+  });
+  for (const r of rows) t.push(cols.map((c) => (c.human ? c.human(r[c.key]) : String(r[c.key] ?? ''))));
+  return `${t.toString()}\n${footer ? `${footer}\n` : ''}`;
+}
+
+export function renderError(format: Format, message: string, code: string): { out?: string; err?: string } {
+  if (format === 'json') return { out: `${toJson({ error: { message, code } })}\n` };
+  return { err: `tc-query: error: ${message}\n` };
+}

@@ -1,0 +1,41 @@
+/**
+ * Time windows of tc-query: `--since X`, `--until Y` (a duration before now such as 30s, 15m,
+ * 1h, 7d; an ISO-8601 time; or epoch seconds) and `--all`. A window is [from, to) in UTC epoch
+ * ms; an interval belongs to it when its start lies inside.
+ */
+import ms from 'ms';
+import { InvalidArgumentError } from 'commander';
+
+export interface Window {
+  fromMs: number;
+  toMs: number;
+  all: boolean;
+}
+
+/** Parses one edge; `now` is fixed once per command so both edges agree. */
+export function parseTime(v: string, now: number): number {
+  const s = v.trim();
+  if (/^\d{9,12}(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1000);
+  if (/^\d+(\.\d+)?\s*[a-z]+$/i.test(s)) {
+    const d = ms(s.replace(/\s+/g, '') as ms.StringValue);
+    if (typeof d === 'number' && Number.isFinite(d) && d >= 0) return now - d;
+  }
+  if (/^\d{4}-\d{2}-\d{2}/.test(s)) {
+    // A time without a zone is UTC (storage is UTC; time zones are for display only).
+    const iso = /[zZ]|[+-]\d{2}:?\d{2}$/.test(s) || !s.includes('T') ? s : `${s}Z`;
+    const t = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(iso) ? `${iso}T00:00:00Z` : iso);
+    if (Number.isFinite(t)) return t;
+  }
+  throw new InvalidArgumentError(`${JSON.stringify(v)} is not a duration (30s, 15m, 1h, 7d), an ISO-8601 time or epoch seconds`);
+}
+
+export function makeWindow(o: { since?: string; until?: string; all?: boolean }, now = Date.now(), defaultSince = '1h'): Window {
+  if (o.all) {
+    if (o.since || o.until) throw new InvalidArgumentError('--all cannot be combined with --since/--until');
+    return { fromMs: -8.64e15, toMs: 8.64e15, all: true };
+  }
+  const fromMs = parseTime(o.since ?? defaultSince, now);
+  const toMs = o.until ? parseTime(o.until, now) : now;
+  if (toMs <= fromMs) throw new InvalidArgumentError('--until must be later than --since');
+  return { fromMs, toMs, all: false };
+}

@@ -1,0 +1,58 @@
+/** Opens the database for writing: identity check, WAL, kysely migrations. Recorder only. */
+import Database from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import * as os from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { migrations, SCHEMA_VERSION } from '../../migrations';
+import { APPLICATION_ID, checkIdentity, DbError } from '../db-identity';
+import type { Database as Schema } from './schema';
+
+export { DbError };
+
+export interface WriteDb {
+  sqlite: Database.Database;
+  kysely: Kysely<Schema>;
+  nodeId: string;
+}
+
+export async function openForWrite(file: string): Promise<WriteDb> {
+  let sqlite: Database.Database;
+  try {
+    sqlite = new Database(file);
+  } catch (err) {
+    throw new DbError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
+  }
+  try {
+    // Checked before anything writes to the file: a foreign or newer file is never altered.
+    checkIdentity(sqlite, file, true);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('busy_timeout = 5000');
+    const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+      throw new DbError(`migrating ${file} failed${failed ? ` at ${failed}` : ''}: ${(error as Error).message ?? error}`, 'ERR_TC_MIGRATION');
+    }
+    sqlite.pragma(`application_id = ${APPLICATION_ID}`);
+    sqlite.pragma(`user_version = ${SCHEMA_VERSION}`);
+    const nodeId = ensureMeta(sqlite);
+    return { sqlite, kysely, nodeId };
+  } catch (err) {
+    sqlite.close();
+    throw err;
+  }
+}
+
+/** The node id is made once per file (hostname + random suffix) and kept. */
+function ensureMeta(db: Database.Database): string {
+  const get = db.prepare('select value from meta where key = ?').pluck();
+  const put = db.prepare('insert or ignore into meta (key, value) values (?, ?)');
+  db.transaction(() => {
+    put.run('node_id', `${os.hostname()}-${randomUUID().slice(0, 8)}`);
+    put.run('created_at', String(Date.now()));
+  })();
+  db.prepare("insert or replace into meta (key, value) values ('schema_version', ?)").run(String(SCHEMA_VERSION));
+  return get.get('node_id') as string;
+}
