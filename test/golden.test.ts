@@ -1,0 +1,45 @@
+/**
+ * Golden: replaying every capture of ../shared/pcaps and reading it back with
+ * `tc-query --db X top --by ip|flow --all --limit 0 --format json` reproduces expected/*.json.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pcapsDir, queryJson, recorder, tmp } from './helpers';
+
+interface Expected {
+  hosts: Record<string, { tx_packets: number; tx_bytes: number; rx_packets: number; rx_bytes: number }>;
+  flows: { src: string; dst: string; proto: number; sport: number; dport: number; packets: number; bytes: number }[];
+}
+
+const dir = pcapsDir();
+const files = readdirSync(path.join(dir, 'expected')).map((f) => f.replace(/\.json$/, '')).sort();
+
+test('the corpus has 40 captures', () => assert.equal(files.length, 40));
+
+const flowKey = (f: Expected['flows'][number]) => `${f.src}|${f.dst}|${f.proto}|${f.sport}|${f.dport}`;
+
+for (const name of files) {
+  test(`golden ${name}`, () => {
+    const exp = JSON.parse(readFileSync(path.join(dir, 'expected', `${name}.json`), 'utf8')) as Expected;
+    const db = path.join(tmp(), 'g.db');
+    const r = recorder(['record', '--pcap', path.join(dir, name), '--db', db, '--flows', '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', 'no warnings for a complete capture');
+
+    const ips = queryJson<Record<string, number | string>[]>(['--db', db, 'top', '--by', 'ip', '--all', '--limit', '0']);
+    const want = Object.entries(exp.hosts)
+      .map(([ip, h]) => ({ ip, ...h, packets: h.tx_packets + h.rx_packets, bytes: h.tx_bytes + h.rx_bytes }))
+      .sort((a, b) => a.ip.localeCompare(b.ip));
+    assert.deepEqual([...ips].sort((a, b) => String(a.ip).localeCompare(String(b.ip))), want);
+    for (let i = 1; i < ips.length; i++) assert.ok(Number(ips[i - 1].bytes) >= Number(ips[i].bytes), 'sorted by bytes, largest first');
+    for (const row of ips) assert.deepEqual(Object.keys(row), ['ip', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes', 'packets', 'bytes']);
+
+    const flows = queryJson<Expected['flows']>(['--db', db, 'top', '--by', 'flow', '--all', '--limit', '0']);
+    const sortK = (a: Expected['flows'][number], b: Expected['flows'][number]) => flowKey(a).localeCompare(flowKey(b));
+    assert.deepEqual([...flows].sort(sortK), [...exp.flows].sort(sortK));
+    for (let i = 1; i < flows.length; i++) assert.ok(flows[i - 1].bytes >= flows[i].bytes, 'sorted by bytes, largest first');
+    for (const row of flows) assert.deepEqual(Object.keys(row), ['src', 'dst', 'proto', 'sport', 'dport', 'packets', 'bytes']);
+  });
+}
