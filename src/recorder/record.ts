@@ -175,7 +175,6 @@ function closeDb(db: WriteDb): void {
 async function recordLive(o: RecordOptions): Promise<void> {
   const iface = o.iface ?? defaultRouteInterface();
   if (!iface) throw new RecordError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
-  const db = await openForWrite(o.db);
   const spec: SessionSpec = {
     key: `live:${randomUUID()}`,
     kind: 'live',
@@ -186,9 +185,10 @@ async function recordLive(o: RecordOptions): Promise<void> {
   };
   const printer = new IntervalPrinter(o.quiet);
   let writer: BatchWriter | undefined;
-  let live: engine.LiveHandle;
-  try {
-    live = engine.startLive(
+  // The capture starts first, so every option (interface, ring shape, fanout group, filter) is
+  // checked before the database is touched; the first batch waits for the database.
+  let dbOpen: Promise<WriteDb> | undefined;
+  const live = engine.startLive(
       {
         iface,
         workers: o.workers,
@@ -201,7 +201,8 @@ async function recordLive(o: RecordOptions): Promise<void> {
         count: countOptions(o),
       },
       {
-        batch: (b) => {
+        batch: async (b) => {
+          const db = await dbOpen!;
           writer ??= new BatchWriter(db.sqlite, db.nodeId, spec);
           writer.write(b);
           printer.print(b);
@@ -209,8 +210,13 @@ async function recordLive(o: RecordOptions): Promise<void> {
         warning: (m) => log(`warning: ${m}`),
       },
     );
+  dbOpen = openForWrite(o.db);
+  let db: WriteDb;
+  try {
+    db = await dbOpen;
   } catch (err) {
-    closeDb(db);
+    live.stop();
+    await live.done.catch(() => undefined);
     throw err;
   }
   const info = live.info;

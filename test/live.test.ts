@@ -1,0 +1,258 @@
+/**
+ * Live capture in two network namespaces joined by a veth pair: known UDP and ICMP packets,
+ * IPv4 and IPv6, of known sizes and bounded count, recorded on one end; exact per-IP and
+ * per-flow counts, 0 kernel drops, the filter attached, --ignore-file, --accept-source-file and
+ * SIGHUP reload honoured. Traffic stays inside the namespaces.
+ */
+import { after, before, describe, test, type TestContext } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { exited, needRoot, queryJson, RECORDER, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
+import type { ChildProcess } from 'node:child_process';
+
+const A = `tc${process.pid}a`;
+const B = `tc${process.pid}b`;
+const UDP = path.join(__dirname, 'fixtures', 'udp.js');
+const V4A = '10.77.0.1';
+const V4B = '10.77.0.2';
+const V6A = 'fd77::1';
+const V6B = 'fd77::2';
+
+let ready = false;
+let sink: ChildProcess | undefined;
+
+function setupNetns(): void {
+  sh('ip', ['netns', 'add', A]);
+  sh('ip', ['netns', 'add', B]);
+  sh('ip', ['link', 'add', 'veth-a', 'netns', A, 'type', 'veth', 'peer', 'name', 'veth-b', 'netns', B]);
+  const macA = '02:00:00:00:77:01';
+  const macB = '02:00:00:00:77:02';
+  for (const [ns, dev, mac, v4, v6, peerV4, peerV6, peerMac] of [
+    [A, 'veth-a', macA, V4A, V6A, V4B, V6B, macB],
+    [B, 'veth-b', macB, V4B, V6B, V4A, V6A, macA],
+  ]) {
+    // No router solicitations, no DAD, static neighbours: the only traffic of the test
+    // addresses is the traffic the test sends.
+    sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.router_solicitations=0', 'net.ipv6.conf.default.router_solicitations=0']);
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'address', mac]);
+    sh('ip', ['-n', ns, 'addr', 'add', `${v4}/24`, 'dev', dev]);
+    sh('ip', ['-n', ns, 'addr', 'add', `${v6}/64`, 'dev', dev, 'nodad']);
+    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    sh('ip', ['-n', ns, 'neigh', 'replace', peerV4, 'lladdr', peerMac, 'dev', dev, 'nud', 'permanent']);
+    sh('ip', ['-n', ns, 'neigh', 'replace', peerV6, 'lladdr', peerMac, 'dev', dev, 'nud', 'permanent']);
+  }
+}
+
+function ping(target: string, count: number, size: number): void {
+  sh('ip', ['netns', 'exec', A, 'ping', '-n', '-q', '-c', String(count), '-i', '0.005', '-s', String(size), '-W', '2', target]);
+}
+
+function udp(target: string, port: number, sport: number, count: number, size: number): void {
+  sh('ip', ['netns', 'exec', A, process.execPath, UDP, 'send', target, String(port), String(sport), String(count), String(size)]);
+}
+
+interface Recording {
+  db: string;
+  stderr: string;
+  child: ChildProcess;
+}
+
+async function startRecorder(extra: string[]): Promise<Recording> {
+  const db = path.join(tmp(), 'live.db');
+  const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...extra]);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  await waitForStderr(child, /recording veth-b/);
+  const rec: Recording = { db, child, get stderr() { return stderr; } } as Recording;
+  return rec;
+}
+
+async function stopRecorder(r: Recording): Promise<void> {
+  await sleep(300);
+  r.child.kill('SIGINT');
+  const code = await exited(r.child, 5000);
+  assert.equal(code, 0, r.stderr);
+}
+
+type IpRow = { ip: string; tx_packets: number; tx_bytes: number; rx_packets: number; rx_bytes: number; packets: number; bytes: number };
+type FlowRow = { src: string; dst: string; proto: number; sport: number; dport: number; packets: number; bytes: number };
+
+function ipRows(db: string): Map<string, IpRow> {
+  return new Map(queryJson<IpRow[]>(['--db', db, 'top', '--by', 'ip', '--all', '--limit', '0']).map((r) => [r.ip, r]));
+}
+
+function flowRows(db: string): FlowRow[] {
+  return queryJson<FlowRow[]>(['--db', db, 'top', '--by', 'flow', '--all', '--limit', '0']);
+}
+
+function sums(db: string): Record<string, number | null> {
+  const d = new Database(db, { readonly: true });
+  try {
+    return d
+      .prepare(
+        `select sum(ring_drops) as ring_drops, sum(ring_packets) as ring_packets, sum(filter_passed) as filter_passed,
+                sum(filter_ignored) as filter_ignored, sum(filter_not_accepted) as filter_not_accepted,
+                sum(ignored) as ignored, count(*) as batches from batches`,
+      )
+      .get() as Record<string, number | null>;
+  } finally {
+    d.close();
+  }
+}
+
+const ip = (tx: number, txb: number, rx: number, rxb: number) => ({ tx_packets: tx, tx_bytes: txb, rx_packets: rx, rx_bytes: rxb, packets: tx + rx, bytes: txb + rxb });
+const pick = (m: Map<string, IpRow>, k: string) => {
+  const r = m.get(k);
+  if (!r) return undefined;
+  const { ip: _ip, ...rest } = r;
+  return rest;
+};
+const flow = (rows: FlowRow[], src: string, dst: string, proto: number, sport: number, dport: number) =>
+  rows.find((f) => f.src === src && f.dst === dst && f.proto === proto && f.sport === sport && f.dport === dport);
+
+/** The standard traffic: pings and UDP both ways of IPv4 and IPv6. */
+function standardTraffic(): void {
+  ping(V4B, 20, 100); // 20 requests + 20 replies of 100 + 8 + 20 = 128 bytes
+  ping(V6B, 20, 200); // 20 + 20 of 200 + 8 + 40 = 248 bytes
+  udp(V4B, 9000, 40000, 50, 300); // 50 x 328 bytes
+  udp(V6B, 9001, 40001, 30, 500); // 30 x 548 bytes
+}
+
+describe('live capture in network namespaces', () => {
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    setupNetns();
+    sink = spawnIn(B, process.execPath, [UDP, 'sink', '9000', '9001']);
+    await new Promise<void>((res) => sink!.stdout!.once('data', () => res()));
+    ready = true;
+  });
+  after(() => {
+    sink?.kill('SIGTERM');
+    if (ready) {
+      spawnSyncQuiet('ip', ['netns', 'del', A]);
+      spawnSyncQuiet('ip', ['netns', 'del', B]);
+    }
+  });
+
+  const guard = (t: TestContext) => needRoot(t) && (assert.ok(ready, 'namespaces set up'), true);
+
+  test('exact per-IP and per-flow counts, both directions, 0 kernel drops, filter attached', async (t) => {
+    if (!guard(t)) return;
+    const r = await startRecorder([]);
+    assert.match(r.stderr, /eBPF filter attached to 2 socket\(s\)/);
+    standardTraffic();
+    await stopRecorder(r);
+
+    const ips = ipRows(r.db);
+    assert.deepEqual(pick(ips, V4A), ip(20 + 50, 20 * 128 + 50 * 328, 20, 20 * 128));
+    assert.deepEqual(pick(ips, V4B), ip(20, 20 * 128, 20 + 50, 20 * 128 + 50 * 328));
+    assert.deepEqual(pick(ips, V6A), ip(20 + 30, 20 * 248 + 30 * 548, 20, 20 * 248));
+    assert.deepEqual(pick(ips, V6B), ip(20, 20 * 248, 20 + 30, 20 * 248 + 30 * 548));
+
+    const flows = flowRows(r.db);
+    assert.deepEqual(flow(flows, V4A, V4B, 17, 40000, 9000), { src: V4A, dst: V4B, proto: 17, sport: 40000, dport: 9000, packets: 50, bytes: 50 * 328 });
+    assert.deepEqual(flow(flows, V6A, V6B, 17, 40001, 9001), { src: V6A, dst: V6B, proto: 17, sport: 40001, dport: 9001, packets: 30, bytes: 30 * 548 });
+    assert.equal(flow(flows, V4A, V4B, 1, 0, 0)?.bytes, 20 * 128);
+    assert.equal(flow(flows, V4B, V4A, 1, 0, 0)?.bytes, 20 * 128);
+    assert.equal(flow(flows, V6A, V6B, 58, 0, 0)?.packets, 20);
+    assert.equal(flow(flows, V6B, V6A, 58, 0, 0)?.bytes, 20 * 248);
+
+    const s = sums(r.db);
+    assert.equal(s.ring_drops, 0);
+    assert.ok((s.ring_packets ?? 0) >= 160, `ring saw ${s.ring_packets} packets`);
+    assert.ok((s.filter_passed ?? 0) >= 160, `filter passed ${s.filter_passed}`);
+  });
+
+  test('--ignore-file drops an address in the kernel filter and with --no-ebpf in userspace', async (t) => {
+    if (!guard(t)) return;
+    const dir = tmp();
+    const ignore = path.join(dir, 'ignore.txt');
+    writeFileSync(ignore, `# test\n\n${V4A}/32   # the IPv4 sender\n192.0.2.0/24\n`);
+    for (const ebpf of [true, false]) {
+      const r = await startRecorder(['--ignore-file', ignore, ...(ebpf ? [] : ['--no-ebpf'])]);
+      standardTraffic();
+      await stopRecorder(r);
+      const ips = ipRows(r.db);
+      assert.equal(ips.get(V4A), undefined, 'ignored address absent');
+      assert.equal(ips.get(V4B), undefined, 'its only peer absent too');
+      assert.deepEqual(pick(ips, V6A), ip(50, 20 * 248 + 30 * 548, 20, 20 * 248));
+      const s = sums(r.db);
+      if (ebpf) {
+        assert.equal(s.filter_ignored, 20 + 20 + 50);
+      } else {
+        assert.equal(s.filter_ignored, null, 'no filter counters without eBPF');
+        assert.equal(s.ignored, 20 + 20 + 50);
+      }
+    }
+  });
+
+  test('--accept-source-file keeps only the listed sources', async (t) => {
+    if (!guard(t)) return;
+    const accept = path.join(tmp(), 'accept.txt');
+    writeFileSync(accept, `${V4B}\n${V6B}/128\n`);
+    const r = await startRecorder(['--accept-source-file', accept]);
+    standardTraffic();
+    await stopRecorder(r);
+    const ips = ipRows(r.db);
+    assert.deepEqual(pick(ips, V4A), ip(0, 0, 20, 20 * 128));
+    assert.deepEqual(pick(ips, V6A), ip(0, 0, 20, 20 * 248));
+    for (const row of ips.values()) assert.ok([V4A, V4B, V6A, V6B].includes(row.ip), `unexpected address ${row.ip}`);
+    assert.ok((sums(r.db).filter_not_accepted ?? 0) >= 20 + 50 + 20 + 30);
+  });
+
+  test('SIGHUP reloads the CIDR files without re-attaching; a bad file keeps the old rules', async (t) => {
+    if (!guard(t)) return;
+    const ignore = path.join(tmp(), 'ignore.txt');
+    writeFileSync(ignore, '192.0.2.0/24\n');
+    const r = await startRecorder(['--ignore-file', ignore]);
+    udp(V4B, 9000, 40010, 10, 100);
+    writeFileSync(ignore, `${V4A}/32\n`);
+    r.child.kill('SIGHUP');
+    await waitForStderr(r.child, /SIGHUP: CIDR files reloaded/);
+    udp(V4B, 9000, 40011, 15, 100);
+    writeFileSync(ignore, 'not-a-cidr\n');
+    r.child.kill('SIGHUP');
+    await waitForStderr(r.child, /SIGHUP: reload failed, keeping the previous rules: .*ignore\.txt:1/);
+    udp(V4B, 9000, 40012, 5, 100);
+    await stopRecorder(r);
+    const flows = flowRows(r.db);
+    assert.equal(flow(flows, V4A, V4B, 17, 40010, 9000)?.packets, 10);
+    assert.equal(flow(flows, V4A, V4B, 17, 40011, 9000), undefined);
+    assert.equal(flow(flows, V4A, V4B, 17, 40012, 9000), undefined);
+    assert.equal(sums(r.db).filter_ignored, 15 + 5);
+    assert.match(r.stderr, /eBPF filter attached to 2 socket\(s\)/);
+    assert.equal((r.stderr.match(/eBPF filter attached/g) ?? []).length, 1, 'attached once');
+  });
+
+  test('bad ring parameters, a missing interface and a taken fanout group: clear errors, no database', async (t) => {
+    if (!guard(t)) return;
+    const dir = tmp();
+    const db = path.join(dir, 'x.db');
+    const run = (args: string[]) => spawnSyncQuiet('ip', ['netns', 'exec', B, process.execPath, RECORDER, 'record', '--db', db, ...args]);
+    let res = run(['--iface', 'veth-b', '--block-size', '1000']);
+    assert.equal(res.status, 1);
+    assert.match(res.stderr, /--block-size 1000 must be a positive multiple of the page size \d+/);
+    res = run(['--iface', 'veth-b', '--frame-size', '4096', '--block-size', '4096', '--block-count', '0']);
+    assert.equal(res.status, 1);
+    assert.match(res.stderr, /--block-count/);
+    res = run(['--iface', 'nope0']);
+    assert.equal(res.status, 1);
+    assert.match(res.stderr, /interface "nope0" does not exist/);
+    assert.equal(existsSync(db), false, 'nothing written');
+
+    const first = await startRecorder(['--fanout-group', '4242']);
+    res = run(['--iface', 'veth-b', '--fanout-group', '4242']);
+    assert.equal(res.status, 1);
+    assert.match(res.stderr, /PACKET_FANOUT group 4242 is already in use/);
+    assert.equal(existsSync(db), false, 'nothing written');
+    await stopRecorder(first);
+  });
+});
+
+import { spawnSync } from 'node:child_process';
+function spawnSyncQuiet(cmd: string, args: string[]) {
+  return spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
+}
