@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs everything traffic-counter needs on Debian/Ubuntu (with Node 20 and a Rust toolchain
+# already present) and builds it: apt packages, npm dependencies, the native addon (with the
+# eBPF filter) and the TypeScript.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# clang + libbpf-dev + linux-libc-dev: the eBPF socket filter; python3/make/g++: better-sqlite3;
+# iproute2 + iputils-ping: the namespace tests; tcpdump: the benchmark baseline.
+$SUDO apt-get install -y -qq --no-install-recommends \
+  clang libbpf-dev linux-libc-dev iproute2 iputils-ping tcpdump python3 make g++ ca-certificates >/dev/null
+npm ci --no-audit --no-fund
+npm run build
