@@ -275,7 +275,11 @@ fn worker(
                 }
                 let parsed = parse::parse_frame(lt, f.data).unwrap_or(Parsed::NonIp);
                 if let Parsed::Ip(ip) = &parsed {
-                    if !noop && rules_ref.verdict(ip) != Verdict::Keep {
+                    // The kernel filter already applied the rules when the frame arrived (so a
+                    // reload never re-judges frames waiting in the ring), except to MPLS frames.
+                    let judged_in_kernel = o.ebpf
+                        && !(lt == linktype::ETHERNET && parse::is_mpls_behind_tags(f.data, crate::filter::consts::MAX_VLAN_TAGS as usize));
+                    if !noop && !judged_in_kernel && rules_ref.verdict(ip) != Verdict::Keep {
                         tables.totals.ignored += 1;
                         return;
                     }

@@ -153,6 +153,23 @@ pub fn parse_frame(lt: u32, p: &[u8]) -> Option<Parsed> {
     Some(r)
 }
 
+/// Whether an Ethernet frame carries MPLS after at most `max_tags` VLAN tags: the frames the
+/// eBPF filter passes without applying the CIDR rules (so userspace applies them).
+pub fn is_mpls_behind_tags(p: &[u8], max_tags: usize) -> bool {
+    let mut off = 12;
+    for _ in 0..=max_tags {
+        if p.len() < off + 2 {
+            return false;
+        }
+        match be16(p, off) {
+            ETH_P_MPLS_UC | ETH_P_MPLS_MC => return true,
+            ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1 | ETH_P_QINQ2 => off += 4,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// BSD loopback address families: AF_INET 2; AF_INET6 10 (Linux), 24 (NetBSD/OpenBSD),
 /// 28 (FreeBSD), 30 (macOS).
 fn null_family(fam: u32, p: &[u8]) -> Parsed {
@@ -487,6 +504,14 @@ mod tests {
             assert_eq!(unwrap_ip(parse_frame(linktype::NULL, &n)).proto, 58);
         }
         assert_eq!(parse_frame(9999, &ipp), None);
+    }
+
+    #[test]
+    fn mpls_detection_for_the_kernel_filter_gap() {
+        assert!(is_mpls_behind_tags(&eth(0x8847, &[0, 0, 0x11, 64]), 4));
+        assert!(is_mpls_behind_tags(&eth(0x8100, &[0, 1, 0x88, 0x47, 0, 0, 0x11, 64]), 4));
+        assert!(!is_mpls_behind_tags(&eth(0x0800, &ipv4_udp(28, 0, 1, 2)), 4));
+        assert!(!is_mpls_behind_tags(&[0u8; 10], 4));
     }
 
     #[test]

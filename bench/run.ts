@@ -1,0 +1,57 @@
+/**
+ * Replay benchmark: packets/s of `traffic-counter record --pcap FILE --flows` (database writes
+ * included) against `tcpdump -r FILE -w /dev/null` on the same file, medians of several runs in
+ * the same command. Usage: npm run bench [-- --packets N --runs R]
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { generate } from './gen';
+
+const ROOT = path.join(__dirname, '..', '..');
+const OUT = path.join(ROOT, 'bench', 'out');
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const packets = arg('packets', 4_000_000);
+const runs = arg('runs', 3);
+
+function time(cmd: string, args: string[]): number {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const s = Number(process.hrtime.bigint() - t) / 1e9;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return s;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function main(): void {
+  mkdirSync(OUT, { recursive: true });
+  const file = path.join(OUT, `replay-${packets}.pcap`);
+  if (!existsSync(file)) {
+    process.stderr.write(`generating ${file} (${packets} packets, 100k hosts, ~1M flows)...\n`);
+    generate(file, { packets, hosts: 100_000, flows: 1_000_000, seconds: 4 });
+  }
+  const mb = statSync(file).size / 1e6;
+  const tcpdump: number[] = [];
+  const ours: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    tcpdump.push(time('tcpdump', ['-r', file, '-w', '/dev/null']));
+    const db = path.join(OUT, 'bench.db');
+    for (const ext of ['', '-wal', '-shm']) rmSync(db + ext, { force: true });
+    ours.push(time(process.execPath, [path.join(ROOT, 'dist', 'src', 'cli', 'traffic-counter.js'), 'record', '--pcap', file, '--flows', '--quiet', '--no-progress', '--db', db]));
+  }
+  const t = median(tcpdump);
+  const o = median(ours);
+  const rows = [
+    ['file', `${packets} packets, ${mb.toFixed(0)} MB`],
+    ['tcpdump -r FILE -w /dev/null', `${t.toFixed(2)} s median of ${runs} (${(packets / t / 1e6).toFixed(2)} Mpps) runs: ${tcpdump.map((x) => x.toFixed(2)).join(' ')}`],
+    ['traffic-counter record --pcap --flows', `${o.toFixed(2)} s median of ${runs} (${(packets / o / 1e6).toFixed(2)} Mpps) runs: ${ours.map((x) => x.toFixed(2)).join(' ')}`],
+    ['ratio (ours / tcpdump packets/s)', `${(t / o).toFixed(2)}x`],
+  ];
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(40)} ${v}\n`);
+}
+
+main();
