@@ -17,6 +17,22 @@ export type CounterName =
 
 const COUNTER_NAMES = addon.counterNames() as CounterName[];
 
+/**
+ * A column of unsigned 64-bit values as little-endian (low, high) 32-bit halves; read one with
+ * `u64At`. Reading halves keeps the hot path free of BigInt allocations.
+ */
+export type U64Column = Uint32Array;
+
+const TWO32 = 4294967296;
+
+/** The value at row `i`: a JS number when exact (< 2^53), a BigInt otherwise. */
+export function u64At(col: U64Column, i: number): number | bigint {
+  const lo = col[2 * i];
+  const hi = col[2 * i + 1];
+  if (hi < 0x200000) return hi * TWO32 + lo;
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
 /** One interval from the capture engine. Columns are views over the addon's buffers. */
 export interface Batch {
   startMs: number;
@@ -28,51 +44,55 @@ export interface Batch {
   hasRing: boolean;
   /** eBPF filter counters present. */
   hasFilter: boolean;
-  ip: {
+  /** The batch's distinct addresses, sorted; rows refer to them by index. */
+  addr: {
     count: number;
     /** 4, 6, or 0 for the overflow row. */
     fam: Uint8Array;
-    /** 16 bytes per row. */
-    addr: Uint8Array;
-    txPackets: BigUint64Array;
-    txBytes: BigUint64Array;
-    rxPackets: BigUint64Array;
-    rxBytes: BigUint64Array;
+    /** 16 bytes per address. */
+    bytes: Uint8Array;
   };
+  /** Per-IP rows, sorted by address. */
+  ip: {
+    count: number;
+    idx: Uint32Array;
+    txPackets: U64Column;
+    txBytes: U64Column;
+    rxPackets: U64Column;
+    rxBytes: U64Column;
+  };
+  /** Per-flow rows, sorted by (src, dst, proto, sport, dport). */
   flow: {
     count: number;
-    srcFam: Uint8Array;
-    src: Uint8Array;
-    dstFam: Uint8Array;
-    dst: Uint8Array;
+    src: Uint32Array;
+    dst: Uint32Array;
     proto: Uint8Array;
     sport: Uint16Array;
     dport: Uint16Array;
-    packets: BigUint64Array;
-    bytes: BigUint64Array;
+    packets: U64Column;
+    bytes: U64Column;
   };
 }
 
-function u64(buf: Buffer, n: number): BigUint64Array {
-  if (buf.byteOffset % 8 === 0) return new BigUint64Array(buf.buffer, buf.byteOffset, n);
-  const copy = new BigUint64Array(n);
-  new Uint8Array(copy.buffer).set(buf.subarray(0, n * 8));
-  return copy;
-}
-
-function u16(buf: Buffer, n: number): Uint16Array {
-  if (buf.byteOffset % 2 === 0) return new Uint16Array(buf.buffer, buf.byteOffset, n);
-  const copy = new Uint16Array(n);
-  new Uint8Array(copy.buffer).set(buf.subarray(0, n * 2));
+/** A typed-array view over a Buffer (copied when the Buffer is not aligned for it). */
+function view<T extends Uint16Array | Uint32Array | BigUint64Array>(
+  Ctor: { new (b: ArrayBufferLike, off: number, len: number): T; new (len: number): T; BYTES_PER_ELEMENT: number },
+  buf: Buffer,
+  len: number,
+): T {
+  if (buf.byteOffset % Ctor.BYTES_PER_ELEMENT === 0) return new Ctor(buf.buffer, buf.byteOffset, len);
+  const copy = new Ctor(len);
+  new Uint8Array(copy.buffer).set(buf.subarray(0, len * Ctor.BYTES_PER_ELEMENT));
   return copy;
 }
 
 export function decodeBatch(b: Addon.NativeBatch): Batch {
-  const c = u64(b.counters, COUNTER_NAMES.length);
+  const c = view(BigUint64Array, b.counters, COUNTER_NAMES.length);
   const counters = {} as Record<CounterName, bigint>;
   COUNTER_NAMES.forEach((name, i) => (counters[name] = c[i]));
   const n = b.ipCount;
   const m = b.flowCount;
+  const u64 = (buf: Buffer, rows: number) => view(Uint32Array, buf, rows * 2);
   return {
     startMs: b.startMs,
     endMs: b.endMs,
@@ -80,10 +100,10 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
     counters,
     hasRing: counters.hasRing === 1n,
     hasFilter: counters.hasFilter === 1n,
+    addr: { count: b.addrCount, fam: b.addrFam, bytes: b.addrBytes },
     ip: {
       count: n,
-      fam: b.ipFam,
-      addr: b.ipAddr,
+      idx: view(Uint32Array, b.ipIdx, n),
       txPackets: u64(b.ipTxPackets, n),
       txBytes: u64(b.ipTxBytes, n),
       rxPackets: u64(b.ipRxPackets, n),
@@ -91,13 +111,11 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
     },
     flow: {
       count: m,
-      srcFam: b.flowSrcFam,
-      src: b.flowSrc,
-      dstFam: b.flowDstFam,
-      dst: b.flowDst,
+      src: view(Uint32Array, b.flowSrc, m),
+      dst: view(Uint32Array, b.flowDst, m),
       proto: b.flowProto,
-      sport: u16(b.flowSport, m),
-      dport: u16(b.flowDport, m),
+      sport: view(Uint16Array, b.flowSport, m),
+      dport: view(Uint16Array, b.flowDport, m),
       packets: u64(b.flowPackets, m),
       bytes: u64(b.flowBytes, m),
     },

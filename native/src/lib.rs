@@ -26,6 +26,14 @@ fn u64s(v: &[u64]) -> Buffer {
     out.into()
 }
 
+fn u32s(v: &[u32]) -> Buffer {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.into()
+}
+
 fn u16s(v: &[u16]) -> Buffer {
     let mut out = Vec::with_capacity(v.len() * 2);
     for x in v {
@@ -42,8 +50,9 @@ pub const COUNTER_NAMES: [&str; 25] = [
     "filterNotAccepted", "ipOverflowKeys", "flowOverflowKeys", "hasRing", "hasFilter",
 ];
 
-/// One interval, columnar. u64 columns are little-endian Buffers of 8 bytes per row, u16
-/// columns of 2; addresses are 16 bytes per row with the family (4, 6; 0 = overflow row) apart.
+/// One interval, columnar. u64 columns are little-endian Buffers of 8 bytes per row, u32 of 4,
+/// u16 of 2. The batch's distinct addresses (sorted) are 16 bytes each with the family (4, 6;
+/// 0 = overflow row) apart; per-IP and per-flow rows refer to them by u32 index.
 #[napi(object)]
 pub struct NativeBatch {
     pub start_ms: i64,
@@ -51,17 +60,17 @@ pub struct NativeBatch {
     pub last: bool,
     /// u64 values in the order of `counterNames()`.
     pub counters: Buffer,
+    pub addr_count: u32,
+    pub addr_fam: Buffer,
+    pub addr_bytes: Buffer,
     pub ip_count: u32,
-    pub ip_fam: Buffer,
-    pub ip_addr: Buffer,
+    pub ip_idx: Buffer,
     pub ip_tx_packets: Buffer,
     pub ip_tx_bytes: Buffer,
     pub ip_rx_packets: Buffer,
     pub ip_rx_bytes: Buffer,
     pub flow_count: u32,
-    pub flow_src_fam: Buffer,
     pub flow_src: Buffer,
-    pub flow_dst_fam: Buffer,
     pub flow_dst: Buffer,
     pub flow_proto: Buffer,
     pub flow_sport: Buffer,
@@ -87,18 +96,18 @@ fn to_native(b: Batch) -> NativeBatch {
         end_ms: b.end_ms,
         last: b.last,
         counters: u64s(&counters),
-        ip_count: ips.fam.len() as u32,
-        ip_fam: ips.fam.into(),
-        ip_addr: ips.addr.into(),
+        addr_count: b.addrs.len() as u32,
+        addr_fam: b.addrs.fam.into(),
+        addr_bytes: b.addrs.addr.into(),
+        ip_count: ips.idx.len() as u32,
+        ip_idx: u32s(&ips.idx),
         ip_tx_packets: u64s(&ips.tx_packets),
         ip_tx_bytes: u64s(&ips.tx_bytes),
         ip_rx_packets: u64s(&ips.rx_packets),
         ip_rx_bytes: u64s(&ips.rx_bytes),
         flow_count: fl.proto.len() as u32,
-        flow_src_fam: fl.src_fam.into(),
-        flow_src: fl.src.into(),
-        flow_dst_fam: fl.dst_fam.into(),
-        flow_dst: fl.dst.into(),
+        flow_src: u32s(&fl.src),
+        flow_dst: u32s(&fl.dst),
         flow_proto: fl.proto.into(),
         flow_sport: u16s(&fl.sport),
         flow_dport: u16s(&fl.dport),

@@ -5,12 +5,13 @@
  */
 import type Database from 'better-sqlite3';
 import { formatAddr } from '../addr';
-import type { Batch } from '../native';
+import { u64At, type Batch } from '../native';
 
 const ROWS_PER_INSERT = 50;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
 const DICT_CACHE_MAX = 2_000_000;
+const OVERFLOW_KEY = -1;
 
 /** JS number when exact, BigInt otherwise (better-sqlite3 binds both as INTEGER). */
 function int(v: bigint): number | bigint {
@@ -37,7 +38,11 @@ export interface WriteResult {
 export class BatchWriter {
   readonly sessionId: number;
   private seq: number;
-  private readonly dict = new Map<string, number>();
+  /** Address -> dictionary id: IPv4 by its 32-bit value, IPv6 by its 16 bytes as latin1. */
+  private readonly v4 = new Map<number, number>();
+  private readonly v6 = new Map<string, number>();
+  /** Whether the maps hold the whole dictionary (then a miss is a new address, no SELECT). */
+  private complete = false;
   private readonly stmts;
   private readonly writeTx: (b: Batch) => WriteResult;
 
@@ -71,23 +76,55 @@ export class BatchWriter {
       endSession: db.prepare('update sessions set ended_at = ? where id = ?'),
     };
     this.writeTx = db.transaction((b: Batch) => this.writeInTx(b));
+    this.loadDictionary(db);
   }
 
-  /** Dictionary id of the address at `addr[off..]` of family `fam` (0 = overflow row). */
-  private addrId(fam: number, addr: Uint8Array, off: number): number {
-    const len = fam === 4 ? 4 : fam === 6 ? 16 : 0;
-    const buf = Buffer.from(addr.buffer, addr.byteOffset + off, len);
-    const key = fam === 0 ? '' : String.fromCharCode(fam) + buf.toString('latin1');
-    const hit = this.dict.get(key);
-    if (hit !== undefined) return hit;
-    let id = this.stmts.addrGet.get(buf) as number | undefined;
-    if (id === undefined) {
-      const text = fam === 0 ? 'overflow' : formatAddr(addr, off, fam);
-      id = Number(this.stmts.addrPut.run(Buffer.from(buf), text).lastInsertRowid);
+  private loadDictionary(db: Database.Database): void {
+    const n = db.prepare('select count(*) from addresses').pluck().get() as number;
+    if (n > DICT_CACHE_MAX / 2) return;
+    for (const [id, addr] of db.prepare('select id, addr from addresses').raw().iterate() as Iterable<[number, Buffer]>) {
+      if (addr.length === 4) this.v4.set(addr.readUInt32BE(0), id);
+      else if (addr.length === 16) this.v6.set(addr.toString('latin1'), id);
+      else this.v4.set(OVERFLOW_KEY, id);
     }
-    if (this.dict.size >= DICT_CACHE_MAX) this.dict.clear();
-    this.dict.set(key, id);
-    return id;
+    this.complete = true;
+  }
+
+  /** Dictionary ids of the batch's addresses (inserting the new ones). */
+  private resolve(b: Batch): Float64Array {
+    const { count, fam, bytes } = b.addr;
+    const ids = new Float64Array(count);
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < count; i++) {
+      const f = fam[i];
+      const off = i * 16;
+      let map: Map<number, number> | Map<string, number>;
+      let key: number | string;
+      if (f === 4) {
+        map = this.v4;
+        key = buf.readUInt32BE(off);
+      } else if (f === 6) {
+        map = this.v6;
+        key = buf.toString('latin1', off, off + 16);
+      } else {
+        map = this.v4;
+        key = OVERFLOW_KEY;
+      }
+      let id = (map as Map<number | string, number>).get(key);
+      if (id === undefined) {
+        const raw = buf.subarray(off, off + (f === 4 ? 4 : f === 6 ? 16 : 0));
+        if (!this.complete) id = this.stmts.addrGet.get(raw) as number | undefined;
+        if (id === undefined) id = Number(this.stmts.addrPut.run(raw, f === 0 ? 'overflow' : formatAddr(bytes, off, f)).lastInsertRowid);
+        if (this.v4.size + this.v6.size >= DICT_CACHE_MAX) {
+          this.v4.clear();
+          this.v6.clear();
+          this.complete = false;
+        }
+        (map as Map<number | string, number>).set(key, id);
+      }
+      ids[i] = id;
+    }
+    return ids;
   }
 
   private writeInTx(b: Batch): WriteResult {
@@ -108,10 +145,11 @@ export class BatchWriter {
     if (r.changes === 0) return { written: false, batchId: 0, ipRows: 0, flowRows: 0 };
     const batchId = Number(r.lastInsertRowid);
 
+    const ids = this.resolve(b);
     const ip = b.ip;
     const ipParams: (number | bigint)[] = [];
     for (let i = 0; i < ip.count; i++) {
-      ipParams.push(batchId, this.addrId(ip.fam[i], ip.addr, i * 16), int(ip.txPackets[i]), int(ip.txBytes[i]), int(ip.rxPackets[i]), int(ip.rxBytes[i]));
+      ipParams.push(batchId, ids[ip.idx[i]], u64At(ip.txPackets, i), u64At(ip.txBytes, i), u64At(ip.rxPackets, i), u64At(ip.rxBytes, i));
       if (ipParams.length === 6 * ROWS_PER_INSERT) {
         this.stmts.ipMany.run(ipParams);
         ipParams.length = 0;
@@ -122,10 +160,7 @@ export class BatchWriter {
     const f = b.flow;
     const flowParams: (number | bigint)[] = [];
     for (let i = 0; i < f.count; i++) {
-      flowParams.push(
-        batchId, this.addrId(f.srcFam[i], f.src, i * 16), this.addrId(f.dstFam[i], f.dst, i * 16),
-        f.proto[i], f.sport[i], f.dport[i], int(f.packets[i]), int(f.bytes[i]),
-      );
+      flowParams.push(batchId, ids[f.src[i]], ids[f.dst[i]], f.proto[i], f.sport[i], f.dport[i], u64At(f.packets, i), u64At(f.bytes, i));
       if (flowParams.length === 8 * ROWS_PER_INSERT) {
         this.stmts.flowMany.run(flowParams);
         flowParams.length = 0;

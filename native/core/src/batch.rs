@@ -1,7 +1,9 @@
 //! The interval batch handed to the recorder: columnar vectors, one entry per key, never one
 //! object per key. The napi layer turns each vector into a Buffer without reshaping it.
 
-use crate::table::{Tables, Totals};
+use crate::parse::Addr;
+use crate::table::{FlowCounters, FlowKey, IpCounters, Tables, Totals};
+use hashbrown::{HashMap, HashSet};
 
 /// Kernel ring statistics for the interval (PACKET_STATISTICS resets on read, so these are
 /// deltas). See packet(7) and `struct tpacket_stats_v3` in include/uapi/linux/if_packet.h.
@@ -29,24 +31,46 @@ pub struct FilterCounters {
     pub not_accepted: u64,
 }
 
+/// The distinct addresses of a batch, sorted by (family, bytes); rows refer to them by index.
+#[derive(Default, Debug)]
+pub struct AddrTable {
+    /// 4 or 6; 0 marks the overflow row's address.
+    pub fam: Vec<u8>,
+    /// 16 bytes per address (IPv4 in the first 4).
+    pub addr: Vec<u8>,
+}
+
+impl AddrTable {
+    pub fn len(&self) -> usize {
+        self.fam.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.fam.is_empty()
+    }
+    pub fn get(&self, i: u32) -> Addr {
+        let i = i as usize;
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&self.addr[i * 16..i * 16 + 16]);
+        Addr { fam: self.fam[i], bytes }
+    }
+}
+
+/// Per-IP rows, sorted by address.
 #[derive(Default, Debug)]
 pub struct IpColumns {
-    /// 4 or 6; 0 marks the overflow row.
-    pub fam: Vec<u8>,
-    /// 16 bytes per row (IPv4 in the first 4).
-    pub addr: Vec<u8>,
+    /// Index into the batch's [`AddrTable`].
+    pub idx: Vec<u32>,
     pub tx_packets: Vec<u64>,
     pub tx_bytes: Vec<u64>,
     pub rx_packets: Vec<u64>,
     pub rx_bytes: Vec<u64>,
 }
 
+/// Per-flow rows, sorted by (src, dst, proto, sport, dport).
 #[derive(Default, Debug)]
 pub struct FlowColumns {
-    pub src_fam: Vec<u8>,
-    pub src: Vec<u8>,
-    pub dst_fam: Vec<u8>,
-    pub dst: Vec<u8>,
+    pub src: Vec<u32>,
+    pub dst: Vec<u32>,
     pub proto: Vec<u8>,
     pub sport: Vec<u16>,
     pub dport: Vec<u16>,
@@ -59,6 +83,7 @@ pub struct Batch {
     /// Interval bounds in UTC epoch milliseconds, aligned to multiples of the interval length.
     pub start_ms: i64,
     pub end_ms: i64,
+    pub addrs: AddrTable,
     pub ips: IpColumns,
     pub flows: FlowColumns,
     pub totals: Totals,
@@ -73,42 +98,65 @@ pub struct Batch {
 
 impl Batch {
     pub fn from_tables(start_ms: i64, end_ms: i64, t: Tables) -> Batch {
-        let n = t.ips.len() + 1;
+        // Rows sorted by key, so the database's primary-key B-trees are filled in order.
+        let mut ip_rows: Vec<(Addr, IpCounters)> = t.ips.iter().map(|(a, c)| (*a, *c)).collect();
+        if let Some(c) = t.ip_overflow_row() {
+            ip_rows.push((Addr::OVERFLOW, c));
+        }
+        ip_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut flow_rows: Vec<(FlowKey, FlowCounters)> = t.flows.iter().map(|(k, c)| (*k, *c)).collect();
+        if let Some(c) = t.flow_overflow_row() {
+            flow_rows.push((FlowKey::OVERFLOW, c));
+        }
+        flow_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+        // The address table: every per-IP address, plus flow addresses that overflowed the
+        // per-IP table; sorted.
+        let mut addrs: Vec<Addr> = ip_rows.iter().map(|r| r.0).collect();
+        let extra: HashSet<Addr> = flow_rows
+            .iter()
+            .flat_map(|(k, _)| [k.src, k.dst])
+            .filter(|a| !t.ips.contains_key(a) && !(a.fam == 0 && t.ip_overflow_row().is_some()))
+            .collect();
+        if !extra.is_empty() {
+            addrs.extend(extra);
+            addrs.sort_unstable();
+        }
+        let index: HashMap<Addr, u32> = addrs.iter().enumerate().map(|(i, a)| (*a, i as u32)).collect();
+        let mut table = AddrTable { fam: Vec::with_capacity(addrs.len()), addr: Vec::with_capacity(addrs.len() * 16) };
+        for a in &addrs {
+            table.fam.push(a.fam);
+            table.addr.extend_from_slice(&a.bytes);
+        }
+
+        let n = ip_rows.len();
         let mut ips = IpColumns {
-            fam: Vec::with_capacity(n),
-            addr: Vec::with_capacity(n * 16),
+            idx: Vec::with_capacity(n),
             tx_packets: Vec::with_capacity(n),
             tx_bytes: Vec::with_capacity(n),
             rx_packets: Vec::with_capacity(n),
             rx_bytes: Vec::with_capacity(n),
         };
-        let overflow_ip = t.ip_overflow_row().map(|c| (crate::parse::Addr::OVERFLOW, c));
-        for (a, c) in t.ips.iter().map(|(a, c)| (*a, *c)).chain(overflow_ip) {
-            ips.fam.push(a.fam);
-            ips.addr.extend_from_slice(&a.bytes);
+        for (a, c) in &ip_rows {
+            ips.idx.push(index[a]);
             ips.tx_packets.push(c.tx_packets);
             ips.tx_bytes.push(c.tx_bytes);
             ips.rx_packets.push(c.rx_packets);
             ips.rx_bytes.push(c.rx_bytes);
         }
-        let n = t.flows.len() + 1;
+        let n = flow_rows.len();
         let mut flows = FlowColumns {
-            src_fam: Vec::with_capacity(n),
-            src: Vec::with_capacity(n * 16),
-            dst_fam: Vec::with_capacity(n),
-            dst: Vec::with_capacity(n * 16),
+            src: Vec::with_capacity(n),
+            dst: Vec::with_capacity(n),
             proto: Vec::with_capacity(n),
             sport: Vec::with_capacity(n),
             dport: Vec::with_capacity(n),
             packets: Vec::with_capacity(n),
             bytes: Vec::with_capacity(n),
         };
-        let overflow_flow = t.flow_overflow_row().map(|c| (crate::table::FlowKey::OVERFLOW, c));
-        for (k, c) in t.flows.iter().map(|(k, c)| (*k, *c)).chain(overflow_flow) {
-            flows.src_fam.push(k.src.fam);
-            flows.src.extend_from_slice(&k.src.bytes);
-            flows.dst_fam.push(k.dst.fam);
-            flows.dst.extend_from_slice(&k.dst.bytes);
+        for (k, c) in &flow_rows {
+            flows.src.push(index[&k.src]);
+            flows.dst.push(index[&k.dst]);
             flows.proto.push(k.proto);
             flows.sport.push(k.sport);
             flows.dport.push(k.dport);
@@ -118,6 +166,7 @@ impl Batch {
         Batch {
             start_ms,
             end_ms,
+            addrs: table,
             ips,
             flows,
             totals: t.totals,

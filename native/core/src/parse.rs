@@ -23,10 +23,18 @@ pub mod linktype {
 
 /// An IP address as a fixed-size key: family 4 keeps its 4 bytes at the front and zeros after.
 /// Family 0 is the overflow row (see `table`). IPv4-mapped IPv6 addresses stay family 6.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord, Default)]
 pub struct Addr {
     pub fam: u8,
     pub bytes: [u8; 16],
+}
+
+impl std::hash::Hash for Addr {
+    /// Two word-sized writes instead of seventeen byte writes: this is the per-packet hot path.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(u128::from_ne_bytes(self.bytes) ^ self.fam as u128);
+    }
 }
 
 impl Addr {

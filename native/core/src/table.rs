@@ -35,13 +35,24 @@ pub struct FlowCounters {
     pub bytes: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
 pub struct FlowKey {
     pub src: Addr,
     pub dst: Addr,
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
+}
+
+impl Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u128(u128::from_ne_bytes(self.src.bytes));
+        h.write_u128(u128::from_ne_bytes(self.dst.bytes));
+        h.write_u64(
+            self.src.fam as u64 | (self.dst.fam as u64) << 8 | (self.proto as u64) << 16 | (self.sport as u64) << 24 | (self.dport as u64) << 40,
+        );
+    }
 }
 
 impl FlowKey {
@@ -138,6 +149,9 @@ impl OverflowSketch {
     }
 }
 
+/// Starting table capacity: avoids the first dozen rehashes of a busy interval.
+const INITIAL_CAPACITY: usize = 16 * 1024;
+
 pub struct Tables {
     pub max_keys: usize,
     pub count_flows: bool,
@@ -155,8 +169,8 @@ impl Tables {
         Tables {
             max_keys,
             count_flows,
-            ips: HashMap::new(),
-            flows: HashMap::new(),
+            ips: HashMap::with_capacity(INITIAL_CAPACITY.min(max_keys)),
+            flows: HashMap::with_capacity(if count_flows { INITIAL_CAPACITY.min(max_keys) } else { 0 }),
             ip_overflow: IpCounters::default(),
             flow_overflow: FlowCounters::default(),
             ip_overflow_sketch: OverflowSketch::default(),

@@ -43,8 +43,12 @@ fn every_capture_matches_its_reference() {
         let mut tot = traffic_counter_core::table::Totals::default();
         for b in &batches {
             tot.add(&b.totals);
-            for i in 0..b.ips.fam.len() {
-                let h = hosts.entry(text(b.ips.fam[i], &b.ips.addr[i * 16..])).or_default();
+            let at = |i: u32| {
+                let a = b.addrs.get(i);
+                text(a.fam, &a.bytes)
+            };
+            for i in 0..b.ips.idx.len() {
+                let h = hosts.entry(at(b.ips.idx[i])).or_default();
                 h[0] += b.ips.tx_packets[i];
                 h[1] += b.ips.tx_bytes[i];
                 h[2] += b.ips.rx_packets[i];
@@ -52,7 +56,7 @@ fn every_capture_matches_its_reference() {
             }
             let f = &b.flows;
             for i in 0..f.proto.len() {
-                let k = (text(f.src_fam[i], &f.src[i * 16..]), text(f.dst_fam[i], &f.dst[i * 16..]), f.proto[i] as u64, f.sport[i] as u64, f.dport[i] as u64);
+                let k = (at(f.src[i]), at(f.dst[i]), f.proto[i] as u64, f.sport[i] as u64, f.dport[i] as u64);
                 let e = flows.entry(k).or_default();
                 e[0] += f.packets[i];
                 e[1] += f.bytes[i];
