@@ -4,9 +4,11 @@
  */
 import type { Migration } from 'kysely';
 import * as m0001 from './2026-11-27_0001_event_log';
+import * as m0002 from './2026-11-27_0002_rollups';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-27_0001_event_log': m0001,
+  '2026-11-27_0002_rollups': m0002,
 };
 
 /** Schema version = number of migrations; stored in PRAGMA user_version and meta. */

@@ -1,9 +1,10 @@
 /** `tc-query top`: the top talkers (per address) or the top flows of a window. */
-import { BIGINT, UTINYINT, USMALLINT, VARCHAR } from '@duckdb/node-api';
+import { BIGINT, HUGEINT, UTINYINT, USMALLINT, VARCHAR } from '@duckdb/node-api';
 import type Database from 'better-sqlite3';
 import { Duck, querySql } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
+import { plan, segmentSql, span, type Family } from './plan';
 import { render, type ColumnSpec, type Format } from './output';
 import { bytes, grouped, isoUtc, si } from '../units';
 
@@ -16,14 +17,6 @@ export interface TopOptions {
 }
 
 const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
-
-/** Yields the rows of `stmt` and records the dictionary ids found at `idCols`. */
-function* collecting(rows: Iterable<unknown[]>, idCols: number[], ids: Set<number>): Generator<unknown[]> {
-  for (const r of rows) {
-    for (const c of idCols) ids.add(Number(r[c] as bigint));
-    yield r;
-  }
-}
 
 async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>): Promise<void> {
   const stmt = sqlite.prepare('select id, text from addresses where id in (select value from json_each(?))').safeIntegers(true).raw(true);
@@ -57,24 +50,62 @@ function footer(c: Coverage): string {
   return `${grouped(c.intervals)} intervals, ${isoUtc(c.first!)} to ${isoUtc(c.last!)}; kernel drops ${grouped(c.ringDrops)}${dropPct}; filtered out ${grouped(c.filterDrops)}`;
 }
 
+/** Resolves the window: `--all` becomes the recorded span of the log. */
+export function resolveWindow(sqlite: Database.Database, w: Window): Window {
+  if (!w.all) return w;
+  const sp = span(sqlite);
+  return sp ? { fromMs: sp.fromMs, toMs: sp.toMs, all: true } : { fromMs: 0, toMs: 0, all: true };
+}
+
+/** Loads the window's per-IP or per-flow rows (partially summed per segment) into DuckDB. */
+export async function loadWindow(sqlite: Database.Database, duck: Duck, family: Family, w: Window, ids: Set<number>, where = '', params: unknown[] = []): Promise<void> {
+  const segments = w.toMs > w.fromMs ? plan(sqlite, family, w.fromMs, w.toMs) : [];
+  function* rows(): Generator<unknown[]> {
+    for (const s of segments) {
+      const stmt = sqlite.prepare(segmentSql(family, s, where)).safeIntegers(true).raw(true);
+      for (const r of stmt.iterate(s.fromMs, s.toMs, ...params) as Iterable<unknown[]>) {
+        if (family === 'ip') {
+          ids.add(Number(r[0] as bigint));
+          yield r;
+        } else {
+          ids.add(Number(r[0] as bigint));
+          ids.add(Number(r[1] as bigint));
+          yield [r[0], r[1], Number(r[2]), Number(r[3]), Number(r[4]), r[5], r[6]];
+        }
+      }
+    }
+  }
+  const big = (name: string) => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
+  const id = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
+  if (family === 'ip') {
+    await duck.load('ip_deltas', [id('ip_id'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], rows());
+  } else {
+    await duck.load(
+      'flow_deltas',
+      [
+        id('src_id'),
+        id('dst_id'),
+        { name: 'proto', sqlType: 'UTINYINT', type: UTINYINT },
+        { name: 'sport', sqlType: 'USMALLINT', type: USMALLINT },
+        { name: 'dport', sqlType: 'USMALLINT', type: USMALLINT },
+        big('packets'),
+        big('bytes'),
+      ],
+      rows(),
+    );
+  }
+}
+
 export async function top(o: TopOptions): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
     duck = await Duck.open();
     const ids = new Set<number>();
-    const w = [o.window.fromMs, o.window.toMs];
+    const window = resolveWindow(sqlite, o.window);
     let cols: ColumnSpec[];
     if (o.by === 'ip') {
-      const stmt = sqlite
-        .prepare(
-          `select d.ip_id, d.tx_packets, d.tx_bytes, d.rx_packets, d.rx_bytes
-           from batches b join ip_deltas d on d.batch_id = b.id where b.start_ms >= ? and b.start_ms < ?`,
-        )
-        .safeIntegers(true)
-        .raw(true);
-      const c = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
-      await duck.load('ip_deltas', [c('ip_id'), c('tx_packets'), c('tx_bytes'), c('rx_packets'), c('rx_bytes')], collecting(stmt.iterate(...w) as Iterable<unknown[]>, [0], ids));
+      await loadWindow(sqlite, duck, 'ip', window, ids);
       cols = [
         { key: 'ip', align: 'left' },
         { key: 'tx_packets', header: 'tx pkts', human: (v) => si(v as bigint) },
@@ -85,30 +116,7 @@ export async function top(o: TopOptions): Promise<string> {
         { key: 'bytes', header: 'bytes', human: (v) => bytes(v as bigint) },
       ];
     } else {
-      const stmt = sqlite
-        .prepare(
-          `select d.src_id, d.dst_id, d.proto, d.sport, d.dport, d.packets, d.bytes
-           from batches b join flow_deltas d on d.batch_id = b.id where b.start_ms >= ? and b.start_ms < ?`,
-        )
-        .safeIntegers(true)
-        .raw(true);
-      const small = (name: string, sqlType: string, type: typeof UTINYINT | typeof USMALLINT) => ({ name, sqlType, type });
-      const rows = function* (it: Iterable<unknown[]>) {
-        for (const r of it) yield [r[0], r[1], Number(r[2]), Number(r[3]), Number(r[4]), r[5], r[6]];
-      };
-      await duck.load(
-        'flow_deltas',
-        [
-          { name: 'src_id', sqlType: 'BIGINT', type: BIGINT },
-          { name: 'dst_id', sqlType: 'BIGINT', type: BIGINT },
-          small('proto', 'UTINYINT', UTINYINT),
-          small('sport', 'USMALLINT', USMALLINT),
-          small('dport', 'USMALLINT', USMALLINT),
-          { name: 'packets', sqlType: 'BIGINT', type: BIGINT },
-          { name: 'bytes', sqlType: 'BIGINT', type: BIGINT },
-        ],
-        collecting(rows(stmt.iterate(...w) as Iterable<unknown[]>), [0, 1], ids),
-      );
+      await loadWindow(sqlite, duck, 'flow', window, ids);
       cols = [
         { key: 'src', align: 'left' },
         { key: 'dst', align: 'left' },
@@ -121,7 +129,7 @@ export async function top(o: TopOptions): Promise<string> {
     }
     await loadAddresses(sqlite, duck, ids);
     const rows = await duck.rows(querySql(o.by === 'ip' ? 'top_ip' : 'top_flow'), { limit: o.limit === 0 ? null : o.limit });
-    return render(o.format, cols, rows, o.format === 'table' ? footer(coverage(sqlite, o.window)) : undefined);
+    return render(o.format, cols, rows, o.format === 'table' ? footer(coverage(sqlite, window)) : undefined);
   } finally {
     duck?.close();
     sqlite.close();

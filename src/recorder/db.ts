@@ -10,6 +10,7 @@ import type { Database as Schema } from './schema';
 export { DbError };
 
 export interface WriteDb {
+  file: string;
   sqlite: Database.Database;
   kysely: Kysely<Schema>;
   nodeId: string;
@@ -24,8 +25,13 @@ export async function openForWrite(file: string): Promise<WriteDb> {
   }
   try {
     // Checked before anything writes to the file: a foreign or newer file is never altered.
-    checkIdentity(sqlite, file, true);
+    const state = checkIdentity(sqlite, file, true);
+    // Freed pages go back to the file system in small steps (retention), set before any table.
+    if (state === 'empty') sqlite.pragma('auto_vacuum = INCREMENTAL');
     sqlite.pragma('journal_mode = WAL');
+    // Keep the WAL small: checkpoint every ~4 MiB of commits and truncate it to 64 MiB after.
+    sqlite.pragma('wal_autocheckpoint = 1000');
+    sqlite.pragma('journal_size_limit = 67108864');
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('busy_timeout = 5000');
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
@@ -38,7 +44,7 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     sqlite.pragma(`application_id = ${APPLICATION_ID}`);
     sqlite.pragma(`user_version = ${SCHEMA_VERSION}`);
     const nodeId = ensureMeta(sqlite);
-    return { sqlite, kysely, nodeId };
+    return { file, sqlite, kysely, nodeId };
   } catch (err) {
     sqlite.close();
     throw err;

@@ -1,16 +1,20 @@
 /**
- * `traffic-counter record`: runs the capture engine (live or replay) and appends every interval
- * batch to the database.
+ * `traffic-counter record`: runs the capture engine (live or replay) and hands every interval
+ * batch to the sink, which appends it to the database.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import * as engine from '../native';
 import { openForWrite, type WriteDb } from './db';
-import { BatchWriter, type SessionSpec } from './writer';
+import { type SessionSpec } from './writer';
+import { BatchSink } from './sink';
 import { defaultRouteInterface } from './iface';
+import { Logger, type LogFormat } from './log';
+import { Metrics } from './metrics';
+import { DEFAULT_RETENTION, type Retention } from './retention';
+import { Rollups } from './rollups';
 import { bytes, grouped, isoUtc, si } from '../units';
 
 export interface RecordOptions {
@@ -31,6 +35,11 @@ export interface RecordOptions {
   snaplen?: number;
   quiet: boolean;
   progress?: boolean;
+  retention?: Retention;
+  queueMax?: number;
+  logFormat?: LogFormat;
+  metricsListen?: string;
+  user?: string;
 }
 
 export class RecordError extends Error {
@@ -38,8 +47,6 @@ export class RecordError extends Error {
     super(message);
   }
 }
-
-const log = (msg: string) => process.stderr.write(`traffic-counter: ${msg}\n`);
 
 /** Replay session key: derived from the files' content (size, first and last 4 MiB) and the
  * counting options, so replaying the same capture again appends nothing new. */
@@ -70,21 +77,42 @@ function replaySessionKey(files: string[], opts: Record<string, unknown>): strin
 class IntervalPrinter {
   private prevIps = 0;
   private prevFlows = 0;
-  constructor(private readonly quiet: boolean) {}
-  print(b: engine.Batch): void {
-    if (this.quiet) return;
+  constructor(private readonly log: Logger, private readonly quiet: boolean, private readonly metrics: Metrics) {}
+  observe(b: engine.Batch): void {
     const c = b.counters;
+    const m = this.metrics;
+    m.packets += Number(c.ipPackets);
+    m.bytes += Number(c.ipBytes);
+    m.kernelPackets += Number(c.ringPackets);
+    m.kernelDrops += Number(c.ringDrops);
+    m.filterDrops += Number(c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored);
+    m.ipKeys = b.ip.count;
+    m.flowKeys = b.flow.count;
+    if (this.quiet) return;
     const drops = b.hasRing ? grouped(c.ringDrops) : '-';
-    const filterDrops = b.hasFilter ? grouped(c.filterNonIp + c.filterIgnored + c.filterNotAccepted) : grouped(c.ignored);
+    const filterDrops = b.hasFilter ? c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored : c.ignored;
     const ipKeys = b.ip.count;
     const flowKeys = b.flow.count;
     const d = (n: number, p: number) => `${n - p >= 0 ? '+' : ''}${n - p}`;
-    process.stderr.write(
+    this.log.interval(
       `${isoUtc(b.startMs)}  ${bytes(c.ipBytes).padStart(10)}  ${si(c.ipPackets, 'pkt').padStart(9)}  ` +
-        `kernel drops ${drops}  filter drops ${filterDrops}  ips ${grouped(ipKeys)} (${d(ipKeys, this.prevIps)})  ` +
+        `kernel drops ${drops}  filter drops ${grouped(filterDrops)}  ips ${grouped(ipKeys)} (${d(ipKeys, this.prevIps)})  ` +
         `flows ${grouped(flowKeys)} (${d(flowKeys, this.prevFlows)})` +
-        (c.ipOverflowKeys + c.flowOverflowKeys > 0n ? `  overflowed keys ${c.ipOverflowKeys}/${c.flowOverflowKeys}` : '') +
-        '\n',
+        (c.ipOverflowKeys + c.flowOverflowKeys > 0n ? `  overflowed keys ${c.ipOverflowKeys}/${c.flowOverflowKeys}` : ''),
+      {
+        start: new Date(b.startMs).toISOString(),
+        end: new Date(b.endMs).toISOString(),
+        bytes: c.ipBytes,
+        packets: c.ipPackets,
+        kernel_drops: b.hasRing ? c.ringDrops : null,
+        filter_drops: filterDrops,
+        ip_keys: ipKeys,
+        ip_keys_growth: ipKeys - this.prevIps,
+        flow_keys: flowKeys,
+        flow_keys_growth: flowKeys - this.prevFlows,
+        ip_overflow_keys: c.ipOverflowKeys,
+        flow_overflow_keys: c.flowOverflowKeys,
+      },
     );
     this.prevIps = ipKeys;
     this.prevFlows = flowKeys;
@@ -105,6 +133,7 @@ export async function record(o: RecordOptions): Promise<void> {
   // Everything the user gave is checked before the database is touched.
   if (o.ignoreFile) engine.checkCidrFile(o.ignoreFile);
   if (o.acceptSourceFile) engine.checkCidrFile(o.acceptSourceFile);
+  if (o.user) userIds(o.user);
   if (o.pcap && o.pcap.length > 0) {
     engine.probeCaptures(o.pcap);
     return recordReplay(o, o.pcap);
@@ -112,7 +141,16 @@ export async function record(o: RecordOptions): Promise<void> {
   return recordLive(o);
 }
 
+async function startMetrics(o: RecordOptions, metrics: Metrics, log: Logger): Promise<(() => void) | undefined> {
+  if (!o.metricsListen) return undefined;
+  const server = await metrics.listen(o.metricsListen);
+  const a = server.address();
+  log.info(`metrics on http://${typeof a === 'object' && a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : o.metricsListen}/metrics`);
+  return () => server.close();
+}
+
 async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
+  const log = new Logger(o.logFormat);
   const counting = { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, flows: o.flows, ignoreFile: o.ignoreFile ?? null, acceptSourceFile: o.acceptSourceFile ?? null };
   const spec: SessionSpec = {
     key: replaySessionKey(files, counting),
@@ -123,21 +161,28 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
     options: counting,
   };
   const db = await openForWrite(o.db);
-  const printer = new IntervalPrinter(o.quiet);
+  const metrics = new Metrics(o.db);
+  const stopMetrics = await startMetrics(o, metrics, log);
+  const printer = new IntervalPrinter(log, o.quiet, metrics);
   const showBar = o.progress ?? (process.stderr.isTTY === true && !o.quiet);
   const bar = showBar ? new SingleBar({ format: 'replay [{bar}] {percentage}% | {value}/{total} MiB | {eta}s left', stream: process.stderr, hideCursor: true }) : undefined;
-  let writer: BatchWriter | undefined;
-  let written = 0;
-  let skipped = 0;
+  let sink: BatchSink | undefined;
   const run = engine.replay(files, countOptions(o), {
-    batch: (b) => {
-      writer ??= new BatchWriter(db.sqlite, db.nodeId, spec);
-      const r = writer.write(b);
-      if (r.written) written++;
-      else skipped++;
-      if (!bar) printer.print(b);
+    batch: async (b) => {
+      sink ??= new BatchSink({
+        db,
+        spec,
+        retention: o.retention ?? DEFAULT_RETENTION,
+        queueMax: o.queueMax ?? 64,
+        log,
+        metrics,
+        onWritten: (wb) => {
+          if (!bar) printer.observe(wb);
+        },
+      });
+      await sink.write(b);
     },
-    warning: (m) => log(`warning: ${m}`),
+    warning: (m) => log.warn(m),
     progress: (done, total) => {
       if (!bar) return;
       const mib = (n: number) => Math.round(n / (1 << 20));
@@ -151,14 +196,15 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
   try {
     const summaries = await run.done;
     bar?.stop();
-    writer?.end();
+    await sink?.close(Date.now() + 60_000);
     if (!o.quiet) {
-      for (const s of summaries) log(`${s.path}: ${grouped(s.frames)} frames (${s.format})${s.truncated ? ', ends early' : ''}`);
-      log(`${written} intervals written to ${o.db}${skipped ? `, ${skipped} already recorded (skipped)` : ''}`);
+      for (const s of summaries) log.info(`${s.path}: ${grouped(s.frames)} frames (${s.format})${s.truncated ? ', ends early' : ''}`);
+      log.info(`${metrics.batchesWritten} intervals written to ${o.db}${metrics.batchesSkipped ? `, ${metrics.batchesSkipped} already recorded (skipped)` : ''}`);
     }
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    stopMetrics?.();
     closeDb(db);
   }
 }
@@ -172,7 +218,47 @@ function closeDb(db: WriteDb): void {
   db.sqlite.close();
 }
 
+function userIds(name: string): { uid: number; gid: number } {
+  const r = require('node:child_process').spawnSync('id', ['-u', name], { encoding: 'utf8' });
+  const g = require('node:child_process').spawnSync('id', ['-g', name], { encoding: 'utf8' });
+  if (r.status !== 0 || g.status !== 0) throw new RecordError(`--user ${name}: no such user`, 'ERR_TC_BAD_OPTION');
+  return { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()) };
+}
+
+/**
+ * Drops root after the sockets, rings and filter exist: the database files are handed to the
+ * user, then gid and uid change. Changing every uid from 0 to non-zero clears the permitted,
+ * effective and ambient capability sets (capabilities(7), "Effect of user ID changes").
+ */
+function dropPrivileges(user: string, dbFile: string, log: Logger): void {
+  const { uid, gid } = userIds(user);
+  for (const ext of ['', '-wal', '-shm']) if (existsSync(dbFile + ext)) chownSync(dbFile + ext, uid, gid);
+  (process as unknown as { initgroups(u: string, g: number): void }).initgroups(user, gid);
+  process.setgid!(gid);
+  process.setuid!(uid);
+  log.info(`running as ${user} (uid ${uid}, gid ${gid}) without capabilities`);
+}
+
+/** Marks live sessions of this database that never ended as unclean shutdowns (a gap). */
+function recordUncleanShutdowns(db: WriteDb, sink: BatchSink, log: Logger): void {
+  const rows = db.sqlite
+    .prepare(
+      `select s.id, s.source, (select max(end_ms) from batches b where b.session_id = s.id) as last_end
+       from sessions s where s.kind = 'live' and s.ended_at is null and s.id != ?`,
+    )
+    .all(sink.sessionId) as { id: number; source: string; last_end: number | null }[];
+  for (const r of rows) {
+    const detail = `session ${r.id} on ${r.source} ended without a clean stop (killed or crashed); the interval in flight was lost`;
+    db.sqlite.transaction(() => {
+      db.sqlite.prepare("insert into events (at_ms, session_id, kind, start_ms, end_ms, detail) values (?, ?, 'unclean-shutdown', ?, ?, ?)").run(Date.now(), r.id, r.last_end, Date.now(), detail);
+      db.sqlite.prepare('update sessions set ended_at = coalesce(?, started_at) where id = ?').run(r.last_end, r.id);
+    })();
+    log.warn(detail);
+  }
+}
+
 async function recordLive(o: RecordOptions): Promise<void> {
+  const log = new Logger(o.logFormat);
   const iface = o.iface ?? defaultRouteInterface();
   if (!iface) throw new RecordError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
   const spec: SessionSpec = {
@@ -183,55 +269,67 @@ async function recordLive(o: RecordOptions): Promise<void> {
     flows: o.flows,
     options: { ...countOptions(o), workers: o.workers ?? null, ebpf: o.ebpf, blockSize: o.blockSize ?? null, blockCount: o.blockCount ?? null, frameSize: o.frameSize ?? null },
   };
-  const printer = new IntervalPrinter(o.quiet);
-  let writer: BatchWriter | undefined;
+  const metrics = new Metrics(o.db);
+  const printer = new IntervalPrinter(log, o.quiet, metrics);
   // The capture starts first, so every option (interface, ring shape, fanout group, filter) is
-  // checked before the database is touched; the first batch waits for the database.
-  let dbOpen: Promise<WriteDb> | undefined;
+  // checked before the database is touched; batches wait for the sink.
+  let sinkReady: Promise<BatchSink> | undefined;
   const live = engine.startLive(
-      {
-        iface,
-        workers: o.workers,
-        blockSize: o.blockSize,
-        blockCount: o.blockCount,
-        frameSize: o.frameSize,
-        fanoutGroup: o.fanoutGroup,
-        ebpf: o.ebpf,
-        snaplen: o.snaplen,
-        count: countOptions(o),
+    {
+      iface,
+      workers: o.workers,
+      blockSize: o.blockSize,
+      blockCount: o.blockCount,
+      frameSize: o.frameSize,
+      fanoutGroup: o.fanoutGroup,
+      ebpf: o.ebpf,
+      snaplen: o.snaplen,
+      count: countOptions(o),
+    },
+    {
+      batch: async (b) => {
+        const sink = await sinkReady!;
+        printer.observe(b);
+        sink.push(b);
       },
-      {
-        batch: async (b) => {
-          const db = await dbOpen!;
-          writer ??= new BatchWriter(db.sqlite, db.nodeId, spec);
-          writer.write(b);
-          printer.print(b);
-        },
-        warning: (m) => log(`warning: ${m}`),
-      },
-    );
-  dbOpen = openForWrite(o.db);
+      warning: (m) => log.warn(m),
+    },
+  );
   let db: WriteDb;
+  let sink: BatchSink;
   try {
-    db = await dbOpen;
+    sinkReady = openForWrite(o.db).then((d) => {
+      db = d;
+      sink = new BatchSink({ db: d, spec, retention: o.retention ?? DEFAULT_RETENTION, queueMax: o.queueMax ?? 64, log, metrics });
+      return sink;
+    });
+    await sinkReady;
   } catch (err) {
     live.stop();
     await live.done.catch(() => undefined);
     throw err;
   }
+  const stopMetrics = await startMetrics(o, metrics, log).catch((err) => {
+    live.stop();
+    throw err;
+  });
+  sink!.event('start', `live capture on ${iface}`);
+  recordUncleanShutdowns(db!, sink!, log);
+  // Close rollup buckets a crashed session left open.
+  db!.sqlite.transaction(() => new Rollups(db!.sqlite).closeUpTo(Date.now()))();
   const info = live.info;
-  if (!o.quiet) {
-    log(
-      `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
-        `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
-        `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}`,
-    );
-  }
+  log.info(
+    `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
+      `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
+      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}`,
+    { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets },
+  );
+  if (o.user) dropPrivileges(o.user, o.db, log);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
-    if (!o.quiet) log(`${sig}: flushing the partial interval`);
+    log.info(`${sig}: flushing the partial interval`, { event: 'stop', signal: sig });
     live.stop();
   };
   const onInt = () => stop('SIGINT');
@@ -239,9 +337,9 @@ async function recordLive(o: RecordOptions): Promise<void> {
   const onHup = () => {
     try {
       live.reloadRules();
-      log('SIGHUP: CIDR files reloaded');
+      log.info('SIGHUP: CIDR files reloaded', { event: 'reload' });
     } catch (err) {
-      log(`SIGHUP: reload failed, keeping the previous rules: ${(err as Error).message}`);
+      log.error(`SIGHUP: reload failed, keeping the previous rules: ${(err as Error).message}`, { event: 'reload-failed' });
     }
   };
   process.on('SIGINT', onInt);
@@ -249,11 +347,24 @@ async function recordLive(o: RecordOptions): Promise<void> {
   process.on('SIGHUP', onHup);
   try {
     await live.done;
-    (writer as BatchWriter | undefined)?.end();
+    await sink!.close(Date.now() + 1500);
+    sink!.event('stop', 'clean stop');
   } finally {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     process.off('SIGHUP', onHup);
+    stopMetrics?.();
+    closeDb(db!);
+  }
+}
+
+/** `traffic-counter rebuild`: recomputes every projection from the log. */
+export async function rebuild(dbFile: string): Promise<{ buckets: number }> {
+  if (!existsSync(dbFile)) throw new RecordError(`database ${dbFile} does not exist`, 'ERR_TC_NO_DATABASE');
+  const db = await openForWrite(dbFile);
+  try {
+    return new Rollups(db.sqlite).rebuild();
+  } finally {
     closeDb(db);
   }
 }

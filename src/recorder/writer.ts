@@ -44,7 +44,6 @@ export class BatchWriter {
   /** Whether the maps hold the whole dictionary (then a miss is a new address, no SELECT). */
   private complete = false;
   private readonly stmts;
-  private readonly writeTx: (b: Batch) => WriteResult;
 
   constructor(db: Database.Database, nodeId: string, spec: SessionSpec) {
     const now = Date.now();
@@ -75,7 +74,6 @@ export class BatchWriter {
       addrPut: db.prepare('insert into addresses (addr, text) values (?, ?)'),
       endSession: db.prepare('update sessions set ended_at = ? where id = ?'),
     };
-    this.writeTx = db.transaction((b: Batch) => this.writeInTx(b));
     this.loadDictionary(db);
   }
 
@@ -131,7 +129,7 @@ export class BatchWriter {
     const c = b.counters;
     const ring = b.hasRing;
     const filt = b.hasFilter;
-    const seq = this.seq++;
+    const seq = this.seq;
     const r = this.stmts.batch.run(
       this.sessionId, seq, b.startMs, b.endMs,
       int(c.frames), int(c.ipPackets), int(c.ipBytes), int(c.ipv4Packets), int(c.ipv4Bytes), int(c.ipv6Packets),
@@ -170,9 +168,24 @@ export class BatchWriter {
     return { written: true, batchId, ipRows: ip.count, flowRows: f.count };
   }
 
-  /** Appends one batch in one transaction. Appending a batch already in the log is a no-op. */
+  /**
+   * Appends one batch; call inside a transaction, then `advance()` once it committed.
+   * Appending a batch already in the log (same session and sequence) is a no-op.
+   */
   write(b: Batch): WriteResult {
-    return this.writeTx(b);
+    return this.writeInTx(b);
+  }
+
+  /** The batch's transaction committed: the next batch takes the next sequence number. */
+  advance(): void {
+    this.seq++;
+  }
+
+  /** After a failed transaction: cached dictionary ids may name rows that were rolled back. */
+  forgetCache(): void {
+    this.v4.clear();
+    this.v6.clear();
+    this.complete = false;
   }
 
   end(): void {

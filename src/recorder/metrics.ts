@@ -1,0 +1,77 @@
+/** The recorder's own health in the Prometheus text exposition format (`--metrics-listen`). */
+import * as http from 'node:http';
+import { statSync } from 'node:fs';
+
+export class Metrics {
+  packets = 0;
+  bytes = 0;
+  kernelPackets = 0;
+  kernelDrops = 0;
+  filterDrops = 0;
+  batchesWritten = 0;
+  batchesSkipped = 0;
+  lostIntervals = 0;
+  writeErrors = 0;
+  queueDepth = 0;
+  lastWriteSeconds = 0;
+  writeSecondsSum = 0;
+  ipKeys = 0;
+  flowKeys = 0;
+  private readonly started = Date.now();
+
+  constructor(private readonly dbFile: string) {}
+
+  private dbSize(): number {
+    let n = 0;
+    for (const ext of ['', '-wal']) {
+      try {
+        n += statSync(this.dbFile + ext).size;
+      } catch {
+        /* not there */
+      }
+    }
+    return n;
+  }
+
+  render(): string {
+    const m: [string, string, string, number][] = [
+      ['tc_packets_total', 'counter', 'IP packets counted', this.packets],
+      ['tc_bytes_total', 'counter', 'IP bytes counted (IP length field)', this.bytes],
+      ['tc_kernel_packets_total', 'counter', 'packets the kernel ring received (PACKET_STATISTICS)', this.kernelPackets],
+      ['tc_kernel_drops_total', 'counter', 'packets the kernel dropped because a ring was full', this.kernelDrops],
+      ['tc_filter_drops_total', 'counter', 'frames dropped by the CIDR rules and the non-IP filter', this.filterDrops],
+      ['tc_batches_written_total', 'counter', 'interval batches appended to the database', this.batchesWritten],
+      ['tc_batches_skipped_total', 'counter', 'batches already in the log (idempotent re-appends)', this.batchesSkipped],
+      ['tc_lost_intervals_total', 'counter', 'batches dropped because the write queue was full', this.lostIntervals],
+      ['tc_write_errors_total', 'counter', 'failed database writes (retried)', this.writeErrors],
+      ['tc_write_queue_depth', 'gauge', 'batches waiting to be written', this.queueDepth],
+      ['tc_write_latency_seconds', 'gauge', 'duration of the last batch transaction', this.lastWriteSeconds],
+      ['tc_write_seconds_total', 'counter', 'time spent in batch transactions', this.writeSecondsSum],
+      ['tc_ip_keys', 'gauge', 'addresses in the last interval', this.ipKeys],
+      ['tc_flow_keys', 'gauge', 'flows in the last interval', this.flowKeys],
+      ['tc_database_bytes', 'gauge', 'size of the database file and its WAL', this.dbSize()],
+      ['tc_uptime_seconds', 'gauge', 'seconds since the recorder started', (Date.now() - this.started) / 1000],
+    ];
+    return m.map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`).join('');
+  }
+
+  /** Serves /metrics on ADDR:PORT ("[::1]:9464", "127.0.0.1:9464", ":9464"). */
+  listen(addr: string): Promise<http.Server> {
+    const m = addr.match(/^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/);
+    if (!m) throw new Error(`--metrics-listen ${JSON.stringify(addr)} is not ADDR:PORT (e.g. 127.0.0.1:9464)`);
+    const host = m[1] ?? (m[2] || '0.0.0.0');
+    const port = Number(m[3]);
+    const server = http.createServer((req, res) => {
+      if (req.url === '/metrics' || req.url === '/') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end(this.render());
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve(server));
+    });
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * Between the capture engine and the database: a bounded queue of batches, one transaction
+ * per batch (log rows, rollup upkeep, lost-interval records), retries with back-off when the
+ * database is locked, full or read-only, and retention in small separate steps.
+ *
+ * Live capture never waits on the database: past `queueMax` batches the oldest is dropped and a
+ * "lost-interval" event records it in the next transaction that succeeds. A replay waits
+ * instead (nothing is lost; the engine thread blocks behind the bounded native queue).
+ */
+import type { Batch } from '../native';
+import type { WriteDb } from './db';
+import { BatchWriter, type SessionSpec } from './writer';
+import { Rollups } from './rollups';
+import { Pruner, type Retention } from './retention';
+import type { Logger } from './log';
+import type { Metrics } from './metrics';
+
+export interface SinkOptions {
+  db: WriteDb;
+  spec: SessionSpec;
+  retention: Retention;
+  queueMax: number;
+  log: Logger;
+  metrics: Metrics;
+  /** Called after each batch is written (interval line). */
+  onWritten?(b: Batch, written: boolean): void;
+}
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 10_000;
+const CHECKPOINT_EVERY_MS = 30_000;
+
+export class BatchSink {
+  private readonly writer: BatchWriter;
+  private readonly rollups: Rollups;
+  private readonly pruner: Pruner;
+  private readonly queue: Batch[] = [];
+  private readonly lost: { startMs: number; endMs: number }[] = [];
+  private readonly addEvent;
+  private pumping = false;
+  private retryMs = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private failing = false;
+  private lastCheckpoint = Date.now();
+  private idleWaiters: (() => void)[] = [];
+  /** Newest interval end in the log: the clock retention measures age against in replays. */
+  private newestMs: number;
+
+  constructor(private readonly o: SinkOptions) {
+    const db = o.db.sqlite;
+    this.writer = new BatchWriter(db, o.db.nodeId, o.spec);
+    this.rollups = new Rollups(db);
+    this.pruner = new Pruner(db, o.retention);
+    this.newestMs = (db.prepare('select max(end_ms) from batches').pluck().get() as number | null) ?? 0;
+    this.addEvent = db.prepare('insert into events (at_ms, session_id, kind, start_ms, end_ms, detail) values (?, ?, ?, ?, ?, ?)');
+  }
+
+  get sessionId(): number {
+    return this.writer.sessionId;
+  }
+
+  event(kind: string, detail: string | null, startMs: number | null = null, endMs: number | null = null): void {
+    try {
+      this.addEvent.run(Date.now(), this.writer.sessionId, kind, startMs, endMs, detail);
+    } catch {
+      /* the database is failing: the event is in the log output */
+    }
+  }
+
+  /** Live: queue the batch and return at once. */
+  push(b: Batch): void {
+    this.queue.push(b);
+    while (this.queue.length > this.o.queueMax) {
+      const dropped = this.queue.shift()!;
+      this.lost.push({ startMs: dropped.startMs, endMs: dropped.endMs });
+      this.o.metrics.lostIntervals++;
+      this.o.log.warn(`write queue full (${this.o.queueMax} batches): interval ${new Date(dropped.startMs).toISOString()} dropped and recorded as lost`, {
+        event: 'lost-interval',
+        start_ms: dropped.startMs,
+      });
+    }
+    this.o.metrics.queueDepth = this.queue.length;
+    this.pump();
+  }
+
+  /** Replay: resolves once the batch is in the database (waiting through retries). */
+  async write(b: Batch): Promise<void> {
+    this.push(b);
+    await this.idle();
+  }
+
+  /** Resolves when the queue is empty. */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && !this.pumping) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private pump(): void {
+    if (this.pumping || this.retryTimer) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        const b = this.queue[0];
+        const t0 = process.hrtime.bigint();
+        let written: boolean;
+        try {
+          written = this.writeOne(b);
+        } catch (err) {
+          this.onWriteError(err as Error);
+          return;
+        }
+        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        this.queue.shift();
+        const m = this.o.metrics;
+        m.queueDepth = this.queue.length;
+        m.lastWriteSeconds = secs;
+        m.writeSecondsSum += secs;
+        if (written) m.batchesWritten++;
+        else m.batchesSkipped++;
+        if (this.failing) {
+          this.failing = false;
+          this.o.log.info('database writes work again');
+        }
+        this.retryMs = 0;
+        this.o.onWritten?.(b, written);
+        this.newestMs = Math.max(this.newestMs, b.endMs);
+        this.maintain();
+      }
+    } finally {
+      this.pumping = false;
+      if (this.queue.length === 0 && !this.retryTimer) {
+        const w = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const r of w) r();
+      }
+    }
+  }
+
+  private writeOne(b: Batch): boolean {
+    const db = this.o.db.sqlite;
+    const written = db.transaction(() => {
+      const r = this.writer.write(b);
+      if (r.written) {
+        this.rollups.markBatch(b.startMs, r.ipRows > 0, r.flowRows > 0);
+        this.rollups.closeUpTo(b.startMs);
+      }
+      for (const l of this.lost) this.addEvent.run(Date.now(), this.writer.sessionId, 'lost-interval', l.startMs, l.endMs, 'write queue full');
+      return r.written;
+    })();
+    this.lost.length = 0;
+    this.writer.advance();
+    return written;
+  }
+
+  private onWriteError(err: Error & { code?: string }): void {
+    this.o.metrics.writeErrors++;
+    this.writer.forgetCache();
+    this.retryMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, this.retryMs * 2));
+    if (!this.failing) {
+      this.failing = true;
+      this.o.log.error(`cannot write to ${this.o.db.file} (${err.code ?? 'error'}: ${err.message}); capture goes on, batches wait in memory (at most ${this.o.queueMax}) and the write is retried`, {
+        event: 'write-error',
+        code: err.code ?? null,
+      });
+    }
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.pump();
+    }, this.retryMs);
+  }
+
+  /**
+   * Retention and WAL upkeep after a write; failures here only log. Retention runs in live
+   * capture, against the clock: a replay (an analyst's file) keeps every row it writes.
+   */
+  private maintain(): void {
+    try {
+      if (this.o.spec.kind === 'live') this.pruner.step(Math.max(Date.now(), this.newestMs));
+      if (Date.now() - this.lastCheckpoint > CHECKPOINT_EVERY_MS) {
+        this.lastCheckpoint = Date.now();
+        this.o.db.sqlite.pragma('wal_checkpoint(PASSIVE)');
+      }
+    } catch (err) {
+      this.o.log.warn(`retention step failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Writes what is queued (retrying until `deadlineMs`), closes open rollup buckets, ends the session. */
+  async close(deadlineMs: number): Promise<void> {
+    const left = () => deadlineMs - Date.now();
+    if (this.queue.length > 0) {
+      await Promise.race([this.idle(), new Promise((r) => setTimeout(r, Math.max(0, left())))]);
+    }
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    if (this.queue.length > 0) {
+      this.o.log.error(`${this.queue.length} interval(s) could not be written before exit`, { event: 'lost-interval', count: this.queue.length });
+    }
+    try {
+      this.o.db.sqlite.transaction(() => {
+        this.rollups.closeAll();
+        this.writer.end();
+      })();
+    } catch (err) {
+      this.o.log.warn(`closing the session failed: ${(err as Error).message}`);
+    }
+  }
+}
