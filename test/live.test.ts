@@ -227,6 +227,90 @@ describe('live capture in network namespaces', () => {
     assert.equal((r.stderr.match(/eBPF filter attached/g) ?? []).length, 1, 'attached once');
   });
 
+  test('SIGTERM flushes and exits 0 within 2 s; SIGKILL leaves a sound file and the gap is recorded', async (t) => {
+    if (!guard(t)) return;
+    const r = await startRecorder([]);
+    udp(V4B, 9000, 40020, 10, 100);
+    await sleep(1200);
+    const t0 = Date.now();
+    r.child.kill('SIGTERM');
+    assert.equal(await exited(r.child, 5000), 0);
+    assert.ok(Date.now() - t0 < 2000, `stopped in ${Date.now() - t0} ms`);
+    assert.equal(flow(flowRows(r.db), V4A, V4B, 17, 40020, 9000)?.packets, 10);
+
+    const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', r.db, '--interval-secs', '1', '--flows']);
+    await waitForStderr(child, /recording veth-b/);
+    udp(V4B, 9000, 40021, 7, 100);
+    await sleep(1500);
+    child.kill('SIGKILL');
+    await exited(child);
+    const d = new Database(r.db);
+    assert.equal(d.pragma('integrity_check', { simple: true }), 'ok');
+    d.close();
+
+    const again = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', r.db, '--interval-secs', '1', '--flows']);
+    await waitForStderr(again, /ended without a clean stop/);
+    again.kill('SIGINT');
+    assert.equal(await exited(again), 0);
+    const e = new Database(r.db, { readonly: true });
+    const kinds = e.prepare('select kind from events order by id').pluck().all();
+    e.close();
+    assert.ok(kinds.includes('unclean-shutdown'), `events: ${kinds.join(',')}`);
+    assert.equal(flow(flowRows(r.db), V4A, V4B, 17, 40021, 9000)?.packets, 7, 'intervals written before the kill are kept');
+  });
+
+  test('a locked database: capture goes on, the oldest batches past --queue-max are recorded as lost; metrics tell', async (t) => {
+    if (!guard(t)) return;
+    const r = await startRecorder(['--queue-max', '2', '--metrics-listen', '127.0.0.1:9464']);
+    const lock = new Database(r.db);
+    lock.exec('begin exclusive');
+    for (let i = 0; i < 5; i++) {
+      udp(V4B, 9000, 40030, 5, 100);
+      await sleep(1000);
+    }
+    const during = scrape();
+    lock.exec('commit');
+    lock.close();
+    udp(V4B, 9000, 40031, 9, 100);
+    await sleep(3500);
+    const after = scrape();
+    await stopRecorder(r);
+    assert.ok(metric(during, 'tc_write_errors_total') > 0, during);
+    assert.ok(metric(during, 'tc_write_queue_depth') <= 2);
+    const lost = metric(after, 'tc_lost_intervals_total');
+    assert.ok(lost >= 1, after);
+    assert.ok(metric(after, 'tc_batches_written_total') > 0);
+    assert.match(r.stderr, /cannot write to .*SQLITE_BUSY/);
+    const d = new Database(r.db, { readonly: true });
+    assert.equal(d.pragma('integrity_check', { simple: true }), 'ok');
+    assert.equal(d.prepare("select count(*) from events where kind = 'lost-interval'").pluck().get(), lost);
+    d.close();
+    assert.equal(flow(flowRows(r.db), V4A, V4B, 17, 40031, 9000)?.packets, 9, 'capture went on');
+  });
+
+  test('--user drops root and every capability after setup; --log-format json', async (t) => {
+    if (!guard(t)) return;
+    const dir = tmp();
+    sh('chmod', ['0777', dir]);
+    const db = path.join(dir, 'user.db');
+    const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--interval-secs', '1', '--flows', '--user', 'nobody', '--log-format', 'json']);
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    await waitForStderr(child, /running as nobody/);
+    const status = sh('cat', [`/proc/${child.pid}/status`]);
+    assert.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+    assert.match(status, /^CapEff:\s+0+$/m);
+    assert.match(status, /^CapPrm:\s+0+$/m);
+    udp(V4B, 9000, 40040, 12, 100);
+    await sleep(1300);
+    child.kill('SIGINT');
+    assert.equal(await exited(child), 0, err);
+    const lines = err.trim().split('\n');
+    for (const l of lines) JSON.parse(l);
+    assert.ok(lines.some((l) => JSON.parse(l).level === 'interval' && 'kernel_drops' in JSON.parse(l)));
+    assert.equal(flow(flowRows(db), V4A, V4B, 17, 40040, 9000)?.packets, 12);
+  });
+
   test('bad ring parameters, a missing interface and a taken fanout group: clear errors, no database', async (t) => {
     if (!guard(t)) return;
     const dir = tmp();
@@ -255,4 +339,16 @@ describe('live capture in network namespaces', () => {
 import { spawnSync } from 'node:child_process';
 function spawnSyncQuiet(cmd: string, args: string[]) {
   return spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
+}
+
+/** Scrapes the recorder's metrics from inside namespace B. */
+function scrape(): string {
+  const js = "require('http').get('http://127.0.0.1:9464/metrics', (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(b)); })";
+  return sh('ip', ['netns', 'exec', B, process.execPath, '-e', js]);
+}
+
+function metric(text: string, name: string): number {
+  const m = text.match(new RegExp(`^${name} (\\S+)$`, 'm'));
+  if (!m) throw new Error(`metric ${name} missing:\n${text}`);
+  return Number(m[1]);
 }

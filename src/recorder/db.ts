@@ -33,7 +33,8 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     sqlite.pragma('wal_autocheckpoint = 1000');
     sqlite.pragma('journal_size_limit = 67108864');
     sqlite.pragma('synchronous = NORMAL');
-    sqlite.pragma('busy_timeout = 5000');
+    // Short: a locked database must not stall the event loop; the sink retries with back-off.
+    sqlite.pragma('busy_timeout = 100');
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
     const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
     const { error, results } = await migrator.migrateToLatest();

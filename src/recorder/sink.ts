@@ -27,7 +27,7 @@ export interface SinkOptions {
 }
 
 const RETRY_MIN_MS = 250;
-const RETRY_MAX_MS = 10_000;
+const RETRY_MAX_MS = 2_000;
 const CHECKPOINT_EVERY_MS = 30_000;
 
 export class BatchSink {
