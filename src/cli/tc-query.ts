@@ -1,41 +1,132 @@
 #!/usr/bin/env node
 /** `tc-query`: questions to a traffic-counter database (read-only), answered through DuckDB. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { top } from '../query/top';
+import ms from 'ms';
+import { top, type TopBy } from '../query/top';
+import { series } from '../query/series';
+import { status } from '../query/status';
+import { adhocSql, exportRows } from '../query/adhoc';
 import { makeWindow } from '../query/window';
 import { renderError, type Format } from '../query/output';
+import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../query/filters';
+import { checkTz } from '../query/time';
 import { defaultDb, intIn } from './options';
 
 const program = new Command('tc-query')
-  .description('Query a traffic-counter database (opened read-only)')
+  .description('Query a traffic-counter database (opened read-only, never changed)')
   .option('--db <file>', 'database file (env TC_DB)', defaultDb())
   .showHelpAfterError();
 
 let format: Format = 'table';
 
-const formatOption = () =>
-  new Option('--format <fmt>', 'output format').choices(['table', 'json', 'csv']).default('table');
+const formatOption = () => new Option('--format <fmt>', 'output format').choices(['table', 'json', 'csv']).default('table');
 
-function windowOptions(cmd: Command): Command {
+const tzParser = (v: string) => {
+  try {
+    return checkTz(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
+function common(cmd: Command, defaultSince: string): Command {
   return cmd
-    .option('--since <time>', 'start: a duration before now (30s, 15m, 1h, 7d), an ISO-8601 time or epoch seconds (default 1h)')
+    .option('--since <time>', `start: a duration before now (30s, 15m, 1h, 7d), an ISO-8601 time or epoch seconds (default ${defaultSince})`)
     .option('--until <time>', 'end: same forms as --since (default now)')
-    .option('--all', 'the whole file', false);
+    .option('--all', 'the whole file', false)
+    .option('--utc', 'show times in UTC (the default)')
+    .option('--tz <zone>', 'show times in this time zone (storage stays UTC)', tzParser)
+    .addOption(formatOption());
 }
 
-windowOptions(
-  program
-    .command('top')
-    .description('top talkers (--by ip) or top flows (--by flow), largest bytes first')
-    .addOption(new Option('--by <what>', 'group by').choices(['ip', 'flow']).default('ip')),
+function filterOptions(cmd: Command): Command {
+  return cmd
+    .option('--ip <addr>', 'only this address', parseIpOption)
+    .option('--cidr <net>', 'only addresses in this network', parseCidrOption)
+    .option('--proto <p>', 'only this IP protocol (tcp, udp, icmp, ... or a number; uses flow rows)', parseProto)
+    .option('--port <n>', 'only this source or destination port (uses flow rows)', intIn(0, 65535));
+}
+
+function filtersOf(opts: Filters): Filters {
+  if (opts.ip && opts.cidr) throw new InvalidArgumentError('give --ip or --cidr, not both');
+  return { ip: opts.ip, cidr: opts.cidr, proto: opts.proto, port: opts.port };
+}
+
+const dbOf = (cmd: Command) => cmd.parent!.opts().db as string;
+const tzOf = (opts: { tz?: string; utc?: boolean }) => (opts.utc ? undefined : opts.tz);
+
+filterOptions(
+  common(
+    program
+      .command('top')
+      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver) or flow; largest bytes first')
+      .addOption(new Option('--by <what>', 'group by').choices(['ip', 'src', 'dst', 'flow']).default('ip')),
+    '1h',
+  ),
 )
   .option('--limit <n>', 'rows to show (0 = every row)', intIn(0, 1e9), 20)
-  .addOption(formatOption())
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
-    const out = await top({ db: cmd.parent!.opts().db, by: opts.by, window, limit: opts.limit, format: opts.format });
-    process.stdout.write(out);
+    process.stdout.write(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
+  });
+
+common(program.command('flows').description('the top flows to and from an address').requiredOption('--ip <addr>', 'the address', parseIpOption), '1h')
+  .option('--limit <n>', 'rows to show (0 = every row)', intIn(0, 1e9), 20)
+  .action(async (opts, cmd: Command) => {
+    format = opts.format;
+    const window = makeWindow(opts);
+    process.stdout.write(await top({ db: dbOf(cmd), by: 'flow', window, limit: opts.limit, format: opts.format, filters: { ip: opts.ip }, tz: tzOf(opts) }));
+  });
+
+const STEPS = ['30s', '1m', '5m', '15m', '1h', '1d'];
+common(program.command('series').description('traffic per step: the total (each packet once), or of --ip / --cidr'), '1h')
+  .option('--ip <addr>', 'traffic of this address (tx + rx)', parseIpOption)
+  .option('--cidr <net>', 'traffic of the addresses in this network', parseCidrOption)
+  .option('--step <d>', `step (${STEPS.join(', ')} or any whole number of seconds)`, '1m')
+  .action(async (opts, cmd: Command) => {
+    format = opts.format;
+    const stepMs = ms(opts.step as ms.StringValue);
+    if (typeof stepMs !== 'number' || !Number.isFinite(stepMs) || stepMs < 1000 || stepMs % 1000 !== 0) {
+      throw new InvalidArgumentError(`--step ${JSON.stringify(opts.step)} must be a whole number of seconds (e.g. ${STEPS.join(', ')})`);
+    }
+    const window = makeWindow(opts);
+    process.stdout.write(await series({ db: dbOf(cmd), window, stepMs, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
+  });
+
+common(program.command('status').description('what the file covers and how complete it is: intervals, gaps, drops, overflow'), 'the whole file').action(async (opts, cmd: Command) => {
+  format = opts.format;
+  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  process.stdout.write(await status({ db: dbOf(cmd), window, format: opts.format, tz: tzOf(opts) }));
+});
+
+common(
+  program
+    .command('sql')
+    .description('ad hoc DuckDB SQL over the tables intervals, ip_deltas, flow_deltas, ip_1m, ip_1h, ip_1d, flow_1m, flow_1h, events')
+    .argument('<query>', 'a DuckDB SELECT statement'),
+  'the whole file',
+).action(async (query: string, opts, cmd: Command) => {
+  format = opts.format;
+  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  process.stdout.write(await adhocSql({ db: dbOf(cmd), window, sql: query, format: opts.format }));
+});
+
+program
+  .command('export')
+  .description('write rows to parquet, csv or jsonl: one file, or a Hive-partitioned folder (node=.../date=...)')
+  .option('--since <time>', 'start (default: the whole file)')
+  .option('--until <time>', 'end (default now)')
+  .option('--all', 'the whole file', false)
+  .addOption(new Option('--what <rows>', 'per-IP or per-flow rows').choices(['ip', 'flow']).default('ip'))
+  .addOption(new Option('--resolution <r>', 'interval rows or rollups').choices(['raw', '1m', '1h', '1d']).default('raw'))
+  .addOption(new Option('--format <fmt>', 'file format').choices(['parquet', 'csv', 'jsonl']).default('parquet'))
+  .requiredOption('--out <path>', 'output file, or folder with --partition')
+  .option('--partition', 'write a Hive-partitioned folder by node and date', false)
+  .action(async (opts, cmd: Command) => {
+    const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+    const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition });
+    process.stderr.write(`tc-query: exported ${r.rows} rows to ${r.out}\n`);
   });
 
 // Parse errors in json mode still print one JSON document.
@@ -47,16 +138,15 @@ program.configureOutput({
 });
 
 function fail(err: unknown): void {
-  const e = err as Error & { code?: string };
-  if (e && e.code === 'commander.helpDisplayed') return;
-  if (e && e.code === 'commander.version') return;
-  const code = e instanceof InvalidArgumentError || (e.code ?? '').startsWith('commander.') ? 'ERR_TC_USAGE' : (e.code ?? 'ERR_TC');
+  const e = err as Error & { code?: string; exitCode?: number };
+  if (e && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')) return;
+  const usage = e instanceof InvalidArgumentError || (e.code ?? '').startsWith('commander.');
+  const code = usage ? 'ERR_TC_USAGE' : (e.code ?? 'ERR_TC');
   const msg = (e.message ?? String(err)).replace(/^error: /, '');
   const r = renderError(format, msg, code);
   if (r.out) process.stdout.write(r.out);
   if (r.err && !(e.code ?? '').startsWith('commander.')) process.stderr.write(r.err);
-  process.exitCode = (e as { exitCode?: number }).exitCode ?? 1;
-  if (process.exitCode === 0) process.exitCode = 1;
+  process.exitCode = e.exitCode && e.exitCode !== 0 ? e.exitCode : 1;
 }
 
 if (process.argv.includes('--format=json') || process.argv.some((a, i) => a === '--format' && process.argv[i + 1] === 'json')) format = 'json';

@@ -35,9 +35,12 @@ export interface Segment {
   toMs: number;
 }
 
-/** Splits [from, to) into whole buckets of the coarsest level and finer edges, skipping dirty buckets. */
-export function plan(db: Database.Database, family: Family, fromMs: number, toMs: number): Segment[] {
-  const levels = LEVELS[family];
+/**
+ * Splits [from, to) into whole buckets of the coarsest level and finer edges, skipping dirty
+ * buckets. `stepMs`: only levels whose bucket divides the step (for series).
+ */
+export function plan(db: Database.Database, family: Family, fromMs: number, toMs: number, stepMs?: number): Segment[] {
+  const levels = LEVELS[family].filter((l) => stepMs === undefined || (l.ms <= stepMs && stepMs % l.ms === 0));
   const dirtyStmt = db.prepare('select bucket_ms from rollup_dirty where level = ? and bucket_ms >= ? and bucket_ms < ? order by bucket_ms').pluck();
   const out: Segment[] = [];
   const cover = (from: number, to: number, li: number): void => {
@@ -100,4 +103,16 @@ export function segmentSql(family: Family, s: Segment, where: string): string {
             where b.start_ms >= ? and b.start_ms < ? ${where} group by ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}`;
   }
   return `select ${FLOW_KEY}, sum(packets), sum(bytes) from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by ${FLOW_KEY}`;
+}
+
+/**
+ * SQL reading one segment as a time series: (t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes)
+ * per interval or bucket start, summed over the addresses matched by `where`.
+ */
+export function seriesSql(s: Segment, where: string): string {
+  if (s.source === 'raw') {
+    return `select b.start_ms, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
+            where b.start_ms >= ? and b.start_ms < ? ${where} group by b.start_ms`;
+  }
+  return `select bucket_ms, ${IP_SUMS} from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by bucket_ms`;
 }

@@ -1,0 +1,91 @@
+/** `tc-query series`: traffic per step (total, or of an address / CIDR), with a bar chart. */
+import { HUGEINT, BIGINT } from '@duckdb/node-api';
+import { Duck, querySql } from './duck';
+import { DbError, openReadOnly } from './db';
+import type { Window } from './window';
+import { render, type ColumnSpec, type Format } from './output';
+import { plan, seriesSql } from './plan';
+import { matchingIds, whereFor, type Filters } from './filters';
+import { coverage, completenessLine } from './coverage';
+import { resolveWindow } from './top';
+import { formatTime } from './time';
+import { bitRate, bytes, si } from '../units';
+
+export interface SeriesOptions {
+  db: string;
+  window: Window;
+  stepMs: number;
+  format: Format;
+  filters: Filters;
+  tz?: string;
+}
+
+const BAR_WIDTH = 40;
+const MAX_STEPS = 100_000;
+
+export async function series(o: SeriesOptions): Promise<string> {
+  const sqlite = openReadOnly(o.db);
+  let duck: Duck | undefined;
+  try {
+    duck = await Duck.open();
+    const window = resolveWindow(sqlite, o.window);
+    const steps = Math.ceil((window.toMs - Math.floor(window.fromMs / o.stepMs) * o.stepMs) / o.stepMs);
+    if (steps > MAX_STEPS) {
+      throw new DbError(`the window has ${steps} steps of ${o.stepMs / 1000} s (at most ${MAX_STEPS}); choose a larger --step or a narrower window`, 'ERR_TC_USAGE');
+    }
+    const ids = matchingIds(sqlite, o.filters);
+    const perAddress = ids !== undefined;
+    const w = whereFor('ip', ids, {});
+    const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, o.stepMs) : [];
+    function* rows(): Generator<unknown[]> {
+      for (const s of segments) {
+        const stmt = sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true);
+        yield* stmt.iterate(s.fromMs, s.toMs, ...w.params) as Iterable<unknown[]>;
+      }
+    }
+    const big = (name: string) => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
+    await duck.load('series_rows', [{ name: 't_ms', sqlType: 'BIGINT', type: BIGINT }, big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], rows());
+    const result = await duck.rows(querySql('series'), {
+      from_ms: BigInt(window.fromMs),
+      to_ms: BigInt(window.toMs),
+      step_ms: BigInt(o.stepMs),
+      per_address: perAddress,
+    });
+    const out = result.map((r) => {
+      const row: Record<string, unknown> = {
+        start: formatTime(Number(r.start_ms), o.format === 'json' || o.format === 'csv' ? undefined : o.tz),
+        end: formatTime(Number(r.end_ms), o.format === 'json' || o.format === 'csv' ? undefined : o.tz),
+        packets: r.packets,
+        bytes: r.bytes,
+      };
+      if (perAddress) Object.assign(row, { tx_packets: r.tx_packets, tx_bytes: r.tx_bytes, rx_packets: r.rx_packets, rx_bytes: r.rx_bytes });
+      return row;
+    });
+    if (o.format !== 'table') {
+      const keys = perAddress ? ['start', 'end', 'packets', 'bytes', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['start', 'end', 'packets', 'bytes'];
+      return render(o.format, keys.map((key) => ({ key })), out);
+    }
+    const max = out.reduce((m, r) => (Number(r.bytes) > m ? Number(r.bytes) : m), 0);
+    const secs = o.stepMs / 1000;
+    for (const r of out) {
+      const n = max > 0 ? Math.round((Number(r.bytes) / max) * BAR_WIDTH) : 0;
+      r.chart = '█'.repeat(n) || (Number(r.bytes) > 0 ? '▏' : '');
+    }
+    const cols: ColumnSpec[] = [
+      { key: 'start', align: 'left' },
+      { key: 'bytes', human: (v) => bytes(v as bigint) },
+      { key: 'packets', header: 'pkts', human: (v) => si(v as bigint) },
+      { key: 'bytes', header: 'bit/s', human: (v) => bitRate(v as bigint, secs) },
+      { key: 'chart', align: 'left', header: '' },
+    ];
+    return render(
+      'table',
+      cols,
+      out,
+      completenessLine(coverage(sqlite, window), o.tz),
+    );
+  } finally {
+    duck?.close();
+    sqlite.close();
+  }
+}

@@ -1,0 +1,86 @@
+/** `tc-query status`: what the file covers and how complete it is. */
+import { openReadOnly } from './db';
+import type { Window } from './window';
+import { toJson, type Format } from './output';
+import { resolveWindow } from './top';
+import { coverage } from './coverage';
+import { formatTime } from './time';
+import { bytes, grouped } from '../units';
+
+export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<string> {
+  const db = openReadOnly(o.db);
+  try {
+    const w = resolveWindow(db, o.window);
+    const c = coverage(db, w);
+    const t = (ms: number | null) => (ms === null ? null : formatTime(ms, o.format === 'table' ? o.tz : undefined));
+    const gaps = (
+      db
+        .prepare(
+          `select source, prev_end, start_ms from (
+             select s.source, b.start_ms, lag(b.end_ms) over (partition by s.node_id, s.source order by b.start_ms) as prev_end
+             from batches b join sessions s on s.id = b.session_id
+             where s.kind = 'live' and b.start_ms >= ? and b.start_ms < ?)
+           where prev_end is not null and start_ms > prev_end order by prev_end limit 1000`,
+        )
+        .all(w.fromMs, w.toMs) as { source: string; prev_end: number; start_ms: number }[]
+    ).map((g) => ({ source: g.source, from: t(g.prev_end), to: t(g.start_ms), seconds: (g.start_ms - g.prev_end) / 1000 }));
+    const sessions = (
+      db.prepare('select id, node_id, kind, source, interval_ms, flows, started_at, ended_at from sessions order by id').all() as {
+        id: number; node_id: string; kind: string; source: string; interval_ms: number; flows: number; started_at: number; ended_at: number | null;
+      }[]
+    ).map((s) => ({ ...s, started_at: t(s.started_at), ended_at: t(s.ended_at), flows: s.flows === 1 }));
+    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(w.fromMs, w.toMs) as Record<string, number | string | null>[]).map((e) => ({
+      at: t(e.at_ms as number),
+      kind: e.kind,
+      start: t(e.start_ms as number | null),
+      end: t(e.end_ms as number | null),
+      detail: e.detail,
+    }));
+    const meta = Object.fromEntries((db.prepare('select key, value from meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    const rollupsPending = db.prepare('select level, count(*) as n from rollup_dirty group by level').all();
+    const result = {
+      file: o.db,
+      node_id: meta.node_id ?? null,
+      schema_version: Number(meta.schema_version ?? 0),
+      window: { from: t(w.fromMs), to: t(w.toMs) },
+      first: t(c.first),
+      last: t(c.last),
+      intervals: c.intervals,
+      gaps: { count: c.gaps, seconds: c.gap_ms / 1000, list: gaps },
+      lost_intervals: c.lost_intervals,
+      unclean_shutdowns: c.unclean_shutdowns,
+      kernel_packets: c.ring_packets,
+      kernel_drops: c.ring_drops,
+      kernel_drop_pct: Number(c.drop_pct.toFixed(4)),
+      filter_drops: c.filter_drops,
+      ip_overflow_keys: c.ip_overflow_keys,
+      flow_overflow_keys: c.flow_overflow_keys,
+      rollups_pending: rollupsPending,
+      sessions,
+      events,
+    };
+    if (o.format === 'json') return `${toJson(result)}\n`;
+    if (o.format === 'csv') {
+      const flat: [string, unknown][] = [
+        ['first', result.first], ['last', result.last], ['intervals', result.intervals], ['gaps', c.gaps], ['gap_seconds', c.gap_ms / 1000],
+        ['lost_intervals', c.lost_intervals], ['unclean_shutdowns', c.unclean_shutdowns], ['kernel_packets', c.ring_packets], ['kernel_drops', c.ring_drops],
+        ['filter_drops', c.filter_drops], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
+      ];
+      return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
+    }
+    const lines = [
+      `file            ${o.db} (node ${result.node_id}, schema ${result.schema_version})`,
+      `covers          ${result.first ?? '-'} to ${result.last ?? '-'}, ${grouped(c.intervals)} intervals`,
+      `gaps            ${c.gaps}${c.gaps ? ` (${Math.round(c.gap_ms / 1000)} s)` : ''}${gaps.slice(0, 10).map((g) => `\n                  ${g.source}: ${g.from} to ${g.to} (${g.seconds} s)`).join('')}`,
+      `lost intervals  ${c.lost_intervals}; unclean shutdowns ${c.unclean_shutdowns}`,
+      `kernel          ${grouped(c.ring_packets)} packets, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)`,
+      `filter          ${grouped(c.filter_drops)} frames filtered out`,
+      `overflow        ~${grouped(c.ip_overflow_keys)} address keys, ~${grouped(c.flow_overflow_keys)} flow keys`,
+      `sessions        ${sessions.length}${sessions.slice(-5).map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
+      `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
+    ];
+    return `${lines.join('\n')}\n`;
+  } finally {
+    db.close();
+  }
+}

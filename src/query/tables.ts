@@ -1,0 +1,92 @@
+/**
+ * The documented tables of `tc-query sql` and `tc-query export`, loaded into DuckDB from the
+ * SQLite file for a window (only the tables a statement names are loaded):
+ *
+ *   intervals(node, source, session, seq, start, "end", frames, ip_packets, ip_bytes, non_ip,
+ *             kernel_packets, kernel_drops, filter_passed, filter_ignored, filter_not_accepted,
+ *             ip_overflow_keys, flow_overflow_keys)
+ *   ip_deltas(node, start, "end", ip, tx_packets, tx_bytes, rx_packets, rx_bytes)
+ *   flow_deltas(node, start, "end", src, dst, proto, sport, dport, packets, bytes)
+ *   ip_1m / ip_1h / ip_1d(node, bucket, ip, tx_packets, tx_bytes, rx_packets, rx_bytes)
+ *   flow_1m / flow_1h(node, bucket, src, dst, proto, sport, dport, packets, bytes)
+ *   events(at, kind, start, "end", detail)
+ * Times are TIMESTAMP (UTC), addresses text, counters HUGEINT.
+ */
+import { BIGINT, HUGEINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type DuckDBType } from '@duckdb/node-api';
+import type Database from 'better-sqlite3';
+import type { Duck } from './duck';
+import type { Window } from './window';
+
+interface Col {
+  name: string;
+  sqlType: string;
+  type: DuckDBType;
+  conv?: (v: unknown) => unknown;
+}
+
+const ts = (name: string): Col => ({ name, sqlType: 'TIMESTAMP', type: TIMESTAMP, conv: (v) => (v === null ? null : new DuckDBTimestampValue(BigInt(v as bigint) * 1000n)) });
+const txt = (name: string): Col => ({ name, sqlType: 'VARCHAR', type: VARCHAR });
+const big = (name: string): Col => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
+const int = (name: string): Col => ({ name, sqlType: 'INTEGER', type: INTEGER, conv: (v) => (v === null ? null : Number(v)) });
+const id = (name: string): Col => ({ name, sqlType: 'BIGINT', type: BIGINT });
+
+const NODE = '(select node_id from sessions s where s.id = b.session_id)';
+
+const rollupIp = (t: string) => ({
+  cols: [txt('node'), ts('bucket'), txt('ip'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')],
+  sql: `select (select value from meta where key = 'node_id'), r.bucket_ms, a.text, r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes
+        from ${t} r join addresses a on a.id = r.ip_id where r.bucket_ms >= ? and r.bucket_ms < ?`,
+});
+const rollupFlow = (t: string) => ({
+  cols: [txt('node'), ts('bucket'), txt('src'), txt('dst'), int('proto'), int('sport'), int('dport'), big('packets'), big('bytes')],
+  sql: `select (select value from meta where key = 'node_id'), r.bucket_ms, s.text, d.text, r.proto, r.sport, r.dport, r.packets, r.bytes
+        from ${t} r join addresses s on s.id = r.src_id join addresses d on d.id = r.dst_id where r.bucket_ms >= ? and r.bucket_ms < ?`,
+});
+
+export const TABLES: Record<string, { cols: Col[]; sql: string }> = {
+  intervals: {
+    cols: [txt('node'), txt('source'), id('session'), id('seq'), ts('start'), ts('end'), big('frames'), big('ip_packets'), big('ip_bytes'), big('non_ip'),
+      big('kernel_packets'), big('kernel_drops'), big('filter_passed'), big('filter_ignored'), big('filter_not_accepted'), big('ip_overflow_keys'), big('flow_overflow_keys')],
+    sql: `select ${NODE}, (select source from sessions s where s.id = b.session_id), b.session_id, b.seq, b.start_ms, b.end_ms, b.frames, b.ip_packets, b.ip_bytes, b.non_ip,
+                 b.ring_packets, b.ring_drops, b.filter_passed, b.filter_ignored, b.filter_not_accepted, b.ip_overflow_keys, b.flow_overflow_keys
+          from batches b where b.start_ms >= ? and b.start_ms < ?`,
+  },
+  ip_deltas: {
+    cols: [txt('node'), ts('start'), ts('end'), txt('ip'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')],
+    sql: `select ${NODE}, b.start_ms, b.end_ms, a.text, d.tx_packets, d.tx_bytes, d.rx_packets, d.rx_bytes
+          from batches b join ip_deltas d on d.batch_id = b.id join addresses a on a.id = d.ip_id where b.start_ms >= ? and b.start_ms < ?`,
+  },
+  flow_deltas: {
+    cols: [txt('node'), ts('start'), ts('end'), txt('src'), txt('dst'), int('proto'), int('sport'), int('dport'), big('packets'), big('bytes')],
+    sql: `select ${NODE}, b.start_ms, b.end_ms, s.text, t.text, d.proto, d.sport, d.dport, d.packets, d.bytes
+          from batches b join flow_deltas d on d.batch_id = b.id join addresses s on s.id = d.src_id join addresses t on t.id = d.dst_id
+          where b.start_ms >= ? and b.start_ms < ?`,
+  },
+  ip_1m: rollupIp('ip_1m'),
+  ip_1h: rollupIp('ip_1h'),
+  ip_1d: rollupIp('ip_1d'),
+  flow_1m: rollupFlow('flow_1m'),
+  flow_1h: rollupFlow('flow_1h'),
+  events: {
+    cols: [ts('at'), txt('kind'), ts('start'), ts('end'), txt('detail')],
+    sql: 'select at_ms, kind, start_ms, end_ms, detail from events where at_ms >= ? and at_ms < ?',
+  },
+};
+
+/** Loads `name` for the window into DuckDB. */
+export async function loadTable(sqlite: Database.Database, duck: Duck, name: string, w: Window, as = name): Promise<void> {
+  const t = TABLES[name];
+  const stmt = sqlite.prepare(t.sql).safeIntegers(true).raw(true);
+  const convs = t.cols.map((c) => c.conv);
+  function* rows(): Generator<unknown[]> {
+    for (const r of stmt.iterate(w.fromMs, w.toMs) as Iterable<unknown[]>) {
+      yield r.map((v, i) => (convs[i] ? convs[i]!(v) : v));
+    }
+  }
+  await duck.load(as, t.cols.map((c) => ({ ...c, name: `"${c.name}"` })), rows());
+}
+
+/** Names of the documented tables that `sql` mentions. */
+export function tablesIn(sql: string): string[] {
+  return Object.keys(TABLES).filter((t) => new RegExp(`\\b${t}\\b`, 'i').test(sql));
+}
