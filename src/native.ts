@@ -150,27 +150,40 @@ export function replay(files: string[], opts: CountOptions, h: EngineHandlers): 
   let handle: Addon.ReplayHandle | undefined;
   const done = new Promise<FileSummary[]>((resolve, reject) => {
     // Events are handled strictly in order, one at a time, even when the batch handler is async.
+    // After a handler fails the replay is stopped and the remaining events are drained unhandled,
+    // so the engine thread can finish and release the event loop.
     let chain = Promise.resolve();
+    let failed: unknown;
     const onEvent = (e: Addon.NativeEvent): void => {
-      chain = chain.then(async () => {
-        switch (e.kind) {
-          case 'batch':
-            await h.batch(decodeBatch(e.batch!));
-            break;
-          case 'warning':
-            h.warning?.(e.message!);
-            break;
-          case 'progress':
-            h.progress?.(e.done!, e.total!);
-            break;
-          case 'end':
-            resolve(e.files ?? []);
-            break;
-          case 'error':
-            reject(new EngineError(e.message!, e.code ?? 'ERR_TC'));
-            break;
-        }
-      }).catch(reject);
+      chain = chain
+        .then(async () => {
+          if (failed !== undefined) {
+            if (e.kind === 'end' || e.kind === 'error') reject(failed);
+            return;
+          }
+          switch (e.kind) {
+            case 'batch':
+              await h.batch(decodeBatch(e.batch!));
+              break;
+            case 'warning':
+              h.warning?.(e.message!);
+              break;
+            case 'progress':
+              h.progress?.(e.done!, e.total!);
+              break;
+            case 'end':
+              resolve(e.files ?? []);
+              break;
+            case 'error':
+              reject(new EngineError(e.message!, e.code ?? 'ERR_TC'));
+              break;
+          }
+        })
+        .catch((err) => {
+          failed = err;
+          handle?.stop();
+          if (e.kind === 'end' || e.kind === 'error') reject(err);
+        });
     };
     try {
       handle = addon.replay(files, opts, onEvent);

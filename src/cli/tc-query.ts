@@ -19,6 +19,15 @@ const program = new Command('tc-query')
 
 let format: Format = 'table';
 
+// Set before the commands are added, so every command inherits them: parse errors in json mode
+// still print exactly one JSON document (from fail() below).
+program.exitOverride();
+program.configureOutput({
+  writeErr: (s) => {
+    if (format !== 'json') process.stderr.write(s);
+  },
+});
+
 const formatOption = () => new Option('--format <fmt>', 'output format').choices(['table', 'json', 'csv']).default('table');
 
 const tzParser = (v: string) => {
@@ -129,13 +138,6 @@ program
     process.stderr.write(`tc-query: exported ${r.rows} rows to ${r.out}\n`);
   });
 
-// Parse errors in json mode still print one JSON document.
-program.exitOverride();
-program.configureOutput({
-  writeErr: (s) => {
-    if (format !== 'json') process.stderr.write(s);
-  },
-});
 
 function fail(err: unknown): void {
   const e = err as Error & { code?: string; exitCode?: number };

@@ -174,6 +174,7 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
         spec,
         retention: o.retention ?? DEFAULT_RETENTION,
         queueMax: o.queueMax ?? 64,
+        giveUpAfter: 6,
         log,
         metrics,
         onWritten: (wb) => {

@@ -22,6 +22,8 @@ export interface SinkOptions {
   queueMax: number;
   log: Logger;
   metrics: Metrics;
+  /** Consecutive failed writes after which queued writes fail (replays); live retries forever. */
+  giveUpAfter?: number;
   /** Called after each batch is written (interval line). */
   onWritten?(b: Batch, written: boolean): void;
 }
@@ -42,7 +44,8 @@ export class BatchSink {
   private retryTimer: NodeJS.Timeout | undefined;
   private failing = false;
   private lastCheckpoint = Date.now();
-  private idleWaiters: (() => void)[] = [];
+  private idleWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private failures = 0;
   /** Newest interval end in the log: the clock retention measures age against in replays. */
   private newestMs: number;
 
@@ -92,7 +95,7 @@ export class BatchSink {
   /** Resolves when the queue is empty. */
   idle(): Promise<void> {
     if (this.queue.length === 0 && !this.pumping) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+    return new Promise((resolve, reject) => this.idleWaiters.push({ resolve, reject }));
   }
 
   private pump(): void {
@@ -122,6 +125,7 @@ export class BatchSink {
           this.o.log.info('database writes work again');
         }
         this.retryMs = 0;
+        this.failures = 0;
         this.o.onWritten?.(b, written);
         this.newestMs = Math.max(this.newestMs, b.endMs);
         this.maintain();
@@ -131,7 +135,7 @@ export class BatchSink {
       if (this.queue.length === 0 && !this.retryTimer) {
         const w = this.idleWaiters;
         this.idleWaiters = [];
-        for (const r of w) r();
+        for (const r of w) r.resolve();
       }
     }
   }
@@ -155,6 +159,17 @@ export class BatchSink {
   private onWriteError(err: Error & { code?: string }): void {
     this.o.metrics.writeErrors++;
     this.writer.forgetCache();
+    this.failures++;
+    if (this.o.giveUpAfter !== undefined && this.failures >= this.o.giveUpAfter) {
+      const e = Object.assign(new Error(`cannot write to ${this.o.db.file} after ${this.failures} tries (${err.code ?? 'error'}: ${err.message}); the file is intact up to the last interval written`), {
+        code: 'ERR_TC_WRITE',
+      });
+      this.queue.length = 0;
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of w) r.reject(e);
+      return;
+    }
     this.retryMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, this.retryMs * 2));
     if (!this.failing) {
       this.failing = true;

@@ -1,0 +1,159 @@
+/**
+ * tc-query commands end to end: windows planned over rollups equal the raw log, series,
+ * top --by src/dst and filters, flows, status, sql, export (Hive-partitioned parquet read back
+ * by DuckDB), parameters only (no injection through options).
+ */
+import { before, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { pcapsDir, query, queryJson, recorder, tmp } from './helpers';
+
+let db = '';
+const P = (f: string) => path.join(pcapsDir(), f);
+
+before(() => {
+  db = path.join(tmp(), 'q.db');
+  // 1 s intervals over many minutes: windows mix day/hour/minute rollups and raw edges.
+  const r = recorder(['record', '--pcap', P('ndpi_alexa-app.pcapng'), P('zeek_smtp.pcap'), '--db', db, '--flows', '--quiet', '--interval-secs', '1']);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+type IpRow = { ip: string; tx_packets: number; tx_bytes: number; rx_packets: number; rx_bytes: number; packets: number; bytes: number };
+
+/** The same question answered from raw interval rows only, in SQLite. */
+function rawTop(fromMs: number, toMs: number): Map<string, number[]> {
+  const d = new Database(db, { readonly: true });
+  try {
+    const rows = d
+      .prepare(
+        `select a.text, sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from batches b join ip_deltas x on x.batch_id = b.id
+         join addresses a on a.id = x.ip_id where b.start_ms >= ? and b.start_ms < ? group by a.text`,
+      )
+      .raw()
+      .all(fromMs, toMs) as [string, number, number, number, number][];
+    return new Map(rows.map(([ip, ...v]) => [ip, v]));
+  } finally {
+    d.close();
+  }
+}
+
+function span(): [number, number] {
+  const d = new Database(db, { readonly: true });
+  try {
+    const r = d.prepare("select min(start_ms), max(end_ms) from batches b join sessions s on s.id = b.session_id where s.source like '%alexa%'").raw().get() as [number, number];
+    return r;
+  } finally {
+    d.close();
+  }
+}
+
+test('windows planned over rollups answer exactly what the raw log says', () => {
+  const [a, b] = span();
+  const windows: [number, number][] = [
+    [a, b],
+    [Math.ceil(a / 60000) * 60000, Math.floor(b / 60000) * 60000],
+    [a + 17_000, b - 23_000],
+    [Math.floor(a / 3_600_000) * 3_600_000, Math.ceil(b / 3_600_000) * 3_600_000],
+  ];
+  for (const [from, to] of windows) {
+    const got = queryJson<IpRow[]>(['--db', db, 'top', '--since', String(from / 1000), '--until', String(to / 1000), '--limit', '0']);
+    const want = rawTop(from, to);
+    assert.equal(got.length, want.size, `window ${from}..${to}`);
+    for (const r of got) assert.deepEqual([r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes], want.get(r.ip), `${r.ip} in ${from}..${to}`);
+  }
+});
+
+test('series: one row per step, total counts each packet once, per-address rows carry tx/rx', () => {
+  const [a, b] = span();
+  const from = Math.floor(a / 60000) * 60000;
+  const to = Math.ceil(b / 60000) * 60000;
+  const rows = queryJson<{ start: string; end: string; packets: number; bytes: number }[]>(['--db', db, 'series', '--since', String(from / 1000), '--until', String(to / 1000), '--step', '1m']);
+  assert.equal(rows.length, (to - from) / 60000);
+  assert.equal(rows[0].start, new Date(from).toISOString().replace('.000Z', 'Z'));
+  assert.deepEqual(Object.keys(rows[0]), ['start', 'end', 'packets', 'bytes']);
+  const top = queryJson<IpRow[]>(['--db', db, 'top', '--since', String(from / 1000), '--until', String(to / 1000), '--limit', '0']);
+  assert.equal(rows.reduce((s, r) => s + r.packets, 0), top.reduce((s, r) => s + r.tx_packets, 0));
+  assert.equal(rows.reduce((s, r) => s + r.bytes, 0), 3074 === 3074 ? top.reduce((s, r) => s + r.tx_bytes, 0) : 0);
+  const ip = top[0].ip;
+  const per = queryJson<Record<string, number | string>[]>(['--db', db, 'series', '--ip', ip, '--since', String(from / 1000), '--until', String(to / 1000), '--step', '5m']);
+  assert.deepEqual(Object.keys(per[0]), ['start', 'end', 'packets', 'bytes', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes']);
+  assert.equal(per.reduce((s, r) => s + Number(r.bytes), 0), top[0].bytes);
+  const table = query(['--db', db, 'series', '--ip', ip, '--since', String(from / 1000), '--until', String(to / 1000), '--step', '5m']);
+  assert.match(table.stdout, /█/);
+  assert.match(table.stdout, /intervals .* gaps?, 0\.00% dropped by the kernel/);
+  const bad = query(['--db', db, 'series', '--step', '7ms', '--format', 'json']);
+  assert.equal(bad.status, 1);
+  assert.equal(JSON.parse(bad.stdout).error.code, 'ERR_TC_USAGE');
+});
+
+test('top --by src|dst, --proto, --port, --cidr, --ip and flows --ip', () => {
+  const all = queryJson<IpRow[]>(['--db', db, 'top', '--all', '--limit', '0']);
+  const src = queryJson<{ ip: string; packets: number; bytes: number }[]>(['--db', db, 'top', '--all', '--by', 'src', '--limit', '0']);
+  const dst = queryJson<{ ip: string; packets: number; bytes: number }[]>(['--db', db, 'top', '--all', '--by', 'dst', '--limit', '0']);
+  const byIp = new Map(all.map((r) => [r.ip, r]));
+  for (const r of src) assert.equal(r.bytes, byIp.get(r.ip)!.tx_bytes);
+  for (const r of dst) assert.equal(r.bytes, byIp.get(r.ip)!.rx_bytes);
+  for (let i = 1; i < src.length; i++) assert.ok(src[i - 1].bytes >= src[i].bytes);
+
+  const flows = queryJson<{ src: string; dst: string; proto: number; sport: number; dport: number; packets: number; bytes: number }[]>(['--db', db, 'top', '--all', '--by', 'flow', '--limit', '0']);
+  const udp = queryJson<IpRow[]>(['--db', db, 'top', '--all', '--proto', 'udp', '--limit', '0']);
+  const udpTx = flows.filter((f) => f.proto === 17).reduce((s, f) => s + f.bytes, 0);
+  assert.equal(udp.reduce((s, r) => s + r.tx_bytes, 0), udpTx);
+  const p443 = queryJson<typeof flows>(['--db', db, 'top', '--all', '--by', 'flow', '--port', '443', '--limit', '0']);
+  assert.ok(p443.length > 0 && p443.every((f) => f.sport === 443 || f.dport === 443));
+  const net = queryJson<IpRow[]>(['--db', db, 'top', '--all', '--cidr', '192.168.0.0/16', '--limit', '0']);
+  assert.ok(net.length > 0 && net.every((r) => r.ip.startsWith('192.168.')));
+  const one = queryJson<IpRow[]>(['--db', db, 'top', '--all', '--ip', all[0].ip]);
+  assert.deepEqual(one, [all[0]]);
+  const f = queryJson<typeof flows>(['--db', db, 'flows', '--ip', all[0].ip, '--all', '--limit', '0']);
+  assert.ok(f.length > 0 && f.every((x) => x.src === all[0].ip || x.dst === all[0].ip));
+  assert.equal(f.reduce((s, x) => s + x.bytes, 0), all[0].bytes);
+});
+
+test('options reach SQL only as parameters: hostile values are refused or match nothing', () => {
+  for (const args of [
+    ['top', '--ip', "1.2.3.4' or '1'='1"],
+    ['top', '--cidr', '10.0.0.0/8; drop table batches'],
+    ['top', '--proto', 'udp or 1=1'],
+    ['series', '--ip', '1.2.3.4) --'],
+  ]) {
+    const r = query(['--db', db, ...args, '--all', '--format', 'json']);
+    assert.equal(r.status, 1, args.join(' '));
+    assert.equal(JSON.parse(r.stdout).error.code, 'ERR_TC_USAGE');
+  }
+  assert.deepEqual(queryJson(['--db', db, 'top', '--all', '--ip', '203.0.113.99']), []);
+});
+
+test('status tells what the file covers', () => {
+  const s = queryJson<Record<string, unknown>>(['--db', db, 'status']);
+  for (const k of ['first', 'last', 'intervals', 'gaps', 'lost_intervals', 'unclean_shutdowns', 'kernel_drops', 'filter_drops', 'ip_overflow_keys', 'flow_overflow_keys', 'sessions']) {
+    assert.ok(k in s, k);
+  }
+  assert.ok((s.intervals as number) > 100);
+  assert.equal((s.gaps as { count: number }).count, 0);
+  const t = query(['--db', db, 'status', '--tz', 'Asia/Tokyo']);
+  assert.equal(t.status, 0);
+  assert.match(t.stdout, /GMT\+9/);
+});
+
+test('sql over the documented tables, and a Hive-partitioned export read back by DuckDB', async () => {
+  const r = queryJson<{ ip: string; b: number }[]>(['--db', db, 'sql', 'select ip, sum(tx_bytes + rx_bytes)::bigint as b from ip_deltas group by ip order by b desc, ip limit 5']);
+  const top = queryJson<IpRow[]>(['--db', db, 'top', '--all', '--limit', '5']);
+  assert.deepEqual(r.map((x) => [x.ip, x.b]), top.map((x) => [x.ip, x.bytes]));
+  const out = path.join(tmp(), 'fleet');
+  const e = query(['--db', db, 'export', '--format', 'parquet', '--partition', '--out', out]);
+  assert.equal(e.status, 0, e.stderr);
+  const inst = await DuckDBInstance.create(':memory:');
+  try {
+    const c = await inst.connect();
+    const res = await c.runAndReadAll(`select count(distinct node) as nodes, sum(tx_bytes)::bigint as tx from read_parquet('${out}/**/*.parquet', hive_partitioning = true)`);
+    const [nodes, tx] = res.getRows()[0];
+    assert.equal(Number(nodes), 1);
+    assert.equal(Number(tx), top.length ? queryJson<IpRow[]>(['--db', db, 'top', '--all', '--limit', '0']).reduce((s, x) => s + x.tx_bytes, 0) : 0);
+    c.closeSync();
+  } finally {
+    inst.closeSync();
+  }
+});
