@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, statfsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { exited, needRoot, queryJson, RECORDER, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
@@ -309,6 +309,64 @@ describe('live capture in network namespaces', () => {
     for (const l of lines) JSON.parse(l);
     assert.ok(lines.some((l) => JSON.parse(l).level === 'interval' && 'kernel_drops' in JSON.parse(l)));
     assert.equal(flow(flowRows(db), V4A, V4B, 17, 40040, 9000)?.packets, 12);
+  });
+
+  test('retention: old raw rows leave in small steps while the rollups keep the totals', async (t) => {
+    if (!guard(t)) return;
+    const dir = tmp();
+    const db = path.join(dir, 'ret.db');
+    const smtp = path.join(__dirname, '..', '..', '..', 'shared', 'pcaps', 'zeek_smtp.pcap');
+    const rr = spawnSyncQuiet(process.execPath, [RECORDER, 'record', '--pcap', process.env.TC_PCAPS_DIR ? path.join(process.env.TC_PCAPS_DIR, 'zeek_smtp.pcap') : smtp, '--db', db, '--flows', '--quiet']);
+    assert.equal(rr.status, 0, rr.stderr);
+    const before = ipRows(db);
+    const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--interval-secs', '1', '--flows', '--retain-raw-ip', '48h', '--retain-minutes', '14d', '--retain-hours', '400d']);
+    await waitForStderr(child, /recording veth-b/);
+    udp(V4B, 9000, 40050, 3, 100);
+    await sleep(2500);
+    child.kill('SIGINT');
+    assert.equal(await exited(child), 0);
+    const d = new Database(db, { readonly: true });
+    const oldRaw = d.prepare("select count(*) from ip_deltas x join batches b on b.id = x.batch_id where b.start_ms < 1500000000000").pluck().get();
+    const oldMinutes = d.prepare('select count(*) from ip_1m where bucket_ms < 1500000000000').pluck().get();
+    const oldDays = d.prepare('select count(*) from ip_1d where bucket_ms < 1500000000000').pluck().get() as number;
+    d.close();
+    assert.equal(oldRaw, 0, 'raw rows older than 48 h removed');
+    assert.equal(oldMinutes, 0, 'minute rollups older than 14 d removed');
+    assert.ok(oldDays > 0, 'day rollups kept');
+    const after = ipRows(db);
+    for (const [ip, row] of before) assert.deepEqual(after.get(ip), row, `${ip} totals unchanged (answered from day rollups)`);
+  });
+
+  test('a full disk: a replay stops with a clear error, the file stays sound, and works again once space is back', async (t) => {
+    if (!guard(t)) return;
+    const dir = tmp();
+    const mnt = path.join(dir, 'small');
+    sh('mkdir', ['-p', mnt]);
+    sh('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt]);
+    try {
+      const db = path.join(mnt, 'full.db');
+      const pc = (f: string) => path.join(process.env.TC_PCAPS_DIR ?? path.join(__dirname, '..', '..', '..', 'shared', 'pcaps'), f);
+      let r = spawnSyncQuiet(process.execPath, [RECORDER, 'record', '--pcap', pc('zeek_smtp.pcap'), '--db', db, '--flows', '--quiet']);
+      assert.equal(r.status, 0, r.stderr);
+      const before = ipRows(db);
+      // Leave about 160 KiB: enough to open the database, not enough for the replay.
+      const st = statfsSync(mnt);
+      const blocks = Math.max(0, Math.floor((st.bavail * st.bsize - 160 * 1024) / 4096));
+      spawnSyncQuiet('dd', ['if=/dev/zero', `of=${path.join(mnt, 'filler')}`, 'bs=4k', `count=${blocks}`]);
+      r = spawnSyncQuiet(process.execPath, [RECORDER, 'record', '--pcap', pc('ndpi_gnutella.pcap'), '--db', db, '--flows', '--quiet', '--interval-secs', '1']);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /cannot write to .*full\.db.*(SQLITE_FULL|disk is full|database or disk is full)/i);
+      const d = new Database(db, { readonly: true });
+      assert.equal(d.pragma('integrity_check', { simple: true }), 'ok');
+      d.close();
+      for (const [ip, row] of before) assert.deepEqual(ipRows(db).get(ip), row, 'earlier data intact');
+      sh('rm', ['-f', path.join(mnt, 'filler')]);
+      r = spawnSyncQuiet(process.execPath, [RECORDER, 'record', '--pcap', pc('ndpi_gnutella.pcap'), '--db', db, '--flows', '--quiet', '--interval-secs', '1']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(ipRows(db).has('10.0.2.15'));
+    } finally {
+      spawnSyncQuiet('umount', [mnt]);
+    }
   });
 
   test('bad ring parameters, a missing interface and a taken fanout group: clear errors, no database', async (t) => {

@@ -48,7 +48,8 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     return { file, sqlite, kysely, nodeId };
   } catch (err) {
     sqlite.close();
-    throw err;
+    if (err instanceof DbError) throw err;
+    throw new DbError(`cannot prepare database ${file} for writing: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
   }
 }
 
