@@ -11,5 +11,9 @@ export const migrations: Record<string, Migration> = {
   '2026-11-27_0002_rollups': m0002,
 };
 
-/** Schema version = number of migrations; stored in PRAGMA user_version and meta. */
-export const SCHEMA_VERSION = Object.keys(migrations).length;
+export { SCHEMA_VERSION } from './version';
+import { SCHEMA_VERSION } from './version';
+
+if (Object.keys(migrations).length !== SCHEMA_VERSION) {
+  throw new Error(`migrations/version.ts says ${SCHEMA_VERSION} but migrations/index.ts lists ${Object.keys(migrations).length}`);
+}

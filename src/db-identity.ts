@@ -3,7 +3,7 @@
  * and tc-query (which only reads it).
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import { SCHEMA_VERSION } from '../migrations';
+import { SCHEMA_VERSION } from '../migrations/version';
 
 /** PRAGMA application_id of every traffic-counter database: "TCNT". */
 export const APPLICATION_ID = 0x54434e54;

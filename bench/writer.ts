@@ -1,0 +1,119 @@
+/**
+ * Writer benchmark: per-IP delta rows/s of the recorder's sink (log + every projection, in
+ * the batch's transaction) against a bare better-sqlite3 insert loop of the same rows (50-row
+ * multi-VALUES, one transaction per batch) in the same run; bytes on disk per raw per-IP row;
+ * the projected size of a day of 5,000 addresses at 5 s intervals.
+ * Usage: node dist/bench/writer.js [--hosts 5000] [--minutes 30] [--runs 3]
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { openForWrite } from '../src/recorder/db';
+import { BatchSink } from '../src/recorder/sink';
+import { Logger } from '../src/recorder/log';
+import { Metrics } from '../src/recorder/metrics';
+import { DEFAULT_RETENTION } from '../src/recorder/retention';
+import { makeBatch } from './synth';
+
+const arg = (n: string, d: number) => {
+  const i = process.argv.indexOf(`--${n}`);
+  return i > 0 ? Number(process.argv[i + 1]) : d;
+};
+const HOSTS = arg('hosts', 5000);
+const MINUTES = arg('minutes', 30);
+const RUNS = arg('runs', 3);
+const OUT = path.join(__dirname, '..', '..', 'bench', 'out');
+const T0 = Date.UTC(2026, 10, 1);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function fresh(f: string) {
+  for (const e of ['', '-wal', '-shm']) rmSync(f + e, { force: true });
+}
+
+async function ours(file: string, batches: number): Promise<number> {
+  fresh(file);
+  const db = await openForWrite(file);
+  const sink = new BatchSink({
+    db,
+    spec: { key: `bench:${Math.random()}`, kind: 'replay', source: 'bench', intervalMs: 5000, flows: false, options: {} },
+    retention: DEFAULT_RETENTION,
+    queueMax: 1e9,
+    log: new Logger('text'),
+    metrics: new Metrics(file),
+  });
+  const pre = Array.from({ length: 12 }, (_, i) => makeBatch(0, 5000, HOSTS, 0, i));
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < batches; i++) {
+    const b = pre[i % 12];
+    b.startMs = T0 + i * 5000;
+    b.endMs = b.startMs + 5000;
+    await sink.write(b);
+  }
+  await sink.close(Date.now() + 60_000);
+  const s = Number(process.hrtime.bigint() - t) / 1e9;
+  db.sqlite.pragma('wal_checkpoint(TRUNCATE)');
+  db.sqlite.close();
+  return s;
+}
+
+function bare(file: string, batches: number): number {
+  fresh(file);
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('create table ip_deltas (batch_id integer not null, ip_id integer not null, tx_packets integer not null, tx_bytes integer not null, rx_packets integer not null, rx_bytes integer not null, primary key (batch_id, ip_id)) without rowid');
+  const many = db.prepare(`insert into ip_deltas values ${Array(50).fill('(?,?,?,?,?,?)').join(',')}`);
+  const one = db.prepare('insert into ip_deltas values (?,?,?,?,?,?)');
+  const t = process.hrtime.bigint();
+  const tx = db.transaction((b: number) => {
+    const p: number[] = [];
+    for (let i = 0; i < HOSTS; i++) {
+      p.push(b, i + 1, (i % 97) + 1, ((i % 97) + 1) * 700, (i % 97) + 1, ((i % 97) + 1) * 700);
+      if (p.length === 300) {
+        many.run(p);
+        p.length = 0;
+      }
+    }
+    for (let i = 0; i < p.length; i += 6) one.run(p.slice(i, i + 6));
+  });
+  for (let b = 1; b <= batches; b++) tx(b);
+  const s = Number(process.hrtime.bigint() - t) / 1e9;
+  db.close();
+  return s;
+}
+
+async function main(): Promise<void> {
+  mkdirSync(OUT, { recursive: true });
+  const batches = (MINUTES * 60) / 5;
+  const rows = batches * HOSTS;
+  const o: number[] = [];
+  const b: number[] = [];
+  const f1 = path.join(OUT, 'writer-ours.db');
+  const f2 = path.join(OUT, 'writer-bare.db');
+  for (let r = 0; r < RUNS; r++) {
+    b.push(bare(f2, batches));
+    o.push(await ours(f1, batches));
+  }
+  const db = new Database(f1, { readonly: true });
+  const stat = (name: string) => (db.prepare('select coalesce(sum(pgsize), 0) from dbstat where name = ?').pluck().get(name) as number);
+  const raw = stat('ip_deltas');
+  const rollups = ['ip_1m', 'ip_1h', 'ip_1d'].reduce((s, t) => s + stat(t), 0);
+  const other = statSync(f1).size - raw - rollups;
+  db.close();
+  const perRow = raw / rows;
+  const dayRows = 86400 / 5 * 5000;
+  const dayBytes = dayRows * perRow + (rollups * (1440 / MINUTES) * (5000 / HOSTS));
+  const print = (k: string, v: string) => process.stdout.write(`${k.padEnd(44)} ${v}\n`);
+  print('rows', `${rows} per-IP delta rows (${batches} intervals x ${HOSTS} addresses), ${RUNS} runs`);
+  print('bare better-sqlite3 insert loop', `${(rows / median(b) / 1e6).toFixed(2)} M rows/s (median ${median(b).toFixed(2)} s; ${b.map((x) => x.toFixed(2)).join(' ')})`);
+  print('recorder sink, log + all projections', `${(rows / median(o) / 1e6).toFixed(2)} M rows/s (median ${median(o).toFixed(2)} s; ${o.map((x) => x.toFixed(2)).join(' ')})`);
+  print('ratio (recorder / bare)', `${(median(b) / median(o)).toFixed(2)}x`);
+  print('bytes per raw per-IP row (dbstat)', perRow.toFixed(1));
+  print('rollup bytes for the run', `${rollups} (other tables and free pages: ${other})`);
+  print('projected day, 5,000 addresses, 5 s', `${(dayBytes / 1e9).toFixed(2)} GB (raw ${(dayRows * perRow / 1e9).toFixed(2)} GB + rollups)`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
