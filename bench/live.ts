@@ -1,0 +1,156 @@
+/**
+ * Live benchmark, in a network-namespace pair: 64-byte UDP frames from 100k spoofed sources at
+ * the sender's maximum (native/core/examples/flood.rs), recorded on the receiving end with
+ * `--flows`. Reports kernel drops and the recorder's CPU time per packet next to
+ * `tcpdump -w /dev/null` on the same traffic, medians of several runs in the same command.
+ * Usage (root): node dist/bench/live.js [--packets 3000000] [--runs 3]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+
+const ROOT = path.join(__dirname, '..', '..');
+const FLOOD = path.join(ROOT, 'target', 'release', 'examples', 'flood');
+const RECORDER = path.join(ROOT, 'dist', 'src', 'cli', 'traffic-counter.js');
+const arg = (n: string, d: number) => {
+  const i = process.argv.indexOf(`--${n}`);
+  return i > 0 ? Number(process.argv[i + 1]) : d;
+};
+const PACKETS = arg('packets', 3_000_000);
+const RUNS = arg('runs', 3);
+const A = 'tcbencha';
+const B = 'tcbenchb';
+const MAC_B = '02:00:00:00:77:02';
+const TICK_NS = 1e9 / 100;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function setup(): void {
+  for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
+  sh('ip', ['netns', 'add', A]);
+  sh('ip', ['netns', 'add', B]);
+  sh('ip', ['link', 'add', 'veth-a', 'netns', A, 'type', 'veth', 'peer', 'name', 'veth-b', 'netns', B]);
+  sh('ip', ['-n', B, 'link', 'set', 'veth-b', 'address', MAC_B]);
+  sh('ip', ['-n', B, 'addr', 'add', '10.77.0.2/24', 'dev', 'veth-b']);
+  sh('ip', ['-n', A, 'addr', 'add', '10.77.0.1/24', 'dev', 'veth-a']);
+  for (const [ns, dev] of [[A, 'veth-a'], [B, 'veth-b']]) {
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+}
+
+/** utime + stime of a process and all its threads, in ns. */
+function cpuNs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) * TICK_NS;
+}
+
+/** CPU of the capture engine's own threads (tc-worker-N, tc-merger), in ns. */
+function engineCpuNs(pid: number): number {
+  let n = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      if (!comm.startsWith('tc-')) continue;
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      n += (Number(rest[11]) + Number(rest[12])) * TICK_NS;
+    } catch {
+      /* thread gone */
+    }
+  }
+  return n;
+}
+
+function waitFor(child: ChildProcess, re: RegExp): Promise<void> {
+  return new Promise((res, rej) => {
+    let buf = '';
+    const t = setTimeout(() => rej(new Error(`timeout waiting for ${re}: ${buf}`)), 20_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (re.test(buf)) {
+        clearTimeout(t);
+        res();
+      }
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const exit = (c: ChildProcess) => new Promise((r) => c.once('exit', r));
+
+function flood(): { sent: number; secs: number } {
+  const out = sh('ip', ['netns', 'exec', A, FLOOD, 'veth-a', MAC_B, String(PACKETS), '100000', '30']).trim().split(' ');
+  return { sent: Number(out[0]), secs: Number(out[1]) };
+}
+
+async function runRecorder(): Promise<{ nsPerPkt: number; engineNsPerPkt: number; drops: number; received: number; pps: number }> {
+  const db = path.join(ROOT, 'bench', 'out', 'live.db');
+  for (const e of ['', '-wal', '-shm']) rmSync(db + e, { force: true });
+  const child = spawn('ip', ['netns', 'exec', B, process.execPath, RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--flows', '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  await waitFor(child, /recording veth-b/);
+  await sleep(500);
+  // `ip netns exec` execs node, so the child's pid is the recorder's.
+  const c0 = cpuNs(child.pid!);
+  const e0 = engineCpuNs(child.pid!);
+  const f = flood();
+  await sleep(6000);
+  const c1 = cpuNs(child.pid!);
+  const e1 = engineCpuNs(child.pid!);
+  child.kill('SIGINT');
+  await exit(child);
+  const d = new Database(db, { readonly: true });
+  const r = d.prepare('select sum(ring_packets) as p, sum(ring_drops) as dr from batches').get() as { p: number; dr: number };
+  d.close();
+  return { nsPerPkt: (c1 - c0) / f.sent, engineNsPerPkt: (e1 - e0) / f.sent, drops: r.dr, received: r.p, pps: f.sent / f.secs };
+}
+
+async function runTcpdump(): Promise<{ nsPerPkt: number; drops: string }> {
+  const child = spawn('ip', ['netns', 'exec', B, 'tcpdump', '-i', 'veth-b', '-w', '/dev/null', '-n'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  await waitFor(child, /listening on/);
+  await sleep(500);
+  const c0 = cpuNs(child.pid!);
+  const f = flood();
+  await sleep(3000);
+  const c1 = cpuNs(child.pid!);
+  child.kill('SIGINT');
+  await exit(child);
+  const m = err.match(/(\d+) packets dropped by kernel/);
+  return { nsPerPkt: (c1 - c0) / f.sent, drops: m ? m[1] : '?' };
+}
+
+async function main(): Promise<void> {
+  setup();
+  try {
+    const ours: Awaited<ReturnType<typeof runRecorder>>[] = [];
+    const tcpd: Awaited<ReturnType<typeof runTcpdump>>[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      ours.push(await runRecorder());
+      tcpd.push(await runTcpdump());
+    }
+    const print = (k: string, v: string) => process.stdout.write(`${k.padEnd(44)} ${v}\n`);
+    print('flood', `${PACKETS} x 64-byte UDP frames from 100k sources, ${(median(ours.map((o) => o.pps)) / 1e6).toFixed(2)} Mpps sent (median)`);
+    print('traffic-counter record --flows, CPU/packet', `${median(ours.map((o) => o.nsPerPkt)).toFixed(0)} ns (runs: ${ours.map((o) => o.nsPerPkt.toFixed(0)).join(' ')})`);
+    print('  of which capture engine threads', `${median(ours.map((o) => o.engineNsPerPkt)).toFixed(0)} ns (runs: ${ours.map((o) => o.engineNsPerPkt.toFixed(0)).join(' ')}); the rest is writing and rolling up ~10^6 flow rows per interval`);
+    print('traffic-counter kernel drops', ours.map((o) => `${o.drops} of ${o.received}`).join(', '));
+    print('tcpdump -w /dev/null, CPU/packet', `${median(tcpd.map((o) => o.nsPerPkt)).toFixed(0)} ns (runs: ${tcpd.map((o) => o.nsPerPkt.toFixed(0)).join(' ')})`);
+    print('tcpdump kernel drops', tcpd.map((o) => o.drops).join(', '));
+    print('ratio (ours / tcpdump CPU per packet)', `${(median(ours.map((o) => o.nsPerPkt)) / median(tcpd.map((o) => o.nsPerPkt))).toFixed(1)}x`);
+  } finally {
+    for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
