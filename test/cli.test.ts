@@ -182,3 +182,24 @@ test('TC_DB names the default database of both programs', () => {
   assert.equal(r.status, 0);
   assert.equal(JSON.parse(r.stdout).length, 12);
 });
+
+test('--max-keys: past the bound keys fold into an overflow row, totals balance, the batch says how many overflowed', () => {
+  const db = path.join(tmp(), 'mk.db');
+  const gnutella = path.join(pcapsDir(), 'ndpi_gnutella.pcap');
+  assert.equal(recorder(['record', '--pcap', gnutella, '--db', db, '--flows', '--quiet', '--max-keys', '10', '--interval-secs', '86400']).status, 0);
+  const rows = queryJson<{ ip: string; tx_bytes: number; rx_bytes: number }[]>(['--db', db, 'top', '--all', '--limit', '0']);
+  assert.equal(rows.length, 11, '10 addresses and the overflow row');
+  assert.ok(rows.some((r) => r.ip === 'overflow'));
+  const exp = JSON.parse(readFileSync(path.join(pcapsDir(), 'expected', 'ndpi_gnutella.pcap.json'), 'utf8'));
+  assert.equal(rows.reduce((s, r) => s + r.tx_bytes, 0), exp.totals.ip_bytes);
+  assert.equal(rows.reduce((s, r) => s + r.rx_bytes, 0), exp.totals.ip_bytes);
+  const flows = queryJson<{ bytes: number }[]>(['--db', db, 'top', '--all', '--by', 'flow', '--limit', '0']);
+  assert.equal(flows.length, 11);
+  assert.equal(flows.reduce((s, r) => s + r.bytes, 0), exp.totals.ip_bytes);
+  const d = new Database(db, { readonly: true });
+  const [ipo, flo] = d.prepare('select sum(ip_overflow_keys), sum(flow_overflow_keys) from batches').raw().get() as number[];
+  d.close();
+  // 521 addresses and 937 flows in the capture: about 511 and 927 overflowed (a sketch estimate).
+  assert.ok(Math.abs(ipo - 511) < 30, `ip overflow estimate ${ipo}`);
+  assert.ok(Math.abs(flo - 927) < 50, `flow overflow estimate ${flo}`);
+});

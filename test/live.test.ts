@@ -10,7 +10,7 @@ import { existsSync, statfsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { exited, needRoot, queryJson, RECORDER, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 const A = `tc${process.pid}a`;
 const B = `tc${process.pid}b`;
@@ -367,6 +367,24 @@ describe('live capture in network namespaces', () => {
     } finally {
       spawnSyncQuiet('umount', [mnt]);
     }
+  });
+
+  test('without CAP_BPF the error names the capability; --no-ebpf still records', async (t) => {
+    if (!guard(t)) return;
+    const db = path.join(tmp(), 'cap.db');
+    const noBpf = ['netns', 'exec', B, 'setpriv', '--bounding-set=-bpf,-sys_admin,-perfmon', '--', process.execPath, RECORDER, 'record', '--iface', 'veth-b', '--db', db];
+    const r = spawnSyncQuiet('ip', noBpf);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /needs CAP_BPF .*--no-ebpf/);
+    assert.equal(existsSync(db), false);
+    const child = spawn('ip', [...noBpf, '--no-ebpf', '--interval-secs', '1', '--flows'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await waitForStderr(child, /recording veth-b .*no eBPF filter/);
+    udp(V4B, 9000, 40060, 4, 100);
+    // tc-query reads while the recorder writes
+    await sleep(1300);
+    assert.equal(flow(flowRows(db), V4A, V4B, 17, 40060, 9000)?.packets, 4);
+    child.kill('SIGINT');
+    assert.equal(await exited(child), 0);
   });
 
   test('bad ring parameters, a missing interface and a taken fanout group: clear errors, no database', async (t) => {
