@@ -6,6 +6,8 @@ import { formatTime } from './time';
 
 export interface Coverage {
   intervals: number;
+  /** Time the intervals cover (sum of their lengths), ms. */
+  covered_ms: number;
   first: number | null;
   last: number | null;
   /** Places where a source's next interval starts after the previous one ended. */
@@ -25,7 +27,7 @@ export interface Coverage {
 export function coverage(db: Database.Database, w: Window): Coverage {
   const a = db
     .prepare(
-      `select count(*) as intervals, min(start_ms) as first, max(end_ms) as last,
+      `select count(*) as intervals, coalesce(sum(end_ms - start_ms), 0) as covered_ms, min(start_ms) as first, max(end_ms) as last,
               coalesce(sum(ring_packets), 0) as ring_packets, coalesce(sum(ring_drops), 0) as ring_drops,
               coalesce(sum(coalesce(filter_ignored, 0) + coalesce(filter_not_accepted, 0) + ignored), 0) as filter_drops,
               coalesce(sum(ip_overflow_keys), 0) as ip_overflow_keys, coalesce(sum(flow_overflow_keys), 0) as flow_overflow_keys

@@ -9,6 +9,8 @@ export interface ColumnSpec {
   /** Formatter for the table form; json and csv print the exact value. */
   human?: (v: unknown) => string;
   align?: 'left' | 'right';
+  /** Shown only in the table form (e.g. rates derived from another column). */
+  tableOnly?: boolean;
 }
 
 /** JSON with bigints written as exact integers. */
@@ -24,7 +26,8 @@ function csvCell(v: unknown): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export function render(format: Format, cols: ColumnSpec[], rows: Record<string, unknown>[], footer?: string): string {
+export function render(format: Format, allCols: ColumnSpec[], rows: Record<string, unknown>[], footer?: string): string {
+  const cols = format === 'table' ? allCols : allCols.filter((c) => !c.tableOnly);
   if (format === 'json') return `${toJson(rows.map((r) => Object.fromEntries(cols.map((c) => [c.key, r[c.key]]))))}\n`;
   if (format === 'csv') {
     const lines = [cols.map((c) => csvCell(c.key)).join(',')];

@@ -8,7 +8,7 @@ import { render, type ColumnSpec, type Format } from './output';
 import { plan, segmentSql, span, type Family } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
-import { bytes, si } from '../units';
+import { bitRate, bytes, si } from '../units';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow';
 
@@ -130,8 +130,15 @@ export async function top(o: TopOptions): Promise<string> {
     await loadAddresses(sqlite, duck, ids);
     const sqlName = { ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by];
     const rows = await duck.rows(querySql(sqlName), { limit: o.limit === 0 ? null : o.limit });
-    const cols = o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS;
-    return render(o.format, cols, rows, o.format === 'table' ? completenessLine(coverage(sqlite, window), o.tz) : undefined);
+    const cov = o.format === 'table' ? coverage(sqlite, window) : undefined;
+    // Average rates over the time the recorded intervals cover.
+    const secs = (cov?.covered_ms ?? 0) / 1000;
+    const rates: ColumnSpec[] = [
+      { key: 'bytes', header: 'avg bit/s', human: (v) => bitRate(v as bigint, secs), tableOnly: true },
+      { key: 'packets', header: 'avg pkt/s', human: (v) => si(Number(v) / Math.max(secs, 1e-9)), tableOnly: true },
+    ];
+    const cols = [...(o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS), ...rates];
+    return render(o.format, cols, rows, cov ? completenessLine(cov, o.tz) : undefined);
   } finally {
     duck?.close();
     sqlite.close();
