@@ -2,10 +2,20 @@
 /** `tc-query`: questions to a traffic-counter database (read-only), answered through DuckDB. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import ms from 'ms';
-import { top, type TopBy } from '../query/top';
-import { series } from '../query/series';
-import { status } from '../query/status';
-import { adhocSql, exportRows } from '../query/adhoc';
+import type { TopBy } from '../query/top';
+import type * as TopMod from '../query/top';
+import type * as SeriesMod from '../query/series';
+import type * as StatusMod from '../query/status';
+import type * as AdhocMod from '../query/adhoc';
+
+// Command modules load on use: DuckDB's native module alone takes ~0.1 s to load.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const lazy = {
+  top: () => require('../query/top') as typeof TopMod,
+  series: () => require('../query/series') as typeof SeriesMod,
+  status: () => require('../query/status') as typeof StatusMod,
+  adhoc: () => require('../query/adhoc') as typeof AdhocMod,
+};
 import { makeWindow } from '../query/window';
 import { renderError, type Format } from '../query/output';
 import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../query/filters';
@@ -77,6 +87,7 @@ filterOptions(
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
+    const { top } = lazy.top();
     process.stdout.write(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
   });
 
@@ -85,6 +96,7 @@ common(program.command('flows').description('the top flows to and from an addres
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
+    const { top } = lazy.top();
     process.stdout.write(await top({ db: dbOf(cmd), by: 'flow', window, limit: opts.limit, format: opts.format, filters: { ip: opts.ip }, tz: tzOf(opts) }));
   });
 
@@ -100,12 +112,14 @@ common(program.command('series').description('traffic per step: the total (each 
       throw new InvalidArgumentError(`--step ${JSON.stringify(opts.step)} must be a whole number of seconds (e.g. ${STEPS.join(', ')})`);
     }
     const window = makeWindow(opts);
+    const { series } = lazy.series();
     process.stdout.write(await series({ db: dbOf(cmd), window, stepMs, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
   });
 
 common(program.command('status').description('what the file covers and how complete it is: intervals, gaps, drops, overflow'), 'the whole file').action(async (opts, cmd: Command) => {
   format = opts.format;
   const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  const { status } = lazy.status();
   process.stdout.write(await status({ db: dbOf(cmd), window, format: opts.format, tz: tzOf(opts) }));
 });
 
@@ -118,6 +132,7 @@ common(
 ).action(async (query: string, opts, cmd: Command) => {
   format = opts.format;
   const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  const { adhocSql } = lazy.adhoc();
   process.stdout.write(await adhocSql({ db: dbOf(cmd), window, sql: query, format: opts.format }));
 });
 
@@ -134,6 +149,7 @@ program
   .option('--partition', 'write a Hive-partitioned folder by node and date', false)
   .action(async (opts, cmd: Command) => {
     const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+    const { exportRows } = lazy.adhoc();
     const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition });
     process.stderr.write(`tc-query: exported ${r.rows} rows to ${r.out}\n`);
   });

@@ -5,7 +5,7 @@ import { Duck } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type Format } from './output';
-import { resolveWindow } from './top';
+import { resolveWindow } from './plan';
 import { loadTable, tablesIn } from './tables';
 
 export async function adhocSql(o: { db: string; window: Window; sql: string; format: Format }): Promise<string> {

@@ -8,6 +8,7 @@
  * an interval that straddles an edge counts where its start lies.
  */
 import type Database from 'better-sqlite3';
+import type { Window } from './window';
 
 export type Family = 'ip' | 'flow';
 
@@ -115,4 +116,11 @@ export function seriesSql(s: Segment, where: string): string {
             where b.start_ms >= ? and b.start_ms < ? ${where} group by b.start_ms`;
   }
   return `select bucket_ms, ${IP_SUMS} from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by bucket_ms`;
+}
+
+/** Resolves the window: `--all` becomes the recorded span of the log. */
+export function resolveWindow(db: Database.Database, w: Window): Window {
+  if (!w.all) return w;
+  const sp = span(db);
+  return sp ? { fromMs: sp.fromMs, toMs: sp.toMs, all: true } : { fromMs: 0, toMs: 0, all: true };
 }

@@ -7,7 +7,7 @@ import { render, type ColumnSpec, type Format } from './output';
 import { plan, seriesSql } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
-import { resolveWindow } from './top';
+import { resolveWindow } from './plan';
 import { formatTime } from './time';
 import { bitRate, bytes, si } from '../units';
 

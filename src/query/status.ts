@@ -2,7 +2,7 @@
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { toJson, type Format } from './output';
-import { resolveWindow } from './top';
+import { resolveWindow } from './plan';
 import { coverage } from './coverage';
 import { formatTime } from './time';
 import { bytes, grouped } from '../units';

@@ -5,7 +5,9 @@ import { Duck, querySql } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type ColumnSpec, type Format } from './output';
-import { plan, segmentSql, span, type Family } from './plan';
+import { plan, resolveWindow, segmentSql, type Family } from './plan';
+
+export { resolveWindow };
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
 import { bitRate, bytes, si } from '../units';
@@ -27,13 +29,6 @@ export const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 1
 export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>): Promise<void> {
   const stmt = sqlite.prepare('select id, text from addresses where id in (select value from json_each(?))').safeIntegers(true).raw(true);
   await duck.load('addresses', [{ name: 'id', sqlType: 'BIGINT', type: BIGINT }, { name: 'text', sqlType: 'VARCHAR', type: VARCHAR }], stmt.iterate(JSON.stringify([...ids])) as Iterable<unknown[]>);
-}
-
-/** Resolves the window: `--all` becomes the recorded span of the log. */
-export function resolveWindow(sqlite: Database.Database, w: Window): Window {
-  if (!w.all) return w;
-  const sp = span(sqlite);
-  return sp ? { fromMs: sp.fromMs, toMs: sp.toMs, all: true } : { fromMs: 0, toMs: 0, all: true };
 }
 
 /** Loads the window's per-IP or per-flow rows (partially summed per segment) into DuckDB. */
