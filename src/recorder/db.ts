@@ -35,6 +35,9 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     sqlite.pragma('synchronous = NORMAL');
     // Short: a locked database must not stall the event loop; the sink retries with back-off.
     sqlite.pragma('busy_timeout = 100');
+    // Rollup closes sort and aggregate many rows: keep their sorters and pages in memory.
+    sqlite.pragma('temp_store = MEMORY');
+    sqlite.pragma('cache_size = -65536');
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
     const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
     const { error, results } = await migrator.migrateToLatest();

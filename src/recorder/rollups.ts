@@ -14,6 +14,10 @@ interface LevelSpec {
   next?: Level;
   /** SQL producing the bucket's rows from the level below; binds (:start, :end). */
   source: string;
+  /** The same when the level below holds one interval / bucket in range: a copy, no sort. */
+  copy: string;
+  /** Counts the intervals / buckets of the level below in range; binds (:start, :end). */
+  parts: string;
 }
 
 const IP_COLS = 'tx_packets, tx_bytes, rx_packets, rx_bytes';
@@ -26,19 +30,38 @@ export const LEVELS: Record<Level, LevelSpec> = {
     next: 'ip_1h',
     source: `select :start, d.ip_id, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
              where b.start_ms >= :start and b.start_ms < :end group by d.ip_id`,
+    copy: `select :start, d.ip_id, ${IP_COLS} from batches b join ip_deltas d on d.batch_id = b.id
+           where b.start_ms >= :start and b.start_ms < :end`,
+    parts: 'select count(*) from batches where start_ms >= :start and start_ms < :end',
   },
-  ip_1h: { ms: 3_600_000, next: 'ip_1d', source: `select :start, ip_id, ${IP_SUMS} from ip_1m where bucket_ms >= :start and bucket_ms < :end group by ip_id` },
-  ip_1d: { ms: 86_400_000, source: `select :start, ip_id, ${IP_SUMS} from ip_1h where bucket_ms >= :start and bucket_ms < :end group by ip_id` },
+  ip_1h: {
+    ms: 3_600_000,
+    next: 'ip_1d',
+    source: `select :start, ip_id, ${IP_SUMS} from ip_1m where bucket_ms >= :start and bucket_ms < :end group by ip_id`,
+    copy: `select :start, ip_id, ${IP_COLS} from ip_1m where bucket_ms >= :start and bucket_ms < :end`,
+    parts: 'select count(distinct bucket_ms) from ip_1m where bucket_ms >= :start and bucket_ms < :end',
+  },
+  ip_1d: {
+    ms: 86_400_000,
+    source: `select :start, ip_id, ${IP_SUMS} from ip_1h where bucket_ms >= :start and bucket_ms < :end group by ip_id`,
+    copy: `select :start, ip_id, ${IP_COLS} from ip_1h where bucket_ms >= :start and bucket_ms < :end`,
+    parts: 'select count(distinct bucket_ms) from ip_1h where bucket_ms >= :start and bucket_ms < :end',
+  },
   flow_1m: {
     ms: 60_000,
     next: 'flow_1h',
     source: `select :start, ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}, sum(d.packets), sum(d.bytes)
              from batches b join flow_deltas d on d.batch_id = b.id
              where b.start_ms >= :start and b.start_ms < :end group by ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}`,
+    copy: `select :start, ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}, d.packets, d.bytes
+           from batches b join flow_deltas d on d.batch_id = b.id where b.start_ms >= :start and b.start_ms < :end`,
+    parts: 'select count(*) from batches where start_ms >= :start and start_ms < :end',
   },
   flow_1h: {
     ms: 3_600_000,
     source: `select :start, ${FLOW_KEY}, sum(packets), sum(bytes) from flow_1m where bucket_ms >= :start and bucket_ms < :end group by ${FLOW_KEY}`,
+    copy: `select :start, ${FLOW_KEY}, packets, bytes from flow_1m where bucket_ms >= :start and bucket_ms < :end`,
+    parts: 'select count(distinct bucket_ms) from flow_1m where bucket_ms >= :start and bucket_ms < :end',
   },
 };
 
@@ -56,6 +79,8 @@ export class Rollups {
       return {
         del: db.prepare(`delete from ${level} where bucket_ms = ?`),
         ins: db.prepare(`insert into ${level} (${cols}) ${LEVELS[level].source}`),
+        copy: db.prepare(`insert into ${level} (${cols}) ${LEVELS[level].copy}`),
+        parts: db.prepare(LEVELS[level].parts).pluck(),
       };
     };
     this.stmts = {
@@ -84,7 +109,11 @@ export class Rollups {
   private close(level: Level, bucket: number): void {
     const s = this.stmts.level[level];
     s.del.run(bucket);
-    s.ins.run({ start: bucket, end: bucket + LEVELS[level].ms });
+    const range = { start: bucket, end: bucket + LEVELS[level].ms };
+    // One interval (or bucket) below: its rows are already one per key, so copy them in key
+    // order instead of sorting and grouping.
+    if ((s.parts.get(range) as number) === 1) s.copy.run(range);
+    else s.ins.run(range);
     this.stmts.clean.run(level, bucket);
     const next = LEVELS[level].next;
     if (next) this.markDirty(next, bucket);
