@@ -6,6 +6,7 @@
  * late or replayed batch only re-dirties its buckets.
  */
 import type Database from 'better-sqlite3';
+import { u64At, type Batch } from '../native';
 
 export type Level = 'ip_1m' | 'ip_1h' | 'ip_1d' | 'flow_1m' | 'flow_1h';
 
@@ -70,8 +71,18 @@ const ORDER: Level[] = ['ip_1m', 'flow_1m', 'ip_1h', 'flow_1h', 'ip_1d'];
 
 export const bucketOf = (ms: number, level: Level) => Math.floor(ms / LEVELS[level].ms) * LEVELS[level].ms;
 
+/** Per-address sums of one open minute, accumulated from the batches this writer committed. */
+interface MinuteAcc {
+  batches: number;
+  exact: boolean;
+  rows: Map<number, number[]>;
+}
+
+const ACC_INSERT_ROWS = 50;
+
 export class Rollups {
   private readonly stmts;
+  private readonly minutes = new Map<number, MinuteAcc>();
 
   constructor(private readonly db: Database.Database) {
     const per = (level: Level) => {
@@ -88,6 +99,8 @@ export class Rollups {
       dirty: db.prepare('insert or ignore into rollup_dirty (level, bucket_ms, end_ms) values (?, ?, ?)'),
       closable: db.prepare('select bucket_ms from rollup_dirty where level = ? and end_ms <= ? order by bucket_ms limit 64').pluck(),
       clean: db.prepare('delete from rollup_dirty where level = ? and bucket_ms = ?'),
+      accMany: db.prepare(`insert into ip_1m (bucket_ms, ip_id, ${IP_COLS}) values ${Array(ACC_INSERT_ROWS).fill('(?,?,?,?,?,?)').join(',')}`),
+      accOne: db.prepare(`insert into ip_1m (bucket_ms, ip_id, ${IP_COLS}) values (?,?,?,?,?,?)`),
     };
   }
 
@@ -105,18 +118,78 @@ export class Rollups {
     if (hasFlowRows) for (const l of ['flow_1m', 'flow_1h'] as const) this.markDirty(l, startMs);
   }
 
+  /**
+   * Adds a committed batch's per-IP rows to its minute's running sums, so that closing the
+   * minute inserts them instead of re-reading the raw rows. `ids` are the dictionary ids of
+   * the batch's address table.
+   */
+  accumulate(b: Batch, ids: Float64Array): void {
+    const m = bucketOf(b.startMs, 'ip_1m');
+    let a = this.minutes.get(m);
+    if (!a) this.minutes.set(m, (a = { batches: 0, exact: true, rows: new Map() }));
+    a.batches++;
+    const ip = b.ip;
+    for (let i = 0; i < ip.count; i++) {
+      const v = [u64At(ip.txPackets, i), u64At(ip.txBytes, i), u64At(ip.rxPackets, i), u64At(ip.rxBytes, i)];
+      if (v.some((x) => typeof x === 'bigint')) {
+        a.exact = false;
+        continue;
+      }
+      const id = ids[ip.idx[i]];
+      const r = a.rows.get(id);
+      if (r) for (let k = 0; k < 4; k++) r[k] += v[k] as number;
+      else a.rows.set(id, v as number[]);
+    }
+    // Sums past 2^53 cannot be kept exactly in doubles: recompute such a minute in SQL.
+    if (a.exact) for (const r of a.rows.values()) if (r[1] > Number.MAX_SAFE_INTEGER || r[3] > Number.MAX_SAFE_INTEGER) a.exact = false;
+  }
+
+  /** A transaction that ran `accumulate` callers' batches failed: forget the running sums. */
+  forget(): void {
+    this.minutes.clear();
+  }
+
   /** Recomputes one bucket from the level below and marks the next level dirty. */
   private close(level: Level, bucket: number): void {
     const s = this.stmts.level[level];
     s.del.run(bucket);
     const range = { start: bucket, end: bucket + LEVELS[level].ms };
+    if (level === 'ip_1m') {
+      const a = this.minutes.get(bucket);
+      this.minutes.delete(bucket);
+      // The running sums are the bucket only when every interval of the minute in the log
+      // went through them (no other session, no re-appended batch).
+      if (a && a.exact && a.batches === (s.parts.get(range) as number)) {
+        this.insertSums(bucket, a.rows);
+        this.finish(level, bucket);
+        return;
+      }
+    }
     // One interval (or bucket) below: its rows are already one per key, so copy them in key
     // order instead of sorting and grouping.
     if ((s.parts.get(range) as number) === 1) s.copy.run(range);
     else s.ins.run(range);
+    this.finish(level, bucket);
+  }
+
+  private finish(level: Level, bucket: number): void {
     this.stmts.clean.run(level, bucket);
     const next = LEVELS[level].next;
     if (next) this.markDirty(next, bucket);
+  }
+
+  private insertSums(bucket: number, rows: Map<number, number[]>): void {
+    const ids = [...rows.keys()].sort((x, y) => x - y);
+    const p: number[] = [];
+    for (const id of ids) {
+      const r = rows.get(id)!;
+      p.push(bucket, id, r[0], r[1], r[2], r[3]);
+      if (p.length === 6 * ACC_INSERT_ROWS) {
+        this.stmts.accMany.run(p);
+        p.length = 0;
+      }
+    }
+    for (let i = 0; i < p.length; i += 6) this.stmts.accOne.run(p.slice(i, i + 6));
   }
 
   /** Closes every dirty bucket that ends at or before `ms` (call inside a transaction). */

@@ -142,18 +142,26 @@ export class BatchSink {
 
   private writeOne(b: Batch): boolean {
     const db = this.o.db.sqlite;
-    const written = db.transaction(() => {
-      const r = this.writer.write(b);
-      if (r.written) {
-        this.rollups.markBatch(b.startMs, r.ipRows > 0, r.flowRows > 0);
-        this.rollups.closeUpTo(b.startMs);
-      }
-      for (const l of this.lost) this.addEvent.run(Date.now(), this.writer.sessionId, 'lost-interval', l.startMs, l.endMs, 'write queue full');
-      return r.written;
-    })();
+    let r;
+    try {
+      r = db.transaction(() => {
+        const res = this.writer.write(b);
+        if (res.written) {
+          this.rollups.markBatch(b.startMs, res.ipRows > 0, res.flowRows > 0);
+          this.rollups.closeUpTo(b.startMs);
+        }
+        for (const l of this.lost) this.addEvent.run(Date.now(), this.writer.sessionId, 'lost-interval', l.startMs, l.endMs, 'write queue full');
+        return res;
+      })();
+    } catch (err) {
+      // A rolled-back close may have consumed running sums: recompute those minutes in SQL.
+      this.rollups.forget();
+      throw err;
+    }
+    if (r.written && r.ids) this.rollups.accumulate(b, r.ids);
     this.lost.length = 0;
     this.writer.advance();
-    return written;
+    return r.written;
   }
 
   private onWriteError(err: Error & { code?: string }): void {

@@ -30,6 +30,8 @@ export interface SessionSpec {
 export interface WriteResult {
   /** False when the batch was already in the log (an idempotent re-append). */
   written: boolean;
+  /** Dictionary ids of the batch's address table (when written). */
+  ids?: Float64Array;
   batchId: number;
   ipRows: number;
   flowRows: number;
@@ -165,7 +167,7 @@ export class BatchWriter {
       }
     }
     for (let i = 0; i < flowParams.length; i += 8) this.stmts.flowOne.run(flowParams.slice(i, i + 8));
-    return { written: true, batchId, ipRows: ip.count, flowRows: f.count };
+    return { written: true, ids, batchId, ipRows: ip.count, flowRows: f.count };
   }
 
   /**
