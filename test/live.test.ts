@@ -249,7 +249,7 @@ describe('live capture in network namespaces', () => {
     d.close();
 
     const again = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', r.db, '--interval-secs', '1', '--flows']);
-    await waitForStderr(again, /ended without a clean stop/);
+    await waitForStderr(again, /ended without a clean stop[\s\S]*recording veth-b/);
     again.kill('SIGINT');
     assert.equal(await exited(again), 0);
     const e = new Database(r.db, { readonly: true });
