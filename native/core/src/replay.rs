@@ -205,6 +205,25 @@ pub fn replay(
 const PROGRESS_EVERY: u64 = 1 << 24;
 const STOP_CHECK_EVERY: u64 = 1 << 16;
 
+/** Progress events every PROGRESS_EVERY bytes of input, and the stop check that goes with them. */
+struct Progress {
+    next: u64,
+    before: u64,
+    total: u64,
+}
+
+impl Progress {
+    /// Reports `done` bytes of the current file if due; returns whether the replay should stop.
+    fn tick(&mut self, done: u64, stop: &AtomicBool, sink: &mut dyn FnMut(ReplayEvent)) -> bool {
+        if done < self.next {
+            return false;
+        }
+        self.next = done + PROGRESS_EVERY;
+        sink(ReplayEvent::Progress { done: self.before + done, total: self.total });
+        stop.load(Ordering::Relaxed)
+    }
+}
+
 fn replay_pcap(
     data: &[u8],
     c: &mut Counter,
@@ -224,7 +243,7 @@ fn replay_pcap(
         if nanos { "nanosecond" } else { "microsecond" },
         hdr.snaplen
     );
-    let mut next_progress = PROGRESS_EVERY;
+    let mut progress = Progress { next: PROGRESS_EVERY, before: done_before, total };
     while !rem.is_empty() {
         // The raw parser does not reject records whose on-wire length exceeds the snap length
         // (normal for captures taken with a small snaplen).
@@ -240,15 +259,8 @@ fn replay_pcap(
         let ts_ms = pkt.ts_sec as i64 * 1000 + frac_ms as i64;
         s.frames += 1;
         c.packet(ts_ms, lt, &pkt.data, sink);
-        if s.frames % STOP_CHECK_EVERY == 0 {
-            let done = (data.len() - rem.len()) as u64;
-            if done >= next_progress {
-                next_progress = done + PROGRESS_EVERY;
-                sink(ReplayEvent::Progress { done: done_before + done, total });
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
+        if s.frames % STOP_CHECK_EVERY == 0 && progress.tick((data.len() - rem.len()) as u64, stop, sink) {
+            return Ok(());
         }
     }
     Ok(())
@@ -268,7 +280,7 @@ fn replay_pcapng(
         "pcapng, {}-endian",
         if parser.section().endianness == pcap_file::Endianness::Big { "big" } else { "little" }
     );
-    let mut next_progress = PROGRESS_EVERY;
+    let mut progress = Progress { next: PROGRESS_EVERY, before: done_before, total };
     // (link type, if_tsresol, snaplen) of the current section's interfaces
     let iface = |parser: &PcapNgParser, id: u32| -> Result<(u32, u8, u32), String> {
         let idb = parser.interfaces().get(id as usize).ok_or_else(|| format!("packet names interface {id}, which is not described"))?;
@@ -323,13 +335,8 @@ fn replay_pcapng(
             Block::Unknown(u) if u.type_ == 0x0000_0BAD || u.type_ == 0x4000_0BAD => s.non_packet_records += 1,
             _ => {}
         }
-        let done = (data.len() - rem.len()) as u64;
-        if done >= next_progress {
-            next_progress = done + PROGRESS_EVERY;
-            sink(ReplayEvent::Progress { done: done_before + done, total });
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
+        if progress.tick((data.len() - rem.len()) as u64, stop, sink) {
+            return Ok(());
         }
     }
     Ok(())
