@@ -18,6 +18,8 @@ const arg = (n: string, d: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : d;
 };
 const PACKETS = arg('packets', 3_000_000);
+const SOURCES = arg('sources', 100_000);
+const MAX_KEYS = arg('max-keys', 1_000_000);
 const RUNS = arg('runs', 3);
 const A = 'tcbencha';
 const B = 'tcbenchb';
@@ -87,14 +89,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const exit = (c: ChildProcess) => new Promise((r) => c.once('exit', r));
 
 function flood(): { sent: number; secs: number } {
-  const out = sh('ip', ['netns', 'exec', A, FLOOD, 'veth-a', MAC_B, String(PACKETS), '100000', '30']).trim().split(' ');
+  const out = sh('ip', ['netns', 'exec', A, FLOOD, 'veth-a', MAC_B, String(PACKETS), String(SOURCES), '30']).trim().split(' ');
   return { sent: Number(out[0]), secs: Number(out[1]) };
 }
 
-async function runRecorder(): Promise<{ nsPerPkt: number; engineNsPerPkt: number; drops: number; received: number; pps: number }> {
+async function runRecorder(): Promise<{ nsPerPkt: number; engineNsPerPkt: number; drops: number; received: number; pps: number; hwm: number }> {
   const db = path.join(ROOT, 'bench', 'out', 'live.db');
   for (const e of ['', '-wal', '-shm']) rmSync(db + e, { force: true });
-  const child = spawn('ip', ['netns', 'exec', B, process.execPath, RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--flows', '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', B, process.execPath, RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--flows', '--workers', '2', '--max-keys', String(MAX_KEYS)], { stdio: ['ignore', 'ignore', 'pipe'] });
   await waitFor(child, /recording veth-b/);
   await sleep(500);
   // `ip netns exec` execs node, so the child's pid is the recorder's.
@@ -104,12 +106,13 @@ async function runRecorder(): Promise<{ nsPerPkt: number; engineNsPerPkt: number
   await sleep(6000);
   const c1 = cpuNs(child.pid!);
   const e1 = engineCpuNs(child.pid!);
+  const hwm = Number(readFileSync(`/proc/${child.pid}/status`, 'utf8').match(/VmHWM:\s+(\d+) kB/)![1]) * 1024;
   child.kill('SIGINT');
   await exit(child);
   const d = new Database(db, { readonly: true });
   const r = d.prepare('select sum(ring_packets) as p, sum(ring_drops) as dr from batches').get() as { p: number; dr: number };
   d.close();
-  return { nsPerPkt: (c1 - c0) / f.sent, engineNsPerPkt: (e1 - e0) / f.sent, drops: r.dr, received: r.p, pps: f.sent / f.secs };
+  return { nsPerPkt: (c1 - c0) / f.sent, engineNsPerPkt: (e1 - e0) / f.sent, drops: r.dr, received: r.p, pps: f.sent / f.secs, hwm };
 }
 
 async function runTcpdump(): Promise<{ nsPerPkt: number; drops: string }> {
@@ -138,7 +141,8 @@ async function main(): Promise<void> {
       tcpd.push(await runTcpdump());
     }
     const print = (k: string, v: string) => process.stdout.write(`${k.padEnd(44)} ${v}\n`);
-    print('flood', `${PACKETS} x 64-byte UDP frames from 100k sources, ${(median(ours.map((o) => o.pps)) / 1e6).toFixed(2)} Mpps sent (median)`);
+    print('recorder peak memory (VmHWM)', `${(median(ours.map((o) => o.hwm)) / 2 ** 20).toFixed(0)} MiB with --max-keys ${MAX_KEYS}`);
+    print('flood', `${PACKETS} x 64-byte UDP frames from ${SOURCES} sources, ${(median(ours.map((o) => o.pps)) / 1e6).toFixed(2)} Mpps sent (median)`);
     print('traffic-counter record --flows, CPU/packet', `${median(ours.map((o) => o.nsPerPkt)).toFixed(0)} ns (runs: ${ours.map((o) => o.nsPerPkt.toFixed(0)).join(' ')})`);
     print('  of which capture engine threads', `${median(ours.map((o) => o.engineNsPerPkt)).toFixed(0)} ns (runs: ${ours.map((o) => o.engineNsPerPkt.toFixed(0)).join(' ')}); the rest is writing and rolling up ~10^6 flow rows per interval`);
     print('traffic-counter kernel drops', ours.map((o) => `${o.drops} of ${o.received}`).join(', '));

@@ -90,8 +90,9 @@ export function exited(child: ChildProcess, ms = 10_000): Promise<number | null>
       child.kill('SIGKILL');
       reject(new Error('process did not exit in time'));
     }, ms);
-    child.once('exit', (code) => {
+    child.once('exit', (code, signal) => {
       clearTimeout(timer);
+      if (signal) process.stderr.write(`[helpers] process ${child.pid} ended by ${signal}\n`);
       resolve(code);
     });
   });

@@ -260,6 +260,37 @@ function recordUncleanShutdowns(db: WriteDb, sink: BatchSink, log: Logger): void
 
 async function recordLive(o: RecordOptions): Promise<void> {
   const log = new Logger(o.logFormat);
+  // Signal handlers come first: a stop requested while the capture is being set up is carried
+  // out as soon as it runs, instead of killing the process half-way.
+  let pendingStop: string | undefined;
+  let stop: ((sig: string) => void) | undefined;
+  let hup: (() => void) | undefined;
+  const onInt = () => (stop ? stop('SIGINT') : (pendingStop = 'SIGINT'));
+  const onTerm = () => (stop ? stop('SIGTERM') : (pendingStop = 'SIGTERM'));
+  const onHup = () => hup?.();
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  process.on('SIGHUP', onHup);
+  try {
+    await recordLiveInner(o, log, {
+      setStop: (f) => (stop = f),
+      setHup: (f) => (hup = f),
+      pending: () => pendingStop,
+    });
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    process.off('SIGHUP', onHup);
+  }
+}
+
+interface SignalHooks {
+  setStop(f: (sig: string) => void): void;
+  setHup(f: () => void): void;
+  pending(): string | undefined;
+}
+
+async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks): Promise<void> {
   const iface = o.iface ?? defaultRouteInterface();
   if (!iface) throw new RecordError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
   const spec: SessionSpec = {
@@ -327,33 +358,28 @@ async function recordLive(o: RecordOptions): Promise<void> {
   );
   if (o.user) dropPrivileges(o.user, o.db, log);
   let stopping = false;
-  const stop = (sig: string) => {
+  const stop = (name: string) => {
     if (stopping) return;
     stopping = true;
-    log.info(`${sig}: flushing the partial interval`, { event: 'stop', signal: sig });
+    log.info(`${name}: flushing the partial interval`, { event: 'stop', signal: name });
     live.stop();
   };
-  const onInt = () => stop('SIGINT');
-  const onTerm = () => stop('SIGTERM');
-  const onHup = () => {
+  sig.setStop(stop);
+  sig.setHup(() => {
     try {
       live.reloadRules();
       log.info('SIGHUP: CIDR files reloaded', { event: 'reload' });
     } catch (err) {
       log.error(`SIGHUP: reload failed, keeping the previous rules: ${(err as Error).message}`, { event: 'reload-failed' });
     }
-  };
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
-  process.on('SIGHUP', onHup);
+  });
+  const pending = sig.pending();
+  if (pending) stop(pending);
   try {
     await live.done;
     await sink!.close(Date.now() + 1500);
     sink!.event('stop', 'clean stop');
   } finally {
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
-    process.off('SIGHUP', onHup);
     stopMetrics?.();
     closeDb(db!);
   }
