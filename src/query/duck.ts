@@ -21,7 +21,29 @@ export interface Column {
 }
 
 export class Duck {
+  /**
+   * Catalog prefix of the traffic-counter tables when DuckDB reads the SQLite file itself
+   * (`tc.`), or undefined when rows are moved in from better-sqlite3.
+   */
+  attached: string | undefined;
+
   private constructor(private readonly instance: DuckDBInstance, readonly conn: DuckDBConnection) {}
+
+  /**
+   * When the host has DuckDB's sqlite extension installed, attaches the file READ_ONLY as `tc`
+   * so the planned segments are read by DuckDB directly (the same SQL). Auto-install stays off:
+   * without the extension this fails at once and rows are moved in instead.
+   */
+  async attachSqlite(file: string): Promise<boolean> {
+    try {
+      await this.conn.run('LOAD sqlite');
+      await this.conn.run(`ATTACH '${file.replace(/'/g, "''")}' AS tc (TYPE sqlite, READ_ONLY)`);
+      this.attached = 'tc.';
+      return true;
+    } catch {
+      return false;
+    }
+  }
 
   static async open(): Promise<Duck> {
     const instance = await DuckDBInstance.create(':memory:', {
@@ -38,10 +60,10 @@ export class Duck {
     }
   }
 
-  /** Creates `table` and appends `rows` (arrays in column order) in DataChunks. */
-  async load(table: string, columns: Column[], rows: Iterable<unknown[]>): Promise<number> {
-    await this.conn.run(`create table ${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);
-    const appender = await this.conn.createAppender(table);
+  /** Creates `table` (in `catalog`, default the in-memory one) and appends `rows` in DataChunks. */
+  async load(table: string, columns: Column[], rows: Iterable<unknown[]>, catalog?: string): Promise<number> {
+    await this.conn.run(`create table ${catalog ? `${catalog}.` : ''}${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);
+    const appender = await this.conn.createAppender(table, null, catalog ?? null);
     const types = columns.map((c) => c.type);
     let cols: DuckDBValue[][] = columns.map(() => []);
     let n = 0;

@@ -101,34 +101,36 @@ const FLOW_KEY = 'src_id, dst_id, proto, sport, dport';
  * rx_packets, rx_bytes) or per-flow rows (src_id, dst_id, proto, sport, dport, packets, bytes).
  * Binds (from, to) and optional key filters appended by the caller.
  */
-export function segmentSql(family: Family, s: Segment, where: string): string {
+export function segmentSql(family: Family, s: Segment, where: string, schema = ''): string {
+  const t = (name: string) => `${schema}${name}`;
   if (family === 'ip') {
     if (s.source === 'raw') {
-      return `select d.ip_id, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
+      return `select d.ip_id, ${IP_SUMS} from ${t('batches')} b join ${t('ip_deltas')} d on d.batch_id = b.id
               where b.start_ms >= ? and b.start_ms < ? ${where} group by d.ip_id`;
     }
-    if (where) return `${bucketsCte(s)} select d.ip_id, ${IP_SUMS} from t join ${s.source} d on d.bucket_ms = t.b where 1 ${where} group by d.ip_id`;
-    return `select ip_id, ${IP_SUMS} from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by ip_id`;
+    if (where) return `${bucketsCte(s)} select d.ip_id, ${IP_SUMS} from t join ${t(s.source)} d on d.bucket_ms = t.b where true ${where} group by d.ip_id`;
+    return `select ip_id, ${IP_SUMS} from ${t(s.source)} d where bucket_ms >= ? and bucket_ms < ? ${where} group by ip_id`;
   }
   if (s.source === 'raw') {
-    return `select ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}, sum(packets), sum(bytes)
-            from batches b join flow_deltas d on d.batch_id = b.id
+    return `select ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}, sum(d.packets), sum(d.bytes)
+            from ${t('batches')} b join ${t('flow_deltas')} d on d.batch_id = b.id
             where b.start_ms >= ? and b.start_ms < ? ${where} group by ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}`;
   }
-  return `select ${FLOW_KEY}, sum(packets), sum(bytes) from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by ${FLOW_KEY}`;
+  return `select ${FLOW_KEY}, sum(packets), sum(bytes) from ${t(s.source)} d where bucket_ms >= ? and bucket_ms < ? ${where} group by ${FLOW_KEY}`;
 }
 
 /**
  * SQL reading one segment as a time series: (t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes)
  * per interval or bucket start, summed over the addresses matched by `where`.
  */
-export function seriesSql(s: Segment, where: string): string {
+export function seriesSql(s: Segment, where: string, schema = ''): string {
+  const t = (name: string) => `${schema}${name}`;
   if (s.source === 'raw') {
-    return `select b.start_ms, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
+    return `select b.start_ms, ${IP_SUMS} from ${t('batches')} b join ${t('ip_deltas')} d on d.batch_id = b.id
             where b.start_ms >= ? and b.start_ms < ? ${where} group by b.start_ms`;
   }
-  if (where) return `${bucketsCte(s)} select d.bucket_ms, ${IP_SUMS} from t join ${s.source} d on d.bucket_ms = t.b where 1 ${where} group by d.bucket_ms`;
-  return `select bucket_ms, ${IP_SUMS} from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by bucket_ms`;
+  if (where) return `${bucketsCte(s)} select d.bucket_ms, ${IP_SUMS} from t join ${t(s.source)} d on d.bucket_ms = t.b where true ${where} group by d.bucket_ms`;
+  return `select bucket_ms, ${IP_SUMS} from ${t(s.source)} d where bucket_ms >= ? and bucket_ms < ? ${where} group by bucket_ms`;
 }
 
 /** Resolves the window: `--all` becomes the recorded span of the log. */

@@ -8,6 +8,8 @@ import { plan, seriesSql } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
 import { resolveWindow } from './plan';
+import { duckParam } from './top';
+import type Database from 'better-sqlite3';
 import { formatTime } from './time';
 import { bitRate, bytes, si } from '../units';
 
@@ -23,6 +25,27 @@ export interface SeriesOptions {
 const BAR_WIDTH = 40;
 const MAX_STEPS = 100_000;
 
+/** Loads series_rows(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) for the window. */
+export async function loadSeries(sqlite: Database.Database, duck: Duck, window: Window, stepMs: number, ids: number[] | undefined): Promise<void> {
+  const w = whereFor('ip', ids, {}, duck.attached ? 'duckdb' : 'sqlite');
+  const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, stepMs) : [];
+  if (duck.attached) {
+    await duck.conn.run('create table series_rows (t_ms BIGINT, tx_packets HUGEINT, tx_bytes HUGEINT, rx_packets HUGEINT, rx_bytes HUGEINT)');
+    for (const s of segments) {
+      await duck.conn.run(`insert into series_rows ${seriesSql(s, w.where, duck.attached)}`, [s.fromMs, s.toMs, ...w.params].map(duckParam));
+    }
+    return;
+  }
+  function* rows(): Generator<unknown[]> {
+    for (const s of segments) {
+      const stmt = sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true);
+      yield* stmt.iterate(s.fromMs, s.toMs, ...w.params) as Iterable<unknown[]>;
+    }
+  }
+  const big = (name: string) => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
+  await duck.load('series_rows', [{ name: 't_ms', sqlType: 'BIGINT', type: BIGINT }, big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], rows());
+}
+
 export async function series(o: SeriesOptions): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
@@ -35,16 +58,8 @@ export async function series(o: SeriesOptions): Promise<string> {
     }
     const ids = matchingIds(sqlite, o.filters);
     const perAddress = ids !== undefined;
-    const w = whereFor('ip', ids, {});
-    const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, o.stepMs) : [];
-    function* rows(): Generator<unknown[]> {
-      for (const s of segments) {
-        const stmt = sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true);
-        yield* stmt.iterate(s.fromMs, s.toMs, ...w.params) as Iterable<unknown[]>;
-      }
-    }
-    const big = (name: string) => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
-    await duck.load('series_rows', [{ name: 't_ms', sqlType: 'BIGINT', type: BIGINT }, big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], rows());
+    await duck.attachSqlite(o.db);
+    await loadSeries(sqlite, duck, window, o.stepMs, ids);
     const result = await duck.rows(querySql('series'), {
       from_ms: BigInt(window.fromMs),
       to_ms: BigInt(window.toMs),

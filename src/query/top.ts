@@ -1,5 +1,5 @@
 /** `tc-query top` and `tc-query flows`: the top talkers or flows of a window. */
-import { BIGINT, HUGEINT, UTINYINT, USMALLINT, VARCHAR } from '@duckdb/node-api';
+import { BIGINT, HUGEINT, UTINYINT, USMALLINT, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
 import type Database from 'better-sqlite3';
 import { Duck, querySql } from './duck';
 import { openReadOnly } from './db';
@@ -26,7 +26,12 @@ export interface TopOptions {
 
 export const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
 
-export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>): Promise<void> {
+export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>, family: Family = 'ip'): Promise<void> {
+  if (duck.attached) {
+    const used = family === 'ip' ? 'select ip_id from ip_deltas' : 'select src_id from flow_deltas union select dst_id from flow_deltas';
+    await duck.conn.run(`create table addresses as select id, text from ${duck.attached}addresses where id in (${used})`);
+    return;
+  }
   const stmt = sqlite.prepare('select id, text from addresses where id in (select value from json_each(?))').safeIntegers(true).raw(true);
   await duck.load('addresses', [{ name: 'id', sqlType: 'BIGINT', type: BIGINT }, { name: 'text', sqlType: 'VARCHAR', type: VARCHAR }], stmt.iterate(JSON.stringify([...ids])) as Iterable<unknown[]>);
 }
@@ -42,6 +47,19 @@ export async function loadWindow(
   params: unknown[] = [],
 ): Promise<void> {
   const segments = w.toMs > w.fromMs ? plan(sqlite, family, w.fromMs, w.toMs) : [];
+  if (duck.attached) {
+    // DuckDB reads the attached file itself: the same segment SQL, run there.
+    const cols =
+      family === 'ip'
+        ? 'ip_id BIGINT, tx_packets HUGEINT, tx_bytes HUGEINT, rx_packets HUGEINT, rx_bytes HUGEINT'
+        : 'src_id BIGINT, dst_id BIGINT, proto UTINYINT, sport USMALLINT, dport USMALLINT, packets HUGEINT, bytes HUGEINT';
+    const table = family === 'ip' ? 'ip_deltas' : 'flow_deltas';
+    await duck.conn.run(`create table ${table} (${cols})`);
+    for (const s of segments) {
+      await duck.conn.run(`insert into ${table} ${segmentSql(family, s, where, duck.attached)}`, [s.fromMs, s.toMs, ...params].map(duckParam));
+    }
+    return;
+  }
   function* rows(): Generator<unknown[]> {
     for (const s of segments) {
       const stmt = sqlite.prepare(segmentSql(family, s, where)).safeIntegers(true).raw(true);
@@ -101,28 +119,45 @@ const FLOW_COLS: ColumnSpec[] = [
   { key: 'bytes', human: (v) => bytes(v as bigint) },
 ];
 
+/** Integers go to DuckDB as BIGINT. */
+export function duckParam(v: unknown): DuckDBValue {
+  return typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : (v as DuckDBValue);
+}
+
 export async function top(o: TopOptions): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
     duck = await Duck.open();
+    await duck.attachSqlite(o.db);
+    return await answerTop(sqlite, duck, o);
+  } finally {
+    duck?.close();
+    sqlite.close();
+  }
+}
+
+/** The top answer over an open database and DuckDB session (rows moved in, or read by DuckDB). */
+export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): Promise<string> {
+  {
+    const dialect = duck.attached ? 'duckdb' : 'sqlite';
     const ids = new Set<number>();
     const window = resolveWindow(sqlite, o.window);
     const f = o.filters ?? {};
     const match = matchingIds(sqlite, f);
     const l4 = f.proto !== undefined || f.port !== undefined;
     if (o.by === 'flow' || l4) {
-      const w = whereFor('flow', match, f);
+      const w = whereFor('flow', match, f, dialect);
       await loadWindow(sqlite, duck, 'flow', window, ids, w.where, w.params);
       if (o.by !== 'flow') {
         await duck.conn.run(querySql('ip_from_flows'));
         if (match) await duck.conn.run('delete from ip_deltas where ip_id not in (select unnest($ids::bigint[]))', { ids: JSON.stringify(match) });
       }
     } else {
-      const w = whereFor('ip', match, f);
+      const w = whereFor('ip', match, f, dialect);
       await loadWindow(sqlite, duck, 'ip', window, ids, w.where, w.params);
     }
-    await loadAddresses(sqlite, duck, ids);
+    await loadAddresses(sqlite, duck, ids, o.by === 'flow' ? 'flow' : 'ip');
     const sqlName = { ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by];
     const rows = await duck.rows(querySql(sqlName), { limit: o.limit === 0 ? null : o.limit });
     const cov = o.format === 'table' ? coverage(sqlite, window) : undefined;
@@ -134,8 +169,5 @@ export async function top(o: TopOptions): Promise<string> {
     ];
     const cols = [...(o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS), ...rates];
     return render(o.format, cols, rows, cov ? completenessLine(cov, o.tz) : undefined);
-  } finally {
-    duck?.close();
-    sqlite.close();
   }
 }
