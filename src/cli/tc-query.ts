@@ -7,6 +7,7 @@ import type * as TopMod from '../query/top';
 import type * as SeriesMod from '../query/series';
 import type * as StatusMod from '../query/status';
 import type * as AdhocMod from '../query/adhoc';
+import type * as PrefetchMod from '../query/prefetch';
 
 // Command modules load on use: DuckDB's native module alone takes ~0.1 s to load.
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -15,6 +16,7 @@ const lazy = {
   series: () => require('../query/series') as typeof SeriesMod,
   status: () => require('../query/status') as typeof StatusMod,
   adhoc: () => require('../query/adhoc') as typeof AdhocMod,
+  prefetch: () => require('../query/prefetch') as typeof PrefetchMod,
 };
 import { makeWindow } from '../query/window';
 import { renderError, type Format } from '../query/output';
@@ -87,8 +89,13 @@ filterOptions(
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
+    const filters = filtersOf(opts);
+    // Start reading SQLite on a worker before DuckDB loads here.
+    const family = opts.by === 'flow' || filters.proto !== undefined || filters.port !== undefined ? 'flow' : 'ip';
+    const prefetched = lazy.prefetch().prefetch({ db: dbOf(cmd), family, window, filters });
+    prefetched.catch(() => undefined);
     const { top } = lazy.top();
-    process.stdout.write(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
+    process.stdout.write(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched }));
   });
 
 common(program.command('flows').description('the top flows to and from an address').requiredOption('--ip <addr>', 'the address', parseIpOption), '1h')

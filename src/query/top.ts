@@ -10,6 +10,7 @@ import { plan, resolveWindow, segmentSql, type Family } from './plan';
 export { resolveWindow };
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
+import type { PrefetchResult } from './prefetch';
 import { bitRate, bytes, si } from '../units';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow';
@@ -22,6 +23,8 @@ export interface TopOptions {
   format: Format;
   filters?: Filters;
   tz?: string;
+  /** Segments already read on a worker thread (see prefetch.ts). */
+  prefetched?: Promise<PrefetchResult>;
 }
 
 export const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
@@ -45,9 +48,10 @@ export async function loadWindow(
   ids: Set<number>,
   where = '',
   params: unknown[] = [],
+  preRead?: PrefetchResult,
 ): Promise<void> {
-  const segments = w.toMs > w.fromMs ? plan(sqlite, family, w.fromMs, w.toMs) : [];
-  if (duck.attached) {
+  const segments = preRead || w.toMs <= w.fromMs ? [] : plan(sqlite, family, w.fromMs, w.toMs);
+  if (duck.attached && !preRead) {
     // DuckDB reads the attached file itself: the same segment SQL, run there.
     const cols =
       family === 'ip'
@@ -61,6 +65,11 @@ export async function loadWindow(
     return;
   }
   function* rows(): Generator<unknown[]> {
+    if (preRead) {
+      for (const id of preRead.ids) ids.add(id);
+      for (const r of preRead.rows) yield family === 'ip' ? r : [r[0], r[1], Number(r[2]), Number(r[3]), Number(r[4]), r[5], r[6]];
+      return;
+    }
     for (const s of segments) {
       const stmt = sqlite.prepare(segmentSql(family, s, where)).safeIntegers(true).raw(true);
       for (const r of stmt.iterate(s.fromMs, s.toMs, ...params) as Iterable<unknown[]>) {
@@ -129,7 +138,8 @@ export async function top(o: TopOptions): Promise<string> {
   let duck: Duck | undefined;
   try {
     duck = await Duck.open();
-    await duck.attachSqlite(o.db);
+    // With rows already read on a worker, moving them in beats attaching.
+    if (!o.prefetched) await duck.attachSqlite(o.db);
     return await answerTop(sqlite, duck, o);
   } finally {
     duck?.close();
@@ -140,22 +150,25 @@ export async function top(o: TopOptions): Promise<string> {
 /** The top answer over an open database and DuckDB session (rows moved in, or read by DuckDB). */
 export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): Promise<string> {
   {
+    const pre = o.prefetched && !duck.attached ? await o.prefetched : undefined;
+    if (o.prefetched && !pre) o.prefetched.catch(() => undefined);
+    if (pre && duck.attached) duck.attached = undefined;
     const dialect = duck.attached ? 'duckdb' : 'sqlite';
     const ids = new Set<number>();
-    const window = resolveWindow(sqlite, o.window);
+    const window = pre ? pre.window : resolveWindow(sqlite, o.window);
     const f = o.filters ?? {};
-    const match = matchingIds(sqlite, f);
+    const match = pre ? pre.match : matchingIds(sqlite, f);
     const l4 = f.proto !== undefined || f.port !== undefined;
     if (o.by === 'flow' || l4) {
       const w = whereFor('flow', match, f, dialect);
-      await loadWindow(sqlite, duck, 'flow', window, ids, w.where, w.params);
+      await loadWindow(sqlite, duck, 'flow', window, ids, w.where, w.params, pre);
       if (o.by !== 'flow') {
         await duck.conn.run(querySql('ip_from_flows'));
         if (match) await duck.conn.run('delete from ip_deltas where ip_id not in (select unnest($ids::bigint[]))', { ids: JSON.stringify(match) });
       }
     } else {
       const w = whereFor('ip', match, f, dialect);
-      await loadWindow(sqlite, duck, 'ip', window, ids, w.where, w.params);
+      await loadWindow(sqlite, duck, 'ip', window, ids, w.where, w.params, pre);
     }
     await loadAddresses(sqlite, duck, ids, o.by === 'flow' ? 'flow' : 'ip');
     const sqlName = { ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by];
