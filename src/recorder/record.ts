@@ -3,6 +3,7 @@
  * batch to the sink, which appends it to the database.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
@@ -220,8 +221,8 @@ function closeDb(db: WriteDb): void {
 }
 
 function userIds(name: string): { uid: number; gid: number } {
-  const r = require('node:child_process').spawnSync('id', ['-u', name], { encoding: 'utf8' });
-  const g = require('node:child_process').spawnSync('id', ['-g', name], { encoding: 'utf8' });
+  const r = spawnSync('id', ['-u', name], { encoding: 'utf8' });
+  const g = spawnSync('id', ['-g', name], { encoding: 'utf8' });
   if (r.status !== 0 || g.status !== 0) throw new RecordError(`--user ${name}: no such user`, 'ERR_TC_BAD_OPTION');
   return { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()) };
 }
