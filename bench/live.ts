@@ -9,14 +9,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
+import { arg, median } from './common';
 
 const ROOT = path.join(__dirname, '..', '..');
 const FLOOD = path.join(ROOT, 'target', 'release', 'examples', 'flood');
 const RECORDER = path.join(ROOT, 'dist', 'src', 'cli', 'traffic-counter.js');
-const arg = (n: string, d: number) => {
-  const i = process.argv.indexOf(`--${n}`);
-  return i > 0 ? Number(process.argv[i + 1]) : d;
-};
 const PACKETS = arg('packets', 3_000_000);
 const SOURCES = arg('sources', 100_000);
 const MAX_KEYS = arg('max-keys', 1_000_000);
@@ -25,7 +22,6 @@ const A = 'tcbencha';
 const B = 'tcbenchb';
 const MAC_B = '02:00:00:00:77:02';
 const TICK_NS = 1e9 / 100;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });

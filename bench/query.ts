@@ -18,18 +18,14 @@ import { Metrics } from '../src/recorder/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/retention';
 import { plan, segmentSql } from '../src/query/plan';
 import { makeBatch } from './synth';
+import { arg, median } from './common';
 
-const arg = (n: string, d: number) => {
-  const i = process.argv.indexOf(`--${n}`);
-  return i > 0 ? Number(process.argv[i + 1]) : d;
-};
 const HOURS = arg('hours', 24);
 const RUNS = arg('runs', 3);
 const HOSTS = 5000;
 const ROOT = path.join(__dirname, '..', '..');
 const OUT = path.join(ROOT, 'bench', 'out');
 const FILE = path.join(OUT, `query-${HOURS}h.db`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function build(): Promise<void> {
   const end = Math.floor(Date.now() / 3_600_000) * 3_600_000;

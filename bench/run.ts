@@ -7,13 +7,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { generate } from './gen';
+import { arg, median } from './common';
 
 const ROOT = path.join(__dirname, '..', '..');
 const OUT = path.join(ROOT, 'bench', 'out');
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
 const packets = arg('packets', 4_000_000);
 const runs = arg('runs', 3);
 
@@ -25,7 +22,6 @@ function time(cmd: string, args: string[]): number {
   return s;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function main(): void {
   mkdirSync(OUT, { recursive: true });

@@ -14,17 +14,13 @@ import { Logger } from '../src/recorder/log';
 import { Metrics } from '../src/recorder/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/retention';
 import { makeBatch } from './synth';
+import { arg, median } from './common';
 
-const arg = (n: string, d: number) => {
-  const i = process.argv.indexOf(`--${n}`);
-  return i > 0 ? Number(process.argv[i + 1]) : d;
-};
 const HOSTS = arg('hosts', 5000);
 const MINUTES = arg('minutes', 30);
 const RUNS = arg('runs', 3);
 const OUT = path.join(__dirname, '..', '..', 'bench', 'out');
 const T0 = Date.UTC(2026, 10, 1);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function fresh(f: string) {
   for (const e of ['', '-wal', '-shm']) rmSync(f + e, { force: true });
