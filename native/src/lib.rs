@@ -207,7 +207,7 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
         interval_ms: check_interval(options.interval_ms.unwrap_or(live::DEFAULT_INTERVAL_MS))?,
         max_keys: options.max_keys.map(|v| v as usize).unwrap_or(live::DEFAULT_MAX_KEYS).max(1),
         flows: options.flows.unwrap_or(false),
-        rules: Rules { ignore: traffic_counter_core::rules::CidrSet::new(&ignore), accept_source: accept.as_deref().map(traffic_counter_core::rules::CidrSet::new) },
+        rules: Rules::new(&ignore, accept.as_deref()),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();

@@ -24,6 +24,16 @@ export interface Coverage {
   drop_pct: number;
 }
 
+/**
+ * Intervals of live sessions with the end of the same source's previous interval; a gap is a
+ * row whose start lies after that end. Binds (from, to).
+ */
+export const GAPS_SQL = `select source, start_ms, prev_end from (
+    select s.source, b.start_ms, lag(b.end_ms) over (partition by s.node_id, s.source order by b.start_ms) as prev_end
+    from batches b join sessions s on s.id = b.session_id
+    where s.kind = 'live' and b.start_ms >= ? and b.start_ms < ?)
+  where prev_end is not null and start_ms > prev_end`;
+
 export function coverage(db: Database.Database, w: Window): Coverage {
   const a = db
     .prepare(
@@ -36,11 +46,7 @@ export function coverage(db: Database.Database, w: Window): Coverage {
     .get(w.fromMs, w.toMs) as Omit<Coverage, 'gaps' | 'gap_ms' | 'lost_intervals' | 'unclean_shutdowns' | 'drop_pct'>;
   const g = db
     .prepare(
-      `select count(*) as gaps, coalesce(sum(start_ms - prev_end), 0) as gap_ms from (
-         select b.start_ms, lag(b.end_ms) over (partition by s.node_id, s.source order by b.start_ms) as prev_end
-         from batches b join sessions s on s.id = b.session_id
-         where s.kind = 'live' and b.start_ms >= ? and b.start_ms < ?)
-       where prev_end is not null and start_ms > prev_end`,
+      `select count(*) as gaps, coalesce(sum(start_ms - prev_end), 0) as gap_ms from (${GAPS_SQL})`,
     )
     .get(w.fromMs, w.toMs) as { gaps: number; gap_ms: number };
   const e = db

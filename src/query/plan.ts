@@ -139,3 +139,19 @@ export function resolveWindow(db: Database.Database, w: Window): Window {
   const sp = span(db);
   return sp ? { fromMs: sp.fromMs, toMs: sp.toMs, all: true } : { fromMs: 0, toMs: 0, all: true };
 }
+
+/**
+ * Reads planned segments from SQLite as the segment SQL returns them (counters as BigInt) and
+ * records the dictionary ids the rows refer to. One reader for the main thread and the
+ * prefetch worker.
+ */
+export function* readSegments(db: Database.Database, family: Family, segments: Segment[], where: string, params: unknown[], ids: Set<number>): Generator<unknown[]> {
+  for (const s of segments) {
+    const stmt = db.prepare(segmentSql(family, s, where)).safeIntegers(true).raw(true);
+    for (const r of stmt.iterate(s.fromMs, s.toMs, ...params) as Iterable<unknown[]>) {
+      ids.add(Number(r[0] as bigint));
+      if (family === 'flow') ids.add(Number(r[1] as bigint));
+      yield r;
+    }
+  }
+}

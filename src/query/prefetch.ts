@@ -13,8 +13,6 @@ export interface PrefetchRequest {
   family: 'ip' | 'flow';
   window: Window;
   filters: Filters;
-  /** Only for series: step of the buckets (ip family, series rows). */
-  stepMs?: number;
 }
 
 export interface PrefetchResult {

@@ -3,7 +3,7 @@ import { openReadOnly } from './db';
 import type { Window } from './window';
 import { toJson, type Format } from './output';
 import { resolveWindow } from './plan';
-import { coverage } from './coverage';
+import { coverage, GAPS_SQL } from './coverage';
 import { formatTime } from './time';
 import { bytes, grouped } from '../units';
 
@@ -16,11 +16,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
     const gaps = (
       db
         .prepare(
-          `select source, prev_end, start_ms from (
-             select s.source, b.start_ms, lag(b.end_ms) over (partition by s.node_id, s.source order by b.start_ms) as prev_end
-             from batches b join sessions s on s.id = b.session_id
-             where s.kind = 'live' and b.start_ms >= ? and b.start_ms < ?)
-           where prev_end is not null and start_ms > prev_end order by prev_end limit 1000`,
+          `${GAPS_SQL} order by prev_end limit 1000`,
         )
         .all(w.fromMs, w.toMs) as { source: string; prev_end: number; start_ms: number }[]
     ).map((g) => ({ source: g.source, from: t(g.prev_end), to: t(g.start_ms), seconds: (g.start_ms - g.prev_end) / 1000 }));

@@ -5,9 +5,7 @@ import { Duck, querySql } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type ColumnSpec, type Format } from './output';
-import { plan, resolveWindow, segmentSql, type Family } from './plan';
-
-export { resolveWindow };
+import { plan, readSegments, resolveWindow, segmentSql, type Family } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
 import type { PrefetchResult } from './prefetch';
@@ -65,23 +63,14 @@ export async function loadWindow(
     return;
   }
   function* rows(): Generator<unknown[]> {
+    let source: Iterable<unknown[]>;
     if (preRead) {
       for (const id of preRead.ids) ids.add(id);
-      for (const r of preRead.rows) yield family === 'ip' ? r : [r[0], r[1], Number(r[2]), Number(r[3]), Number(r[4]), r[5], r[6]];
-      return;
+      source = preRead.rows;
+    } else {
+      source = readSegments(sqlite, family, segments, where, params, ids);
     }
-    for (const s of segments) {
-      const stmt = sqlite.prepare(segmentSql(family, s, where)).safeIntegers(true).raw(true);
-      for (const r of stmt.iterate(s.fromMs, s.toMs, ...params) as Iterable<unknown[]>) {
-        ids.add(Number(r[0] as bigint));
-        if (family === 'ip') {
-          yield r;
-        } else {
-          ids.add(Number(r[1] as bigint));
-          yield [r[0], r[1], Number(r[2]), Number(r[3]), Number(r[4]), r[5], r[6]];
-        }
-      }
-    }
+    for (const r of source) yield family === 'ip' ? r : [r[0], r[1], Number(r[2]), Number(r[3]), Number(r[4]), r[5], r[6]];
   }
   const big = (name: string) => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
   const id = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });

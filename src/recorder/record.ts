@@ -349,7 +349,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
   sink!.event('start', `live capture on ${iface}`);
   recordUncleanShutdowns(db!, sink!, log);
   // Close rollup buckets a crashed session left open.
-  db!.sqlite.transaction(() => new Rollups(db!.sqlite).closeUpTo(Date.now()))();
+  sink!.closeStaleBuckets(Date.now());
   const info = live.info;
   log.info(
     `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +

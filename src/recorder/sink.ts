@@ -70,6 +70,11 @@ export class BatchSink {
     }
   }
 
+  /** Closes the rollup buckets that end by `ms` (left open by a session that was killed). */
+  closeStaleBuckets(ms: number): void {
+    this.o.db.sqlite.transaction(() => this.rollups.closeUpTo(ms))();
+  }
+
   /** Live: queue the batch and return at once. */
   push(b: Batch): void {
     this.queue.push(b);

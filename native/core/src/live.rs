@@ -81,10 +81,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn make_rules(ignore: &[Cidr], accept: Option<&[Cidr]>) -> Rules {
-    Rules { ignore: crate::rules::CidrSet::new(ignore), accept_source: accept.map(crate::rules::CidrSet::new) }
-}
-
 impl Capture {
     /// Sets up every ring, the filter and the fanout group, then starts the threads. `emit`
     /// receives each merged batch on the merger thread; the last one has `last = true`.
@@ -126,7 +122,7 @@ impl Capture {
         }
         let attached = filter.as_ref().map(|f| f.attached_sockets()).unwrap_or(0);
         let filter = filter.map(|f| Arc::new(Mutex::new(f)));
-        let rules = Arc::new(RwLock::new(make_rules(&o.ignore, o.accept_source.as_deref())));
+        let rules = Arc::new(RwLock::new(Rules::new(&o.ignore, o.accept_source.as_deref())));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel::<(usize, Contribution)>();
         let n = o.workers;
@@ -195,7 +191,7 @@ impl Capture {
         if let Some(f) = &self.filter {
             f.lock().unwrap().set_rules(ignore, accept)?;
         }
-        *self.rules.write().unwrap() = make_rules(ignore, accept);
+        *self.rules.write().unwrap() = Rules::new(ignore, accept);
         Ok(())
     }
 

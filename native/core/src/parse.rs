@@ -62,14 +62,6 @@ impl Addr {
             _ => &[],
         }
     }
-
-    pub fn to_ip(&self) -> Option<std::net::IpAddr> {
-        match self.fam {
-            4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(&self.bytes[..4]).unwrap())),
-            6 => Some(std::net::IpAddr::from(self.bytes)),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

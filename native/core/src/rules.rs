@@ -141,6 +141,10 @@ pub struct Rules {
 }
 
 impl Rules {
+    pub fn new(ignore: &[Cidr], accept_source: Option<&[Cidr]>) -> Rules {
+        Rules { ignore: CidrSet::new(ignore), accept_source: accept_source.map(CidrSet::new) }
+    }
+
     pub fn is_noop(&self) -> bool {
         self.ignore.is_empty() && self.accept_source.is_none()
     }

@@ -189,10 +189,6 @@ impl Tables {
         t
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.totals.frames == 0 && self.ips.is_empty() && self.flows.is_empty() && self.totals.ignored == 0
-    }
-
     /// Counts one parsed frame.
     #[inline]
     pub fn count(&mut self, parsed: &Parsed) {
