@@ -66,11 +66,11 @@ function bare(file: string, batches: number): number {
     for (let i = 0; i < HOSTS; i++) {
       p.push(b, i + 1, (i % 97) + 1, ((i % 97) + 1) * 700, (i % 97) + 1, ((i % 97) + 1) * 700);
       if (p.length === 300) {
-        many.run(p);
+        many.run(...p);
         p.length = 0;
       }
     }
-    for (let i = 0; i < p.length; i += 6) one.run(p.slice(i, i + 6));
+    for (let i = 0; i < p.length; i += 6) one.run(...p.slice(i, i + 6));
   });
   for (let b = 1; b <= batches; b++) tx(b);
   const s = Number(process.hrtime.bigint() - t) / 1e9;

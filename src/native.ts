@@ -29,6 +29,8 @@ const TWO32 = 4294967296;
 export function u64At(col: U64Column, i: number): number | bigint {
   const lo = col[2 * i];
   const hi = col[2 * i + 1];
+  // `lo` alone stays a small integer where it fits (unboxed in arrays bound to SQLite).
+  if (hi === 0) return lo;
   if (hi < 0x200000) return hi * TWO32 + lo;
   return (BigInt(hi) << 32n) | BigInt(lo);
 }

@@ -51,6 +51,23 @@ test('rollups equal the log at every level, and rebuild equals incremental upkee
   assert.deepEqual(dump(db), incremental);
 });
 
+test('hour and day sums kept while recording (across a day boundary) equal their recomputation from the log', () => {
+  const dir = tmp();
+  const cap = path.join(dir, 'eleven-hours.pcap');
+  // 14:13:20 UTC to 01:20 the next day: hours and two days closed from running sums.
+  generate(cap, { packets: 20_000, hosts: 300, flows: 600, seconds: 40_000 });
+  const db = path.join(dir, 'days.db');
+  const r = recorder(['record', '--pcap', cap, '--db', db, '--flows', '--quiet', '--interval-secs', '30']);
+  assert.equal(r.status, 0, r.stderr);
+  const incremental = dump(db);
+  assert.ok(incremental.ip_1d.length > 0 && new Set(incremental.ip_1d.map((row) => (row as unknown[])[0])).size === 2, 'two days');
+  assert.ok(new Set(incremental.ip_1h.map((row) => (row as unknown[])[0])).size >= 11, 'every hour');
+  const raw = sums(db, 'select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ip_deltas');
+  for (const t of ['ip_1m', 'ip_1h', 'ip_1d']) assert.deepEqual(sums(db, `select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ${t}`), raw, t);
+  assert.equal(recorder(['rebuild', '--db', db]).status, 0);
+  assert.deepEqual(dump(db), incremental);
+});
+
 test('a replay killed at random moments: the file stays sound and nothing is counted twice', async () => {
   const dir = tmp();
   const cap = path.join(dir, 'many-intervals.pcap');

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { migrations, SCHEMA_VERSION } from '../../migrations';
 import { APPLICATION_ID, checkIdentity, DbError } from '../db-identity';
 import type { Database as Schema } from './schema';
+import { AUTOCHECKPOINT_PAGES } from './checkpointer';
 
 export { DbError };
 
@@ -29,8 +30,9 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     // Freed pages go back to the file system in small steps (retention), set before any table.
     if (state === 'empty') sqlite.pragma('auto_vacuum = INCREMENTAL');
     sqlite.pragma('journal_mode = WAL');
-    // Keep the WAL small: checkpoint every ~4 MiB of commits and truncate it to 64 MiB after.
-    sqlite.pragma('wal_autocheckpoint = 1000');
+    // Keep the WAL small: checkpoint every ~4 MiB of commits (the sink moves this to a thread of
+    // its own, see checkpointer.ts) and truncate it to 64 MiB after.
+    sqlite.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
     sqlite.pragma('journal_size_limit = 67108864');
     sqlite.pragma('synchronous = NORMAL');
     // Short: a locked database must not stall the event loop; the sink retries with back-off.

@@ -207,6 +207,7 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     stopMetrics?.();
+    await sink?.release();
     closeDb(db);
   }
 }
@@ -382,6 +383,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
     sink!.event('stop', 'clean stop');
   } finally {
     stopMetrics?.();
+    await sink!.release();
     closeDb(db!);
   }
 }

@@ -7,6 +7,7 @@
  */
 import type Database from 'better-sqlite3';
 import { u64At, type Batch } from '../native';
+import { U32Map } from './u32map';
 
 export type Level = 'ip_1m' | 'ip_1h' | 'ip_1d' | 'flow_1m' | 'flow_1h';
 
@@ -71,18 +72,78 @@ const ORDER: Level[] = ['ip_1m', 'flow_1m', 'ip_1h', 'flow_1h', 'ip_1d'];
 
 export const bucketOf = (ms: number, level: Level) => Math.floor(ms / LEVELS[level].ms) * LEVELS[level].ms;
 
-/** Per-address sums of one open minute, accumulated from the batches this writer committed. */
-interface MinuteAcc {
-  batches: number;
-  exact: boolean;
-  rows: Map<number, number[]>;
+type IpLevel = 'ip_1m' | 'ip_1h' | 'ip_1d';
+const IP_LEVELS: IpLevel[] = ['ip_1m', 'ip_1h', 'ip_1d'];
+const isIpLevel = (l: Level): l is IpLevel => l.startsWith('ip_');
+
+/**
+ * Running per-address sums of one open per-IP bucket: a minute's from the batches this writer
+ * committed, an hour's from the minutes it closed, a day's from the hours. `exact` drops when a
+ * part went another way (a value past 2^53, a bucket recomputed in SQL, too many addresses):
+ * the bucket is then recomputed from the level below in SQL.
+ */
+class Acc {
+  /** Parts (batches, minutes or hours) summed in. */
+  parts = 0;
+  exact = true;
+  /** Dictionary id -> slot + 1. */
+  private slot = new U32Map();
+  ids: number[] = [];
+  /** Four sums per slot: tx packets, tx bytes, rx packets, rx bytes. */
+  sums = new Float64Array(4 * 1024);
+
+  add(id: number, txp: number, txb: number, rxp: number, rxb: number): void {
+    let s = this.slot.get(id);
+    if (s === 0) {
+      if (this.ids.length >= ACC_MAX_KEYS) {
+        this.spoil();
+        return;
+      }
+      s = this.ids.push(id);
+      this.slot.set(id, s);
+      if (4 * s > this.sums.length) {
+        const grown = new Float64Array(this.sums.length * 2);
+        grown.set(this.sums);
+        this.sums = grown;
+      }
+    }
+    const o = 4 * (s - 1);
+    const a = this.sums;
+    a[o] += txp;
+    a[o + 1] += txb;
+    a[o + 2] += rxp;
+    a[o + 3] += rxb;
+  }
+
+  /** Adds another bucket's sums (a closed part of this one). */
+  addAll(other: Acc): void {
+    const o = other.sums;
+    for (let k = 0; k < other.ids.length && this.exact; k++) this.add(other.ids[k], o[4 * k], o[4 * k + 1], o[4 * k + 2], o[4 * k + 3]);
+    this.checkRange();
+  }
+
+  /** Sums past 2^53 cannot be kept exactly in doubles. */
+  checkRange(): void {
+    const a = this.sums;
+    for (let o = 0; o < 4 * this.ids.length && this.exact; o++) if (a[o] > Number.MAX_SAFE_INTEGER) this.spoil();
+  }
+
+  /** From now on the bucket is recomputed in SQL; the sums' memory goes. */
+  spoil(): void {
+    this.exact = false;
+    this.slot = new U32Map(1);
+    this.ids = [];
+    this.sums = new Float64Array(0);
+  }
 }
 
+/** Past this many addresses in one bucket (a spoofed flood), sums are left to SQL: bounded memory. */
+const ACC_MAX_KEYS = 300_000;
 const ACC_INSERT_ROWS = 50;
 
 export class Rollups {
   private readonly stmts;
-  private readonly minutes = new Map<number, MinuteAcc>();
+  private readonly acc: Record<IpLevel, Map<number, Acc>> = { ip_1m: new Map(), ip_1h: new Map(), ip_1d: new Map() };
 
   constructor(private readonly db: Database.Database) {
     const per = (level: Level) => {
@@ -99,8 +160,12 @@ export class Rollups {
       dirty: db.prepare('insert or ignore into rollup_dirty (level, bucket_ms, end_ms) values (?, ?, ?)'),
       closable: db.prepare('select bucket_ms from rollup_dirty where level = ? and end_ms <= ? order by bucket_ms limit 64').pluck(),
       clean: db.prepare('delete from rollup_dirty where level = ? and bucket_ms = ?'),
-      accMany: db.prepare(`insert into ip_1m (bucket_ms, ip_id, ${IP_COLS}) values ${Array(ACC_INSERT_ROWS).fill('(?,?,?,?,?,?)').join(',')}`),
-      accOne: db.prepare(`insert into ip_1m (bucket_ms, ip_id, ${IP_COLS}) values (?,?,?,?,?,?)`),
+      accMany: Object.fromEntries(
+        IP_LEVELS.map((l) => [l, db.prepare(`insert into ${l} (bucket_ms, ip_id, ${IP_COLS}) values ${Array(ACC_INSERT_ROWS).fill('(?,?,?,?,?,?)').join(',')}`)]),
+      ) as Record<IpLevel, Database.Statement>,
+      accOne: Object.fromEntries(
+        IP_LEVELS.map((l) => [l, db.prepare(`insert into ${l} (bucket_ms, ip_id, ${IP_COLS}) values (?,?,?,?,?,?)`)]),
+      ) as Record<IpLevel, Database.Statement>,
     };
   }
 
@@ -120,33 +185,38 @@ export class Rollups {
 
   /**
    * Adds a committed batch's per-IP rows to its minute's running sums, so that closing the
-   * minute inserts them instead of re-reading the raw rows. `ids` are the dictionary ids of
-   * the batch's address table.
+   * minute (and then its hour and day) inserts sums instead of re-reading and grouping the
+   * level below. `ids` are the dictionary ids of the batch's address table.
    */
-  accumulate(b: Batch, ids: Float64Array): void {
-    const m = bucketOf(b.startMs, 'ip_1m');
-    let a = this.minutes.get(m);
-    if (!a) this.minutes.set(m, (a = { batches: 0, exact: true, rows: new Map() }));
-    a.batches++;
+  accumulate(b: Batch, ids: ArrayLike<number>): void {
+    const a = this.accOf('ip_1m', bucketOf(b.startMs, 'ip_1m'));
+    a.parts++;
+    if (!a.exact) return;
     const ip = b.ip;
-    for (let i = 0; i < ip.count; i++) {
-      const v = [u64At(ip.txPackets, i), u64At(ip.txBytes, i), u64At(ip.rxPackets, i), u64At(ip.rxBytes, i)];
-      if (v.some((x) => typeof x === 'bigint')) {
-        a.exact = false;
-        continue;
-      }
+    for (let i = 0; i < ip.count && a.exact; i++) {
+      const txp = u64At(ip.txPackets, i);
+      const txb = u64At(ip.txBytes, i);
+      const rxp = u64At(ip.rxPackets, i);
+      const rxb = u64At(ip.rxBytes, i);
       const id = ids[ip.idx[i]];
-      const r = a.rows.get(id);
-      if (r) for (let k = 0; k < 4; k++) r[k] += v[k] as number;
-      else a.rows.set(id, v as number[]);
+      if (typeof txb === 'bigint' || typeof rxb === 'bigint' || typeof txp === 'bigint' || typeof rxp === 'bigint' || id > U32Map.MAX_VALUE) {
+        a.spoil();
+        return;
+      }
+      a.add(id, txp, txb, rxp, rxb);
     }
-    // Sums past 2^53 cannot be kept exactly in doubles: recompute such a minute in SQL.
-    if (a.exact) for (const r of a.rows.values()) if (r[1] > Number.MAX_SAFE_INTEGER || r[3] > Number.MAX_SAFE_INTEGER) a.exact = false;
+    a.checkRange();
+  }
+
+  private accOf(level: IpLevel, bucket: number): Acc {
+    let a = this.acc[level].get(bucket);
+    if (!a) this.acc[level].set(bucket, (a = new Acc()));
+    return a;
   }
 
   /** A transaction that ran `accumulate` callers' batches failed: forget the running sums. */
   forget(): void {
-    this.minutes.clear();
+    for (const l of IP_LEVELS) this.acc[l].clear();
   }
 
   /** Recomputes one bucket from the level below and marks the next level dirty. */
@@ -154,20 +224,28 @@ export class Rollups {
     const s = this.stmts.level[level];
     s.del.run(bucket);
     const range = { start: bucket, end: bucket + LEVELS[level].ms };
-    if (level === 'ip_1m') {
-      const a = this.minutes.get(bucket);
-      this.minutes.delete(bucket);
-      // The running sums are the bucket only when every interval of the minute in the log
-      // went through them (no other session, no re-appended batch).
-      if (a && a.exact && a.batches === (s.parts.get(range) as number)) {
-        this.insertSums(bucket, a.rows);
+    const parts = s.parts.get(range) as number;
+    if (isIpLevel(level)) {
+      const a = this.acc[level].get(bucket);
+      this.acc[level].delete(bucket);
+      const next = LEVELS[level].next as IpLevel | undefined;
+      const nextAcc = next && this.accOf(next, bucketOf(bucket, next));
+      // The running sums are the bucket only when every part of it in the log went through
+      // them (no other session, no re-appended batch, no part recomputed in SQL).
+      if (a && a.exact && a.parts === parts) {
+        this.insertSums(level, bucket, a);
+        if (nextAcc) {
+          nextAcc.parts++;
+          if (nextAcc.exact) nextAcc.addAll(a);
+        }
         this.finish(level, bucket);
         return;
       }
+      nextAcc?.spoil();
     }
     // One interval (or bucket) below: its rows are already one per key, so copy them in key
     // order instead of sorting and grouping.
-    if ((s.parts.get(range) as number) === 1) s.copy.run(range);
+    if (parts === 1) s.copy.run(range);
     else s.ins.run(range);
     this.finish(level, bucket);
   }
@@ -178,18 +256,20 @@ export class Rollups {
     if (next) this.markDirty(next, bucket);
   }
 
-  private insertSums(bucket: number, rows: Map<number, number[]>): void {
-    const ids = [...rows.keys()].sort((x, y) => x - y);
+  private insertSums(level: IpLevel, bucket: number, a: Acc): void {
+    const order = Uint32Array.from(a.ids.keys()).sort((x, y) => a.ids[x] - a.ids[y]);
+    const sums = a.sums;
+    const many = this.stmts.accMany[level];
     const p: number[] = [];
-    for (const id of ids) {
-      const r = rows.get(id)!;
-      p.push(bucket, id, r[0], r[1], r[2], r[3]);
+    for (const s of order) {
+      const o = 4 * s;
+      p.push(bucket, a.ids[s], sums[o], sums[o + 1], sums[o + 2], sums[o + 3]);
       if (p.length === 6 * ACC_INSERT_ROWS) {
-        this.stmts.accMany.run(p);
+        many.run(...p);
         p.length = 0;
       }
     }
-    for (let i = 0; i < p.length; i += 6) this.stmts.accOne.run(p.slice(i, i + 6));
+    for (let i = 0; i < p.length; i += 6) this.stmts.accOne[level].run(...p.slice(i, i + 6));
   }
 
   /** Closes every dirty bucket that ends at or before `ms` (call inside a transaction). */
@@ -203,6 +283,8 @@ export class Rollups {
         n += buckets.length;
       }
     }
+    // Sums of buckets that ended without being dirty (intervals without per-IP rows) go.
+    for (const l of IP_LEVELS) for (const b of this.acc[l].keys()) if (b + LEVELS[l].ms <= ms) this.acc[l].delete(b);
     return n;
   }
 

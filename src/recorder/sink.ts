@@ -12,6 +12,7 @@ import type { WriteDb } from './db';
 import { BatchWriter, type SessionSpec } from './writer';
 import { Rollups } from './rollups';
 import { Pruner, type Retention } from './retention';
+import { Checkpointer } from './checkpointer';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
 
@@ -24,6 +25,8 @@ export interface SinkOptions {
   metrics: Metrics;
   /** Consecutive failed writes after which queued writes fail (replays); live retries forever. */
   giveUpAfter?: number;
+  /** WAL checkpoints on a thread of their own (default); false: inline, on the writer's thread. */
+  checkpointThread?: boolean;
   /** Called after each batch is written (interval line). */
   onWritten?(b: Batch, written: boolean): void;
 }
@@ -36,6 +39,7 @@ export class BatchSink {
   private readonly writer: BatchWriter;
   private readonly rollups: Rollups;
   private readonly pruner: Pruner;
+  private readonly checkpointer: Checkpointer;
   private readonly queue: Batch[] = [];
   private readonly lost: { startMs: number; endMs: number }[] = [];
   private readonly addEvent;
@@ -54,6 +58,7 @@ export class BatchSink {
     this.writer = new BatchWriter(db, o.db.nodeId, o.spec);
     this.rollups = new Rollups(db);
     this.pruner = new Pruner(db, o.retention);
+    this.checkpointer = new Checkpointer(o.db.file, db, o.log);
     this.newestMs = (db.prepare('select max(end_ms) from batches').pluck().get() as number | null) ?? 0;
     this.addEvent = db.prepare('insert into events (at_ms, session_id, kind, start_ms, end_ms, detail) values (?, ?, ?, ?, ?, ?)');
   }
@@ -133,6 +138,8 @@ export class BatchSink {
         this.failures = 0;
         this.o.onWritten?.(b, written);
         this.newestMs = Math.max(this.newestMs, b.endMs);
+        // Started after the first write: by then a live recorder has dropped its privileges.
+        if (this.o.checkpointThread !== false) this.checkpointer.start();
         this.maintain();
       }
     } finally {
@@ -204,7 +211,7 @@ export class BatchSink {
   private maintain(): void {
     try {
       if (this.o.spec.kind === 'live') this.pruner.step(Math.max(Date.now(), this.newestMs));
-      if (Date.now() - this.lastCheckpoint > CHECKPOINT_EVERY_MS) {
+      if (!this.checkpointer.running && Date.now() - this.lastCheckpoint > CHECKPOINT_EVERY_MS) {
         this.lastCheckpoint = Date.now();
         this.o.db.sqlite.pragma('wal_checkpoint(PASSIVE)');
       }
@@ -234,5 +241,11 @@ export class BatchSink {
     } catch (err) {
       this.o.log.warn(`closing the session failed: ${(err as Error).message}`);
     }
+    await this.release();
+  }
+
+  /** Stops the checkpoint thread (also on error paths, before the database closes). */
+  release(): Promise<void> {
+    return this.checkpointer.stop();
   }
 }

@@ -6,12 +6,12 @@
 import type Database from 'better-sqlite3';
 import { formatAddr } from '../addr';
 import { u64At, type Batch } from '../native';
+import { U32Map } from './u32map';
 
 const ROWS_PER_INSERT = 50;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
 const DICT_CACHE_MAX = 2_000_000;
-const OVERFLOW_KEY = -1;
 
 /** JS number when exact, BigInt otherwise (better-sqlite3 binds both as INTEGER). */
 function int(v: bigint): number | bigint {
@@ -31,7 +31,7 @@ export interface WriteResult {
   /** False when the batch was already in the log (an idempotent re-append). */
   written: boolean;
   /** Dictionary ids of the batch's address table (when written). */
-  ids?: Float64Array;
+  ids?: number[];
   batchId: number;
   ipRows: number;
   flowRows: number;
@@ -41,8 +41,9 @@ export class BatchWriter {
   readonly sessionId: number;
   private seq: number;
   /** Address -> dictionary id: IPv4 by its 32-bit value, IPv6 by its 16 bytes as latin1. */
-  private readonly v4 = new Map<number, number>();
+  private readonly v4 = new U32Map();
   private readonly v6 = new Map<string, number>();
+  private overflowId: number | undefined;
   /** Whether the maps hold the whole dictionary (then a miss is a new address, no SELECT). */
   private complete = false;
   private readonly stmts;
@@ -83,48 +84,48 @@ export class BatchWriter {
     const n = db.prepare('select count(*) from addresses').pluck().get() as number;
     if (n > DICT_CACHE_MAX / 2) return;
     for (const [id, addr] of db.prepare('select id, addr from addresses').raw().iterate() as Iterable<[number, Buffer]>) {
-      if (addr.length === 4) this.v4.set(addr.readUInt32BE(0), id);
-      else if (addr.length === 16) this.v6.set(addr.toString('latin1'), id);
-      else this.v4.set(OVERFLOW_KEY, id);
+      this.remember(addr.length === 4 ? 4 : addr.length === 16 ? 6 : 0, addr.length === 4 ? addr.readUInt32BE(0) : 0, addr.length === 16 ? addr.toString('latin1') : '', id);
     }
     this.complete = true;
   }
 
   /** Dictionary ids of the batch's addresses (inserting the new ones). */
-  private resolve(b: Batch): Float64Array {
+  private resolve(b: Batch): number[] {
     const { count, fam, bytes } = b.addr;
-    const ids = new Float64Array(count);
-    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    // A plain array of small integers: the parameter arrays built from it stay unboxed.
+    const ids = new Array<number>(count);
     for (let i = 0; i < count; i++) {
       const f = fam[i];
       const off = i * 16;
-      let map: Map<number, number> | Map<string, number>;
-      let key: number | string;
+      let id: number | undefined;
+      let v4 = 0;
+      let v6 = '';
       if (f === 4) {
-        map = this.v4;
-        key = buf.readUInt32BE(off);
+        v4 = ((bytes[off] << 24) | (bytes[off + 1] << 16) | (bytes[off + 2] << 8) | bytes[off + 3]) >>> 0;
+        id = this.v4.get(v4) || undefined;
       } else if (f === 6) {
-        map = this.v6;
-        key = buf.toString('latin1', off, off + 16);
+        v6 = String.fromCharCode(...bytes.subarray(off, off + 16));
+        id = this.v6.get(v6);
       } else {
-        map = this.v4;
-        key = OVERFLOW_KEY;
+        id = this.overflowId;
       }
-      let id = (map as Map<number | string, number>).get(key);
       if (id === undefined) {
-        const raw = buf.subarray(off, off + (f === 4 ? 4 : f === 6 ? 16 : 0));
+        const raw = Buffer.from(bytes.buffer, bytes.byteOffset + off, f === 4 ? 4 : f === 6 ? 16 : 0);
         if (!this.complete) id = this.stmts.addrGet.get(raw) as number | undefined;
         if (id === undefined) id = Number(this.stmts.addrPut.run(raw, f === 0 ? 'overflow' : formatAddr(bytes, off, f)).lastInsertRowid);
-        if (this.v4.size + this.v6.size >= DICT_CACHE_MAX) {
-          this.v4.clear();
-          this.v6.clear();
-          this.complete = false;
-        }
-        (map as Map<number | string, number>).set(key, id);
+        if (this.v4.size + this.v6.size >= DICT_CACHE_MAX) this.forgetCache();
+        this.remember(f, v4, v6, id);
       }
       ids[i] = id;
     }
     return ids;
+  }
+
+  private remember(fam: number, v4: number, v6: string, id: number): void {
+    if (fam === 4) {
+      if (id <= U32Map.MAX_VALUE) this.v4.set(v4, id);
+    } else if (fam === 6) this.v6.set(v6, id);
+    else this.overflowId = id;
   }
 
   private writeInTx(b: Batch): WriteResult {
@@ -151,22 +152,22 @@ export class BatchWriter {
     for (let i = 0; i < ip.count; i++) {
       ipParams.push(batchId, ids[ip.idx[i]], u64At(ip.txPackets, i), u64At(ip.txBytes, i), u64At(ip.rxPackets, i), u64At(ip.rxBytes, i));
       if (ipParams.length === 6 * ROWS_PER_INSERT) {
-        this.stmts.ipMany.run(ipParams);
+        this.stmts.ipMany.run(...ipParams);
         ipParams.length = 0;
       }
     }
-    for (let i = 0; i < ipParams.length; i += 6) this.stmts.ipOne.run(ipParams.slice(i, i + 6));
+    for (let i = 0; i < ipParams.length; i += 6) this.stmts.ipOne.run(...ipParams.slice(i, i + 6));
 
     const f = b.flow;
     const flowParams: (number | bigint)[] = [];
     for (let i = 0; i < f.count; i++) {
       flowParams.push(batchId, ids[f.src[i]], ids[f.dst[i]], f.proto[i], f.sport[i], f.dport[i], u64At(f.packets, i), u64At(f.bytes, i));
       if (flowParams.length === 8 * ROWS_PER_INSERT) {
-        this.stmts.flowMany.run(flowParams);
+        this.stmts.flowMany.run(...flowParams);
         flowParams.length = 0;
       }
     }
-    for (let i = 0; i < flowParams.length; i += 8) this.stmts.flowOne.run(flowParams.slice(i, i + 8));
+    for (let i = 0; i < flowParams.length; i += 8) this.stmts.flowOne.run(...flowParams.slice(i, i + 8));
     return { written: true, ids, batchId, ipRows: ip.count, flowRows: f.count };
   }
 
@@ -187,6 +188,7 @@ export class BatchWriter {
   forgetCache(): void {
     this.v4.clear();
     this.v6.clear();
+    this.overflowId = undefined;
     this.complete = false;
   }
 
