@@ -4,6 +4,7 @@
  * appender path, with its SQL read from queries/*.sql.
  */
 import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import duckdb from '@duckdb/node-bindings';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
@@ -87,6 +88,32 @@ export class Duck {
       appender.closeSync();
     }
     return total;
+  }
+
+  /**
+   * Creates `table` and appends typed columns (`data`, `count` rows each) in DataChunks whose
+   * vectors are filled by one memory copy each: no value is converted one by one (measured
+   * here ~4 µs per 5-column row through DuckDBValues; a copy is a few ns).
+   */
+  async loadColumns(table: string, columns: Column[], data: ArrayBufferView[], count: number): Promise<void> {
+    await this.conn.run(`create table ${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);
+    const appender = await this.conn.createAppender(table);
+    const types = columns.map((c) => c.type);
+    try {
+      for (let off = 0; off < count; off += CHUNK_ROWS) {
+        const n = Math.min(CHUNK_ROWS, count - off);
+        const chunk = DuckDBDataChunk.create(types, n);
+        data.forEach((col, i) => {
+          const width = (col as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+          const vector = duckdb.data_chunk_get_vector(chunk.chunk, i);
+          duckdb.copy_data_to_vector(vector, 0, col.buffer as ArrayBuffer, col.byteOffset + off * width, n * width);
+        });
+        appender.appendDataChunk(chunk);
+      }
+      appender.flushSync();
+    } finally {
+      appender.closeSync();
+    }
   }
 
   async rows(sql: string, params: Record<string, DuckDBValue>): Promise<Record<string, unknown>[]> {

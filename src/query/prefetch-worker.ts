@@ -10,12 +10,12 @@ const db = openReadOnly(req.db);
 try {
   const window = resolveWindow(db, req.window);
   const match = matchingIds(db, req.filters);
-  const ids = new Set<number>();
   const w = whereFor(req.family, match, req.filters);
   const segments = window.toMs > window.fromMs ? plan(db, req.family, window.fromMs, window.toMs) : [];
-  const rows = [...readSegments(db, req.family, segments, w.where, w.params, ids)];
-  const result: PrefetchResult = { rows, ids: [...ids], match, window };
-  parentPort!.postMessage(result);
+  const rows = readSegments(db, req.family, segments, w.where, w.params);
+  const result: PrefetchResult = { rows, match, window };
+  // The column buffers move to the main thread; nothing is copied.
+  parentPort!.postMessage(result, rows.columns.map((c) => c.buffer as ArrayBuffer));
 } finally {
   db.close();
 }

@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { Window } from './window';
 import type { Filters } from './filters';
+import type { SegmentRows } from './plan';
 
 export interface PrefetchRequest {
   db: string;
@@ -16,10 +17,8 @@ export interface PrefetchRequest {
 }
 
 export interface PrefetchResult {
-  /** Rows as the segment SQL returns them (counters as BigInt). */
-  rows: unknown[][];
-  /** Dictionary ids the rows refer to. */
-  ids: number[];
+  /** The segments' rows, column by column, and the dictionary ids they refer to. */
+  rows: SegmentRows;
   /** The address filter's ids (undefined without --ip / --cidr). */
   match: number[] | undefined;
   /** The window with `--all` resolved. */

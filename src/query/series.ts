@@ -28,7 +28,7 @@ const MAX_STEPS = 100_000;
 /** Loads series_rows(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) for the window. */
 export async function loadSeries(sqlite: Database.Database, duck: Duck, window: Window, stepMs: number, ids: number[] | undefined): Promise<void> {
   const w = whereFor('ip', ids, {}, duck.attached ? 'duckdb' : 'sqlite');
-  const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, stepMs) : [];
+  const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, { stepMs }) : [];
   if (duck.attached) {
     await duck.conn.run('create table series_rows (t_ms BIGINT, tx_packets HUGEINT, tx_bytes HUGEINT, rx_packets HUGEINT, rx_bytes HUGEINT)');
     for (const s of segments) {

@@ -1,11 +1,11 @@
 /** `tc-query top` and `tc-query flows`: the top talkers or flows of a window. */
-import { BIGINT, HUGEINT, UTINYINT, USMALLINT, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
+import { BIGINT, UTINYINT, USMALLINT, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
 import type Database from 'better-sqlite3';
 import { Duck, querySql } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type ColumnSpec, type Format } from './output';
-import { plan, readSegments, resolveWindow, segmentSql, type Family } from './plan';
+import { plan, readSegments, resolveWindow, segmentSql, SEGMENT_COLUMNS, type Family } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
 import type { PrefetchResult } from './prefetch';
@@ -62,35 +62,15 @@ export async function loadWindow(
     }
     return;
   }
-  function* rows(): Generator<unknown[]> {
-    let source: Iterable<unknown[]>;
-    if (preRead) {
-      for (const id of preRead.ids) ids.add(id);
-      source = preRead.rows;
-    } else {
-      source = readSegments(sqlite, family, segments, where, params, ids);
-    }
-    for (const r of source) yield family === 'ip' ? r : [r[0], r[1], Number(r[2]), Number(r[3]), Number(r[4]), r[5], r[6]];
-  }
-  const big = (name: string) => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
-  const id = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
-  if (family === 'ip') {
-    await duck.load('ip_deltas', [id('ip_id'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], rows());
-  } else {
-    await duck.load(
-      'flow_deltas',
-      [
-        id('src_id'),
-        id('dst_id'),
-        { name: 'proto', sqlType: 'UTINYINT', type: UTINYINT },
-        { name: 'sport', sqlType: 'USMALLINT', type: USMALLINT },
-        { name: 'dport', sqlType: 'USMALLINT', type: USMALLINT },
-        big('packets'),
-        big('bytes'),
-      ],
-      rows(),
-    );
-  }
+  const read = preRead ? preRead.rows : readSegments(sqlite, family, segments, where, params);
+  for (const id of read.ids) ids.add(id);
+  const cols = SEGMENT_COLUMNS[family];
+  const names = family === 'ip' ? ['ip_id', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['src_id', 'dst_id', 'proto', 'sport', 'dport', 'packets', 'bytes'];
+  // Per-segment sums fit 64 bits (SQLite's sum() refuses to overflow); DuckDB sums them as HUGEINT.
+  const spec = cols.map((k, i) =>
+    k === 'i64' ? { name: names[i], sqlType: 'BIGINT', type: BIGINT } : k === 'u8' ? { name: names[i], sqlType: 'UTINYINT', type: UTINYINT } : { name: names[i], sqlType: 'USMALLINT', type: USMALLINT },
+  );
+  await duck.loadColumns(family === 'ip' ? 'ip_deltas' : 'flow_deltas', spec, read.columns, read.count);
 }
 
 const IP_COLS: ColumnSpec[] = [
