@@ -16,7 +16,7 @@ import { BatchSink } from '../src/recorder/sink';
 import { Logger } from '../src/recorder/log';
 import { Metrics } from '../src/recorder/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/retention';
-import { plan, segmentSql } from '../src/query/plan';
+import { plan, windowParams, windowSql } from '../src/query/plan';
 import { makeBatch } from './synth';
 import { arg, median } from './common';
 
@@ -80,9 +80,8 @@ function sqliteRollups(fromMs: number, toMs: number): void {
   const db = new Database(FILE, { readonly: true });
   try {
     const agg = new Map<number, number>();
-    for (const s of plan(db, 'ip', fromMs, toMs)) {
-      for (const r of db.prepare(segmentSql('ip', s, '')).raw().iterate(s.fromMs, s.toMs) as Iterable<number[]>) agg.set(r[0], (agg.get(r[0]) ?? 0) + r[2] + r[4]);
-    }
+    const segments = plan(db, 'ip', fromMs, toMs);
+    for (const r of db.prepare(windowSql('ip', segments, '')).raw().iterate(...windowParams(segments, [])) as Iterable<number[]>) agg.set(r[0], r[2] + r[4]);
     const top = [...agg].sort((x, y) => y[1] - x[1]).slice(0, 20);
     const text = db.prepare('select text from addresses where id = ?').pluck();
     for (const [id] of top) text.get(id);

@@ -138,34 +138,38 @@ function bucketsCte(s: Segment): string {
 }
 
 const IP_SUMS = 'sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes)';
-const FLOW_KEY = 'src_id, dst_id, proto, sport, dport';
-/** The sums of a segment with its sign: a subtracted segment's sums are negated. */
-const signed = (sums: string, s: Segment) => (s.sign < 0 ? sums.replace(/sum\(/g, '-sum(') : sums);
+const KEYS: Record<Family, string[]> = { ip: ['ip_id'], flow: ['src_id', 'dst_id', 'proto', 'sport', 'dport'] };
+const VALUES: Record<Family, string[]> = { ip: ['tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'], flow: ['packets', 'bytes'] };
+
+/** One segment's rows (keys, then counters negated when the segment is subtracted). */
+function segmentRows(family: Family, s: Segment, where: string, t: (name: string) => string): string {
+  const cols = [...KEYS[family].map((c) => `d.${c}`), ...VALUES[family].map((c) => `${s.sign < 0 ? '-' : ''}d.${c}`)].join(', ');
+  const table = family === 'ip' ? 'ip_deltas' : 'flow_deltas';
+  if (s.source === 'raw') return `select ${cols} from ${t('batches')} b join ${t(table)} d on d.batch_id = b.id where b.start_ms >= ? and b.start_ms < ? ${where}`;
+  if (where) return `select * from (${bucketsCte(s)} select ${cols} from t join ${t(s.source)} d on d.bucket_ms = t.b where true ${where})`;
+  return `select ${cols} from ${t(s.source)} d where d.bucket_ms >= ? and d.bucket_ms < ?`;
+}
 
 /**
- * SQL that reads one segment, summed per key: per-IP rows (ip_id, tx_packets, tx_bytes,
- * rx_packets, rx_bytes) or per-flow rows (src_id, dst_id, proto, sport, dport, packets, bytes),
- * negated for a subtracted segment. Binds (from, to) and optional key filters appended by the
- * caller.
+ * SQL that sums a planned window per key, in one statement: each segment's rows (subtracted
+ * segments negated), grouped once. Per-IP rows (ip_id, tx_packets, tx_bytes, rx_packets,
+ * rx_bytes) or per-flow rows (src_id, dst_id, proto, sport, dport, packets, bytes); keys whose
+ * rows cancel out are left out. Binds, per segment: (from, to, ...filter params); see
+ * `windowParams`. One result set rather than one per segment: handing rows to JS costs more
+ * than SQLite's grouping (measured here ~2 us per row).
  */
-export function segmentSql(family: Family, s: Segment, where: string, schema = ''): string {
+export function windowSql(family: Family, segments: Segment[], where: string, schema = ''): string {
   const t = (name: string) => `${schema}${name}`;
-  if (family === 'ip') {
-    const sums = signed(IP_SUMS, s);
-    if (s.source === 'raw') {
-      return `select d.ip_id, ${sums} from ${t('batches')} b join ${t('ip_deltas')} d on d.batch_id = b.id
-              where b.start_ms >= ? and b.start_ms < ? ${where} group by d.ip_id`;
-    }
-    if (where) return `${bucketsCte(s)} select d.ip_id, ${sums} from t join ${t(s.source)} d on d.bucket_ms = t.b where true ${where} group by d.ip_id`;
-    return `select ip_id, ${sums} from ${t(s.source)} d where bucket_ms >= ? and bucket_ms < ? ${where} group by ip_id`;
-  }
-  const sums = signed('sum(packets), sum(bytes)', s);
-  if (s.source === 'raw') {
-    return `select ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}, ${sums.replace(/sum\(/g, 'sum(d.')}
-            from ${t('batches')} b join ${t('flow_deltas')} d on d.batch_id = b.id
-            where b.start_ms >= ? and b.start_ms < ? ${where} group by ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}`;
-  }
-  return `select ${FLOW_KEY}, ${sums} from ${t(s.source)} d where bucket_ms >= ? and bucket_ms < ? ${where} group by ${FLOW_KEY}`;
+  const keys = KEYS[family].join(', ');
+  const values = VALUES[family];
+  const members = segments.map((s) => segmentRows(family, s, where, t)).join('\n  union all\n  ');
+  const nonZero = family === 'ip' ? 'sum(tx_packets) != 0 or sum(rx_packets) != 0' : 'sum(packets) != 0';
+  return `with u(${keys}, ${values.join(', ')}) as (\n  ${members}\n)
+select ${keys}, ${values.map((v) => `sum(${v})`).join(', ')} from u group by ${keys} having ${nonZero}`;
+}
+
+export function windowParams(segments: Segment[], params: unknown[]): unknown[] {
+  return segments.flatMap((s) => [s.fromMs, s.toMs, ...params]);
 }
 
 /**
@@ -194,7 +198,7 @@ export function resolveWindow(db: Database.Database, w: Window): Window {
 export type ColumnData = BigInt64Array | Uint8Array | Uint16Array;
 
 /**
- * The rows of a window's segments, column by column (as segmentSql returns them), with the
+ * A window's rows summed per key, column by column (as windowSql returns them), with the
  * dictionary ids they refer to. Columnar so that a worker hands them over without copying and
  * DuckDB takes them in whole vectors.
  */
@@ -204,7 +208,7 @@ export interface SegmentRows {
   ids: number[];
 }
 
-/** Column kinds of segmentSql's rows. */
+/** Column kinds of windowSql's rows. */
 export const SEGMENT_COLUMNS: Record<Family, ('i64' | 'u8' | 'u16')[]> = {
   ip: ['i64', 'i64', 'i64', 'i64', 'i64'],
   flow: ['i64', 'i64', 'u8', 'u16', 'u16', 'i64', 'i64'],
@@ -215,8 +219,8 @@ function allocColumn(kind: 'i64' | 'u8' | 'u16', n: number): ColumnData {
 }
 
 /**
- * Reads planned segments from SQLite into columns and records the dictionary ids the rows
- * refer to. One reader for the main thread and the prefetch worker.
+ * Reads a planned window from SQLite, summed per key, into columns, with the dictionary ids the
+ * rows refer to. One reader for the main thread and the prefetch worker.
  */
 export function readSegments(db: Database.Database, family: Family, segments: Segment[], where: string, params: unknown[]): SegmentRows {
   const kinds = SEGMENT_COLUMNS[family];
@@ -224,9 +228,9 @@ export function readSegments(db: Database.Database, family: Family, segments: Se
   let columns = kinds.map((k) => allocColumn(k, cap));
   let n = 0;
   const ids = new Set<number>();
-  for (const s of segments) {
-    const stmt = db.prepare(segmentSql(family, s, where)).safeIntegers(true).raw(true);
-    for (const r of stmt.iterate(s.fromMs, s.toMs, ...params) as Iterable<bigint[]>) {
+  if (segments.length > 0) {
+    const stmt = db.prepare(windowSql(family, segments, where)).safeIntegers(true).raw(true);
+    for (const r of stmt.iterate(...windowParams(segments, params)) as Iterable<bigint[]>) {
       if (n === cap) {
         cap *= 2;
         columns = columns.map((c, i) => {

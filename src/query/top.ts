@@ -5,7 +5,7 @@ import { Duck, querySql } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type ColumnSpec, type Format } from './output';
-import { plan, readSegments, resolveWindow, segmentSql, SEGMENT_COLUMNS, type Family } from './plan';
+import { plan, readSegments, resolveWindow, windowParams, windowSql, SEGMENT_COLUMNS, type Family } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
 import type { PrefetchResult } from './prefetch';
@@ -57,9 +57,7 @@ export async function loadWindow(
         : 'src_id BIGINT, dst_id BIGINT, proto UTINYINT, sport USMALLINT, dport USMALLINT, packets HUGEINT, bytes HUGEINT';
     const table = family === 'ip' ? 'ip_deltas' : 'flow_deltas';
     await duck.conn.run(`create table ${table} (${cols})`);
-    for (const s of segments) {
-      await duck.conn.run(`insert into ${table} ${segmentSql(family, s, where, duck.attached)}`, [s.fromMs, s.toMs, ...params].map(duckParam));
-    }
+    if (segments.length > 0) await duck.conn.run(`insert into ${table} ${windowSql(family, segments, where, duck.attached)}`, windowParams(segments, params).map(duckParam));
     return;
   }
   const read = preRead ? preRead.rows : readSegments(sqlite, family, segments, where, params);
