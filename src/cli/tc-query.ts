@@ -23,6 +23,7 @@ import { renderError, type Format } from '../query/output';
 import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../query/filters';
 import { checkTz } from '../query/time';
 import { defaultDb, intIn } from './options';
+import { openReadOnly } from '../query/db';
 
 const program = new Command('tc-query')
   .description('Query a traffic-counter database (opened read-only, never changed)')
@@ -90,10 +91,15 @@ filterOptions(
     format = opts.format;
     const window = makeWindow(opts);
     const filters = filtersOf(opts);
-    // Start reading SQLite on a worker before DuckDB loads here.
+    // Plan the window and start reading half of it on a worker before DuckDB loads here.
     const family = opts.by === 'flow' || filters.proto !== undefined || filters.port !== undefined ? 'flow' : 'ip';
-    const prefetched = lazy.prefetch().prefetch({ db: dbOf(cmd), family, window, filters });
-    prefetched.catch(() => undefined);
+    const planning = openReadOnly(dbOf(cmd));
+    let prefetched;
+    try {
+      prefetched = lazy.prefetch().readAhead(planning, dbOf(cmd), family, window, filters);
+    } finally {
+      planning.close();
+    }
     const { top } = lazy.top();
     process.stdout.write(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched }));
   });

@@ -126,7 +126,7 @@ export function span(db: Database.Database): { fromMs: number; toMs: number } | 
   return { fromMs: Math.floor(from / day) * day, toMs: Math.ceil(Math.max(r.b ?? 0, (rolled ?? 0) + day) / day) * day };
 }
 
-const BUCKET_MS: Record<string, number> = { ip_1m: 60_000, ip_1h: 3_600_000, ip_1d: 86_400_000, flow_1m: 60_000, flow_1h: 3_600_000 };
+export const BUCKET_MS: Record<string, number> = { ip_1m: 60_000, ip_1h: 3_600_000, ip_1d: 86_400_000, flow_1m: 60_000, flow_1h: 3_600_000 };
 
 /**
  * The segment's bucket starts as a table t(b), binding (from, to): with an address filter,
@@ -209,13 +209,38 @@ export interface SegmentRows {
 }
 
 /** Column kinds of windowSql's rows. */
-export const SEGMENT_COLUMNS: Record<Family, ('i64' | 'u8' | 'u16')[]> = {
+export const SEGMENT_COLUMNS: Record<Family, ColumnKind[]> = {
   ip: ['i64', 'i64', 'i64', 'i64', 'i64'],
   flow: ['i64', 'i64', 'u8', 'u16', 'u16', 'i64', 'i64'],
 };
 
-function allocColumn(kind: 'i64' | 'u8' | 'u16', n: number): ColumnData {
+export type ColumnKind = 'i64' | 'u8' | 'u16';
+
+function allocColumn(kind: ColumnKind, n: number): ColumnData {
   return kind === 'i64' ? new BigInt64Array(n) : kind === 'u8' ? new Uint8Array(n) : new Uint16Array(n);
+}
+
+/** Rows (integers as BigInt, as better-sqlite3 returns them with safeIntegers) into typed columns. */
+export function collectColumns(rows: Iterable<bigint[]>, kinds: ColumnKind[]): { count: number; columns: ColumnData[] } {
+  let cap = 4096;
+  let columns = kinds.map((k) => allocColumn(k, cap));
+  let n = 0;
+  for (const r of rows) {
+    if (n === cap) {
+      cap *= 2;
+      columns = columns.map((c, i) => {
+        const g = allocColumn(kinds[i], cap);
+        g.set(c as never);
+        return g;
+      });
+    }
+    for (let i = 0; i < kinds.length; i++) {
+      if (kinds[i] === 'i64') (columns[i] as BigInt64Array)[n] = r[i];
+      else columns[i][n] = Number(r[i]);
+    }
+    n++;
+  }
+  return { count: n, columns: columns.map((c) => c.subarray(0, n)) };
 }
 
 /**
@@ -223,30 +248,11 @@ function allocColumn(kind: 'i64' | 'u8' | 'u16', n: number): ColumnData {
  * rows refer to. One reader for the main thread and the prefetch worker.
  */
 export function readSegments(db: Database.Database, family: Family, segments: Segment[], where: string, params: unknown[]): SegmentRows {
-  const kinds = SEGMENT_COLUMNS[family];
-  let cap = 8192;
-  let columns = kinds.map((k) => allocColumn(k, cap));
-  let n = 0;
+  if (segments.length === 0) return { count: 0, columns: SEGMENT_COLUMNS[family].map((k) => allocColumn(k, 0)), ids: [] };
+  const stmt = db.prepare(windowSql(family, segments, where)).safeIntegers(true).raw(true);
+  const { count, columns } = collectColumns(stmt.iterate(...windowParams(segments, params)) as Iterable<bigint[]>, SEGMENT_COLUMNS[family]);
   const ids = new Set<number>();
-  if (segments.length > 0) {
-    const stmt = db.prepare(windowSql(family, segments, where)).safeIntegers(true).raw(true);
-    for (const r of stmt.iterate(...windowParams(segments, params)) as Iterable<bigint[]>) {
-      if (n === cap) {
-        cap *= 2;
-        columns = columns.map((c, i) => {
-          const g = allocColumn(kinds[i], cap);
-          g.set(c as never);
-          return g;
-        });
-      }
-      for (let i = 0; i < kinds.length; i++) {
-        if (kinds[i] === 'i64') (columns[i] as BigInt64Array)[n] = r[i];
-        else columns[i][n] = Number(r[i]);
-      }
-      ids.add(Number(r[0]));
-      if (family === 'flow') ids.add(Number(r[1]));
-      n++;
-    }
-  }
-  return { count: n, columns: columns.map((c) => c.subarray(0, n)), ids: [...ids] };
+  const keyCols = family === 'ip' ? [columns[0]] : [columns[0], columns[1]];
+  for (const c of keyCols) for (let i = 0; i < count; i++) ids.add(Number(c[i]));
+  return { count, columns, ids: [...ids] };
 }

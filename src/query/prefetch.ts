@@ -1,37 +1,83 @@
 /**
- * Reads a window's planned segments on a worker thread, so that SQLite's work overlaps with
- * loading and starting DuckDB on the main thread (each takes ~0.1 s). Light on purpose: this
- * module loads no DuckDB.
+ * Read-ahead for `tc-query top`: plans the window, then reads about half of its segments on a
+ * worker thread while the main thread loads DuckDB and reads the other half, so SQLite's work
+ * runs on both cores and overlaps with DuckDB's start-up (each ~0.1 s here). Light on purpose:
+ * this module loads no DuckDB.
  */
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
+import type Database from 'better-sqlite3';
 import type { Window } from './window';
-import type { Filters } from './filters';
-import type { SegmentRows } from './plan';
+import { matchingIds, whereFor, type Filters } from './filters';
+import { BUCKET_MS, plan, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
 
-export interface PrefetchRequest {
+export interface ReadRequest {
   db: string;
-  family: 'ip' | 'flow';
-  window: Window;
-  filters: Filters;
+  family: Family;
+  segments: Segment[];
+  where: string;
+  params: unknown[];
 }
 
-export interface PrefetchResult {
-  /** The segments' rows, column by column, and the dictionary ids they refer to. */
-  rows: SegmentRows;
-  /** The address filter's ids (undefined without --ip / --cidr). */
-  match: number[] | undefined;
+export interface ReadAhead {
   /** The window with `--all` resolved. */
   window: Window;
+  /** The address filter's ids (undefined without --ip / --cidr). */
+  match: number[] | undefined;
+  family: Family;
+  where: string;
+  params: unknown[];
+  /** Segments left for the caller to read. */
+  mine: Segment[];
+  /** The worker's part, summed per key. */
+  theirs: Promise<SegmentRows>;
 }
 
-export function prefetch(req: PrefetchRequest): Promise<PrefetchResult> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(path.join(__dirname, 'prefetch-worker.js'), { workerData: req });
-    w.once('message', resolve);
-    w.once('error', reject);
-    w.once('exit', (code) => {
+/** Buckets (or intervals) a segment reads: rows are roughly proportional. */
+function cost(db: Database.Database, s: Segment): number {
+  if (s.source !== 'raw') return (s.toMs - s.fromMs) / BUCKET_MS[s.source];
+  return db.prepare('select count(*) from batches where start_ms >= ? and start_ms < ?').pluck().get(s.fromMs, s.toMs) as number;
+}
+
+/** Splits segments into two parts of about equal cost, cutting one rollup segment at a bucket boundary. */
+export function split(db: Database.Database, segments: Segment[]): [Segment[], Segment[]] {
+  const costs = segments.map((s) => cost(db, s));
+  let left = costs.reduce((a, b) => a + b, 0) / 2;
+  const a: Segment[] = [];
+  const b: Segment[] = [];
+  segments.forEach((s, i) => {
+    if (left <= 0) b.push(s);
+    else if (costs[i] <= left) {
+      a.push(s);
+      left -= costs[i];
+    } else if (s.source !== 'raw' && costs[i] > 1) {
+      const cut = s.fromMs + Math.round(left) * BUCKET_MS[s.source];
+      if (cut > s.fromMs) a.push({ ...s, toMs: cut });
+      b.push({ ...s, fromMs: Math.max(cut, s.fromMs) });
+      left = 0;
+    } else {
+      b.push(s);
+      left = 0;
+    }
+  });
+  return [a, b];
+}
+
+export function readAhead(sqlite: Database.Database, file: string, family: Family, w: Window, filters: Filters): ReadAhead {
+  const window = resolveWindow(sqlite, w);
+  const match = matchingIds(sqlite, filters);
+  const { where, params } = whereFor(family, match, filters);
+  const segments = window.toMs > window.fromMs ? plan(sqlite, family, window.fromMs, window.toMs) : [];
+  const [theirs, mine] = split(sqlite, segments);
+  const req: ReadRequest = { db: file, family, segments: theirs, where, params };
+  const rows = new Promise<SegmentRows>((resolve, reject) => {
+    const worker = new Worker(path.join(__dirname, 'prefetch-worker.js'), { workerData: req });
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
       if (code !== 0) reject(new Error(`segment reader stopped with code ${code}`));
     });
   });
+  rows.catch(() => undefined);
+  return { window, match, family, where, params, mine, theirs: rows };
 }

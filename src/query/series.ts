@@ -1,10 +1,9 @@
 /** `tc-query series`: traffic per step (total, or of an address / CIDR), with a bar chart. */
-import { HUGEINT, BIGINT } from '@duckdb/node-api';
-import { Duck, querySql } from './duck';
+import { Duck, querySql, BIGINT } from './duck';
 import { DbError, openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type ColumnSpec, type Format } from './output';
-import { plan, seriesSql } from './plan';
+import { collectColumns, plan, seriesSql } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
 import { resolveWindow } from './plan';
@@ -36,14 +35,13 @@ export async function loadSeries(sqlite: Database.Database, duck: Duck, window: 
     }
     return;
   }
-  function* rows(): Generator<unknown[]> {
-    for (const s of segments) {
-      const stmt = sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true);
-      yield* stmt.iterate(s.fromMs, s.toMs, ...w.params) as Iterable<unknown[]>;
-    }
+  // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
+  function* rows(): Generator<bigint[]> {
+    for (const s of segments) yield* sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params) as Iterable<bigint[]>;
   }
-  const big = (name: string) => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
-  await duck.load('series_rows', [{ name: 't_ms', sqlType: 'BIGINT', type: BIGINT }, big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], rows());
+  const { count, columns } = collectColumns(rows(), ['i64', 'i64', 'i64', 'i64', 'i64']);
+  const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
+  await duck.loadColumns('series_rows', [big('t_ms'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], [{ columns, count }]);
 }
 
 export async function series(o: SeriesOptions): Promise<string> {

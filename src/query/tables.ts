@@ -12,9 +12,9 @@
  *   events(at, kind, start, "end", detail)
  * Times are TIMESTAMP (UTC), addresses text, counters HUGEINT.
  */
-import { BIGINT, HUGEINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type DuckDBType } from '@duckdb/node-api';
+import type { DuckDBType } from '@duckdb/node-api';
+import { BIGINT, HUGEINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type Duck } from './duck';
 import type Database from 'better-sqlite3';
-import type { Duck } from './duck';
 import type { Window } from './window';
 
 interface Col {

@@ -1,14 +1,14 @@
 /** `tc-query top` and `tc-query flows`: the top talkers or flows of a window. */
-import { BIGINT, UTINYINT, USMALLINT, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBValue } from '@duckdb/node-api';
 import type Database from 'better-sqlite3';
-import { Duck, querySql } from './duck';
+import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type ColumnSpec, type Format } from './output';
 import { plan, readSegments, resolveWindow, windowParams, windowSql, SEGMENT_COLUMNS, type Family } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
-import type { PrefetchResult } from './prefetch';
+import type { ReadAhead } from './prefetch';
 import { bitRate, bytes, si } from '../units';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow';
@@ -21,8 +21,8 @@ export interface TopOptions {
   format: Format;
   filters?: Filters;
   tz?: string;
-  /** Segments already read on a worker thread (see prefetch.ts). */
-  prefetched?: Promise<PrefetchResult>;
+  /** The window already planned, part of it being read on a worker thread (see prefetch.ts). */
+  prefetched?: ReadAhead;
 }
 
 export const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
@@ -46,9 +46,9 @@ export async function loadWindow(
   ids: Set<number>,
   where = '',
   params: unknown[] = [],
-  preRead?: PrefetchResult,
+  preRead?: ReadAhead,
 ): Promise<void> {
-  const segments = preRead || w.toMs <= w.fromMs ? [] : plan(sqlite, family, w.fromMs, w.toMs);
+  const segments = preRead ? preRead.mine : w.toMs <= w.fromMs ? [] : plan(sqlite, family, w.fromMs, w.toMs);
   if (duck.attached && !preRead) {
     // DuckDB reads the attached file itself: the same segment SQL, run there.
     const cols =
@@ -60,15 +60,16 @@ export async function loadWindow(
     if (segments.length > 0) await duck.conn.run(`insert into ${table} ${windowSql(family, segments, where, duck.attached)}`, windowParams(segments, params).map(duckParam));
     return;
   }
-  const read = preRead ? preRead.rows : readSegments(sqlite, family, segments, where, params);
-  for (const id of read.ids) ids.add(id);
+  const parts = [readSegments(sqlite, family, segments, where, params)];
+  if (preRead) parts.push(await preRead.theirs);
+  for (const p of parts) for (const id of p.ids) ids.add(id);
   const cols = SEGMENT_COLUMNS[family];
   const names = family === 'ip' ? ['ip_id', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['src_id', 'dst_id', 'proto', 'sport', 'dport', 'packets', 'bytes'];
   // Per-segment sums fit 64 bits (SQLite's sum() refuses to overflow); DuckDB sums them as HUGEINT.
   const spec = cols.map((k, i) =>
     k === 'i64' ? { name: names[i], sqlType: 'BIGINT', type: BIGINT } : k === 'u8' ? { name: names[i], sqlType: 'UTINYINT', type: UTINYINT } : { name: names[i], sqlType: 'USMALLINT', type: USMALLINT },
   );
-  await duck.loadColumns(family === 'ip' ? 'ip_deltas' : 'flow_deltas', spec, read.columns, read.count);
+  await duck.loadColumns(family === 'ip' ? 'ip_deltas' : 'flow_deltas', spec, parts);
 }
 
 const IP_COLS: ColumnSpec[] = [
@@ -117,9 +118,7 @@ export async function top(o: TopOptions): Promise<string> {
 /** The top answer over an open database and DuckDB session (rows moved in, or read by DuckDB). */
 export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): Promise<string> {
   {
-    const pre = o.prefetched && !duck.attached ? await o.prefetched : undefined;
-    if (o.prefetched && !pre) o.prefetched.catch(() => undefined);
-    if (pre && duck.attached) duck.attached = undefined;
+    const pre = o.prefetched && !duck.attached ? o.prefetched : undefined;
     const dialect = duck.attached ? 'duckdb' : 'sqlite';
     const ids = new Set<number>();
     const window = pre ? pre.window : resolveWindow(sqlite, o.window);
