@@ -214,7 +214,7 @@ test('edges planned as a coarser bucket minus its outside part answer exactly wh
     for (const f of flows) assert.deepEqual([f.packets, f.bytes], wantFlows.get(`${f.src} ${f.dst} ${f.proto} ${f.sport} ${f.dport}`));
   }
   assert.ok(subtracted > 0, 'some edges were planned by subtraction');
-  assert.ok(halves > 0, "some read-aheads cut a segment in two");
+  assert.ok(halves > 0, 'some read-aheads cut a segment in two');
   d.close();
 
   // Retention removed the minutes and raw rows of the first hours: an edge there is not
