@@ -1,7 +1,8 @@
 /**
  * Writer benchmark: per-IP delta rows/s of the recorder's sink (log + every projection, in
- * the batch's transaction) against a bare better-sqlite3 insert loop of the same rows (50-row
- * multi-VALUES, one transaction per batch) in the same run; bytes on disk per raw per-IP row;
+ * the batch's transaction; dictionary ids in arrival order, not in the address order of the
+ * batches, as on a real host) against a bare better-sqlite3 insert loop of the same rows in key
+ * order (50-row multi-VALUES, one transaction per batch) in the same run; bytes on disk per raw per-IP row;
  * the projected size of a day of 5,000 addresses at 5 s intervals.
  * Usage: node dist/bench/writer.js [--hosts 5000] [--minutes 30] [--runs 3]
  */
@@ -22,6 +23,18 @@ const RUNS = arg('runs', 3);
 const OUT = path.join(__dirname, '..', '..', 'bench', 'out');
 const T0 = Date.UTC(2026, 10, 1);
 
+/** 0..n-1 in a fixed pseudo-random order. */
+function shuffled(n: number): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  let seed = 1;
+  for (let i = n - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    const j = seed % (i + 1);
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
 function fresh(f: string) {
   for (const e of ['', '-wal', '-shm']) rmSync(f + e, { force: true });
 }
@@ -29,6 +42,14 @@ function fresh(f: string) {
 async function ours(file: string, batches: number): Promise<number> {
   fresh(file);
   const db = await openForWrite(file);
+  // Dictionary ids in arrival order, as on a real host (not in the address order of batches).
+  const put = db.sqlite.prepare('insert into addresses (addr, text) values (?, ?)');
+  db.sqlite.transaction(() => {
+    for (const i of shuffled(HOSTS)) {
+      const v = 0x0a000000 + i + 1;
+      put.run(Buffer.from([v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255]), `10.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`);
+    }
+  })();
   const sink = new BatchSink({
     db,
     spec: { key: `bench:${Math.random()}`, kind: 'replay', source: 'bench', intervalMs: 5000, flows: false, options: {} },
