@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { exited, pcapsDir, queryJson, recorder, RECORDER, sleep, tmp } from './helpers';
 import { generate } from '../bench/gen';
+import { byFlowKey, byIpId } from '../src/recorder/writer';
 
 const ROLLUPS = ['ip_1m', 'ip_1h', 'ip_1d', 'flow_1m', 'flow_1h'];
 
@@ -101,4 +102,17 @@ test('a replay killed at random moments: the file stays sound and nothing is cou
   } finally {
     d.close();
   }
+});
+
+test('rows go to the log in primary-key order', () => {
+  let seed = 3;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+  const ids = Array.from({ length: 9000 }, () => 1 + (rnd() % 4_000_000_000));
+  const unique = [...new Set(ids)];
+  const order = byIpId(unique.length, (i) => unique[i])!;
+  assert.equal(new Set(order).size, unique.length, 'a permutation');
+  for (let k = 1; k < order.length; k++) assert.ok(unique[order[k - 1]] < unique[order[k]]);
+  assert.equal(byIpId(4, (i) => i + 1), null, 'already in order');
+  const flow = { count: 3, src: Uint32Array.of(0, 1, 0), dst: Uint32Array.of(1, 0, 1), proto: Uint8Array.of(6, 6, 6), sport: Uint16Array.of(9, 1, 2), dport: Uint16Array.of(80, 80, 80) };
+  assert.deepEqual([...byFlowKey(flow as never, [7, 3])!], [1, 2, 0]);
 });
