@@ -29,6 +29,8 @@ export interface ReadAhead {
   params: unknown[];
   /** Segments left for the caller to read. */
   mine: Segment[];
+  /** The caller's part once read. */
+  mineRows?: SegmentRows;
   /** The worker's part, summed per key. */
   theirs: Promise<SegmentRows>;
 }

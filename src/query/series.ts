@@ -24,40 +24,60 @@ export interface SeriesOptions {
 const BAR_WIDTH = 40;
 const MAX_STEPS = 100_000;
 
-/** Loads series_rows(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) for the window. */
-export async function loadSeries(sqlite: Database.Database, duck: Duck, window: Window, stepMs: number, ids: number[] | undefined): Promise<void> {
-  const w = whereFor('ip', ids, {}, duck.attached ? 'duckdb' : 'sqlite');
+type SeriesRows = { columns: ArrayBufferView[]; count: number };
+
+/** Reads series rows (t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) into typed columns. */
+function readSeries(sqlite: Database.Database, window: Window, stepMs: number, ids: number[] | undefined): SeriesRows {
+  const w = whereFor('ip', ids, {}, 'sqlite');
   const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, { stepMs }) : [];
+  // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
+  function* rows(): Generator<bigint[]> {
+    for (const s of segments) yield* sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params) as Iterable<bigint[]>;
+  }
+  return collectColumns(rows(), ['i64', 'i64', 'i64', 'i64', 'i64']);
+}
+
+/** Loads series_rows(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) for the window. */
+export async function loadSeries(sqlite: Database.Database, duck: Duck, window: Window, stepMs: number, ids: number[] | undefined, preRead?: SeriesRows): Promise<void> {
   if (duck.attached) {
+    const w = whereFor('ip', ids, {}, 'duckdb');
+    const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, { stepMs }) : [];
     await duck.conn.run('create table series_rows (t_ms BIGINT, tx_packets HUGEINT, tx_bytes HUGEINT, rx_packets HUGEINT, rx_bytes HUGEINT)');
     for (const s of segments) {
       await duck.conn.run(`insert into series_rows ${seriesSql(s, w.where, duck.attached)}`, [s.fromMs, s.toMs, ...w.params].map(duckParam));
     }
     return;
   }
-  // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
-  function* rows(): Generator<bigint[]> {
-    for (const s of segments) yield* sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params) as Iterable<bigint[]>;
-  }
-  const { count, columns } = collectColumns(rows(), ['i64', 'i64', 'i64', 'i64', 'i64']);
   const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
-  await duck.loadColumns('series_rows', [big('t_ms'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], [{ columns, count }]);
+  await duck.loadColumns('series_rows', [big('t_ms'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], [preRead ?? readSeries(sqlite, window, stepMs, ids)]);
 }
 
 export async function series(o: SeriesOptions): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
+  // DuckDB's instance starts on the thread pool while SQLite is read here.
+  const duckReady = Duck.open();
+  duckReady.catch(() => undefined);
   try {
-    duck = await Duck.open();
-    const window = resolveWindow(sqlite, o.window);
-    const steps = Math.ceil((window.toMs - Math.floor(window.fromMs / o.stepMs) * o.stepMs) / o.stepMs);
-    if (steps > MAX_STEPS) {
-      throw new DbError(`the window has ${steps} steps of ${o.stepMs / 1000} s (at most ${MAX_STEPS}); choose a larger --step or a narrower window`, 'ERR_TC_USAGE');
+    let window: Window;
+    let ids: number[] | undefined;
+    let pre: SeriesRows;
+    try {
+      window = resolveWindow(sqlite, o.window);
+      const steps = Math.ceil((window.toMs - Math.floor(window.fromMs / o.stepMs) * o.stepMs) / o.stepMs);
+      if (steps > MAX_STEPS) {
+        throw new DbError(`the window has ${steps} steps of ${o.stepMs / 1000} s (at most ${MAX_STEPS}); choose a larger --step or a narrower window`, 'ERR_TC_USAGE');
+      }
+      ids = matchingIds(sqlite, o.filters);
+      pre = readSeries(sqlite, window, o.stepMs, ids);
+    } catch (err) {
+      void duckReady.then((d) => d.close(), () => undefined);
+      throw err;
     }
-    const ids = matchingIds(sqlite, o.filters);
+    duck = await duckReady;
     const perAddress = ids !== undefined;
     await duck.attachSqlite(o.db);
-    await loadSeries(sqlite, duck, window, o.stepMs, ids);
+    await loadSeries(sqlite, duck, window, o.stepMs, ids, pre);
     const result = await duck.rows(querySql('series'), {
       from_ms: BigInt(window.fromMs),
       to_ms: BigInt(window.toMs),

@@ -60,7 +60,7 @@ export async function loadWindow(
     if (segments.length > 0) await duck.conn.run(`insert into ${table} ${windowSql(family, segments, where, duck.attached)}`, windowParams(segments, params).map(duckParam));
     return;
   }
-  const parts = [readSegments(sqlite, family, segments, where, params)];
+  const parts = [preRead?.mineRows ?? readSegments(sqlite, family, segments, where, params)];
   if (preRead) parts.push(await preRead.theirs);
   for (const p of parts) for (const id of p.ids) ids.add(id);
   const cols = SEGMENT_COLUMNS[family];
@@ -104,8 +104,18 @@ export function duckParam(v: unknown): DuckDBValue {
 export async function top(o: TopOptions): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
+  // DuckDB's instance starts on the thread pool while this thread reads its half of the window.
+  const duckReady = Duck.open();
+  duckReady.catch(() => undefined);
   try {
-    duck = await Duck.open();
+    const p = o.prefetched;
+    try {
+      if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params);
+    } catch (err) {
+      void duckReady.then((d) => d.close(), () => undefined);
+      throw err;
+    }
+    duck = await duckReady;
     // With rows already read on a worker, moving them in beats attaching.
     if (!o.prefetched) await duck.attachSqlite(o.db);
     return await answerTop(sqlite, duck, o);
