@@ -8,6 +8,7 @@
 import type Database from 'better-sqlite3';
 import { u64At, type Batch } from '../native';
 import { U32Map } from './u32map';
+import { RowInsert } from './rows';
 
 export type Level = 'ip_1m' | 'ip_1h' | 'ip_1d' | 'flow_1m' | 'flow_1h';
 
@@ -139,7 +140,6 @@ class Acc {
 
 /** Past this many addresses in one bucket (a spoofed flood), sums are left to SQL: bounded memory. */
 const ACC_MAX_KEYS = 300_000;
-const ACC_INSERT_ROWS = 50;
 
 export class Rollups {
   private readonly stmts;
@@ -160,12 +160,7 @@ export class Rollups {
       dirty: db.prepare('insert or ignore into rollup_dirty (level, bucket_ms, end_ms) values (?, ?, ?)'),
       closable: db.prepare('select bucket_ms from rollup_dirty where level = ? and end_ms <= ? order by bucket_ms limit 64').pluck(),
       clean: db.prepare('delete from rollup_dirty where level = ? and bucket_ms = ?'),
-      accMany: Object.fromEntries(
-        IP_LEVELS.map((l) => [l, db.prepare(`insert into ${l} (bucket_ms, ip_id, ${IP_COLS}) values ${Array(ACC_INSERT_ROWS).fill('(?,?,?,?,?,?)').join(',')}`)]),
-      ) as Record<IpLevel, Database.Statement>,
-      accOne: Object.fromEntries(
-        IP_LEVELS.map((l) => [l, db.prepare(`insert into ${l} (bucket_ms, ip_id, ${IP_COLS}) values (?,?,?,?,?,?)`)]),
-      ) as Record<IpLevel, Database.Statement>,
+      sums: Object.fromEntries(IP_LEVELS.map((l) => [l, new RowInsert(db, l, ['bucket_ms', 'ip_id', ...IP_COLS.split(', ')])])) as Record<IpLevel, RowInsert>,
     };
   }
 
@@ -259,17 +254,13 @@ export class Rollups {
   private insertSums(level: IpLevel, bucket: number, a: Acc): void {
     const order = Uint32Array.from(a.ids.keys()).sort((x, y) => a.ids[x] - a.ids[y]);
     const sums = a.sums;
-    const many = this.stmts.accMany[level];
-    const p: number[] = [];
+    const rows = this.stmts.sums[level].rows();
     for (const s of order) {
       const o = 4 * s;
-      p.push(bucket, a.ids[s], sums[o], sums[o + 1], sums[o + 2], sums[o + 3]);
-      if (p.length === 6 * ACC_INSERT_ROWS) {
-        many.run(...p);
-        p.length = 0;
-      }
+      rows.values.push(bucket, a.ids[s], sums[o], sums[o + 1], sums[o + 2], sums[o + 3]);
+      rows.pushed();
     }
-    for (let i = 0; i < p.length; i += 6) this.stmts.accOne[level].run(...p.slice(i, i + 6));
+    rows.end();
   }
 
   /** Closes every dirty bucket that ends at or before `ms` (call inside a transaction). */
