@@ -79,6 +79,22 @@ export class Duck {
     }
   }
 
+  /**
+   * Opens DuckDB (its instance starts on the thread pool) while `work` runs on this thread, so
+   * reading SQLite overlaps with DuckDB's start; when `work` throws, DuckDB is closed once open.
+   */
+  static async openAlongside<T>(work: () => T): Promise<{ duck: Duck; result: T }> {
+    const opening = Duck.open();
+    let result: T;
+    try {
+      result = work();
+    } catch (err) {
+      void opening.then((d) => d.close(), () => undefined);
+      throw err;
+    }
+    return { duck: await opening, result };
+  }
+
   /** Creates `table` (in `catalog`, default the in-memory one) and appends `rows` in DataChunks. */
   async load(table: string, columns: Column[], rows: Iterable<unknown[]>, catalog?: string): Promise<number> {
     await this.conn.run(`create table ${catalog ? `${catalog}.` : ''}${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);

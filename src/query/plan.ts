@@ -208,6 +208,9 @@ export interface SegmentRows {
   ids: number[];
 }
 
+/** Column names of windowSql's rows. */
+export const SEGMENT_NAMES: Record<Family, string[]> = { ip: [...KEYS.ip, ...VALUES.ip], flow: [...KEYS.flow, ...VALUES.flow] };
+
 /** Column kinds of windowSql's rows. */
 export const SEGMENT_COLUMNS: Record<Family, ColumnKind[]> = {
   ip: ['i64', 'i64', 'i64', 'i64', 'i64'],

@@ -55,26 +55,20 @@ export async function loadSeries(sqlite: Database.Database, duck: Duck, window: 
 export async function series(o: SeriesOptions): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
-  // DuckDB's instance starts on the thread pool while SQLite is read here.
-  const duckReady = Duck.open();
-  duckReady.catch(() => undefined);
   try {
-    let window: Window;
-    let ids: number[] | undefined;
-    let pre: SeriesRows;
-    try {
-      window = resolveWindow(sqlite, o.window);
+    // SQLite is read here while DuckDB starts (if DuckDB then reads the attached file itself,
+    // these rows go unused).
+    const opened = await Duck.openAlongside(() => {
+      const window = resolveWindow(sqlite, o.window);
       const steps = Math.ceil((window.toMs - Math.floor(window.fromMs / o.stepMs) * o.stepMs) / o.stepMs);
       if (steps > MAX_STEPS) {
         throw new DbError(`the window has ${steps} steps of ${o.stepMs / 1000} s (at most ${MAX_STEPS}); choose a larger --step or a narrower window`, 'ERR_TC_USAGE');
       }
-      ids = matchingIds(sqlite, o.filters);
-      pre = readSeries(sqlite, window, o.stepMs, ids);
-    } catch (err) {
-      void duckReady.then((d) => d.close(), () => undefined);
-      throw err;
-    }
-    duck = await duckReady;
+      const ids = matchingIds(sqlite, o.filters);
+      return { window, ids, pre: readSeries(sqlite, window, o.stepMs, ids) };
+    });
+    duck = opened.duck;
+    const { window, ids, pre } = opened.result;
     const perAddress = ids !== undefined;
     await duck.attachSqlite(o.db);
     await loadSeries(sqlite, duck, window, o.stepMs, ids, pre);

@@ -5,7 +5,7 @@ import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type ColumnSpec, type Format } from './output';
-import { plan, readSegments, resolveWindow, windowParams, windowSql, SEGMENT_COLUMNS, type Family } from './plan';
+import { plan, readSegments, resolveWindow, windowParams, windowSql, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { coverage, completenessLine } from './coverage';
 import type { ReadAhead } from './prefetch';
@@ -64,7 +64,7 @@ export async function loadWindow(
   if (preRead) parts.push(await preRead.theirs);
   for (const p of parts) for (const id of p.ids) ids.add(id);
   const cols = SEGMENT_COLUMNS[family];
-  const names = family === 'ip' ? ['ip_id', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['src_id', 'dst_id', 'proto', 'sport', 'dport', 'packets', 'bytes'];
+  const names = SEGMENT_NAMES[family];
   // Per-segment sums fit 64 bits (SQLite's sum() refuses to overflow); DuckDB sums them as HUGEINT.
   const spec = cols.map((k, i) =>
     k === 'i64' ? { name: names[i], sqlType: 'BIGINT', type: BIGINT } : k === 'u8' ? { name: names[i], sqlType: 'UTINYINT', type: UTINYINT } : { name: names[i], sqlType: 'USMALLINT', type: USMALLINT },
@@ -104,18 +104,12 @@ export function duckParam(v: unknown): DuckDBValue {
 export async function top(o: TopOptions): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
-  // DuckDB's instance starts on the thread pool while this thread reads its half of the window.
-  const duckReady = Duck.open();
-  duckReady.catch(() => undefined);
   try {
+    // This thread reads its half of a read-ahead window while DuckDB starts.
     const p = o.prefetched;
-    try {
+    ({ duck } = await Duck.openAlongside(() => {
       if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params);
-    } catch (err) {
-      void duckReady.then((d) => d.close(), () => undefined);
-      throw err;
-    }
-    duck = await duckReady;
+    }));
     // With rows already read on a worker, moving them in beats attaching.
     if (!o.prefetched) await duck.attachSqlite(o.db);
     return await answerTop(sqlite, duck, o);
