@@ -4,10 +4,27 @@ import { mkdtempSync, existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
+import { generate, type GenOptions } from '../bench/gen';
 
 export const ROOT = path.join(__dirname, '..', '..');
 export const RECORDER = path.join(ROOT, 'dist', 'src', 'cli', 'traffic-counter.js');
 export const QUERY = path.join(ROOT, 'dist', 'src', 'cli', 'tc-query.js');
+
+/** A reproducible pseudo-random sequence in [0, 1) (a linear congruential generator). */
+export function seeded(seed: number): () => number {
+  return () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+}
+
+/** Generates a capture (bench/gen.ts) in a new temp folder and replays it with flows into a new database there. */
+export function recordGenerated(o: GenOptions, intervalSecs: number): string {
+  const dir = tmp();
+  const cap = path.join(dir, 'generated.pcap');
+  generate(cap, o);
+  const db = path.join(dir, 'generated.db');
+  const r = recorder(['record', '--pcap', cap, '--db', db, '--flows', '--quiet', '--interval-secs', String(intervalSecs)]);
+  if (r.status !== 0) throw new Error(`recording ${cap} failed: ${r.stderr}`);
+  return db;
+}
 
 export function pcapsDir(): string {
   const dir = process.env.TC_PCAPS_DIR ?? path.join(ROOT, '..', 'shared', 'pcaps');

@@ -8,8 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { pcapsDir, query, queryJson, recorder, tmp } from './helpers';
-import { generate } from '../bench/gen';
+import { pcapsDir, query, queryJson, recordGenerated, recorder, seeded, tmp } from './helpers';
 import { plan, type Segment } from '../src/query/plan';
 import { split } from '../src/query/prefetch';
 
@@ -162,12 +161,7 @@ test('sql over the documented tables, and a Hive-partitioned export read back by
 });
 
 test('edges planned as a coarser bucket minus its outside part answer exactly what the raw log says', () => {
-  const dir = tmp();
-  const cap = path.join(dir, 'eleven-hours.pcap');
-  generate(cap, { packets: 30_000, hosts: 200, flows: 800, seconds: 40_000 });
-  const file = path.join(dir, 'long.db');
-  const r = recorder(['record', '--pcap', cap, '--db', file, '--flows', '--quiet', '--interval-secs', '10']);
-  assert.equal(r.status, 0, r.stderr);
+  const file = recordGenerated({ packets: 30_000, hosts: 200, flows: 800, seconds: 40_000 }, 10);
   const d = new Database(file, { readonly: true });
   const [a, b] = d.prepare('select min(start_ms), max(end_ms) from batches').raw().get() as [number, number];
   const raw = (sql: string, from: number, to: number) => new Map((d.prepare(sql).raw().all(from, to) as [string, ...number[]][]).map(([k, ...v]) => [k, v]));
@@ -186,8 +180,7 @@ test('edges planned as a coarser bucket minus its outside part answer exactly wh
       from,
       to,
     );
-  let seed = 7;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = seeded(7);
   let subtracted = 0;
   let halves = 0;
   for (let i = 0; i < 6; i++) {

@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { exited, pcapsDir, queryJson, recorder, RECORDER, sleep, tmp } from './helpers';
+import { exited, pcapsDir, queryJson, recordGenerated, recorder, RECORDER, seeded, sleep, tmp } from './helpers';
 import { generate } from '../bench/gen';
 import { byFlowKey, byIpId } from '../src/recorder/writer';
 
@@ -53,13 +53,8 @@ test('rollups equal the log at every level, and rebuild equals incremental upkee
 });
 
 test('hour and day sums kept while recording (across a day boundary) equal their recomputation from the log', () => {
-  const dir = tmp();
-  const cap = path.join(dir, 'eleven-hours.pcap');
   // 14:13:20 UTC to 01:20 the next day: hours and two days closed from running sums.
-  generate(cap, { packets: 20_000, hosts: 300, flows: 600, seconds: 40_000 });
-  const db = path.join(dir, 'days.db');
-  const r = recorder(['record', '--pcap', cap, '--db', db, '--flows', '--quiet', '--interval-secs', '30']);
-  assert.equal(r.status, 0, r.stderr);
+  const db = recordGenerated({ packets: 20_000, hosts: 300, flows: 600, seconds: 40_000 }, 30);
   const incremental = dump(db);
   assert.ok(incremental.ip_1d.length > 0 && new Set(incremental.ip_1d.map((row) => (row as unknown[])[0])).size === 2, 'two days');
   assert.ok(new Set(incremental.ip_1h.map((row) => (row as unknown[])[0])).size >= 11, 'every hour');
@@ -78,8 +73,7 @@ test('a replay killed at random moments: the file stays sound and nothing is cou
   const expected = queryJson(['--db', clean, 'top', '--all', '--limit', '0']);
 
   const db = path.join(dir, 'killed.db');
-  let seed = 12345;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = seeded(12345);
   for (let i = 0; i < 4; i++) {
     const child = spawn(process.execPath, [RECORDER, 'record', '--pcap', cap, '--db', db, '--flows', '--quiet'], { stdio: 'ignore' });
     await sleep(300 + Math.floor(rnd() * 1500));
@@ -105,9 +99,8 @@ test('a replay killed at random moments: the file stays sound and nothing is cou
 });
 
 test('rows go to the log in primary-key order', () => {
-  let seed = 3;
-  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
-  const ids = Array.from({ length: 9000 }, () => 1 + (rnd() % 4_000_000_000));
+  const rnd = seeded(3);
+  const ids = Array.from({ length: 9000 }, () => 1 + Math.floor(rnd() * 4_000_000_000));
   const unique = [...new Set(ids)];
   const order = byIpId(unique.length, (i) => unique[i])!;
   assert.equal(new Set(order).size, unique.length, 'a permutation');
