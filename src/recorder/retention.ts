@@ -1,7 +1,8 @@
 /**
  * Retention: old rows leave in small steps (a few buckets or batches per step, each step its
  * own short transaction), so a write never waits on a large delete; freed pages are reused by
- * later writes and handed back to the file system with incremental vacuum.
+ * later writes (in files made with auto_vacuum = INCREMENTAL by earlier versions, they are
+ * also handed back to the file system in small steps).
  */
 import type Database from 'better-sqlite3';
 import ms from 'ms';

@@ -9,6 +9,7 @@ import type Database from 'better-sqlite3';
 import { u64At, type Batch } from '../native';
 import { U32Map } from './u32map';
 import { RowInsert } from './rows';
+import { byIpId } from './order';
 
 export type Level = 'ip_1m' | 'ip_1h' | 'ip_1d' | 'flow_1m' | 'flow_1h';
 
@@ -181,9 +182,9 @@ export class Rollups {
   /**
    * Adds a committed batch's per-IP rows to its minute's running sums, so that closing the
    * minute (and then its hour and day) inserts sums instead of re-reading and grouping the
-   * level below. `ids` are the dictionary ids of the batch's address table.
+   * level below. `rowIds` are the dictionary ids of the batch's per-IP rows.
    */
-  accumulate(b: Batch, ids: ArrayLike<number>): void {
+  accumulate(b: Batch, rowIds: ArrayLike<number>): void {
     const a = this.accOf('ip_1m', bucketOf(b.startMs, 'ip_1m'));
     a.parts++;
     if (!a.exact) return;
@@ -193,7 +194,7 @@ export class Rollups {
       const txb = u64At(ip.txBytes, i);
       const rxp = u64At(ip.rxPackets, i);
       const rxb = u64At(ip.rxBytes, i);
-      const id = ids[ip.idx[i]];
+      const id = rowIds[i];
       if (typeof txb === 'bigint' || typeof rxb === 'bigint' || typeof txp === 'bigint' || typeof rxp === 'bigint' || id > U32Map.MAX_VALUE) {
         a.spoil();
         return;
@@ -252,13 +253,13 @@ export class Rollups {
   }
 
   private insertSums(level: IpLevel, bucket: number, a: Acc): void {
-    const order = Uint32Array.from(a.ids.keys()).sort((x, y) => a.ids[x] - a.ids[y]);
+    const order = byIpId(a.ids);
     const sums = a.sums;
-    const rows = this.stmts.sums[level].rows();
-    for (const s of order) {
+    const rows = this.stmts.sums[level].start();
+    for (let k = 0; k < a.ids.length; k++) {
+      const s = order ? order[k] : k;
       const o = 4 * s;
-      rows.values.push(bucket, a.ids[s], sums[o], sums[o + 1], sums[o + 2], sums[o + 3]);
-      rows.pushed();
+      rows.row6(bucket, a.ids[s], sums[o], sums[o + 1], sums[o + 2], sums[o + 3]);
     }
     rows.end();
   }

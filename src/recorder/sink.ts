@@ -170,7 +170,7 @@ export class BatchSink {
       this.rollups.forget();
       throw err;
     }
-    if (r.written && r.ids) this.rollups.accumulate(b, r.ids);
+    if (r.written && r.rowIds) this.rollups.accumulate(b, r.rowIds);
     this.lost.length = 0;
     this.writer.advance();
     return r.written;
