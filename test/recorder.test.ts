@@ -15,6 +15,10 @@ import { BatchSink } from '../src/recorder/sink';
 import { Logger } from '../src/recorder/log';
 import { Metrics } from '../src/recorder/metrics';
 import { makeBatch } from '../bench/synth';
+import { DEFAULT_RETENTION } from '../src/recorder/retention';
+import { FALLBACK_PAGES as AUTOCHECKPOINT_FALLBACK_PAGES } from '../src/recorder/checkpointer';
+import { Worker } from 'node:worker_threads';
+import { existsSync, statSync } from 'node:fs';
 
 const ROLLUPS = ['ip_1m', 'ip_1h', 'ip_1d', 'flow_1m', 'flow_1h'];
 
@@ -119,25 +123,31 @@ test('rows go to the log in primary-key order', () => {
   assert.deepEqual([...byFlowKey(flow as never, [7, 3])!], [1, 2, 0]);
 });
 
-test('under retention the file levels off: freed pages are reused, not added to', async () => {
-  const file = path.join(tmp(), 'steady.db');
+/** A recorder sink on a new file, as `traffic-counter record` makes it. */
+async function sinkOn(file: string, kind: 'live' | 'replay', retention = DEFAULT_RETENTION, checkpointThread = true) {
   const db = await openForWrite(file);
+  const metrics = new Metrics(file);
   const sink = new BatchSink({
     db,
-    spec: { key: 'steady', kind: 'live', source: 'test', intervalMs: 60_000, flows: true, options: {} },
-    retention: { rawIpMs: 20 * 60_000, rawFlowMs: 20 * 60_000, minutesMs: 40 * 60_000, hoursMs: 3 * 3_600_000, daysMs: Infinity },
+    spec: { key: `test:${file}`, kind, source: 'test', intervalMs: 60_000, flows: true, options: {} },
+    retention,
     queueMax: 1_000_000,
     log: new Logger('text'),
-    metrics: new Metrics(file),
-    checkpointThread: false,
+    metrics,
+    checkpointThread,
   });
+  return { db, sink, metrics };
+}
+
+test('under retention the file levels off: freed pages are reused, not added to', async () => {
+  const file = path.join(tmp(), 'steady.db');
+  const { db, sink } = await sinkOn(file, 'live', { rawIpMs: 20 * 60_000, rawFlowMs: 20 * 60_000, minutesMs: 40 * 60_000, hoursMs: 3 * 3_600_000, daysMs: Infinity }, false);
   // Times ahead of the clock: retention measures age against the newest interval written.
   const t0 = Math.ceil(Date.now() / 86_400_000) * 86_400_000 + 86_400_000;
   const pages: number[] = [];
   const pageCount = () => db.sqlite.pragma('page_count', { simple: true }) as number;
   for (let m = 0; m < 7 * 60; m++) {
-    const b = makeBatch(t0 + m * 60_000, 60_000, 400, 300, m % 7);
-    await sink.write(b);
+    await sink.write(makeBatch(t0 + m * 60_000, 60_000, 400, 300, m % 7));
     if (m % 60 === 59) pages.push(pageCount());
   }
   await sink.close(Date.now() + 10_000);
@@ -147,4 +157,51 @@ test('under retention the file levels off: freed pages are reused, not added to'
   const [h4, , , h7] = pages.slice(3);
   assert.ok(pages[1] > pages[0], `the file grows while retention fills: ${pages.join(' ')}`);
   assert.ok(h7 <= h4 * 1.02 + 8, `pages per hour ${pages.join(' ')}: no growth once retention holds (free pages ${free})`);
+});
+
+test('readers never block the writer, and the WAL stays bounded while writing far more than its bound', async () => {
+  const file = path.join(tmp(), 'wal.db');
+  const { db, sink, metrics } = await sinkOn(file, 'replay');
+  const t0 = Date.UTC(2026, 0, 1);
+  let n = 0;
+  const write = () => sink.write(makeBatch(t0 + n * 5000, 5000, 5000, 0, n++ % 12));
+  await write();
+  // A reader on a thread of its own: back-to-back read transactions, each held open a while.
+  const reader = new Worker(
+    `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+     const { parentPort } = require('node:worker_threads');
+     const db = new D(${JSON.stringify(file)}, { readonly: true });
+     const sum = db.prepare('select count(*), sum(tx_bytes) from ip_deltas where batch_id > (select max(id) - 12 from batches)');
+     let reads = 0, stop = false;
+     parentPort.on('message', () => { stop = true; });
+     const tick = () => {
+       if (stop) { db.close(); parentPort.postMessage(reads); parentPort.close(); return; }
+       db.transaction(() => { sum.get(); const until = Date.now() + 20; while (Date.now() < until); sum.get(); })();
+       reads++;
+       setImmediate(tick);
+     };
+     tick();`,
+    { eval: true },
+  );
+  const started = Date.now();
+  while (Date.now() - started < 1500 && n < 2000) await write();
+  reader.postMessage('stop');
+  const reads = await new Promise<number>((resolve) => reader.once('message', resolve));
+  assert.ok(reads > 10, `the reader read (${reads} transactions)`);
+  assert.equal(metrics.writeErrors, 0, 'no write waited on or failed because of the reader');
+  // Bound: the writer's own fallback auto-checkpoint (64 MiB of pages) plus one transaction.
+  const bound = AUTOCHECKPOINT_FALLBACK_PAGES * 4096 + 8 * 2 ** 20;
+  let maxWal = 0;
+  let written = 0;
+  const walSize = () => (existsSync(file + '-wal') ? statSync(file + '-wal').size : 0);
+  for (let i = 0; i < 700; i++) {
+    const before = db.sqlite.pragma('page_count', { simple: true }) as number;
+    await write();
+    written += ((db.sqlite.pragma('page_count', { simple: true }) as number) - before) * 4096;
+    maxWal = Math.max(maxWal, walSize());
+  }
+  await sink.close(Date.now() + 10_000);
+  db.sqlite.close();
+  assert.ok(written > bound, `wrote ${written} bytes of pages, more than the bound ${bound}`);
+  assert.ok(maxWal <= bound, `WAL at most ${maxWal} bytes, bound ${bound}`);
 });

@@ -17,7 +17,7 @@ import type { Logger } from './log';
 const EVERY_MS = 500;
 /** The writer's own auto-checkpoint (pages): the default, and the fallback while the worker runs. */
 export const AUTOCHECKPOINT_PAGES = 1000;
-const FALLBACK_PAGES = 16384;
+export const FALLBACK_PAGES = 16384;
 
 export interface CheckpointWorkerData {
   file: string;
