@@ -1,7 +1,7 @@
 /**
  * Multi-row INSERTs, the writer's one way of putting many rows in: a statement of
  * ROWS_PER_INSERT rows (multi-VALUES; measured here with a bare loop, 256-row statements reach
- * ~1.25x the rate of 50-row ones and ~2x that of single-row ones), and the remainder of a batch
+ * ~1.2x the rate of 50-row ones and ~2x that of single-row ones), and the remainder of a batch
  * in statements of 128, 64, ..., 1 rows (at most eight). Values go into one preallocated array
  * that is spread into `run()` as arguments: better-sqlite3 reads arguments faster than array
  * elements (measured here +30% rows/s), and a reused array is not regrown for every statement.
