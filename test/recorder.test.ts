@@ -205,3 +205,44 @@ test('readers never block the writer, and the WAL stays bounded while writing fa
   assert.ok(written > bound, `wrote ${written} bytes of pages, more than the bound ${bound}`);
   assert.ok(maxWal <= bound, `WAL at most ${maxWal} bytes, bound ${bound}`);
 });
+
+test('64-bit counters: values past 2^32 and 2^53 are logged and rolled up exactly', async () => {
+  const file = path.join(tmp(), 'big.db');
+  const { db, sink } = await sinkOn(file, 'replay');
+  // Five minutes across midnight: minute, hour and day buckets all close.
+  const t0 = Date.UTC(2026, 0, 1, 23, 58);
+  const set = (col: Uint32Array, row: number, hi: number, lo: number) => {
+    col[2 * row] = lo;
+    col[2 * row + 1] = hi;
+  };
+  for (let n = 0; n < 5 * 12; n++) {
+    const b = makeBatch(t0 + n * 5000, 5000, 50, 0, n % 7);
+    set(b.ip.rxBytes, 1, 1, 705032704); // 5e9: past 2^32, a double on the JS side
+    if (n === 5) set(b.ip.txBytes, 0, 0x200000, 1); // 2^53 + 1: a BigInt on the JS side
+    if (n === 30) set(b.ip.txPackets, 2, 0x40000000, 0); // 2^62
+    await sink.write(b);
+  }
+  await sink.close(Date.now() + 10_000);
+  db.sqlite.close();
+  const d = new Database(file, { readonly: true }).defaultSafeIntegers(true);
+  try {
+    const count = (where: string) => d.prepare(`select count(*) from ip_deltas where ${where}`).pluck().get();
+    assert.equal(count('rx_bytes = 5000000000'), 60n);
+    assert.equal(count('tx_bytes = 9007199254740993'), 1n);
+    assert.equal(count('tx_packets = 4611686018427387904'), 1n);
+    for (const [t, ms] of [['ip_1m', 60_000], ['ip_1h', 3_600_000], ['ip_1d', 86_400_000]] as const) {
+      const got = d.prepare(`select bucket_ms, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes from ${t} order by 1, 2`).raw().all();
+      const fromLog = d
+        .prepare(
+          `select (b.start_ms / ${ms}) * ${ms}, x.ip_id, sum(x.tx_packets), sum(x.tx_bytes), sum(x.rx_packets), sum(x.rx_bytes)
+           from ip_deltas x join batches b on b.id = x.batch_id group by 1, 2 order by 1, 2`,
+        )
+        .raw()
+        .all();
+      assert.ok(got.length > 0);
+      assert.deepEqual(got, fromLog, `${t} equals the log, exactly`);
+    }
+  } finally {
+    d.close();
+  }
+});

@@ -6,7 +6,7 @@
  * late or replayed batch only re-dirties its buckets.
  */
 import type Database from 'better-sqlite3';
-import { u64At, type Batch } from '../native';
+
 import { U32Map } from './u32map';
 import { RowInsert } from './rows';
 import { byIpId } from './order';
@@ -84,7 +84,7 @@ const isIpLevel = (l: Level): l is IpLevel => l.startsWith('ip_');
  * part went another way (a value past 2^53, a bucket recomputed in SQL, too many addresses):
  * the bucket is then recomputed from the level below in SQL.
  */
-class Acc {
+export class Acc {
   /** Parts (batches, minutes or hours) summed in. */
   parts = 0;
   exact = true;
@@ -94,7 +94,9 @@ class Acc {
   /** Four sums per slot: tx packets, tx bytes, rx packets, rx bytes. */
   sums = new Float64Array(4 * 1024);
 
+  /** Adds one key's values (ids up to U32Map.MAX_VALUE; a no-op once spoiled). */
   add(id: number, txp: number, txb: number, rxp: number, rxb: number): void {
+    if (!this.exact) return;
     let s = this.slot.get(id);
     if (s === 0) {
       if (this.ids.length >= ACC_MAX_KEYS) {
@@ -180,27 +182,19 @@ export class Rollups {
   }
 
   /**
-   * Adds a committed batch's per-IP rows to its minute's running sums, so that closing the
-   * minute (and then its hour and day) inserts sums instead of re-reading and grouping the
-   * level below. `rowIds` are the dictionary ids of the batch's per-IP rows.
+   * The running sums of the minute a batch starting at `startMs` falls in. The writer adds the
+   * batch's per-IP rows to them while it inserts them (one pass over the rows), so that closing
+   * the minute (and then its hour and day) inserts sums instead of re-reading and grouping the
+   * level below. A failed transaction must be followed by `forget()`.
    */
-  accumulate(b: Batch, rowIds: ArrayLike<number>): void {
-    const a = this.accOf('ip_1m', bucketOf(b.startMs, 'ip_1m'));
+  minuteSums(startMs: number): Acc {
+    return this.accOf('ip_1m', bucketOf(startMs, 'ip_1m'));
+  }
+
+  /** A batch went into `minuteSums(startMs)` and was written: one more part of its minute. */
+  summed(startMs: number): void {
+    const a = this.minuteSums(startMs);
     a.parts++;
-    if (!a.exact) return;
-    const ip = b.ip;
-    for (let i = 0; i < ip.count && a.exact; i++) {
-      const txp = u64At(ip.txPackets, i);
-      const txb = u64At(ip.txBytes, i);
-      const rxp = u64At(ip.rxPackets, i);
-      const rxb = u64At(ip.rxBytes, i);
-      const id = rowIds[i];
-      if (typeof txb === 'bigint' || typeof rxb === 'bigint' || typeof txp === 'bigint' || typeof rxp === 'bigint' || id > U32Map.MAX_VALUE) {
-        a.spoil();
-        return;
-      }
-      a.add(id, txp, txb, rxp, rxb);
-    }
     a.checkRange();
   }
 
@@ -210,7 +204,7 @@ export class Rollups {
     return a;
   }
 
-  /** A transaction that ran `accumulate` callers' batches failed: forget the running sums. */
+  /** A transaction that added to or closed running sums failed: forget them all. */
   forget(): void {
     for (const l of IP_LEVELS) this.acc[l].clear();
   }

@@ -157,7 +157,7 @@ export class BatchSink {
     let r;
     try {
       r = db.transaction(() => {
-        const res = this.writer.write(b);
+        const res = this.writer.write(b, this.rollups.minuteSums(b.startMs));
         if (res.written) {
           this.rollups.markBatch(b.startMs, res.ipRows > 0, res.flowRows > 0);
           this.rollups.closeUpTo(b.startMs);
@@ -166,11 +166,12 @@ export class BatchSink {
         return res;
       })();
     } catch (err) {
-      // A rolled-back close may have consumed running sums: recompute those minutes in SQL.
+      // The batch's rows may be in its minute's running sums, and a rolled-back close may have
+      // consumed some: recompute those minutes in SQL.
       this.rollups.forget();
       throw err;
     }
-    if (r.written && r.rowIds) this.rollups.accumulate(b, r.rowIds);
+    if (r.written) this.rollups.summed(b.startMs);
     this.lost.length = 0;
     this.writer.advance();
     return r.written;

@@ -28,11 +28,17 @@ export interface SessionSpec {
   options: Record<string, unknown>;
 }
 
+/** Running per-address sums the writer adds each per-IP row to (rollups.ts's minute sums). */
+export interface RowSums {
+  /** Ids up to U32Map.MAX_VALUE and values below 2^53. */
+  add(id: number, txPackets: number, txBytes: number, rxPackets: number, rxBytes: number): void;
+  /** A row could not be added exactly: the sums are not to be used. */
+  spoil(): void;
+}
+
 export interface WriteResult {
   /** False when the batch was already in the log (an idempotent re-append). */
   written: boolean;
-  /** The dictionary id of each per-IP row of the batch (when written). */
-  rowIds?: number[];
   batchId: number;
   ipRows: number;
   flowRows: number;
@@ -124,7 +130,12 @@ export class BatchWriter {
     else this.overflowId = id;
   }
 
-  private writeInTx(b: Batch): WriteResult {
+  /**
+   * Appends one batch; call inside a transaction, then `advance()` once it committed.
+   * Appending a batch already in the log (same session and sequence) is a no-op. The per-IP
+   * rows written are also added to `sums` (the running sums of the batch's minute).
+   */
+  write(b: Batch, sums?: RowSums): WriteResult {
     const c = b.counters;
     const ring = b.hasRing;
     const filt = b.hasFilter;
@@ -150,9 +161,26 @@ export class BatchWriter {
     for (let i = 0; i < ip.count; i++) rowIds[i] = ids[ip.idx[i]];
     const ipOrder = byIpId(rowIds);
     const ipRows = this.stmts.ip.start();
+    const { txPackets: tp, txBytes: tb, rxPackets: rp, rxBytes: rb } = ip;
     for (let k = 0; k < ip.count; k++) {
       const i = ipOrder ? ipOrder[k] : k;
-      ipRows.row6(batchId, rowIds[i], u64At(ip.txPackets, i), u64At(ip.txBytes, i), u64At(ip.rxPackets, i), u64At(ip.rxBytes, i));
+      const id = rowIds[i];
+      const lo = 2 * i;
+      if ((tp[lo + 1] | tb[lo + 1] | rp[lo + 1] | rb[lo + 1]) === 0) {
+        // Every value below 2^32: read as small integers, summed exactly.
+        ipRows.row6(batchId, id, tp[lo], tb[lo], rp[lo], rb[lo]);
+        if (id <= U32Map.MAX_VALUE) sums?.add(id, tp[lo], tb[lo], rp[lo], rb[lo]);
+        else sums?.spoil();
+        continue;
+      }
+      const txp = u64At(tp, i);
+      const txb = u64At(tb, i);
+      const rxp = u64At(rp, i);
+      const rxb = u64At(rb, i);
+      ipRows.row6(batchId, id, txp, txb, rxp, rxb);
+      if (typeof txp === 'number' && typeof txb === 'number' && typeof rxp === 'number' && typeof rxb === 'number' && id <= U32Map.MAX_VALUE) {
+        sums?.add(id, txp, txb, rxp, rxb);
+      } else sums?.spoil();
     }
     ipRows.end();
 
@@ -164,15 +192,7 @@ export class BatchWriter {
       flowRows.row8(batchId, ids[f.src[i]], ids[f.dst[i]], f.proto[i], f.sport[i], f.dport[i], u64At(f.packets, i), u64At(f.bytes, i));
     }
     flowRows.end();
-    return { written: true, rowIds, batchId, ipRows: ip.count, flowRows: f.count };
-  }
-
-  /**
-   * Appends one batch; call inside a transaction, then `advance()` once it committed.
-   * Appending a batch already in the log (same session and sequence) is a no-op.
-   */
-  write(b: Batch): WriteResult {
-    return this.writeInTx(b);
+    return { written: true, batchId, ipRows: ip.count, flowRows: f.count };
   }
 
   /** The batch's transaction committed: the next batch takes the next sequence number. */
