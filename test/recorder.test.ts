@@ -220,6 +220,7 @@ test('64-bit counters: values past 2^32 and 2^53 are logged and rolled up exactl
     set(b.ip.rxBytes, 1, 1, 705032704); // 5e9: past 2^32, a double on the JS side
     if (n === 5) set(b.ip.txBytes, 0, 0x200000, 1); // 2^53 + 1: a BigInt on the JS side
     if (n === 30) set(b.ip.txPackets, 2, 0x40000000, 0); // 2^62
+    if (n >= 40 && n < 43) set(b.ip.txBytes, 3, 0x100000, 1); // 2^52 + 1: three of them sum past 2^53
     await sink.write(b);
   }
   await sink.close(Date.now() + 10_000);

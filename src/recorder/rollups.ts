@@ -123,10 +123,12 @@ export class Acc {
   addAll(other: Acc): void {
     const o = other.sums;
     for (let k = 0; k < other.ids.length && this.exact; k++) this.add(other.ids[k], o[4 * k], o[4 * k + 1], o[4 * k + 2], o[4 * k + 3]);
-    this.checkRange();
   }
 
-  /** Sums past 2^53 cannot be kept exactly in doubles. */
+  /**
+   * Sums past 2^53 cannot be kept exactly in doubles. Checked when the bucket closes: sums only
+   * grow, so one past 2^53 stays past it.
+   */
   checkRange(): void {
     const a = this.sums;
     for (let o = 0; o < 4 * this.ids.length && this.exact; o++) if (a[o] > Number.MAX_SAFE_INTEGER) this.spoil();
@@ -193,9 +195,7 @@ export class Rollups {
 
   /** A batch went into `minuteSums(startMs)` and was written: one more part of its minute. */
   summed(startMs: number): void {
-    const a = this.minuteSums(startMs);
-    a.parts++;
-    a.checkRange();
+    this.minuteSums(startMs).parts++;
   }
 
   private accOf(level: IpLevel, bucket: number): Acc {
@@ -222,6 +222,7 @@ export class Rollups {
       const nextAcc = next && this.accOf(next, bucketOf(bucket, next));
       // The running sums are the bucket only when every part of it in the log went through
       // them (no other session, no re-appended batch, no part recomputed in SQL).
+      a?.checkRange();
       if (a && a.exact && a.parts === parts) {
         this.insertSums(level, bucket, a);
         if (nextAcc) {
