@@ -121,6 +121,27 @@ test('rows go to the log in primary-key order', () => {
   for (let k = 1; k < denseOrder.length; k++) assert.ok(dense[denseOrder[k - 1]] < dense[denseOrder[k]]);
   const flow = { count: 3, src: Uint32Array.of(0, 1, 0), dst: Uint32Array.of(1, 0, 1), proto: Uint8Array.of(6, 6, 6), sport: Uint16Array.of(9, 1, 2), dport: Uint16Array.of(80, 80, 80) };
   assert.deepEqual([...byFlowKey(flow as never, [7, 3])!], [1, 2, 0]);
+  // Many flows over ids and ports past one 11-bit digit: the radix order equals a comparator's.
+  const n = 30_000;
+  const addrIds = Array.from({ length: 3000 }, () => 1 + Math.floor(rnd() * 3_000_000));
+  const pick = (m: number) => Math.floor(rnd() * m);
+  const many = {
+    count: n,
+    src: Uint32Array.from({ length: n }, () => pick(3000)),
+    dst: Uint32Array.from({ length: n }, () => pick(3000)),
+    proto: Uint8Array.from({ length: n }, () => [6, 17, 1, 58][pick(4)]),
+    sport: Uint16Array.from({ length: n }, () => pick(65536)),
+    dport: Uint16Array.from({ length: n }, () => [53, 443, 8080, 65535][pick(4)]),
+  };
+  const key = (i: number) => [addrIds[many.src[i]], addrIds[many.dst[i]], many.proto[i], many.sport[i], many.dport[i]];
+  const cmp = (x: number, y: number) => {
+    const a = key(x);
+    const b = key(y);
+    for (let k = 0; k < 5; k++) if (a[k] !== b[k]) return a[k] - b[k];
+    return x - y;
+  };
+  const radix = byFlowKey(many as never, addrIds)!;
+  assert.deepEqual([...radix], Array.from({ length: n }, (_, i) => i).sort(cmp), 'radix order = comparator order (ties in row order)');
 });
 
 /** A recorder sink on a new file, as `traffic-counter record` makes it. */
