@@ -40,8 +40,10 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     sqlite.pragma('synchronous = NORMAL');
     // Short: a locked database must not stall the event loop; the sink retries with back-off.
     sqlite.pragma('busy_timeout = 100');
-    // Rollup closes sort and aggregate many rows: keep their sorters and pages in memory.
-    sqlite.pragma('temp_store = MEMORY');
+    // Rollup closes that group in SQL (flow minutes, fallbacks) sort many rows: their sorters
+    // spill to temp files past the cache (the default temp_store). Measured here on a flow
+    // minute of 6M rows: peak RSS 278-301 MiB and 11-12 s, against 554 MiB and 12.5 s with
+    // temp_store = MEMORY, which keeps every sorted run in RAM however many rows there are.
     sqlite.pragma('cache_size = -65536');
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
     const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
