@@ -227,7 +227,7 @@ test('readers never block the writer, and the WAL stays bounded while writing fa
   assert.ok(maxWal <= bound, `WAL at most ${maxWal} bytes, bound ${bound}`);
 });
 
-test('64-bit counters: values past 2^32 and 2^53 are logged and rolled up exactly', async () => {
+test('64-bit counters: per-IP and flow values past 2^32 and 2^53 are logged and rolled up exactly', async () => {
   const file = path.join(tmp(), 'big.db');
   const { db, sink } = await sinkOn(file, 'replay');
   // Five minutes across midnight: minute, hour and day buckets all close.
@@ -237,7 +237,10 @@ test('64-bit counters: values past 2^32 and 2^53 are logged and rolled up exactl
     col[2 * row + 1] = hi;
   };
   for (let n = 0; n < 5 * 12; n++) {
-    const b = makeBatch(t0 + n * 5000, 5000, 50, 0, n % 7);
+    const b = makeBatch(t0 + n * 5000, 5000, 50, 20, n % 7);
+    set(b.flow.bytes, 0, 1, 705032704); // 5e9
+    if (n === 7) set(b.flow.bytes, 1, 0x200000, 1); // 2^53 + 1
+    if (n >= 40 && n < 43) set(b.flow.bytes, 2, 0x100000, 1); // the same flow: three 2^52 + 1 sum past 2^53
     set(b.ip.rxBytes, 1, 1, 705032704); // 5e9: past 2^32, a double on the JS side
     if (n === 5) set(b.ip.txBytes, 0, 0x200000, 1); // 2^53 + 1: a BigInt on the JS side
     if (n === 30) set(b.ip.txPackets, 2, 0x40000000, 0); // 2^62
@@ -264,6 +267,20 @@ test('64-bit counters: values past 2^32 and 2^53 are logged and rolled up exactl
       assert.ok(got.length > 0);
       assert.deepEqual(got, fromLog, `${t} equals the log, exactly`);
     }
+    for (const [t, ms] of [['flow_1m', 60_000], ['flow_1h', 3_600_000]] as const) {
+      const key = 'src_id, dst_id, proto, sport, dport';
+      const got = d.prepare(`select bucket_ms, ${key}, packets, bytes from ${t} order by 1, 2, 3, 4, 5, 6`).raw().all();
+      const fromLog = d
+        .prepare(
+          `select (b.start_ms / ${ms}) * ${ms}, ${key}, sum(x.packets), sum(x.bytes)
+           from flow_deltas x join batches b on b.id = x.batch_id group by 1, 2, 3, 4, 5, 6 order by 1, 2, 3, 4, 5, 6`,
+        )
+        .raw()
+        .all();
+      assert.ok(got.length > 0);
+      assert.deepEqual(got, fromLog, `${t} equals the log, exactly`);
+    }
+    assert.equal(d.prepare('select count(*) from flow_deltas where bytes = 9007199254740993').pluck().get(), 1n);
   } finally {
     d.close();
   }

@@ -107,6 +107,14 @@ export function byFlowKey(f: Batch['flow'], ids: number[]): Uint32Array | null {
     proto[i] = f.proto[i];
     ports[i] = ((f.sport[i] << 16) | f.dport[i]) >>> 0;
   }
+  return byFlowWords(src, dst, proto, ports);
+}
+
+/**
+ * Order of flows given as 32-bit words (src id, dst id, proto, sport << 16 | dport), the first
+ * `n` of each: the radix sort of `byFlowKey`.
+ */
+export function byFlowWords(src: Uint32Array, dst: Uint32Array, proto: Uint32Array, ports: Uint32Array, n = src.length): Uint32Array {
   // Least significant field first.
   const order = identity(n);
   const spare = new Uint32Array(n);

@@ -3,13 +3,16 @@
  * the writer. A batch marks its minute buckets dirty; a bucket closes (is recomputed whole from
  * the level below, then marks the next level dirty) once the recorder has written a batch that
  * starts at or after the bucket's end. Recomputing whole buckets makes closing idempotent, so a
- * late or replayed batch only re-dirties its buckets.
+ * late or replayed batch only re-dirties its buckets. Per-IP buckets and flow minutes are
+ * written from running sums the writer keeps while every part of the bucket goes through it;
+ * flow hours, and any bucket a part of which went another way, are grouped in SQL.
  */
 import type Database from 'better-sqlite3';
 
 import { U32Map } from './u32map';
 import { RowInsert } from './rows';
 import { byIpId } from './order';
+import { FlowSums } from './flowsums';
 
 export type Level = 'ip_1m' | 'ip_1h' | 'ip_1d' | 'flow_1m' | 'flow_1h';
 
@@ -149,6 +152,8 @@ const ACC_MAX_KEYS = 300_000;
 export class Rollups {
   private readonly stmts;
   private readonly acc: Record<IpLevel, Map<number, Acc>> = { ip_1m: new Map(), ip_1h: new Map(), ip_1d: new Map() };
+  /** Running sums of open flow minutes, by bucket. */
+  private readonly flowAcc = new Map<number, FlowSums>();
 
   constructor(private readonly db: Database.Database) {
     const per = (level: Level) => {
@@ -165,6 +170,7 @@ export class Rollups {
       dirty: db.prepare('insert or ignore into rollup_dirty (level, bucket_ms, end_ms) values (?, ?, ?)'),
       closable: db.prepare('select bucket_ms from rollup_dirty where level = ? and end_ms <= ? order by bucket_ms limit 64').pluck(),
       clean: db.prepare('delete from rollup_dirty where level = ? and bucket_ms = ?'),
+      flowSums: new RowInsert(db, 'flow_1m', ['bucket_ms', ...FLOW_KEY.split(', '), 'packets', 'bytes']),
       sums: Object.fromEntries(IP_LEVELS.map((l) => [l, new RowInsert(db, l, ['bucket_ms', 'ip_id', ...IP_COLS.split(', ')])])) as Record<IpLevel, RowInsert>,
     };
   }
@@ -193,9 +199,18 @@ export class Rollups {
     return this.accOf('ip_1m', bucketOf(startMs, 'ip_1m'));
   }
 
-  /** A batch went into `minuteSums(startMs)` and was written: one more part of its minute. */
+  /** The running flow sums of the minute a batch starting at `startMs` falls in (as `minuteSums`). */
+  flowMinuteSums(startMs: number): FlowSums {
+    const bucket = bucketOf(startMs, 'flow_1m');
+    let a = this.flowAcc.get(bucket);
+    if (!a) this.flowAcc.set(bucket, (a = new FlowSums()));
+    return a;
+  }
+
+  /** A batch went into the minute's running sums and was written: one more part of its minute. */
   summed(startMs: number): void {
     this.minuteSums(startMs).parts++;
+    this.flowMinuteSums(startMs).parts++;
   }
 
   private accOf(level: IpLevel, bucket: number): Acc {
@@ -207,6 +222,7 @@ export class Rollups {
   /** A transaction that added to or closed running sums failed: forget them all. */
   forget(): void {
     for (const l of IP_LEVELS) this.acc[l].clear();
+    this.flowAcc.clear();
   }
 
   /** Recomputes one bucket from the level below and marks the next level dirty. */
@@ -233,6 +249,15 @@ export class Rollups {
         return;
       }
       nextAcc?.spoil();
+    } else if (level === 'flow_1m') {
+      const a = this.flowAcc.get(bucket);
+      this.flowAcc.delete(bucket);
+      a?.checkRange();
+      if (a && a.exact && a.parts === parts) {
+        this.insertFlowSums(bucket, a);
+        this.finish(level, bucket);
+        return;
+      }
     }
     // One interval (or bucket) below: its rows are already one per key, so copy them in key
     // order instead of sorting and grouping.
@@ -259,6 +284,17 @@ export class Rollups {
     rows.end();
   }
 
+  private insertFlowSums(bucket: number, a: FlowSums): void {
+    const order = a.order();
+    const rows = this.stmts.flowSums.start();
+    for (let k = 0; k < a.size; k++) {
+      const s = order[k];
+      const ports = a.ports[s];
+      rows.row8(bucket, a.src[s], a.dst[s], a.proto[s], ports >>> 16, ports & 0xffff, a.packets[s], a.bytes[s]);
+    }
+    rows.end();
+  }
+
   /** Closes every dirty bucket that ends at or before `ms` (call inside a transaction). */
   closeUpTo(ms: number): number {
     let n = 0;
@@ -272,6 +308,7 @@ export class Rollups {
     }
     // Sums of buckets that ended without being dirty (intervals without per-IP rows) go.
     for (const l of IP_LEVELS) for (const b of this.acc[l].keys()) if (b + LEVELS[l].ms <= ms) this.acc[l].delete(b);
+    for (const b of this.flowAcc.keys()) if (b + LEVELS.flow_1m.ms <= ms) this.flowAcc.delete(b);
     return n;
   }
 

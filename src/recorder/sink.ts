@@ -157,7 +157,7 @@ export class BatchSink {
     let r;
     try {
       r = db.transaction(() => {
-        const res = this.writer.write(b, this.rollups.minuteSums(b.startMs));
+        const res = this.writer.write(b, this.rollups.minuteSums(b.startMs), this.rollups.flowMinuteSums(b.startMs));
         if (res.written) {
           this.rollups.markBatch(b.startMs, res.ipRows > 0, res.flowRows > 0);
           this.rollups.closeUpTo(b.startMs);

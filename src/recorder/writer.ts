@@ -36,6 +36,13 @@ export interface RowSums {
   spoil(): void;
 }
 
+/** Running per-flow sums the writer adds each flow row to (flowsums.ts). */
+export interface FlowRowSums {
+  /** Ids below 2^32, `ports` = sport << 16 | dport, values below 2^53. */
+  add(src: number, dst: number, proto: number, ports: number, packets: number, bytes: number): void;
+  spoil(): void;
+}
+
 export interface WriteResult {
   /** False when the batch was already in the log (an idempotent re-append). */
   written: boolean;
@@ -133,9 +140,10 @@ export class BatchWriter {
   /**
    * Appends one batch; call inside a transaction, then `advance()` once it committed.
    * Appending a batch already in the log (same session and sequence) is a no-op. The per-IP
-   * rows written are also added to `sums` (the running sums of the batch's minute).
+   * and flow rows written are also added to `sums` and `flowSums` (the running sums of the
+   * batch's minute).
    */
-  write(b: Batch, sums?: RowSums): WriteResult {
+  write(b: Batch, sums?: RowSums, flowSums?: FlowRowSums): WriteResult {
     const c = b.counters;
     const ring = b.hasRing;
     const filt = b.hasFilter;
@@ -189,7 +197,14 @@ export class BatchWriter {
     const flowRows = this.stmts.flow.start();
     for (let k = 0; k < f.count; k++) {
       const i = flowOrder ? flowOrder[k] : k;
-      flowRows.row8(batchId, ids[f.src[i]], ids[f.dst[i]], f.proto[i], f.sport[i], f.dport[i], u64At(f.packets, i), u64At(f.bytes, i));
+      const src = ids[f.src[i]];
+      const dst = ids[f.dst[i]];
+      const packets = u64At(f.packets, i);
+      const bytes = u64At(f.bytes, i);
+      flowRows.row8(batchId, src, dst, f.proto[i], f.sport[i], f.dport[i], packets, bytes);
+      if (typeof packets === 'number' && typeof bytes === 'number' && src <= 0xffffffff && dst <= 0xffffffff) {
+        flowSums?.add(src, dst, f.proto[i], ((f.sport[i] << 16) | f.dport[i]) >>> 0, packets, bytes);
+      } else flowSums?.spoil();
     }
     flowRows.end();
     return { written: true, batchId, ipRows: ip.count, flowRows: f.count };
