@@ -11,7 +11,7 @@ import { exited, pcapsDir, queryJson, recordGenerated, recorder, RECORDER, seede
 import { generate } from '../bench/gen';
 import { byFlowKey, byIpId } from '../src/recorder/order';
 import { openForWrite } from '../src/recorder/db';
-import { BatchSink } from '../src/recorder/sink';
+import { BatchSink, batchBytes } from '../src/recorder/sink';
 import { Logger } from '../src/recorder/log';
 import { Metrics } from '../src/recorder/metrics';
 import { makeBatch } from '../bench/synth';
@@ -145,7 +145,7 @@ test('rows go to the log in primary-key order', () => {
 });
 
 /** A recorder sink on a new file, as `traffic-counter record` makes it. */
-async function sinkOn(file: string, kind: 'live' | 'replay', retention = DEFAULT_RETENTION, checkpointThread = true) {
+async function sinkOn(file: string, kind: 'live' | 'replay', retention = DEFAULT_RETENTION, checkpointThread = true, queueMaxBytes?: number) {
   const db = await openForWrite(file);
   const metrics = new Metrics(file);
   const sink = new BatchSink({
@@ -153,6 +153,7 @@ async function sinkOn(file: string, kind: 'live' | 'replay', retention = DEFAULT
     spec: { key: `test:${file}`, kind, source: 'test', intervalMs: 60_000, flows: true, options: {} },
     retention,
     queueMax: 1_000_000,
+    queueMaxBytes,
     log: new Logger('text'),
     metrics,
     checkpointThread,
@@ -284,4 +285,28 @@ test('64-bit counters: per-IP and flow values past 2^32 and 2^53 are logged and 
   } finally {
     d.close();
   }
+});
+
+test('a locked database: the write queue holds at most --queue-max-mib of batches, the oldest are recorded as lost', async () => {
+  const file = path.join(tmp(), 'queue.db');
+  const one = batchBytes(makeBatch(0, 5000, 1000, 100));
+  const { db, sink, metrics } = await sinkOn(file, 'live', DEFAULT_RETENTION, false, 3.5 * one);
+  const lock = new Database(file);
+  lock.exec('begin exclusive');
+  const t0 = Math.floor(Date.now() / 5000) * 5000 - 600_000;
+  for (let n = 0; n < 10; n++) {
+    sink.push(makeBatch(t0 + n * 5000, 5000, 1000, 100, n));
+    assert.ok(metrics.queueBytes <= 3.5 * one, `queue ${metrics.queueBytes} bytes, bound ${3.5 * one}`);
+  }
+  assert.equal(metrics.queueDepth, 3);
+  assert.equal(metrics.lostIntervals, 7);
+  lock.exec('commit');
+  lock.close();
+  await sink.idle();
+  await sink.close(Date.now() + 10_000);
+  const starts = db.sqlite.prepare('select start_ms from batches order by 1').pluck().all();
+  const lost = db.sqlite.prepare("select start_ms from events where kind = 'lost-interval' order by 1").pluck().all();
+  db.sqlite.close();
+  assert.deepEqual(starts, [7, 8, 9].map((n) => t0 + n * 5000), 'the newest batches were kept and written');
+  assert.deepEqual(lost, [0, 1, 2, 3, 4, 5, 6].map((n) => t0 + n * 5000), 'every dropped interval is recorded');
 });

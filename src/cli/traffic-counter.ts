@@ -67,6 +67,7 @@ program
   .option('--retain-hours <period>', 'keep hour rollups this long', retention, DEFAULT_RETENTION.hoursMs)
   .option('--retain-days <period>', 'keep day rollups this long ("forever")', retention, DEFAULT_RETENTION.daysMs)
   .option('--queue-max <batches>', 'batches kept in memory while the database cannot be written', intIn(1, 100_000), 64)
+  .option('--queue-max-mib <MiB>', 'MiB of batch data kept in memory while the database cannot be written', intIn(1, 1_048_576), 256)
   .addOption(new Option('--log-format <fmt>', 'log lines as text or JSON objects').choices(['text', 'json']).default('text'))
   .option('--metrics-listen <addr:port>', 'serve Prometheus metrics on /metrics (e.g. 127.0.0.1:9464)')
   .option('--user <name>', 'after setting up capture, drop root and all capabilities and run as this user')
@@ -103,6 +104,7 @@ program
         daysMs: opts.retainDays,
       },
       queueMax: opts.queueMax,
+      queueMaxMib: opts.queueMaxMib,
       logFormat: opts.logFormat,
       metricsListen: opts.metricsListen,
       user: opts.user,

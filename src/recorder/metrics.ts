@@ -13,6 +13,7 @@ export class Metrics {
   lostIntervals = 0;
   writeErrors = 0;
   queueDepth = 0;
+  queueBytes = 0;
   lastWriteSeconds = 0;
   writeSecondsSum = 0;
   ipKeys = 0;
@@ -45,6 +46,7 @@ export class Metrics {
       ['tc_lost_intervals_total', 'counter', 'batches dropped because the write queue was full', this.lostIntervals],
       ['tc_write_errors_total', 'counter', 'failed database writes (retried)', this.writeErrors],
       ['tc_write_queue_depth', 'gauge', 'batches waiting to be written', this.queueDepth],
+      ['tc_write_queue_bytes', 'gauge', 'bytes of batch data waiting to be written', this.queueBytes],
       ['tc_write_latency_seconds', 'gauge', 'duration of the last batch transaction', this.lastWriteSeconds],
       ['tc_write_seconds_total', 'counter', 'time spent in batch transactions', this.writeSecondsSum],
       ['tc_ip_keys', 'gauge', 'addresses in the last interval', this.ipKeys],

@@ -10,7 +10,7 @@ import { SingleBar } from 'cli-progress';
 import * as engine from '../native';
 import { openForWrite, type WriteDb } from './db';
 import { type SessionSpec } from './writer';
-import { BatchSink } from './sink';
+import { BatchSink, DEFAULT_QUEUE_MAX_BYTES } from './sink';
 import { defaultRouteInterface } from './iface';
 import { Logger, type LogFormat } from './log';
 import { Metrics } from './metrics';
@@ -38,6 +38,8 @@ export interface RecordOptions {
   progress?: boolean;
   retention?: Retention;
   queueMax?: number;
+  /** MiB of batch data the live write queue may hold. */
+  queueMaxMib?: number;
   logFormat?: LogFormat;
   metricsListen?: string;
   user?: string;
@@ -334,7 +336,15 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
   try {
     sinkReady = openForWrite(o.db).then((d) => {
       db = d;
-      sink = new BatchSink({ db: d, spec, retention: o.retention ?? DEFAULT_RETENTION, queueMax: o.queueMax ?? 64, log, metrics });
+      sink = new BatchSink({
+        db: d,
+        spec,
+        retention: o.retention ?? DEFAULT_RETENTION,
+        queueMax: o.queueMax ?? 64,
+        queueMaxBytes: (o.queueMaxMib ?? DEFAULT_QUEUE_MAX_BYTES / 2 ** 20) * 2 ** 20,
+        log,
+        metrics,
+      });
       return sink;
     });
     await sinkReady;

@@ -21,6 +21,8 @@ export interface SinkOptions {
   spec: SessionSpec;
   retention: Retention;
   queueMax: number;
+  /** Bytes of batch data the queue may hold (default 256 MiB): a flood's batches are large. */
+  queueMaxBytes?: number;
   log: Logger;
   metrics: Metrics;
   /** Consecutive failed writes after which queued writes fail (replays); live retries forever. */
@@ -32,6 +34,15 @@ export interface SinkOptions {
 }
 
 const RETRY_MIN_MS = 250;
+export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
+
+/** Bytes of a batch's columns (what it holds in memory while queued). */
+export function batchBytes(b: Batch): number {
+  const { addr, ip, flow } = b;
+  const cols: ArrayBufferView[] = [addr.fam, addr.bytes, ip.idx, ip.txPackets, ip.txBytes, ip.rxPackets, ip.rxBytes];
+  cols.push(flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.packets, flow.bytes);
+  return cols.reduce((sum, c) => sum + c.byteLength, 0);
+}
 const RETRY_MAX_MS = 2_000;
 const CHECKPOINT_EVERY_MS = 30_000;
 
@@ -41,6 +52,7 @@ export class BatchSink {
   private readonly pruner: Pruner;
   private readonly checkpointer: Checkpointer;
   private readonly queue: Batch[] = [];
+  private queueBytes = 0;
   private readonly lost: { startMs: number; endMs: number }[] = [];
   private readonly addEvent;
   private pumping = false;
@@ -83,16 +95,22 @@ export class BatchSink {
   /** Live: queue the batch and return at once. */
   push(b: Batch): void {
     this.queue.push(b);
-    while (this.queue.length > this.o.queueMax) {
+    this.queueBytes += batchBytes(b);
+    const maxBytes = this.o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
+    // Oldest first; the newest batch always stays.
+    while (this.queue.length > this.o.queueMax || (this.queueBytes > maxBytes && this.queue.length > 1)) {
       const dropped = this.queue.shift()!;
+      this.queueBytes -= batchBytes(dropped);
       this.lost.push({ startMs: dropped.startMs, endMs: dropped.endMs });
       this.o.metrics.lostIntervals++;
-      this.o.log.warn(`write queue full (${this.o.queueMax} batches): interval ${new Date(dropped.startMs).toISOString()} dropped and recorded as lost`, {
+      const why = this.queue.length >= this.o.queueMax ? `${this.o.queueMax} batches` : `${+(maxBytes / 2 ** 20).toFixed(1)} MiB`;
+      this.o.log.warn(`write queue full (${why}): interval ${new Date(dropped.startMs).toISOString()} dropped and recorded as lost`, {
         event: 'lost-interval',
         start_ms: dropped.startMs,
       });
     }
     this.o.metrics.queueDepth = this.queue.length;
+    this.o.metrics.queueBytes = this.queueBytes;
     this.pump();
   }
 
@@ -124,8 +142,10 @@ export class BatchSink {
         }
         const secs = Number(process.hrtime.bigint() - t0) / 1e9;
         this.queue.shift();
+        this.queueBytes -= batchBytes(b);
         const m = this.o.metrics;
         m.queueDepth = this.queue.length;
+        m.queueBytes = this.queueBytes;
         m.lastWriteSeconds = secs;
         m.writeSecondsSum += secs;
         if (written) m.batchesWritten++;
@@ -186,6 +206,7 @@ export class BatchSink {
         code: 'ERR_TC_WRITE',
       });
       this.queue.length = 0;
+      this.queueBytes = 0;
       const w = this.idleWaiters;
       this.idleWaiters = [];
       for (const r of w) r.reject(e);
@@ -194,7 +215,7 @@ export class BatchSink {
     this.retryMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, this.retryMs * 2));
     if (!this.failing) {
       this.failing = true;
-      this.o.log.error(`cannot write to ${this.o.db.file} (${err.code ?? 'error'}: ${err.message}); capture goes on, batches wait in memory (at most ${this.o.queueMax}) and the write is retried`, {
+      this.o.log.error(`cannot write to ${this.o.db.file} (${err.code ?? 'error'}: ${err.message}); capture goes on, batches wait in memory (at most ${this.o.queueMax}, ${+((this.o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES) / 2 ** 20).toFixed(1)} MiB) and the write is retried`, {
         event: 'write-error',
         code: err.code ?? null,
       });
