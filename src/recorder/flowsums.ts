@@ -1,13 +1,13 @@
 /**
- * Running per-flow sums of one open flow minute: the writer adds each flow row of a batch as it
- * inserts it, and closing the minute inserts the sums in key order instead of sorting and
- * grouping the minute's delta rows in SQL (measured here on 12 x 200,000 flows: the SQL close
- * took ~5.4 s). Keys are dictionary ids and ports packed in 32-bit words, in an open-addressing
+ * Running per-flow sums of one open flow minute or hour: the writer adds each flow row of a
+ * batch as it inserts it, a closed minute adds its sums to its hour, and closing a bucket
+ * inserts the sums in key order instead of sorting and grouping the level below in SQL
+ * (measured here on 12 x 200,000 recurring flows: a minute closed in 0.37 s against 2.16 s). Keys are dictionary ids and ports packed in 32-bit words, in an open-addressing
  * table over typed arrays (written here for the same reason as `U32Map`: a JS Map would need a
  * string or BigInt key per row).
  *
- * Past FLOW_SUMS_MAX_KEYS flows in one minute (a spoofed flood) the sums are dropped and the
- * minute is grouped in SQL: memory stays bounded (~50 bytes per flow).
+ * Past FLOW_SUMS_MAX_KEYS flows in one bucket (a spoofed flood) the sums are dropped and the
+ * bucket is grouped in SQL: memory stays bounded (~50 bytes per flow).
  */
 import { byFlowWords } from './order';
 
@@ -68,6 +68,13 @@ export class FlowSums {
     this.bytes[k] = bytes;
     table[h] = k + 1;
     if (2 * this.size > table.length) this.rehash();
+  }
+
+  /** Adds another bucket's sums (a closed part of this one). */
+  addAll(other: FlowSums): void {
+    for (let k = 0; k < other.size && this.exact; k++) {
+      this.add(other.src[k], other.dst[k], other.proto[k], other.ports[k], other.packets[k], other.bytes[k]);
+    }
   }
 
   /** Sums past 2^53 are not exact in doubles; checked when the minute closes (sums only grow). */

@@ -3,9 +3,9 @@
  * the writer. A batch marks its minute buckets dirty; a bucket closes (is recomputed whole from
  * the level below, then marks the next level dirty) once the recorder has written a batch that
  * starts at or after the bucket's end. Recomputing whole buckets makes closing idempotent, so a
- * late or replayed batch only re-dirties its buckets. Per-IP buckets and flow minutes are
- * written from running sums the writer keeps while every part of the bucket goes through it;
- * flow hours, and any bucket a part of which went another way, are grouped in SQL.
+ * late or replayed batch only re-dirties its buckets. Buckets are written from running sums
+ * (the writer's for minutes, the closed minutes' for hours, the hours' for days) while every
+ * part of the bucket went through them; any other bucket is grouped in SQL.
  */
 import type Database from 'better-sqlite3';
 
@@ -80,6 +80,8 @@ export const bucketOf = (ms: number, level: Level) => Math.floor(ms / LEVELS[lev
 type IpLevel = 'ip_1m' | 'ip_1h' | 'ip_1d';
 const IP_LEVELS: IpLevel[] = ['ip_1m', 'ip_1h', 'ip_1d'];
 const isIpLevel = (l: Level): l is IpLevel => l.startsWith('ip_');
+type FlowLevel = 'flow_1m' | 'flow_1h';
+const FLOW_LEVELS: FlowLevel[] = ['flow_1m', 'flow_1h'];
 
 /**
  * Running per-address sums of one open per-IP bucket: a minute's from the batches this writer
@@ -152,8 +154,8 @@ const ACC_MAX_KEYS = 300_000;
 export class Rollups {
   private readonly stmts;
   private readonly acc: Record<IpLevel, Map<number, Acc>> = { ip_1m: new Map(), ip_1h: new Map(), ip_1d: new Map() };
-  /** Running sums of open flow minutes, by bucket. */
-  private readonly flowAcc = new Map<number, FlowSums>();
+  /** Running sums of open flow minutes and hours, by bucket. */
+  private readonly flowAcc: Record<FlowLevel, Map<number, FlowSums>> = { flow_1m: new Map(), flow_1h: new Map() };
 
   constructor(private readonly db: Database.Database) {
     const per = (level: Level) => {
@@ -170,7 +172,7 @@ export class Rollups {
       dirty: db.prepare('insert or ignore into rollup_dirty (level, bucket_ms, end_ms) values (?, ?, ?)'),
       closable: db.prepare('select bucket_ms from rollup_dirty where level = ? and end_ms <= ? order by bucket_ms limit 64').pluck(),
       clean: db.prepare('delete from rollup_dirty where level = ? and bucket_ms = ?'),
-      flowSums: new RowInsert(db, 'flow_1m', ['bucket_ms', ...FLOW_KEY.split(', '), 'packets', 'bytes']),
+      flowSums: Object.fromEntries(FLOW_LEVELS.map((l) => [l, new RowInsert(db, l, ['bucket_ms', ...FLOW_KEY.split(', '), 'packets', 'bytes'])])) as Record<FlowLevel, RowInsert>,
       sums: Object.fromEntries(IP_LEVELS.map((l) => [l, new RowInsert(db, l, ['bucket_ms', 'ip_id', ...IP_COLS.split(', ')])])) as Record<IpLevel, RowInsert>,
     };
   }
@@ -201,9 +203,12 @@ export class Rollups {
 
   /** The running flow sums of the minute a batch starting at `startMs` falls in (as `minuteSums`). */
   flowMinuteSums(startMs: number): FlowSums {
-    const bucket = bucketOf(startMs, 'flow_1m');
-    let a = this.flowAcc.get(bucket);
-    if (!a) this.flowAcc.set(bucket, (a = new FlowSums()));
+    return this.flowSumsOf('flow_1m', bucketOf(startMs, 'flow_1m'));
+  }
+
+  private flowSumsOf(level: FlowLevel, bucket: number): FlowSums {
+    let a = this.flowAcc[level].get(bucket);
+    if (!a) this.flowAcc[level].set(bucket, (a = new FlowSums()));
     return a;
   }
 
@@ -222,7 +227,7 @@ export class Rollups {
   /** A transaction that added to or closed running sums failed: forget them all. */
   forget(): void {
     for (const l of IP_LEVELS) this.acc[l].clear();
-    this.flowAcc.clear();
+    for (const l of FLOW_LEVELS) this.flowAcc[l].clear();
   }
 
   /** Recomputes one bucket from the level below and marks the next level dirty. */
@@ -249,15 +254,22 @@ export class Rollups {
         return;
       }
       nextAcc?.spoil();
-    } else if (level === 'flow_1m') {
-      const a = this.flowAcc.get(bucket);
-      this.flowAcc.delete(bucket);
+    } else {
+      const a = this.flowAcc[level].get(bucket);
+      this.flowAcc[level].delete(bucket);
+      const next = LEVELS[level].next as FlowLevel | undefined;
+      const nextAcc = next && this.flowSumsOf(next, bucketOf(bucket, next));
       a?.checkRange();
       if (a && a.exact && a.parts === parts) {
-        this.insertFlowSums(bucket, a);
+        this.insertFlowSums(level, bucket, a);
+        if (nextAcc) {
+          nextAcc.parts++;
+          nextAcc.addAll(a);
+        }
         this.finish(level, bucket);
         return;
       }
+      nextAcc?.spoil();
     }
     // One interval (or bucket) below: its rows are already one per key, so copy them in key
     // order instead of sorting and grouping.
@@ -284,9 +296,9 @@ export class Rollups {
     rows.end();
   }
 
-  private insertFlowSums(bucket: number, a: FlowSums): void {
+  private insertFlowSums(level: FlowLevel, bucket: number, a: FlowSums): void {
     const order = a.order();
-    const rows = this.stmts.flowSums.start();
+    const rows = this.stmts.flowSums[level].start();
     for (let k = 0; k < a.size; k++) {
       const s = order[k];
       const ports = a.ports[s];
@@ -308,7 +320,7 @@ export class Rollups {
     }
     // Sums of buckets that ended without being dirty (intervals without per-IP rows) go.
     for (const l of IP_LEVELS) for (const b of this.acc[l].keys()) if (b + LEVELS[l].ms <= ms) this.acc[l].delete(b);
-    for (const b of this.flowAcc.keys()) if (b + LEVELS.flow_1m.ms <= ms) this.flowAcc.delete(b);
+    for (const l of FLOW_LEVELS) for (const b of this.flowAcc[l].keys()) if (b + LEVELS[l].ms <= ms) this.flowAcc[l].delete(b);
     return n;
   }
 
