@@ -4,7 +4,9 @@
  * batches, as on a real host) against a bare better-sqlite3 insert loop of the same rows in key
  * order (50-row multi-VALUES, one transaction per batch) in the same run; bytes on disk per raw per-IP row;
  * the projected size of a day of 5,000 addresses at 5 s intervals.
- * Usage: node dist/bench/writer.js [--hosts 5000] [--minutes 30] [--runs 3]
+ * With --flows N, a second sink run also writes N flows per interval (flow log, flow minute and
+ * hour rollups) and reports per-IP and flow rows/s together.
+ * Usage: node dist/bench/writer.js [--hosts 5000] [--minutes 30] [--runs 3] [--flows 0]
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { arg, median } from './common';
 const HOSTS = arg('hosts', 5000);
 const MINUTES = arg('minutes', 30);
 const RUNS = arg('runs', 3);
+const FLOWS = arg('flows', 0);
 const OUT = path.join(__dirname, '..', '..', 'bench', 'out');
 const T0 = Date.UTC(2026, 10, 1);
 
@@ -39,7 +42,7 @@ function fresh(f: string) {
   for (const e of ['', '-wal', '-shm']) rmSync(f + e, { force: true });
 }
 
-async function ours(file: string, batches: number): Promise<number> {
+async function ours(file: string, batches: number, flows = 0): Promise<number> {
   fresh(file);
   const db = await openForWrite(file);
   // Dictionary ids in arrival order, as on a real host (not in the address order of batches).
@@ -52,13 +55,13 @@ async function ours(file: string, batches: number): Promise<number> {
   })();
   const sink = new BatchSink({
     db,
-    spec: { key: `bench:${Math.random()}`, kind: 'replay', source: 'bench', intervalMs: 5000, flows: false, options: {} },
+    spec: { key: `bench:${Math.random()}`, kind: 'replay', source: 'bench', intervalMs: 5000, flows: flows > 0, options: {} },
     retention: DEFAULT_RETENTION,
     queueMax: 1e9,
     log: new Logger('text'),
     metrics: new Metrics(file),
   });
-  const pre = Array.from({ length: 12 }, (_, i) => makeBatch(0, 5000, HOSTS, 0, i));
+  const pre = Array.from({ length: 12 }, (_, i) => makeBatch(0, 5000, HOSTS, flows, i));
   const t = process.hrtime.bigint();
   for (let i = 0; i < batches; i++) {
     const b = pre[i % 12];
@@ -127,6 +130,12 @@ async function main(): Promise<void> {
   print('ratio (recorder / bare)', `${(median(b) / median(o)).toFixed(2)}x`);
   print('bytes per raw per-IP row (dbstat)', perRow.toFixed(1));
   print('rollup bytes for the run', `${rollups} (other tables and free pages: ${other})`);
+  if (FLOWS > 0) {
+    const f: number[] = [];
+    for (let r = 0; r < RUNS; r++) f.push(await ours(path.join(OUT, 'writer-flows.db'), batches, FLOWS));
+    const secs = median(f);
+    print(`sink with ${FLOWS} flows per interval`, `${(rows / secs / 1e6).toFixed(2)} M per-IP rows/s + ${((batches * FLOWS) / secs / 1e6).toFixed(2)} M flow rows/s (median ${secs.toFixed(2)} s; ${f.map((x) => x.toFixed(2)).join(' ')})`);
+  }
   print('projected day, 5,000 addresses, 5 s', `${(dayBytes / 1e9).toFixed(2)} GB (raw ${(dayRows * perRow / 1e9).toFixed(2)} GB + rollups)`);
 }
 
