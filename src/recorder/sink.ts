@@ -34,6 +34,9 @@ export interface SinkOptions {
 }
 
 const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 2_000;
+const CHECKPOINT_EVERY_MS = 30_000;
+
 export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
 
 /** Bytes of a batch's columns (what it holds in memory while queued). */
@@ -43,8 +46,6 @@ export function batchBytes(b: Batch): number {
   cols.push(flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.packets, flow.bytes);
   return cols.reduce((sum, c) => sum + c.byteLength, 0);
 }
-const RETRY_MAX_MS = 2_000;
-const CHECKPOINT_EVERY_MS = 30_000;
 
 export class BatchSink {
   private readonly writer: BatchWriter;
@@ -215,7 +216,7 @@ export class BatchSink {
     this.retryMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, this.retryMs * 2));
     if (!this.failing) {
       this.failing = true;
-      this.o.log.error(`cannot write to ${this.o.db.file} (${err.code ?? 'error'}: ${err.message}); capture goes on, batches wait in memory (at most ${this.o.queueMax}, ${+((this.o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES) / 2 ** 20).toFixed(1)} MiB) and the write is retried`, {
+      this.o.log.error(`cannot write to ${this.o.db.file} (${err.code ?? 'error'}: ${err.message}); capture goes on, batches wait in memory (at most ${this.o.queueMax} batches, ${+((this.o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES) / 2 ** 20).toFixed(1)} MiB) and the write is retried`, {
         event: 'write-error',
         code: err.code ?? null,
       });
