@@ -83,6 +83,17 @@ const isIpLevel = (l: Level): l is IpLevel => l.startsWith('ip_');
 type FlowLevel = 'flow_1m' | 'flow_1h';
 const FLOW_LEVELS: FlowLevel[] = ['flow_1m', 'flow_1h'];
 
+/** What `Acc` and `FlowSums` share: the running sums of one open bucket. */
+interface RunningSums<S> {
+  /** Parts (batches, minutes or hours) summed in. */
+  parts: number;
+  /** False once a part went another way: the bucket is then grouped in SQL. */
+  exact: boolean;
+  checkRange(): void;
+  addAll(other: S): void;
+  spoil(): void;
+}
+
 /**
  * Running per-address sums of one open per-IP bucket: a minute's from the batches this writer
  * committed, an hour's from the minutes it closed, a day's from the hours. `exact` drops when a
@@ -236,46 +247,39 @@ export class Rollups {
     s.del.run(bucket);
     const range = { start: bucket, end: bucket + LEVELS[level].ms };
     const parts = s.parts.get(range) as number;
-    if (isIpLevel(level)) {
-      const a = this.acc[level].get(bucket);
-      this.acc[level].delete(bucket);
-      const next = LEVELS[level].next as IpLevel | undefined;
-      const nextAcc = next && this.accOf(next, bucketOf(bucket, next));
-      // The running sums are the bucket only when every part of it in the log went through
-      // them (no other session, no re-appended batch, no part recomputed in SQL).
-      a?.checkRange();
-      if (a && a.exact && a.parts === parts) {
-        this.insertSums(level, bucket, a);
-        if (nextAcc) {
-          nextAcc.parts++;
-          if (nextAcc.exact) nextAcc.addAll(a);
-        }
-        this.finish(level, bucket);
-        return;
-      }
-      nextAcc?.spoil();
-    } else {
-      const a = this.flowAcc[level].get(bucket);
-      this.flowAcc[level].delete(bucket);
-      const next = LEVELS[level].next as FlowLevel | undefined;
-      const nextAcc = next && this.flowSumsOf(next, bucketOf(bucket, next));
-      a?.checkRange();
-      if (a && a.exact && a.parts === parts) {
-        this.insertFlowSums(level, bucket, a);
-        if (nextAcc) {
-          nextAcc.parts++;
-          nextAcc.addAll(a);
-        }
-        this.finish(level, bucket);
-        return;
-      }
-      nextAcc?.spoil();
-    }
+    const next = LEVELS[level].next;
+    const written = isIpLevel(level)
+      ? this.closeFromSums(this.acc[level], next && this.accOf(next as IpLevel, bucketOf(bucket, next)), bucket, parts, (a) => this.insertSums(level, bucket, a))
+      : this.closeFromSums(this.flowAcc[level as FlowLevel], next && this.flowSumsOf(next as FlowLevel, bucketOf(bucket, next)), bucket, parts, (a) =>
+          this.insertFlowSums(level as FlowLevel, bucket, a),
+        );
     // One interval (or bucket) below: its rows are already one per key, so copy them in key
     // order instead of sorting and grouping.
-    if (parts === 1) s.copy.run(range);
-    else s.ins.run(range);
+    if (!written && parts === 1) s.copy.run(range);
+    else if (!written) s.ins.run(range);
     this.finish(level, bucket);
+  }
+
+  /**
+   * Writes a bucket from its running sums, and adds them to the next level's, when every part
+   * of the bucket in the log went through them (no other session, no re-appended batch, no part
+   * recomputed in SQL); returns whether it did. Otherwise the next level's sums are spoiled and
+   * the caller groups the bucket in SQL.
+   */
+  private closeFromSums<S extends RunningSums<S>>(open: Map<number, S>, nextSums: S | undefined, bucket: number, parts: number, insert: (a: S) => void): boolean {
+    const a = open.get(bucket);
+    open.delete(bucket);
+    a?.checkRange();
+    if (a && a.exact && a.parts === parts) {
+      insert(a);
+      if (nextSums) {
+        nextSums.parts++;
+        nextSums.addAll(a);
+      }
+      return true;
+    }
+    nextSums?.spoil();
+    return false;
   }
 
   private finish(level: Level, bucket: number): void {
