@@ -12,9 +12,8 @@ let denseSlots = new Uint32Array(0);
  * Row order by dictionary id (`ids[row]`), or null when the rows already are in that order. The
  * ids of one batch are distinct. When they are dense (their range at most 4x their count, as on
  * a host whose addresses keep coming back) each row goes to its id's slot and the slots are read
- * in order: measured here ~0.05 ms per 5,000 rows. Otherwise a three-pass LSD radix sort on
- * 11-bit digits of the 32-bit ids: ~0.3 ms per 5,000 rows, about twice as fast as sorting packed
- * doubles natively. Ids past 2^32 fall back to a comparator.
+ * in order: measured here ~0.05 ms per 5,000 rows. Otherwise the LSD radix passes of the flow
+ * order on the ids (up to three 11-bit digits). Ids past 2^32 fall back to a comparator.
  */
 export function byIpId(ids: ArrayLike<number>): Uint32Array | null {
   const count = ids.length;
@@ -32,32 +31,10 @@ export function byIpId(ids: ArrayLike<number>): Uint32Array | null {
   if (sorted) return null;
   if (max > 0xffffffff) return identity(count).sort((x, y) => ids[x] - ids[y]);
   if (max - min < 4 * count) return byDenseId(ids, min, max);
-  let keys = new Uint32Array(count);
+  const keys = new Uint32Array(count);
   for (let i = 0; i < count; i++) keys[i] = ids[i];
-  let order = identity(count);
-  let keys2 = new Uint32Array(count);
-  let order2 = new Uint32Array(count);
-  const counts = new Uint32Array(2048);
-  for (let shift = 0; shift < 33; shift += 11) {
-    counts.fill(0);
-    for (let i = 0; i < count; i++) counts[(keys[i] >>> shift) & 2047]++;
-    for (let d = 0, sum = 0; d < 2048; d++) {
-      const c = counts[d];
-      counts[d] = sum;
-      sum += c;
-    }
-    for (let i = 0; i < count; i++) {
-      const at = counts[(keys[i] >>> shift) & 2047]++;
-      keys2[at] = keys[i];
-      order2[at] = order[i];
-    }
-    const k = keys;
-    keys = keys2;
-    keys2 = k;
-    const o = order;
-    order = order2;
-    order2 = o;
-  }
+  const order = identity(count);
+  radixByField(keys, order, new Uint32Array(count));
   return order;
 }
 
