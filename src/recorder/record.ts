@@ -10,7 +10,7 @@ import { SingleBar } from 'cli-progress';
 import * as engine from '../native';
 import { openForWrite, type WriteDb } from './db';
 import { type SessionSpec } from './writer';
-import { BatchSink, DEFAULT_QUEUE_MAX_BYTES } from './sink';
+import { BatchSink } from './sink';
 import { defaultRouteInterface } from './iface';
 import { Logger, type LogFormat } from './log';
 import { Metrics } from './metrics';
@@ -341,7 +341,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
         spec,
         retention: o.retention ?? DEFAULT_RETENTION,
         queueMax: o.queueMax ?? 64,
-        queueMaxBytes: (o.queueMaxMib ?? DEFAULT_QUEUE_MAX_BYTES / 2 ** 20) * 2 ** 20,
+        queueMaxBytes: o.queueMaxMib === undefined ? undefined : o.queueMaxMib * 2 ** 20,
         log,
         metrics,
       });

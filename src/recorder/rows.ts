@@ -35,6 +35,9 @@ export class RowInsert {
     return this;
   }
 
+  // row6/row8 rather than one `row(...values)`: a rest parameter would allocate an array per
+  // row on the writer's hot path.
+
   /** One row of six values. */
   row6(a: number | bigint, b: number | bigint, c: number | bigint, d: number | bigint, e: number | bigint, f: number | bigint): void {
     const v = this.values;

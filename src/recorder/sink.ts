@@ -37,7 +37,7 @@ const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2_000;
 const CHECKPOINT_EVERY_MS = 30_000;
 
-export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
+const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
 
 /** Bytes of a batch's columns (what it holds in memory while queued). */
 export function batchBytes(b: Batch): number {
@@ -54,6 +54,7 @@ export class BatchSink {
   private readonly checkpointer: Checkpointer;
   private readonly queue: Batch[] = [];
   private queueBytes = 0;
+  private readonly queueMaxBytes: number;
   private readonly lost: { startMs: number; endMs: number }[] = [];
   private readonly addEvent;
   private pumping = false;
@@ -72,6 +73,7 @@ export class BatchSink {
     this.rollups = new Rollups(db);
     this.pruner = new Pruner(db, o.retention);
     this.checkpointer = new Checkpointer(o.db.file, db, o.log);
+    this.queueMaxBytes = o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
     this.newestMs = (db.prepare('select max(end_ms) from batches').pluck().get() as number | null) ?? 0;
     this.addEvent = db.prepare('insert into events (at_ms, session_id, kind, start_ms, end_ms, detail) values (?, ?, ?, ?, ?, ?)');
   }
@@ -97,14 +99,13 @@ export class BatchSink {
   push(b: Batch): void {
     this.queue.push(b);
     this.queueBytes += batchBytes(b);
-    const maxBytes = this.o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
     // Oldest first; the newest batch always stays.
-    while (this.queue.length > this.o.queueMax || (this.queueBytes > maxBytes && this.queue.length > 1)) {
+    while (this.queue.length > this.o.queueMax || (this.queueBytes > this.queueMaxBytes && this.queue.length > 1)) {
       const dropped = this.queue.shift()!;
       this.queueBytes -= batchBytes(dropped);
       this.lost.push({ startMs: dropped.startMs, endMs: dropped.endMs });
       this.o.metrics.lostIntervals++;
-      const why = this.queue.length >= this.o.queueMax ? `${this.o.queueMax} batches` : `${+(maxBytes / 2 ** 20).toFixed(1)} MiB`;
+      const why = this.queue.length >= this.o.queueMax ? `${this.o.queueMax} batches` : `${+(this.queueMaxBytes / 2 ** 20).toFixed(1)} MiB`;
       this.o.log.warn(`write queue full (${why}): interval ${new Date(dropped.startMs).toISOString()} dropped and recorded as lost`, {
         event: 'lost-interval',
         start_ms: dropped.startMs,
@@ -216,7 +217,7 @@ export class BatchSink {
     this.retryMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, this.retryMs * 2));
     if (!this.failing) {
       this.failing = true;
-      this.o.log.error(`cannot write to ${this.o.db.file} (${err.code ?? 'error'}: ${err.message}); capture goes on, batches wait in memory (at most ${this.o.queueMax} batches, ${+((this.o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES) / 2 ** 20).toFixed(1)} MiB) and the write is retried`, {
+      this.o.log.error(`cannot write to ${this.o.db.file} (${err.code ?? 'error'}: ${err.message}); capture goes on, batches wait in memory (at most ${this.o.queueMax} batches, ${+(this.queueMaxBytes / 2 ** 20).toFixed(1)} MiB) and the write is retried`, {
         event: 'write-error',
         code: err.code ?? null,
       });
