@@ -1,9 +1,12 @@
 /**
- * Writer benchmark: per-IP delta rows/s of the recorder's sink (log + every projection, in
- * the batch's transaction; dictionary ids in arrival order, not in the address order of the
- * batches, as on a real host) against a bare better-sqlite3 insert loop of the same rows in key
- * order (50-row multi-VALUES, one transaction per batch) in the same run; bytes on disk per raw per-IP row;
- * the projected size of a day of 5,000 addresses at 5 s intervals.
+ * Writer benchmark: per-IP delta rows/s of the recorder's sink (log + every projection;
+ * dictionary ids in arrival order, not in the address order of the batches, as on a real host)
+ * against a bare better-sqlite3 insert loop of the same rows in key order (50-row multi-VALUES)
+ * in the same run. Two ways each: batches grouped in transactions (the sink's group commit when
+ * batches queue; the bare loop with 16 batches per transaction), and one transaction per batch.
+ * A third bare loop inserts through the recorder's own bulk path (tc_rows, see rows.ts): the log
+ * alone, without projections or the dictionary.
+ * Also: bytes on disk per raw per-IP row; the projected size of a day of 5,000 addresses at 5 s.
  * With --flows N, a second sink run also writes N flows per interval (flow log, flow minute and
  * hour rollups) and reports per-IP and flow rows/s together.
  * Usage: node dist/bench/writer.js [--hosts 5000] [--minutes 30] [--runs 3] [--flows 0]
@@ -17,6 +20,8 @@ import { Logger } from '../src/recorder/log';
 import { Metrics } from '../src/recorder/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/retention';
 import { makeBatch } from './synth';
+import { putNum, RowInsert } from '../src/recorder/rows';
+import { sqliteExtension } from '../src/native';
 import { arg, median } from './common';
 
 const HOSTS = arg('hosts', 5000);
@@ -42,7 +47,12 @@ function fresh(f: string) {
   for (const e of ['', '-wal', '-shm']) rmSync(f + e, { force: true });
 }
 
-async function ours(file: string, batches: number, flows = 0): Promise<number> {
+/**
+ * The sink fed as a replay feeds it: `grouped`, batches queue while it writes and go in
+ * transactions of several (group commit); otherwise each batch is written before the next
+ * arrives (one transaction per batch, as live capture at its own pace).
+ */
+async function ours(file: string, batches: number, flows = 0, grouped = true): Promise<number> {
   fresh(file);
   const db = await openForWrite(file);
   // Dictionary ids in arrival order, as on a real host (not in the address order of batches).
@@ -64,10 +74,9 @@ async function ours(file: string, batches: number, flows = 0): Promise<number> {
   const pre = Array.from({ length: 12 }, (_, i) => makeBatch(0, 5000, HOSTS, flows, i));
   const t = process.hrtime.bigint();
   for (let i = 0; i < batches; i++) {
-    const b = pre[i % 12];
-    b.startMs = T0 + i * 5000;
-    b.endMs = b.startMs + 5000;
-    await sink.write(b);
+    const startMs = T0 + i * 5000;
+    await sink.write({ ...pre[i % 12], startMs, endMs: startMs + 5000 });
+    if (!grouped) await sink.idle();
   }
   await sink.close(Date.now() + 60_000);
   const s = Number(process.hrtime.bigint() - t) / 1e9;
@@ -76,7 +85,11 @@ async function ours(file: string, batches: number, flows = 0): Promise<number> {
   return s;
 }
 
-function bare(file: string, batches: number): number {
+/**
+ * The bare loop: the same rows in key order, `perTx` batches per transaction, as 50-row
+ * multi-VALUES statements or (`packed`) through the recorder's bulk path (tc_rows, rows.ts).
+ */
+function bare(file: string, batches: number, perTx: number, packed = false): number {
   fresh(file);
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
@@ -84,8 +97,29 @@ function bare(file: string, batches: number): number {
   db.exec('create table ip_deltas (batch_id integer not null, ip_id integer not null, tx_packets integer not null, tx_bytes integer not null, rx_packets integer not null, rx_bytes integer not null, primary key (batch_id, ip_id)) without rowid');
   const many = db.prepare(`insert into ip_deltas values ${Array(50).fill('(?,?,?,?,?,?)').join(',')}`);
   const one = db.prepare('insert into ip_deltas values (?,?,?,?,?,?)');
+  const ext = sqliteExtension();
+  (db.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
+  const bulk = new RowInsert(db, 'ip_deltas', ['batch_id', 'ip_id', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes']);
   const t = process.hrtime.bigint();
-  const tx = db.transaction((b: number) => {
+  const tx = db.transaction((first: number) => {
+    for (let b = first; b < first + perTx && b <= batches; b++) batch(b);
+  });
+  const batch = (b: number) => {
+    if (packed) {
+      bulk.start();
+      for (let i = 0; i < HOSTS; i++) {
+        const o = bulk.row();
+        const v = (i % 97) + 1;
+        putNum(bulk.words, o, b);
+        putNum(bulk.words, o + 2, i + 1);
+        putNum(bulk.words, o + 4, v);
+        putNum(bulk.words, o + 6, v * 700);
+        putNum(bulk.words, o + 8, v);
+        putNum(bulk.words, o + 10, v * 700);
+      }
+      bulk.end();
+      return;
+    }
     const p: number[] = [];
     for (let i = 0; i < HOSTS; i++) {
       p.push(b, i + 1, (i % 97) + 1, ((i % 97) + 1) * 700, (i % 97) + 1, ((i % 97) + 1) * 700);
@@ -95,8 +129,8 @@ function bare(file: string, batches: number): number {
       }
     }
     for (let i = 0; i < p.length; i += 6) one.run(...p.slice(i, i + 6));
-  });
-  for (let b = 1; b <= batches; b++) tx(b);
+  };
+  for (let b = 1; b <= batches; b += perTx) tx(b);
   const s = Number(process.hrtime.bigint() - t) / 1e9;
   db.close();
   return s;
@@ -107,12 +141,18 @@ async function main(): Promise<void> {
   const batches = (MINUTES * 60) / 5;
   const rows = batches * HOSTS;
   const o: number[] = [];
+  const one: number[] = [];
   const b: number[] = [];
+  const b16: number[] = [];
+  const packed: number[] = [];
   const f1 = path.join(OUT, 'writer-ours.db');
   const f2 = path.join(OUT, 'writer-bare.db');
   for (let r = 0; r < RUNS; r++) {
-    b.push(bare(f2, batches));
+    b.push(bare(f2, batches, 1));
+    b16.push(bare(f2, batches, 16));
+    packed.push(bare(f2, batches, 1, true));
     o.push(await ours(f1, batches));
+    one.push(await ours(f1, batches, 0, false));
   }
   const db = new Database(f1, { readonly: true });
   const stat = (name: string) => (db.prepare('select coalesce(sum(pgsize), 0) from dbstat where name = ?').pluck().get(name) as number);
@@ -125,9 +165,14 @@ async function main(): Promise<void> {
   const dayBytes = dayRows * perRow + (rollups * (1440 / MINUTES) * (5000 / HOSTS));
   const print = (k: string, v: string) => process.stdout.write(`${k.padEnd(44)} ${v}\n`);
   print('rows', `${rows} per-IP delta rows (${batches} intervals x ${HOSTS} addresses), ${RUNS} runs`);
-  print('bare better-sqlite3 insert loop', `${(rows / median(b) / 1e6).toFixed(2)} M rows/s (median ${median(b).toFixed(2)} s; ${b.map((x) => x.toFixed(2)).join(' ')})`);
-  print('recorder sink, log + all projections', `${(rows / median(o) / 1e6).toFixed(2)} M rows/s (median ${median(o).toFixed(2)} s; ${o.map((x) => x.toFixed(2)).join(' ')})`);
-  print('ratio (recorder / bare)', `${(median(b) / median(o)).toFixed(2)}x`);
+  const rate = (xs: number[]) => `${(rows / median(xs) / 1e6).toFixed(2)} M rows/s (median ${median(xs).toFixed(2)} s; ${xs.map((x) => x.toFixed(2)).join(' ')})`;
+  print('bare better-sqlite3 loop, 16 batches per tx', rate(b16));
+  print('recorder sink, log + all projections', `${rate(o)}, batches grouped`);
+  print('  ratio (recorder / bare)', `${(median(b16) / median(o)).toFixed(2)}x`);
+  print('bare loop, one transaction per batch', rate(b));
+  print('recorder sink, one transaction per batch', rate(one));
+  print('  ratio (recorder / bare)', `${(median(b) / median(one)).toFixed(2)}x`);
+  print('bare loop through tc_rows, one tx per batch', `${rate(packed)} (the log alone, the recorder's insert path)`);
   print('bytes per raw per-IP row (dbstat)', perRow.toFixed(1));
   print('rollup bytes for the run', `${rollups} (other tables and free pages: ${other})`);
   if (FLOWS > 0) {

@@ -8,9 +8,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# clang + libbpf-dev + linux-libc-dev: the eBPF socket filter; python3/make/g++: better-sqlite3;
+# clang + libbpf-dev + linux-libc-dev: the eBPF socket filter; libsqlite3-dev: the header of the
+# writer's SQLite table function (native/sqlite/); python3/make/g++: better-sqlite3;
 # iproute2 + iputils-ping: the namespace tests; tcpdump: the benchmark baseline.
 $SUDO apt-get install -y -qq --no-install-recommends \
-  clang libbpf-dev linux-libc-dev iproute2 iputils-ping tcpdump python3 make g++ ca-certificates >/dev/null
+  clang libbpf-dev linux-libc-dev libsqlite3-dev iproute2 iputils-ping tcpdump python3 make g++ ca-certificates >/dev/null
 npm ci --no-audit --no-fund
 npm run build

@@ -18,6 +18,17 @@ export type CounterName =
 const COUNTER_NAMES = addon.counterNames() as CounterName[];
 
 /**
+ * The addon's file and the entry point of the SQLite table function compiled into it
+ * (native/sqlite/tc_rows.c), for better-sqlite3's `loadExtension` in the writer's connection.
+ */
+export function sqliteExtension(): { file: string; entry: string } {
+  const dir = path.join(__dirname, '..', '..', 'native');
+  const file = Object.keys(require.cache).find((k) => k.endsWith('.node') && path.dirname(k) === dir);
+  if (!file) throw new Error(`the native addon in ${dir} is not loaded from a .node file`);
+  return { file, entry: 'sqlite3_tcrows_init' };
+}
+
+/**
  * A column of unsigned 64-bit values as little-endian (low, high) 32-bit halves; read one with
  * `u64At`. Reading halves keeps the hot path free of BigInt allocations.
  */
@@ -135,6 +146,11 @@ export interface CountOptions {
 export interface EngineHandlers {
   /** Called for every batch in interval order; may return a promise (back-pressure for replays). */
   batch(b: Batch): void | Promise<void>;
+  /**
+   * Live: intervals the engine dropped because batches were already waiting for this thread
+   * (it was busy longer than a few intervals); called before the next batch delivered.
+   */
+  dropped?(intervals: { startMs: number; endMs: number }[]): void | Promise<void>;
   warning?(message: string): void;
   progress?(done: number, total: number): void;
 }
@@ -235,7 +251,10 @@ export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
   const onEvent = (e: Addon.NativeEvent): void => {
     chain = chain
       .then(async () => {
-        if (e.kind === 'batch') await h.batch(decodeBatch(e.batch!));
+        if (e.kind === 'batch') {
+          if (e.dropped?.length) await h.dropped?.(e.dropped.map((d) => ({ startMs: d.startMs, endMs: d.endMs })));
+          await h.batch(decodeBatch(e.batch!));
+        }
         else if (e.kind === 'end') resolveDone();
         else if (e.kind === 'warning') h.warning?.(e.message!);
       })

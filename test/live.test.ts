@@ -9,6 +9,7 @@ import * as assert from 'node:assert/strict';
 import { existsSync, statfsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
+import * as engine from '../src/native';
 import { exited, needRoot, queryJson, RECORDER, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
 import { spawn, type ChildProcess } from 'node:child_process';
 
@@ -428,3 +429,33 @@ function metric(text: string, name: string): number {
   if (!m) throw new Error(`metric ${name} missing:\n${text}`);
   return Number(m[1]);
 }
+
+test('a JS thread busy for many intervals: at most 2 live batches wait for it, the engine names every interval it dropped', async (t) => {
+  if (!needRoot(t)) return;
+  // In this process, on loopback, no traffic sent: the engine closes an (empty) batch each second.
+  const got: number[] = [];
+  const dropped: number[] = [];
+  const live = engine.startLive(
+    { iface: 'lo', workers: 1, ebpf: false, count: { intervalMs: 1000 } },
+    {
+      batch: (b) => void got.push(b.startMs),
+      dropped: (d) => void dropped.push(...d.map((x) => x.startMs)),
+    },
+  );
+  while (got.length === 0) await sleep(50);
+  // Six and a half intervals without returning to the event loop, as a long synchronous write.
+  const from = Date.now();
+  const until = from + 6500;
+  while (Date.now() < until);
+  await sleep(2300);
+  live.stop();
+  await live.done;
+  // Batches of intervals that ended well inside the block were made while JS was blocked: the
+  // ones delivered are the ones that waited.
+  const waited = got.filter((s) => s + 1000 > from && s + 1000 <= until - 500).length;
+  assert.ok(waited <= 2, `${waited} batches had waited (bound 2)`);
+  assert.ok(dropped.length >= 3, `intervals dropped while blocked: ${dropped.length}`);
+  // Every interval from the first to the last was either delivered or named as dropped, once.
+  const all = [...got, ...dropped].sort((a, b) => a - b);
+  for (let i = 1; i < all.length; i++) assert.equal(all[i] - all[i - 1], 1000, `intervals ${all.join(' ')}`);
+});

@@ -19,6 +19,7 @@ import { DEFAULT_RETENTION } from '../src/recorder/retention';
 import { FALLBACK_PAGES as AUTOCHECKPOINT_FALLBACK_PAGES } from '../src/recorder/checkpointer';
 import { Worker } from 'node:worker_threads';
 import { existsSync, statSync } from 'node:fs';
+import { putU64, RowInsert } from '../src/recorder/rows';
 
 const ROLLUPS = ['ip_1m', 'ip_1h', 'ip_1d', 'flow_1m', 'flow_1h'];
 
@@ -303,10 +304,68 @@ test('a locked database: the write queue holds at most --queue-max-mib of batche
   lock.exec('commit');
   lock.close();
   await sink.idle();
+  assert.equal(metrics.writeTransactions, 1, 'the three batches that waited went in one transaction');
   await sink.close(Date.now() + 10_000);
   const starts = db.sqlite.prepare('select start_ms from batches order by 1').pluck().all();
   const lost = db.sqlite.prepare("select start_ms from events where kind = 'lost-interval' order by 1").pluck().all();
   db.sqlite.close();
   assert.deepEqual(starts, [7, 8, 9].map((n) => t0 + n * 5000), 'the newest batches were kept and written');
   assert.deepEqual(lost, [0, 1, 2, 3, 4, 5, 6].map((n) => t0 + n * 5000), 'every dropped interval is recorded');
+});
+
+test('group commit: batches that queue together go in shared transactions, each batch whole and appended once', async () => {
+  const file = path.join(tmp(), 'group.db');
+  const t0 = Date.UTC(2026, 0, 1);
+  const batch = (n: number) => makeBatch(t0 + n * 5000, 5000, 5000, 200, n % 12);
+  const first = await sinkOn(file, 'replay');
+  // 30 batches of 5,200 rows offered at once: the queue takes 16, a transaction at most ~100k rows.
+  await Promise.all(Array.from({ length: 30 }, (_, n) => first.sink.write(batch(n))));
+  await first.sink.idle();
+  const tx = first.metrics.writeTransactions;
+  assert.equal(first.metrics.batchesWritten, 30);
+  assert.ok(tx >= 2 && tx <= 4, `${tx} transactions for 30 batches`);
+  await first.sink.close(Date.now() + 10_000);
+  first.db.sqlite.close();
+  // The same session again with five more: the 30 are skipped, the five appended, in one transaction.
+  const again = await sinkOn(file, 'replay');
+  await Promise.all(Array.from({ length: 35 }, (_, n) => again.sink.write(batch(n))));
+  await again.sink.idle();
+  assert.equal(again.metrics.batchesSkipped, 30);
+  assert.equal(again.metrics.batchesWritten, 5);
+  await again.sink.close(Date.now() + 10_000);
+  const d = again.db.sqlite;
+  try {
+    assert.equal(d.prepare('select count(*) from batches').pluck().get(), 35);
+    assert.equal(d.prepare('select count(*) from ip_deltas').pluck().get(), 35 * 5000);
+    assert.equal(d.prepare('select count(*) from flow_deltas').pluck().get(), 35 * 200);
+    const raw = d.prepare('select sum(tx_bytes) from ip_deltas').pluck().get();
+    assert.equal(d.prepare('select sum(tx_bytes) from ip_1m').pluck().get(), raw, 'minutes closed inside a group equal the log');
+  } finally {
+    d.close();
+  }
+});
+
+test('bulk inserts (tc_rows): 64-bit words go in exactly; a value past 2^63 - 1 and a malformed blob are refused', async () => {
+  const db = (await openForWrite(path.join(tmp(), 'rows.db'))).sqlite;
+  try {
+    db.exec('create table t (a integer, b integer)');
+    const rows = new RowInsert(db, 't', ['a', 'b']).start();
+    const col = Uint32Array.of(0xffffffff, 0x7fffffff, 1, 0, 0, 0x80000000);
+    for (let i = 0; i < 2; i++) {
+      const o = rows.row();
+      putU64(rows.words, o, col, i);
+      putU64(rows.words, o + 2, col, 1 - i);
+    }
+    rows.end();
+    assert.deepEqual(db.prepare('select a, b from t order by rowid').safeIntegers(true).raw().all(), [
+      [9223372036854775807n, 1n],
+      [1n, 9223372036854775807n],
+    ]);
+    assert.throws(() => putU64(rows.words, 0, col, 2), RangeError);
+    assert.throws(() => db.prepare('select * from tc_rows(?, 3)').all(Buffer.alloc(16)), /16 bytes are not rows of 3 64-bit integers/);
+    assert.throws(() => db.prepare('select * from tc_rows(?)').all(Buffer.alloc(16)), /takes both arguments/);
+    assert.throws(() => db.prepare('select * from tc_rows(?, 2)').all('text'), /must be a BLOB/);
+  } finally {
+    db.close();
+  }
 });

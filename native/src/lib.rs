@@ -140,13 +140,28 @@ pub struct NativeEvent {
     pub done: Option<f64>,
     pub total: Option<f64>,
     pub files: Option<Vec<FileSummary>>,
+    /// Live: intervals dropped since the last batch delivered, because that many batches were
+    /// already waiting for the JS thread (see `LIVE_QUEUE_MAX`).
+    pub dropped: Option<Vec<DroppedInterval>>,
+}
+
+#[napi(object)]
+#[derive(Clone, Copy)]
+pub struct DroppedInterval {
+    pub start_ms: f64,
+    pub end_ms: f64,
 }
 
 impl NativeEvent {
     fn new(kind: &str) -> NativeEvent {
-        NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None }
+        NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None, dropped: None }
     }
 }
+
+/// Live batches that may wait for the JS thread at once. While JS is busy longer than this many
+/// intervals (a long synchronous write), newer batches are dropped here, not queued without
+/// bound, and the next batch delivered names them so the recorder logs them as lost.
+pub const LIVE_QUEUE_MAX: usize = 2;
 
 /// Options shared by replay and live capture. Defaults: `intervalMs` 5000, `maxKeys` 1,000,000,
 /// `flows` false.
@@ -287,7 +302,7 @@ impl LiveCapture {
     /// workers. Throws with `code` ERR_TC_PERMISSION, ERR_TC_NO_INTERFACE, ERR_TC_FANOUT_TAKEN,
     /// ERR_TC_BAD_OPTION, ERR_TC_CIDR_FILE, ERR_TC_EBPF or ERR_TC_SYSCALL.
     #[napi(factory)]
-    pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>) -> Result<LiveCapture, String> {
+    pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, LIVE_QUEUE_MAX>) -> Result<LiveCapture, String> {
         let c = &options.count;
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -314,9 +329,18 @@ impl LiveCapture {
             accept_source: accept,
         };
         let workers = lo.workers as u32;
+        let mut dropped: Vec<DroppedInterval> = Vec::new();
         let cap = CoreCapture::start(lo, move |b: Batch| {
             let last = b.last;
-            on_event.call(NativeEvent { batch: Some(to_native(b)), ..NativeEvent::new("batch") }, ThreadsafeFunctionCallMode::Blocking);
+            let interval = DroppedInterval { start_ms: b.start_ms as f64, end_ms: b.end_ms as f64 };
+            let event = NativeEvent { batch: Some(to_native(b)), dropped: (!dropped.is_empty()).then(|| dropped.clone()), ..NativeEvent::new("batch") };
+            // The last batch (on stop) waits for room; the others never hold up the engine.
+            let mode = if last { ThreadsafeFunctionCallMode::Blocking } else { ThreadsafeFunctionCallMode::NonBlocking };
+            match on_event.call(event, mode) {
+                Status::Ok => dropped.clear(),
+                Status::QueueFull => dropped.push(interval),
+                _ => {}
+            }
             if last {
                 on_event.call(NativeEvent::new("end"), ThreadsafeFunctionCallMode::Blocking);
             }
@@ -384,4 +408,15 @@ pub fn probe_captures(files: Vec<String>) -> Result<(), String> {
 #[napi]
 pub fn check_cidr_file(path: String) -> Result<u32, String> {
     read_cidr_file(&PathBuf::from(&path)).map(|v| v.len() as u32).map_err(|e| err("ERR_TC_CIDR_FILE", e))
+}
+
+/// The writer's SQLite table function `tc_rows` (native/sqlite/tc_rows.c), for better-sqlite3's
+/// `loadExtension(<this addon's file>, "sqlite3_tcrows_init")`. Not part of the napi surface:
+/// SQLite calls it, with its own API table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_tcrows_init(db: *mut std::ffi::c_void, err: *mut *mut std::ffi::c_char, api: *const std::ffi::c_void) -> std::ffi::c_int {
+    extern "C" {
+        fn tc_rows_init(db: *mut std::ffi::c_void, err: *mut *mut std::ffi::c_char, api: *const std::ffi::c_void) -> std::ffi::c_int;
+    }
+    tc_rows_init(db, err, api)
 }

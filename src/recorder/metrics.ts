@@ -16,6 +16,7 @@ export class Metrics {
   queueBytes = 0;
   lastWriteSeconds = 0;
   writeSecondsSum = 0;
+  writeTransactions = 0;
   ipKeys = 0;
   flowKeys = 0;
   private readonly started = Date.now();
@@ -43,12 +44,13 @@ export class Metrics {
       ['tc_filter_drops_total', 'counter', 'frames dropped by the CIDR rules and the non-IP filter', this.filterDrops],
       ['tc_batches_written_total', 'counter', 'interval batches appended to the database', this.batchesWritten],
       ['tc_batches_skipped_total', 'counter', 'batches already in the log (idempotent re-appends)', this.batchesSkipped],
-      ['tc_lost_intervals_total', 'counter', 'batches dropped because the write queue was full', this.lostIntervals],
+      ['tc_lost_intervals_total', 'counter', 'intervals dropped because the write queue (or the engine\'s hand-over queue) was full', this.lostIntervals],
       ['tc_write_errors_total', 'counter', 'failed database writes (retried)', this.writeErrors],
       ['tc_write_queue_depth', 'gauge', 'batches waiting to be written', this.queueDepth],
       ['tc_write_queue_bytes', 'gauge', 'bytes of batch data waiting to be written', this.queueBytes],
-      ['tc_write_latency_seconds', 'gauge', 'duration of the last batch transaction', this.lastWriteSeconds],
-      ['tc_write_seconds_total', 'counter', 'time spent in batch transactions', this.writeSecondsSum],
+      ['tc_write_latency_seconds', 'gauge', 'duration of the last write transaction', this.lastWriteSeconds],
+      ['tc_write_seconds_total', 'counter', 'time spent in write transactions', this.writeSecondsSum],
+      ['tc_write_transactions_total', 'counter', 'write transactions committed (queued batches are grouped, one or more per transaction)', this.writeTransactions],
       ['tc_ip_keys', 'gauge', 'addresses in the last interval', this.ipKeys],
       ['tc_flow_keys', 'gauge', 'flows in the last interval', this.flowKeys],
       ['tc_database_bytes', 'gauge', 'size of the database file and its WAL', this.dbSize()],

@@ -199,6 +199,8 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
   process.once('SIGTERM', onSignal);
   try {
     const summaries = await run.done;
+    // Everything queued is written (or writing gave up: the error ends the replay).
+    await sink?.idle();
     bar?.stop();
     await sink?.close(Date.now() + 60_000);
     if (!o.quiet) {
@@ -327,6 +329,10 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
         const sink = await sinkReady!;
         printer.observe(b);
         sink.push(b);
+      },
+      dropped: async (intervals) => {
+        const sink = await sinkReady!;
+        for (const d of intervals) sink.lose(d.startMs, d.endMs, 'engine queue full (the recorder was busy for several intervals)');
       },
       warning: (m) => log.warn(m),
     },

@@ -10,7 +10,7 @@
 import type Database from 'better-sqlite3';
 
 import { U32Map } from './u32map';
-import { RowInsert } from './rows';
+import { putNum, RowInsert } from './rows';
 import { byIpId } from './order';
 import { FlowSums } from './flowsums';
 
@@ -292,10 +292,17 @@ export class Rollups {
     const order = byIpId(a.ids);
     const sums = a.sums;
     const rows = this.stmts.sums[level].start();
+    const w = rows.words;
     for (let k = 0; k < a.ids.length; k++) {
       const s = order ? order[k] : k;
-      const o = 4 * s;
-      rows.row6(bucket, a.ids[s], sums[o], sums[o + 1], sums[o + 2], sums[o + 3]);
+      const v = 4 * s;
+      const o = rows.row();
+      putNum(w, o, bucket);
+      putNum(w, o + 2, a.ids[s]);
+      putNum(w, o + 4, sums[v]);
+      putNum(w, o + 6, sums[v + 1]);
+      putNum(w, o + 8, sums[v + 2]);
+      putNum(w, o + 10, sums[v + 3]);
     }
     rows.end();
   }
@@ -303,10 +310,19 @@ export class Rollups {
   private insertFlowSums(level: FlowLevel, bucket: number, a: FlowSums): void {
     const order = a.order();
     const rows = this.stmts.flowSums[level].start();
+    const w = rows.words;
     for (let k = 0; k < a.size; k++) {
       const s = order[k];
       const ports = a.ports[s];
-      rows.row8(bucket, a.src[s], a.dst[s], a.proto[s], ports >>> 16, ports & 0xffff, a.packets[s], a.bytes[s]);
+      const o = rows.row();
+      putNum(w, o, bucket);
+      putNum(w, o + 2, a.src[s]);
+      putNum(w, o + 4, a.dst[s]);
+      putNum(w, o + 6, a.proto[s]);
+      putNum(w, o + 8, ports >>> 16);
+      putNum(w, o + 10, ports & 0xffff);
+      putNum(w, o + 12, a.packets[s]);
+      putNum(w, o + 14, a.bytes[s]);
     }
     rows.end();
   }

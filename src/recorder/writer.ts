@@ -1,13 +1,13 @@
 /**
- * Appends interval batches to the event log: one synchronous better-sqlite3 transaction per
- * batch, prepared multi-row INSERTs, an in-memory address dictionary. The only writer of the
+ * Appends interval batches to the event log, inside the sink's transactions (each holds whole
+ * batches): prepared multi-row INSERTs, an in-memory address dictionary. The only writer of the
  * database.
  */
 import type Database from 'better-sqlite3';
 import { formatAddr } from '../addr';
 import { u64At, type Batch } from '../native';
 import { U32Map } from './u32map';
-import { placeholders, RowInsert } from './rows';
+import { placeholders, putNum, putU64, RowInsert } from './rows';
 import { byFlowKey, byIpId } from './order';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -138,7 +138,8 @@ export class BatchWriter {
   }
 
   /**
-   * Appends one batch; call inside a transaction, then `advance()` once it committed.
+   * Appends one batch; call inside a transaction, then `advance()` (and set `sequence` back if
+   * the transaction rolls back).
    * Appending a batch already in the log (same session and sequence) is a no-op. The per-IP
    * and flow rows written are also added to `sums` and `flowSums` (the running sums of the
    * batch's minute).
@@ -169,14 +170,21 @@ export class BatchWriter {
     for (let i = 0; i < ip.count; i++) rowIds[i] = ids[ip.idx[i]];
     const ipOrder = byIpId(rowIds);
     const ipRows = this.stmts.ip.start();
+    const w = ipRows.words;
     const { txPackets: tp, txBytes: tb, rxPackets: rp, rxBytes: rb } = ip;
     for (let k = 0; k < ip.count; k++) {
       const i = ipOrder ? ipOrder[k] : k;
       const id = rowIds[i];
+      const o = ipRows.row();
+      putNum(w, o, batchId);
+      putNum(w, o + 2, id);
+      putU64(w, o + 4, tp, i);
+      putU64(w, o + 6, tb, i);
+      putU64(w, o + 8, rp, i);
+      putU64(w, o + 10, rb, i);
       const lo = 2 * i;
       if ((tp[lo + 1] | tb[lo + 1] | rp[lo + 1] | rb[lo + 1]) === 0) {
-        // Every value below 2^32: read as small integers, summed exactly.
-        ipRows.row6(batchId, id, tp[lo], tb[lo], rp[lo], rb[lo]);
+        // Every value below 2^32: summed exactly as small integers.
         if (id <= U32Map.MAX_VALUE) sums?.add(id, tp[lo], tb[lo], rp[lo], rb[lo]);
         else sums?.spoil();
         continue;
@@ -185,7 +193,6 @@ export class BatchWriter {
       const txb = u64At(tb, i);
       const rxp = u64At(rp, i);
       const rxb = u64At(rb, i);
-      ipRows.row6(batchId, id, txp, txb, rxp, rxb);
       if (typeof txp === 'number' && typeof txb === 'number' && typeof rxp === 'number' && typeof rxb === 'number' && id <= U32Map.MAX_VALUE) {
         sums?.add(id, txp, txb, rxp, rxb);
       } else sums?.spoil();
@@ -195,13 +202,25 @@ export class BatchWriter {
     const f = b.flow;
     const flowOrder = byFlowKey(f, ids);
     const flowRows = this.stmts.flow.start();
+    const fw = flowRows.words;
     for (let k = 0; k < f.count; k++) {
       const i = flowOrder ? flowOrder[k] : k;
       const src = ids[f.src[i]];
       const dst = ids[f.dst[i]];
+      const o = flowRows.row();
+      putNum(fw, o, batchId);
+      putNum(fw, o + 2, src);
+      putNum(fw, o + 4, dst);
+      fw[o + 6] = f.proto[i];
+      fw[o + 7] = 0;
+      fw[o + 8] = f.sport[i];
+      fw[o + 9] = 0;
+      fw[o + 10] = f.dport[i];
+      fw[o + 11] = 0;
+      putU64(fw, o + 12, f.packets, i);
+      putU64(fw, o + 14, f.bytes, i);
       const packets = u64At(f.packets, i);
       const bytes = u64At(f.bytes, i);
-      flowRows.row8(batchId, src, dst, f.proto[i], f.sport[i], f.dport[i], packets, bytes);
       if (typeof packets === 'number' && typeof bytes === 'number' && src <= 0xffffffff && dst <= 0xffffffff) {
         flowSums?.add(src, dst, f.proto[i], ((f.sport[i] << 16) | f.dport[i]) >>> 0, packets, bytes);
       } else flowSums?.spoil();
@@ -210,9 +229,18 @@ export class BatchWriter {
     return { written: true, batchId, ipRows: ip.count, flowRows: f.count };
   }
 
-  /** The batch's transaction committed: the next batch takes the next sequence number. */
+  /** After `write`: the next batch takes the next sequence number. */
   advance(): void {
     this.seq++;
+  }
+
+  /** The sequence number the next batch takes; set back when a transaction rolled back. */
+  get sequence(): number {
+    return this.seq;
+  }
+
+  set sequence(seq: number) {
+    this.seq = seq;
   }
 
   /** After a failed transaction: cached dictionary ids may name rows that were rolled back. */
