@@ -148,7 +148,8 @@ export interface EngineHandlers {
   batch(b: Batch): void | Promise<void>;
   /**
    * Live: intervals the engine dropped because batches were already waiting for this thread
-   * (it was busy longer than a few intervals); called before the next batch delivered.
+   * up to the hand-over bound (it was busy for many intervals); called before the next batch
+   * delivered.
    */
   dropped?(intervals: { startMs: number; endMs: number }[]): void | Promise<void>;
   warning?(message: string): void;
@@ -227,6 +228,10 @@ export interface LiveOptions {
   ebpf?: boolean;
   snaplen?: number;
   count: CountOptions;
+  /** Batches that may wait for the JS thread at once (default 64); newer ones are dropped and named. */
+  handoverMaxBatches?: number;
+  /** Bytes of batches that may wait for the JS thread at once (default 256 MiB). */
+  handoverMaxBytes?: number;
 }
 
 export type CaptureInfo = Addon.CaptureInfo;

@@ -6,7 +6,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use traffic_counter_core::batch::Batch;
 use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
@@ -131,7 +131,7 @@ pub struct FileSummary {
 }
 
 /// An event of a replay or a capture: `kind` is batch, warning, progress, end or error.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct NativeEvent {
     pub kind: String,
     pub batch: Option<NativeBatch>,
@@ -140,9 +140,57 @@ pub struct NativeEvent {
     pub done: Option<f64>,
     pub total: Option<f64>,
     pub files: Option<Vec<FileSummary>>,
-    /// Live: intervals dropped since the last batch delivered, because that many batches were
-    /// already waiting for the JS thread (see `LIVE_QUEUE_MAX`).
+    /// Live: intervals dropped since the last batch delivered, because the batches already
+    /// waiting for the JS thread were at the hand-over bound (see `Handover`).
     pub dropped: Option<Vec<DroppedInterval>>,
+    /// Live: bytes of the batch's columns, counted as waiting for the JS thread until this
+    /// event reaches JS (or is dropped).
+    #[napi(ts_type = "number")]
+    pub held_bytes: Option<Held>,
+}
+
+/// The batches (and their bytes) handed to the JS thread and not yet taken by it.
+#[derive(Default)]
+struct Handover {
+    batches: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// One batch counted in a `Handover`: uncounted when the event is turned into a JS value on the
+/// JS thread, or dropped unsent (a full queue, a capture torn down).
+pub struct Held {
+    bytes: usize,
+    on: Arc<Handover>,
+}
+
+impl Held {
+    fn new(on: &Arc<Handover>, bytes: usize) -> Held {
+        on.batches.fetch_add(1, Ordering::SeqCst);
+        on.bytes.fetch_add(bytes, Ordering::SeqCst);
+        Held { bytes, on: on.clone() }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.on.batches.fetch_sub(1, Ordering::SeqCst);
+        self.on.bytes.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+impl ToNapiValue for Held {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        // Runs on the JS thread as the event is delivered; `val` is dropped (uncounted) after.
+        f64::to_napi_value(env, val.bytes as f64)
+    }
+}
+
+fn batch_bytes(b: &NativeBatch) -> usize {
+    [&b.counters, &b.addr_fam, &b.addr_bytes, &b.ip_idx, &b.ip_tx_packets, &b.ip_tx_bytes, &b.ip_rx_packets, &b.ip_rx_bytes]
+        .iter()
+        .chain([&b.flow_src, &b.flow_dst, &b.flow_proto, &b.flow_sport, &b.flow_dport, &b.flow_packets, &b.flow_bytes].iter())
+        .map(|x| x.len())
+        .sum()
 }
 
 #[napi(object)]
@@ -154,14 +202,11 @@ pub struct DroppedInterval {
 
 impl NativeEvent {
     fn new(kind: &str) -> NativeEvent {
-        NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None, dropped: None }
+        NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None, dropped: None, held_bytes: None }
     }
 }
 
-/// Live batches that may wait for the JS thread at once. While JS is busy longer than this many
-/// intervals (a long synchronous write), newer batches are dropped here, not queued without
-/// bound, and the next batch delivered names them so the recorder logs them as lost.
-pub const LIVE_QUEUE_MAX: usize = 2;
+
 
 /// Options shared by replay and live capture. Defaults: `intervalMs` 5000, `maxKeys` 1,000,000,
 /// `flows` false.
@@ -276,6 +321,13 @@ pub struct LiveCaptureOptions {
     pub ebpf: Option<bool>,
     pub snaplen: Option<u32>,
     pub count: CountOptions,
+    /// Batches that may wait for the JS thread at once (default 64). While JS is busy for longer
+    /// (a long synchronous write), newer batches are dropped, not queued without bound, and the
+    /// next batch delivered names them.
+    pub handover_max_batches: Option<u32>,
+    /// Bytes of batch columns that may wait for the JS thread at once (default 256 MiB); one
+    /// batch may always wait, however large.
+    pub handover_max_bytes: Option<f64>,
 }
 
 #[napi(object)]
@@ -302,7 +354,7 @@ impl LiveCapture {
     /// workers. Throws with `code` ERR_TC_PERMISSION, ERR_TC_NO_INTERFACE, ERR_TC_FANOUT_TAKEN,
     /// ERR_TC_BAD_OPTION, ERR_TC_CIDR_FILE, ERR_TC_EBPF or ERR_TC_SYSCALL.
     #[napi(factory)]
-    pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, LIVE_QUEUE_MAX>) -> Result<LiveCapture, String> {
+    pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>) -> Result<LiveCapture, String> {
         let c = &options.count;
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -329,18 +381,28 @@ impl LiveCapture {
             accept_source: accept,
         };
         let workers = lo.workers as u32;
+        let max_batches = options.handover_max_batches.unwrap_or(64).max(1) as usize;
+        let max_bytes = options.handover_max_bytes.unwrap_or(256.0 * 1048576.0).max(0.0) as usize;
+        let handover = Arc::new(Handover::default());
         let mut dropped: Vec<DroppedInterval> = Vec::new();
         let cap = CoreCapture::start(lo, move |b: Batch| {
             let last = b.last;
             let interval = DroppedInterval { start_ms: b.start_ms as f64, end_ms: b.end_ms as f64 };
-            let event = NativeEvent { batch: Some(to_native(b)), dropped: (!dropped.is_empty()).then(|| dropped.clone()), ..NativeEvent::new("batch") };
-            // The last batch (on stop) waits for room; the others never hold up the engine.
-            let mode = if last { ThreadsafeFunctionCallMode::Blocking } else { ThreadsafeFunctionCallMode::NonBlocking };
-            match on_event.call(event, mode) {
-                Status::Ok => dropped.clear(),
-                Status::QueueFull => dropped.push(interval),
-                _ => {}
+            let batch = to_native(b);
+            let bytes = batch_bytes(&batch);
+            let (waiting, waiting_bytes) = (handover.batches.load(Ordering::SeqCst), handover.bytes.load(Ordering::SeqCst));
+            // The last batch (on stop) always goes; the others never hold up the engine.
+            if !last && waiting > 0 && (waiting >= max_batches || waiting_bytes + bytes > max_bytes) {
+                dropped.push(interval);
+                return;
             }
+            let event = NativeEvent {
+                batch: Some(batch),
+                dropped: (!dropped.is_empty()).then(|| std::mem::take(&mut dropped)),
+                held_bytes: Some(Held::new(&handover, bytes)),
+                ..NativeEvent::new("batch")
+            };
+            on_event.call(event, ThreadsafeFunctionCallMode::NonBlocking);
             if last {
                 on_event.call(NativeEvent::new("end"), ThreadsafeFunctionCallMode::Blocking);
             }

@@ -323,6 +323,9 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
       ebpf: o.ebpf,
       snaplen: o.snaplen,
       count: countOptions(o),
+      // Batches waiting for this thread (while one write runs long) are bounded as the write queue is.
+      handoverMaxBatches: o.queueMax ?? 64,
+      handoverMaxBytes: (o.queueMaxMib ?? 256) * 2 ** 20,
     },
     {
       batch: async (b) => {
