@@ -3,7 +3,10 @@
  * the sender's maximum (native/core/examples/flood.rs), recorded on the receiving end with
  * `--flows`. Reports kernel drops and the recorder's CPU time per packet next to
  * `tcpdump -w /dev/null` on the same traffic, medians of several runs in the same command.
- * Usage (root): node dist/bench/live.js [--packets 3000000] [--runs 3]
+ * Also: the recorder's peak memory, and the intervals it recorded as lost (a flood long enough
+ * to cross minute boundaries, `--seconds 150 --packets 45000000`, shows what flow minutes
+ * grouped in SQL cost while batches keep coming).
+ * Usage (root): node dist/bench/live.js [--packets 3000000] [--sources 100000] [--seconds 30] [--runs 3]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -18,6 +21,8 @@ const PACKETS = arg('packets', 3_000_000);
 const SOURCES = arg('sources', 100_000);
 const MAX_KEYS = arg('max-keys', 1_000_000);
 const RUNS = arg('runs', 3);
+/** The flood's time limit. */
+const SECONDS = arg('seconds', 30);
 const A = 'tcbencha';
 const B = 'tcbenchb';
 const MAC_B = '02:00:00:00:77:02';
@@ -85,11 +90,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const exit = (c: ChildProcess) => new Promise((r) => c.once('exit', r));
 
 function flood(): { sent: number; secs: number } {
-  const out = sh('ip', ['netns', 'exec', A, FLOOD, 'veth-a', MAC_B, String(PACKETS), String(SOURCES), '30']).trim().split(' ');
+  const out = sh('ip', ['netns', 'exec', A, FLOOD, 'veth-a', MAC_B, String(PACKETS), String(SOURCES), String(SECONDS)]).trim().split(' ');
   return { sent: Number(out[0]), secs: Number(out[1]) };
 }
 
-async function runRecorder(): Promise<{ nsPerPkt: number; engineNsPerPkt: number; drops: number; received: number; pps: number; hwm: number }> {
+async function runRecorder(): Promise<{ nsPerPkt: number; engineNsPerPkt: number; drops: number; received: number; pps: number; hwm: number; lost: number; intervals: number }> {
   const db = path.join(ROOT, 'bench', 'out', 'live.db');
   for (const e of ['', '-wal', '-shm']) rmSync(db + e, { force: true });
   const child = spawn('ip', ['netns', 'exec', B, process.execPath, RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--flows', '--workers', '2', '--max-keys', String(MAX_KEYS)], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -106,9 +111,10 @@ async function runRecorder(): Promise<{ nsPerPkt: number; engineNsPerPkt: number
   child.kill('SIGINT');
   await exit(child);
   const d = new Database(db, { readonly: true });
-  const r = d.prepare('select sum(ring_packets) as p, sum(ring_drops) as dr from batches').get() as { p: number; dr: number };
+  const r = d.prepare('select sum(ring_packets) as p, sum(ring_drops) as dr, count(*) as n from batches').get() as { p: number; dr: number; n: number };
+  const lost = d.prepare("select count(*) from events where kind = 'lost-interval'").pluck().get() as number;
   d.close();
-  return { nsPerPkt: (c1 - c0) / f.sent, engineNsPerPkt: (e1 - e0) / f.sent, drops: r.dr, received: r.p, pps: f.sent / f.secs, hwm };
+  return { nsPerPkt: (c1 - c0) / f.sent, engineNsPerPkt: (e1 - e0) / f.sent, drops: r.dr, received: r.p, pps: f.sent / f.secs, hwm, lost, intervals: r.n };
 }
 
 async function runTcpdump(): Promise<{ nsPerPkt: number; drops: string }> {
@@ -142,6 +148,7 @@ async function main(): Promise<void> {
     print('traffic-counter record --flows, CPU/packet', `${median(ours.map((o) => o.nsPerPkt)).toFixed(0)} ns (runs: ${ours.map((o) => o.nsPerPkt.toFixed(0)).join(' ')})`);
     print('  of which capture engine threads', `${median(ours.map((o) => o.engineNsPerPkt)).toFixed(0)} ns (runs: ${ours.map((o) => o.engineNsPerPkt.toFixed(0)).join(' ')}); the rest is writing and rolling up ~10^6 flow rows per interval`);
     print('traffic-counter kernel drops', ours.map((o) => `${o.drops} of ${o.received}`).join(', '));
+    print('intervals written, recorded as lost', ours.map((o) => `${o.intervals}, ${o.lost}`).join('; '));
     print('tcpdump -w /dev/null, CPU/packet', `${median(tcpd.map((o) => o.nsPerPkt)).toFixed(0)} ns (runs: ${tcpd.map((o) => o.nsPerPkt.toFixed(0)).join(' ')})`);
     print('tcpdump kernel drops', tcpd.map((o) => o.drops).join(', '));
     print('ratio (ours / tcpdump CPU per packet)', `${(median(ours.map((o) => o.nsPerPkt)) / median(tcpd.map((o) => o.nsPerPkt))).toFixed(1)}x`);
