@@ -343,6 +343,17 @@ test('group commit: batches that queue together go in shared transactions, each 
   } finally {
     d.close();
   }
+  // A replay with a queue bound below the read-ahead waits for room: nothing is dropped.
+  const small = path.join(tmp(), 'small-queue.db');
+  const db = await openForWrite(small);
+  const metrics = new Metrics(small);
+  const sink = new BatchSink({ db, spec: { key: 'small', kind: 'replay', source: 'test', intervalMs: 5000, flows: true, options: {} }, retention: DEFAULT_RETENTION, queueMax: 2, log: new Logger('text'), metrics });
+  await Promise.all(Array.from({ length: 30 }, (_, n) => sink.write(batch(n))));
+  await sink.idle();
+  await sink.close(Date.now() + 10_000);
+  db.sqlite.close();
+  assert.equal(metrics.lostIntervals, 0, 'a replay never drops a batch');
+  assert.equal(metrics.batchesWritten, 30);
 });
 
 test('bulk inserts (tc_rows): 64-bit words go in exactly; a value past 2^63 - 1 and a malformed blob are refused', async () => {

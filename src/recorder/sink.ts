@@ -47,7 +47,7 @@ const CHECKPOINT_EVERY_MS = 30_000;
 const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
 /** Rows (per-IP and flow) that waiting batches are grouped up to in one transaction. */
 const GROUP_ROWS = 100_000;
-/** Batches a replay may have queued before `write` waits. */
+/** Batches a replay may have queued before `write` waits (fewer when `queueMax` is lower). */
 const REPLAY_AHEAD = 16;
 
 /** Bytes of a batch's columns (what it holds in memory while queued). */
@@ -145,7 +145,8 @@ export class BatchSink {
    */
   async write(b: Batch): Promise<void> {
     const size = batchBytes(b);
-    while (!this.failed && this.queue.length > 0 && (this.queue.length >= REPLAY_AHEAD || this.queueBytes + size > this.queueMaxBytes)) {
+    const ahead = Math.min(REPLAY_AHEAD, this.o.queueMax);
+    while (!this.failed && this.queue.length > 0 && (this.queue.length >= ahead || this.queueBytes + size > this.queueMaxBytes)) {
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
     if (this.failed) throw this.failed;
