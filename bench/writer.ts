@@ -20,8 +20,7 @@ import { Logger } from '../src/recorder/log';
 import { Metrics } from '../src/recorder/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/retention';
 import { makeBatch } from './synth';
-import { putNum, RowInsert } from '../src/recorder/rows';
-import { sqliteExtension } from '../src/native';
+import { loadRowsExtension, putNum, RowInsert } from '../src/recorder/rows';
 import { arg, median } from './common';
 
 const HOSTS = arg('hosts', 5000);
@@ -97,8 +96,7 @@ function bare(file: string, batches: number, perTx: number, packed = false): num
   db.exec('create table ip_deltas (batch_id integer not null, ip_id integer not null, tx_packets integer not null, tx_bytes integer not null, rx_packets integer not null, rx_bytes integer not null, primary key (batch_id, ip_id)) without rowid');
   const many = db.prepare(`insert into ip_deltas values ${Array(50).fill('(?,?,?,?,?,?)').join(',')}`);
   const one = db.prepare('insert into ip_deltas values (?,?,?,?,?,?)');
-  const ext = sqliteExtension();
-  (db.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
+  loadRowsExtension(db);
   const bulk = new RowInsert(db, 'ip_deltas', ['batch_id', 'ip_id', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes']);
   const t = process.hrtime.bigint();
   const tx = db.transaction((first: number) => {

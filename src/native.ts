@@ -257,7 +257,7 @@ export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
     chain = chain
       .then(async () => {
         if (e.kind === 'batch') {
-          if (e.dropped?.length) await h.dropped?.(e.dropped.map((d) => ({ startMs: d.startMs, endMs: d.endMs })));
+          if (e.dropped?.length) await h.dropped?.(e.dropped);
           await h.batch(decodeBatch(e.batch!));
         }
         else if (e.kind === 'end') resolveDone();

@@ -194,7 +194,6 @@ fn batch_bytes(b: &NativeBatch) -> usize {
 }
 
 #[napi(object)]
-#[derive(Clone, Copy)]
 pub struct DroppedInterval {
     pub start_ms: f64,
     pub end_ms: f64,
@@ -205,8 +204,6 @@ impl NativeEvent {
         NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None, dropped: None, held_bytes: None }
     }
 }
-
-
 
 /// Options shared by replay and live capture. Defaults: `intervalMs` 5000, `maxKeys` 1,000,000,
 /// `flows` false.
@@ -475,6 +472,9 @@ pub fn check_cidr_file(path: String) -> Result<u32, String> {
 /// The writer's SQLite table function `tc_rows` (native/sqlite/tc_rows.c), for better-sqlite3's
 /// `loadExtension(<this addon's file>, "sqlite3_tcrows_init")`. Not part of the napi surface:
 /// SQLite calls it, with its own API table.
+///
+/// # Safety
+/// Only SQLite's extension loader calls it, with a valid connection, error slot and API table.
 #[no_mangle]
 pub unsafe extern "C" fn sqlite3_tcrows_init(db: *mut std::ffi::c_void, err: *mut *mut std::ffi::c_char, api: *const std::ffi::c_void) -> std::ffi::c_int {
     extern "C" {

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { rebuild, record } from '../recorder/record';
 import { DEFAULT_RETENTION, parseRetention } from '../recorder/retention';
+import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/sink';
 import { defaultDb, intIn } from './options';
 
 const program = new Command('traffic-counter')
@@ -66,8 +67,8 @@ program
   .option('--retain-minutes <period>', 'keep minute rollups this long', retention, DEFAULT_RETENTION.minutesMs)
   .option('--retain-hours <period>', 'keep hour rollups this long', retention, DEFAULT_RETENTION.hoursMs)
   .option('--retain-days <period>', 'keep day rollups this long ("forever")', retention, DEFAULT_RETENTION.daysMs)
-  .option('--queue-max <batches>', 'batches kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 100_000), 64)
-  .option('--queue-max-mib <MiB>', 'MiB of batch data kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 1_048_576), 256)
+  .option('--queue-max <batches>', 'batches kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 100_000), DEFAULT_QUEUE_MAX)
+  .option('--queue-max-mib <MiB>', 'MiB of batch data kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 1_048_576), DEFAULT_QUEUE_MAX_BYTES / 2 ** 20)
   .addOption(new Option('--log-format <fmt>', 'log lines as text or JSON objects').choices(['text', 'json']).default('text'))
   .option('--metrics-listen <addr:port>', 'serve Prometheus metrics on /metrics (e.g. 127.0.0.1:9464)')
   .option('--user <name>', 'after setting up capture, drop root and all capabilities and run as this user')

@@ -7,7 +7,7 @@ import { migrations, SCHEMA_VERSION } from '../../migrations';
 import { APPLICATION_ID, checkIdentity, DbError } from '../db-identity';
 import type { Database as Schema } from './schema';
 import { AUTOCHECKPOINT_PAGES } from './checkpointer';
-import { sqliteExtension } from '../native';
+import { loadRowsExtension } from './rows';
 
 export { DbError };
 
@@ -47,9 +47,7 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     // temp_store = MEMORY, which keeps every sorted run in RAM however many rows there are.
     sqlite.pragma('cache_size = -65536');
     // The bulk-insert table function tc_rows (rows.ts); loaded into this connection only.
-    const ext = sqliteExtension();
-    // better-sqlite3 takes the entry point as a second argument; its @types know only the first.
-    (sqlite.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
+    loadRowsExtension(sqlite);
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
     const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
     const { error, results } = await migrator.migrateToLatest();

@@ -10,7 +10,7 @@ import { SingleBar } from 'cli-progress';
 import * as engine from '../native';
 import { openForWrite, type WriteDb } from './db';
 import { type SessionSpec } from './writer';
-import { BatchSink } from './sink';
+import { BatchSink, DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from './sink';
 import { defaultRouteInterface } from './iface';
 import { Logger, type LogFormat } from './log';
 import { Metrics } from './metrics';
@@ -152,6 +152,11 @@ async function startMetrics(o: RecordOptions, metrics: Metrics, log: Logger): Pr
   return () => server.close();
 }
 
+/** The write queue's bounds (batches, bytes); live capture bounds the engine's hand-over the same way. */
+function queueBounds(o: RecordOptions): { queueMax: number; queueMaxBytes: number } {
+  return { queueMax: o.queueMax ?? DEFAULT_QUEUE_MAX, queueMaxBytes: o.queueMaxMib === undefined ? DEFAULT_QUEUE_MAX_BYTES : o.queueMaxMib * 2 ** 20 };
+}
+
 async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
   const log = new Logger(o.logFormat);
   const counting = { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, flows: o.flows, ignoreFile: o.ignoreFile ?? null, acceptSourceFile: o.acceptSourceFile ?? null };
@@ -176,7 +181,7 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
         db,
         spec,
         retention: o.retention ?? DEFAULT_RETENTION,
-        queueMax: o.queueMax ?? 64,
+        ...queueBounds(o),
         giveUpAfter: 6,
         log,
         metrics,
@@ -309,6 +314,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
   };
   const metrics = new Metrics(o.db);
   const printer = new IntervalPrinter(log, o.quiet, metrics);
+  const bounds = queueBounds(o);
   // The capture starts first, so every option (interface, ring shape, fanout group, filter) is
   // checked before the database is touched; batches wait for the sink.
   let sinkReady: Promise<BatchSink> | undefined;
@@ -324,8 +330,8 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
       snaplen: o.snaplen,
       count: countOptions(o),
       // Batches waiting for this thread (while one write runs long) are bounded as the write queue is.
-      handoverMaxBatches: o.queueMax ?? 64,
-      handoverMaxBytes: (o.queueMaxMib ?? 256) * 2 ** 20,
+      handoverMaxBatches: bounds.queueMax,
+      handoverMaxBytes: bounds.queueMaxBytes,
     },
     {
       batch: async (b) => {
@@ -349,8 +355,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
         db: d,
         spec,
         retention: o.retention ?? DEFAULT_RETENTION,
-        queueMax: o.queueMax ?? 64,
-        queueMaxBytes: o.queueMaxMib === undefined ? undefined : o.queueMaxMib * 2 ** 20,
+        ...bounds,
         log,
         metrics,
       });

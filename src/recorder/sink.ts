@@ -44,7 +44,9 @@ const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2_000;
 const CHECKPOINT_EVERY_MS = 30_000;
 
-const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
+/** Defaults of --queue-max and --queue-max-mib (the CLI's too). */
+export const DEFAULT_QUEUE_MAX = 64;
+export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
 /** Rows (per-IP and flow) that waiting batches are grouped up to in one transaction. */
 const GROUP_ROWS = 100_000;
 /** Batches a replay may have queued before `write` waits (fewer when `queueMax` is lower). */
@@ -63,7 +65,8 @@ export class BatchSink {
   private readonly rollups: Rollups;
   private readonly pruner: Pruner;
   private readonly checkpointer: Checkpointer;
-  private readonly queue: Batch[] = [];
+  /** Waiting batches with their bytes (`batchBytes`, taken once). */
+  private readonly queue: { b: Batch; bytes: number }[] = [];
   private queueBytes = 0;
   private readonly queueMaxBytes: number;
   private readonly lost: { startMs: number; endMs: number; why: string }[] = [];
@@ -125,12 +128,16 @@ export class BatchSink {
 
   /** Live: queue the batch and return at once (it is written once the event loop is free). */
   push(b: Batch): void {
-    this.queue.push(b);
-    this.queueBytes += batchBytes(b);
+    this.enqueue(b, batchBytes(b));
+  }
+
+  private enqueue(b: Batch, bytes: number): void {
+    this.queue.push({ b, bytes });
+    this.queueBytes += bytes;
     // Oldest first; the newest batch always stays.
     while (this.queue.length > this.o.queueMax || (this.queueBytes > this.queueMaxBytes && this.queue.length > 1)) {
-      const dropped = this.queue.shift()!;
-      this.queueBytes -= batchBytes(dropped);
+      const { b: dropped, bytes: droppedBytes } = this.queue.shift()!;
+      this.queueBytes -= droppedBytes;
       const why = this.queue.length >= this.o.queueMax ? `${this.o.queueMax} batches` : `${+(this.queueMaxBytes / 2 ** 20).toFixed(1)} MiB`;
       this.lose(dropped.startMs, dropped.endMs, `write queue full (${why})`);
     }
@@ -150,7 +157,7 @@ export class BatchSink {
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
     if (this.failed) throw this.failed;
-    this.push(b);
+    this.enqueue(b, size);
   }
 
   /** Resolves when the queue is empty; rejects once writes gave up. */
@@ -177,9 +184,10 @@ export class BatchSink {
         // The batches at the head of the queue up to GROUP_ROWS rows; always at least one.
         let n = 0;
         let rows = 0;
-        do rows += this.queue[n].ip.count + this.queue[n].flow.count;
-        while (++n < this.queue.length && rows + this.queue[n].ip.count + this.queue[n].flow.count <= GROUP_ROWS);
-        const group = this.queue.slice(0, n);
+        const rowsOf = (k: number) => this.queue[k].b.ip.count + this.queue[k].b.flow.count;
+        do rows += rowsOf(n);
+        while (++n < this.queue.length && rows + rowsOf(n) <= GROUP_ROWS);
+        const group = this.queue.slice(0, n).map((e) => e.b);
         const t0 = process.hrtime.bigint();
         let written: boolean[];
         try {
@@ -189,8 +197,7 @@ export class BatchSink {
           return;
         }
         const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-        this.queue.splice(0, n);
-        for (const b of group) this.queueBytes -= batchBytes(b);
+        for (const e of this.queue.splice(0, n)) this.queueBytes -= e.bytes;
         const m = this.o.metrics;
         m.queueDepth = this.queue.length;
         m.queueBytes = this.queueBytes;
