@@ -24,7 +24,6 @@ import { checkTz } from '../query/time';
 import { defaultDb, intIn } from './options';
 import { openReadOnly } from '../query/db';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../../package.json') as { version: string };
 
 const program = new Command('tc-query')
@@ -187,7 +186,7 @@ function fail(err: unknown): void {
   const usage = e instanceof InvalidArgumentError || (e.code ?? '').startsWith('commander.') || e.code === 'ERR_TC_USAGE';
   const code = usage ? 'ERR_TC_USAGE' : (e.code ?? 'ERR_TC');
   // One line: commander's own messages may add a second one ("(Did you mean --by?)").
-  const msg = (e.message ?? String(err)).replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+  const msg = (e.message ?? String(err)).replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim().replace(/\.$/, '');
   const sub = commandOf(process.argv.slice(2));
   const hint = usage ? `; see \`tc-query ${sub ? `${sub.name()} ` : ''}--help\`` : '';
   const r = renderError(format, msg, code, hint);

@@ -12,20 +12,22 @@ export async function status(o: { db: string; window: Window; format: Format; tz
   try {
     const w = resolveWindow(db, o.window);
     const c = coverage(db, w);
+    // `--all` lists every gap and event, also those after the last interval (lost intervals).
+    const [from, to] = w.all ? [-8.64e15, 8.64e15] : [w.fromMs, w.toMs];
     const t = (ms: number | null) => (ms === null ? null : formatTime(ms, o.format === 'table' ? o.tz : undefined));
     const gaps = (
       db
         .prepare(
           `${GAPS_SQL} order by prev_end limit 1000`,
         )
-        .all(w.fromMs, w.toMs) as { source: string; prev_end: number; start_ms: number }[]
+        .all(from, to) as { source: string; prev_end: number; start_ms: number }[]
     ).map((g) => ({ source: g.source, from: t(g.prev_end), to: t(g.start_ms), seconds: (g.start_ms - g.prev_end) / 1000 }));
     const sessions = (
       db.prepare('select id, node_id, kind, source, interval_ms, flows, started_at, ended_at from sessions order by id').all() as {
         id: number; node_id: string; kind: string; source: string; interval_ms: number; flows: number; started_at: number; ended_at: number | null;
       }[]
     ).map((s) => ({ ...s, started_at: t(s.started_at), ended_at: t(s.ended_at), flows: s.flows === 1 }));
-    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(w.fromMs, w.toMs) as Record<string, number | string | null>[]).map((e) => ({
+    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(from, to) as Record<string, number | string | null>[]).map((e) => ({
       at: t(e.at_ms as number),
       kind: e.kind,
       start: t(e.start_ms as number | null),
