@@ -40,8 +40,8 @@ export const GAPS_SQL = `select source, start_ms, prev_end from (
     where s.kind = 'live' and b.start_ms >= ? and b.start_ms < ?)
   where prev_end is not null and start_ms > prev_end`;
 
-/** Bounds of the rows and events a window covers: `--all` covers every one. */
-function bounds(w: Window): [number, number] {
+/** Bounds of the rows and events a window covers: `--all` covers every one (also events after the last interval). */
+export function bounds(w: Window): [number, number] {
   return w.all ? [-8.64e15, 8.64e15] : [w.fromMs, w.toMs];
 }
 

@@ -3,7 +3,7 @@ import { openReadOnly } from './db';
 import type { Window } from './window';
 import { counted, toJson, type Format } from './output';
 import { resolveWindow } from './plan';
-import { coverage, GAPS_SQL } from './coverage';
+import { bounds, coverage, GAPS_SQL } from './coverage';
 import { formatTime } from './time';
 import { bytes, grouped } from '../units';
 
@@ -12,8 +12,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
   try {
     const w = resolveWindow(db, o.window);
     const c = coverage(db, w);
-    // `--all` lists every gap and event, also those after the last interval (lost intervals).
-    const [from, to] = w.all ? [-8.64e15, 8.64e15] : [w.fromMs, w.toMs];
+    const [from, to] = bounds(w);
     const t = (ms: number | null) => (ms === null ? null : formatTime(ms, o.format === 'table' ? o.tz : undefined));
     const gaps = (
       db
