@@ -10,6 +10,8 @@ export interface GenOptions {
   hosts: number;
   flows: number;
   seconds: number;
+  /** Time of the first packet, epoch seconds (default 1790000000, 2026-09-21). */
+  startSecs?: number;
 }
 
 // xorshift32: deterministic, fast
@@ -38,7 +40,7 @@ export function generate(file: string, o: GenOptions): void {
   const SNAP = 96;
   const chunk = Buffer.alloc(8 << 20);
   let off = 0;
-  const t0 = 1_790_000_000; // seconds
+  const t0 = o.startSecs ?? 1_790_000_000; // seconds
   const flowsPerHost = Math.max(1, Math.round(o.flows / o.hosts));
   for (let i = 0; i < o.packets; i++) {
     const r = rnd();

@@ -1,18 +1,19 @@
 -- series: traffic per step, one row per step of the window (empty steps too).
 -- Takes: series_rows(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) loaded for the window;
---        $from_ms, $to_ms (window), $step_ms, $per_address (true: also tx_/rx_ columns).
+--        steps(start_ms, end_ms), the window's steps in order (UTC multiples of the step, or a
+--        zone's calendar, where a day may last 23 or 25 hours); $per_address (true: tx + rx).
 -- Returns: start_ms, end_ms, packets, bytes, tx_packets, tx_bytes, rx_packets, rx_bytes.
 -- Without an address, packets/bytes are the total IP traffic: each packet once (its source).
-with steps as (
-  select s as start_ms from range(($from_ms::bigint // $step_ms::bigint) * $step_ms::bigint, $to_ms::bigint, $step_ms::bigint) t(s)
-),
-sums as (
-  select (t_ms // $step_ms::bigint) * $step_ms::bigint as start_ms,
-         sum(tx_packets) as tx_packets, sum(tx_bytes) as tx_bytes,
-         sum(rx_packets) as rx_packets, sum(rx_bytes) as rx_bytes
-  from series_rows group by 1
+-- A row belongs to the step its time (interval or bucket start) lies in.
+with sums as (
+  select s.start_ms,
+         sum(r.tx_packets) as tx_packets, sum(r.tx_bytes) as tx_bytes,
+         sum(r.rx_packets) as rx_packets, sum(r.rx_bytes) as rx_bytes
+  from series_rows r asof join steps s on r.t_ms >= s.start_ms
+  where r.t_ms < s.end_ms
+  group by 1
 )
-select s.start_ms, s.start_ms + $step_ms::bigint as end_ms,
+select s.start_ms, s.end_ms,
        (case when $per_address then coalesce(x.tx_packets, 0) + coalesce(x.rx_packets, 0) else coalesce(x.tx_packets, 0) end)::hugeint as packets,
        (case when $per_address then coalesce(x.tx_bytes, 0) + coalesce(x.rx_bytes, 0) else coalesce(x.tx_bytes, 0) end)::hugeint as bytes,
        coalesce(x.tx_packets, 0)::hugeint as tx_packets, coalesce(x.tx_bytes, 0)::hugeint as tx_bytes,

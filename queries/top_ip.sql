@@ -1,14 +1,15 @@
 -- top_ip: traffic per address, tx (as source) + rx (as destination), largest first.
 -- Takes: tables ip_deltas(ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes) and
 --        addresses(id, text) loaded for the window; parameter $limit (NULL = every row).
--- Returns: ip, tx_packets, tx_bytes, rx_packets, rx_bytes, packets, bytes.
+-- Returns: ip, tx_packets, tx_bytes, rx_packets, rx_bytes, packets, bytes; total_rows (the rows before the limit).
 select a.text as ip,
        sum(d.tx_packets)::hugeint as tx_packets,
        sum(d.tx_bytes)::hugeint as tx_bytes,
        sum(d.rx_packets)::hugeint as rx_packets,
        sum(d.rx_bytes)::hugeint as rx_bytes,
        (sum(d.tx_packets) + sum(d.rx_packets))::hugeint as packets,
-       (sum(d.tx_bytes) + sum(d.rx_bytes))::hugeint as bytes
+       (sum(d.tx_bytes) + sum(d.rx_bytes))::hugeint as bytes,
+       count(*) over () as total_rows
 from ip_deltas d
 join addresses a on a.id = d.ip_id
 group by a.text

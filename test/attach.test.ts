@@ -59,8 +59,8 @@ test('DuckDB reading the attached file answers exactly like rows moved in', asyn
       const moved = await Duck.open();
       const attached = await attachedCopy(sqlite);
       try {
-        const want = await answerTop(sqlite, moved, { db, ...c });
-        const got = await answerTop(sqlite, attached, { db, ...c });
+        const want = (await answerTop(sqlite, moved, { db, ...c })).out;
+        const got = (await answerTop(sqlite, attached, { db, ...c })).out;
         assert.ok(JSON.parse(want).length > 0, JSON.stringify(c));
         assert.equal(got, want, JSON.stringify(c));
       } finally {

@@ -120,7 +120,7 @@ test('tc-query: windows by ISO time and epoch seconds, --limit, csv and table ou
   const table = query(['--db', db, 'top', '--all', '--limit', '3']);
   assert.equal(table.status, 0);
   assert.match(table.stdout, /10\.10\.1\.4 .* 25\.1 KiB/);
-  assert.match(table.stdout, /7 intervals 2009-10-05T06:06:05Z to 2015-07-25T13:43:25Z, 0 gaps, 0.00% dropped by the kernel/);
+  assert.match(table.stdout, /7 intervals 2009-10-05T06:06:05Z to 2015-07-25T13:43:25Z, 0 gaps\n$/);
   const bad = query(['--db', db, 'top', '--since', 'yesterday-ish', '--format', 'json']);
   assert.equal(bad.status, 1);
   assert.equal(JSON.parse(bad.stdout).error.code, 'ERR_TC_USAGE');

@@ -84,7 +84,7 @@ test('series: one row per step, total counts each packet once, per-address rows 
   assert.equal(per.reduce((s, r) => s + Number(r.bytes), 0), top[0].bytes);
   const table = query(['--db', db, 'series', '--ip', ip, '--since', String(from / 1000), '--until', String(to / 1000), '--step', '5m']);
   assert.match(table.stdout, /█/);
-  assert.match(table.stdout, /intervals .* gaps?, 0\.00% dropped by the kernel/);
+  assert.match(table.stdout, /intervals .* gaps?\n$/);
   const bad = query(['--db', db, 'series', '--step', '7ms', '--format', 'json']);
   assert.equal(bad.status, 1);
   assert.equal(JSON.parse(bad.stdout).error.code, 'ERR_TC_USAGE');
@@ -137,7 +137,7 @@ test('status tells what the file covers', () => {
   assert.equal((s.gaps as { count: number }).count, 0);
   const t = query(['--db', db, 'status', '--tz', 'Asia/Tokyo']);
   assert.equal(t.status, 0);
-  assert.match(t.stdout, /GMT\+9/);
+  assert.match(t.stdout, /T\d\d:\d\d:\d\d\+09:00/);
 });
 
 test('sql over the documented tables, and a Hive-partitioned export read back by DuckDB', async () => {

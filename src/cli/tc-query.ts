@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 /** `tc-query`: questions to a traffic-counter database (read-only), answered through DuckDB. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import ms from 'ms';
 import type { TopBy } from '../query/top';
 import type * as TopMod from '../query/top';
 import type * as SeriesMod from '../query/series';
@@ -18,28 +17,26 @@ const lazy = {
   adhoc: () => require('../query/adhoc') as typeof AdhocMod,
   prefetch: () => require('../query/prefetch') as typeof PrefetchMod,
 };
-import { makeWindow } from '../query/window';
-import { renderError, type Format } from '../query/output';
+import { makeWindow, parseStep, SERIES_STEPS } from '../query/window';
+import { renderError, type Answer, type Format } from '../query/output';
 import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../query/filters';
 import { checkTz } from '../query/time';
 import { defaultDb, intIn } from './options';
 import { openReadOnly } from '../query/db';
 
+const { version } = require('../../../package.json') as { version: string };
+
 const program = new Command('tc-query')
   .description('Query a traffic-counter database (opened read-only, never changed)')
-  .option('--db <file>', 'database file (env TC_DB)', defaultDb())
-  .showHelpAfterError();
+  .version(version)
+  .option('--db <file>', 'database file (env TC_DB)', defaultDb());
 
 let format: Format = 'table';
 
-// Set before the commands are added, so every command inherits them: parse errors in json mode
-// still print exactly one JSON document (from fail() below).
+// Set before the commands are added, so every command inherits them: every error, parse errors
+// included, is printed once by fail() below (one line, or one JSON document in json mode).
 program.exitOverride();
-program.configureOutput({
-  writeErr: (s) => {
-    if (format !== 'json') process.stderr.write(s);
-  },
-});
+program.configureOutput({ outputError: () => undefined });
 
 const formatOption = () => new Option('--format <fmt>', 'output format').choices(['table', 'json', 'csv']).default('table');
 
@@ -75,6 +72,12 @@ function filtersOf(opts: Filters): Filters {
 }
 
 const dbOf = (cmd: Command) => cmd.parent!.opts().db as string;
+
+/** Prints an answer: the document on stdout, what explains it (an empty window, ...) on stderr. */
+function print(a: Answer): void {
+  for (const n of a.notes) process.stderr.write(`tc-query: ${n}\n`);
+  process.stdout.write(a.out);
+}
 const tzOf = (opts: { tz?: string; utc?: boolean }) => (opts.utc ? undefined : opts.tz);
 
 filterOptions(
@@ -101,7 +104,7 @@ filterOptions(
       planning.close();
     }
     const { top } = lazy.top();
-    process.stdout.write(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched }));
+    print(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched }));
   });
 
 common(program.command('flows').description('the top flows to and from an address').requiredOption('--ip <addr>', 'the address', parseIpOption), '1h')
@@ -110,23 +113,18 @@ common(program.command('flows').description('the top flows to and from an addres
     format = opts.format;
     const window = makeWindow(opts);
     const { top } = lazy.top();
-    process.stdout.write(await top({ db: dbOf(cmd), by: 'flow', window, limit: opts.limit, format: opts.format, filters: { ip: opts.ip }, tz: tzOf(opts) }));
+    print(await top({ db: dbOf(cmd), by: 'flow', window, limit: opts.limit, format: opts.format, filters: { ip: opts.ip }, tz: tzOf(opts) }));
   });
 
-const STEPS = ['30s', '1m', '5m', '15m', '1h', '1d'];
-common(program.command('series').description('traffic per step: the total (each packet once), or of --ip / --cidr'), '1h')
+common(program.command('series').description('traffic per step: the total (each packet once), or of --ip / --cidr; with --tz, steps follow that zone\'s calendar'), '1h')
   .option('--ip <addr>', 'traffic of this address (tx + rx)', parseIpOption)
   .option('--cidr <net>', 'traffic of the addresses in this network', parseCidrOption)
-  .option('--step <d>', `step (${STEPS.join(', ')} or any whole number of seconds)`, '1m')
+  .option('--step <d>', `step (${SERIES_STEPS.join(', ')} or any whole number of seconds)`, parseStep, 60_000)
   .action(async (opts, cmd: Command) => {
     format = opts.format;
-    const stepMs = ms(opts.step as ms.StringValue);
-    if (typeof stepMs !== 'number' || !Number.isFinite(stepMs) || stepMs < 1000 || stepMs % 1000 !== 0) {
-      throw new InvalidArgumentError(`--step ${JSON.stringify(opts.step)} must be a whole number of seconds (e.g. ${STEPS.join(', ')})`);
-    }
     const window = makeWindow(opts);
     const { series } = lazy.series();
-    process.stdout.write(await series({ db: dbOf(cmd), window, stepMs, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
+    print(await series({ db: dbOf(cmd), window, stepMs: opts.step as number, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
   });
 
 common(program.command('status').description('what the file covers and how complete it is: intervals, gaps, drops, overflow'), 'the whole file').action(async (opts, cmd: Command) => {
@@ -168,17 +166,40 @@ program
   });
 
 
+/** The subcommand named on the command line (for the hint of a usage error), if any. */
+function commandOf(argv: string[]): Command | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--db') i++;
+    else if (!argv[i].startsWith('-')) return program.commands.find((c) => c.name() === argv[i]);
+  }
+  return undefined;
+}
+
 function fail(err: unknown): void {
   const e = err as Error & { code?: string; exitCode?: number };
-  if (e && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')) return;
-  const usage = e instanceof InvalidArgumentError || (e.code ?? '').startsWith('commander.');
+  if (e && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version')) return;
+  // Help printed instead of an answer (no command given) is on stderr and exits 1.
+  if (e && e.code === 'commander.help') {
+    process.exitCode = e.exitCode ?? 1;
+    return;
+  }
+  const usage = e instanceof InvalidArgumentError || (e.code ?? '').startsWith('commander.') || e.code === 'ERR_TC_USAGE';
   const code = usage ? 'ERR_TC_USAGE' : (e.code ?? 'ERR_TC');
-  const msg = (e.message ?? String(err)).replace(/^error: /, '');
-  const r = renderError(format, msg, code);
+  // One line: commander's own messages may add a second one ("(Did you mean --by?)").
+  const msg = (e.message ?? String(err)).replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim().replace(/\.$/, '');
+  const sub = commandOf(process.argv.slice(2));
+  const hint = usage ? `; see \`tc-query ${sub ? `${sub.name()} ` : ''}--help\`` : '';
+  const r = renderError(format, msg, code, hint);
   if (r.out) process.stdout.write(r.out);
-  if (r.err && !(e.code ?? '').startsWith('commander.')) process.stderr.write(r.err);
+  if (r.err) process.stderr.write(r.err);
   process.exitCode = e.exitCode && e.exitCode !== 0 ? e.exitCode : 1;
 }
+
+// A reader that stops early (`tc-query ... | head -1`) closes the pipe: end quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 if (process.argv.includes('--format=json') || process.argv.some((a, i) => a === '--format' && process.argv[i + 1] === 'json')) format = 'json';
 program.parseAsync(process.argv).catch(fail);

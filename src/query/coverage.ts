@@ -3,6 +3,8 @@ import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { grouped } from '../units';
 import { formatTime } from './time';
+import { counted } from './output';
+import { span } from './plan';
 
 export interface Coverage {
   intervals: number;
@@ -15,8 +17,12 @@ export interface Coverage {
   gap_ms: number;
   lost_intervals: number;
   unclean_shutdowns: number;
+  /** Intervals with kernel ring counters (live capture; a replay has none). */
+  ring_intervals: number;
   ring_packets: number;
   ring_drops: number;
+  /** Intervals of sessions recorded with --flows. */
+  flow_intervals: number;
   filter_drops: number;
   ip_overflow_keys: number;
   flow_overflow_keys: number;
@@ -34,27 +40,34 @@ export const GAPS_SQL = `select source, start_ms, prev_end from (
     where s.kind = 'live' and b.start_ms >= ? and b.start_ms < ?)
   where prev_end is not null and start_ms > prev_end`;
 
+/** Bounds of the rows and events a window covers: `--all` covers every one (also events after the last interval). */
+export function bounds(w: Window): [number, number] {
+  return w.all ? [-8.64e15, 8.64e15] : [w.fromMs, w.toMs];
+}
+
 export function coverage(db: Database.Database, w: Window): Coverage {
+  const [from, to] = bounds(w);
   const a = db
     .prepare(
       `select count(*) as intervals, coalesce(sum(end_ms - start_ms), 0) as covered_ms, min(start_ms) as first, max(end_ms) as last,
-              coalesce(sum(ring_packets), 0) as ring_packets, coalesce(sum(ring_drops), 0) as ring_drops,
+              count(ring_packets) as ring_intervals, coalesce(sum(ring_packets), 0) as ring_packets, coalesce(sum(ring_drops), 0) as ring_drops,
               coalesce(sum(coalesce(filter_ignored, 0) + coalesce(filter_not_accepted, 0) + ignored), 0) as filter_drops,
-              coalesce(sum(ip_overflow_keys), 0) as ip_overflow_keys, coalesce(sum(flow_overflow_keys), 0) as flow_overflow_keys
-       from batches where start_ms >= ? and start_ms < ?`,
+              coalesce(sum(ip_overflow_keys), 0) as ip_overflow_keys, coalesce(sum(flow_overflow_keys), 0) as flow_overflow_keys,
+              coalesce(sum(s.flows = 1), 0) as flow_intervals
+       from batches b join sessions s on s.id = b.session_id where start_ms >= ? and start_ms < ?`,
     )
-    .get(w.fromMs, w.toMs) as Omit<Coverage, 'gaps' | 'gap_ms' | 'lost_intervals' | 'unclean_shutdowns' | 'drop_pct'>;
+    .get(from, to) as Omit<Coverage, 'gaps' | 'gap_ms' | 'lost_intervals' | 'unclean_shutdowns' | 'drop_pct'>;
   const g = db
     .prepare(
       `select count(*) as gaps, coalesce(sum(start_ms - prev_end), 0) as gap_ms from (${GAPS_SQL})`,
     )
-    .get(w.fromMs, w.toMs) as { gaps: number; gap_ms: number };
+    .get(from, to) as { gaps: number; gap_ms: number };
   const e = db
     .prepare(
       `select coalesce(sum(kind = 'lost-interval'), 0) as lost, coalesce(sum(kind = 'unclean-shutdown'), 0) as unclean
        from events where coalesce(start_ms, at_ms) >= ? and coalesce(start_ms, at_ms) < ?`,
     )
-    .get(w.fromMs, w.toMs) as { lost: number; unclean: number };
+    .get(from, to) as { lost: number; unclean: number };
   const drop_pct = a.ring_packets > 0 ? (100 * a.ring_drops) / a.ring_packets : 0;
   return { ...a, gaps: g.gaps, gap_ms: g.gap_ms, lost_intervals: e.lost, unclean_shutdowns: e.unclean, drop_pct };
 }
@@ -63,12 +76,40 @@ export function coverage(db: Database.Database, w: Window): Coverage {
 export function completenessLine(c: Coverage, tz?: string): string {
   if (c.intervals === 0) return 'no intervals recorded in this window';
   const parts = [
-    `${grouped(c.intervals)} intervals ${formatTime(c.first!, tz)} to ${formatTime(c.last!, tz)}`,
-    `${c.gaps} gap${c.gaps === 1 ? '' : 's'}${c.gaps ? ` (${Math.round(c.gap_ms / 1000)} s)` : ''}`,
-    `${c.drop_pct.toFixed(2)}% dropped by the kernel`,
+    `${counted(c.intervals, 'interval')} ${formatTime(c.first!, tz)} to ${formatTime(c.last!, tz)}`,
+    `${counted(c.gaps, 'gap')}${c.gaps ? ` (${Math.round(c.gap_ms / 1000)} s)` : ''}`,
   ];
-  if (c.lost_intervals) parts.push(`${c.lost_intervals} intervals lost`);
-  if (c.filter_drops) parts.push(`${grouped(c.filter_drops)} frames filtered out`);
-  if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${grouped(c.ip_overflow_keys + c.flow_overflow_keys)} keys overflowed`);
+  // Replayed intervals have no kernel ring: no drop there to speak of.
+  if (c.ring_intervals > 0) {
+    parts.push(`${c.drop_pct.toFixed(2)}% dropped by the kernel${c.ring_intervals < c.intervals ? ` (in the ${counted(c.ring_intervals, 'live interval')})` : ''}`);
+  }
+  if (c.lost_intervals) parts.push(`${counted(c.lost_intervals, 'interval')} lost`);
+  if (c.filter_drops) parts.push(`${counted(c.filter_drops, 'frame')} filtered out`);
+  if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${counted(c.ip_overflow_keys + c.flow_overflow_keys, 'key')} overflowed`);
   return parts.join(', ');
+}
+
+/**
+ * What to say when a window holds no intervals: what the file covers and what to type.
+ * Undefined when it holds some.
+ */
+export function emptyWindowNote(db: Database.Database, c: Coverage, w: Window, tz?: string): string | undefined {
+  if (c.intervals > 0) return undefined;
+  const sp = span(db);
+  if (!sp) return 'the file holds no intervals yet (record into it with `traffic-counter record`)';
+  const range = (a: number, b: number) => `${formatTime(a, tz)} to ${formatTime(b, tz)}`;
+  return `no intervals in this window (${range(w.fromMs, w.toMs)}); the file covers ${range(sp.fromMs, sp.toMs)}; try --all`;
+}
+
+/**
+ * What to say when an answer needs flow rows (flows, --by flow, --proto, --port) and some or
+ * all of the window's intervals were recorded without --flows (sessions.flows). Undefined
+ * when every interval has them, or there is none.
+ */
+export function flowsNote(c: Coverage): string | undefined {
+  if (c.intervals === 0 || c.flow_intervals === c.intervals) return undefined;
+  if (c.flow_intervals === 0) {
+    return `the file was recorded without --flows in this window (none of its ${counted(c.intervals, 'interval')} has flow rows): flows, --by flow, --proto and --port need \`traffic-counter record --flows\``;
+  }
+  return `${grouped(c.intervals - c.flow_intervals)} of the window's ${counted(c.intervals, 'interval')} were recorded without --flows: their traffic is not in this answer`;
 }

@@ -44,7 +44,19 @@ export function render(format: Format, allCols: ColumnSpec[], rows: Record<strin
   return `${t.toString()}\n${footer ? `${footer}\n` : ''}`;
 }
 
-export function renderError(format: Format, message: string, code: string): { out?: string; err?: string } {
+/** An error: one JSON document on stdout in json mode, else one line on stderr (with `hint`, what to read next). */
+export function renderError(format: Format, message: string, code: string, hint = ''): { out?: string; err?: string } {
   if (format === 'json') return { out: `${toJson({ error: { message, code } })}\n` };
-  return { err: `tc-query: error: ${message}\n` };
+  return { err: `tc-query: error: ${message}${hint}\n` };
+}
+
+/** An answer: the document for stdout, and notes for stderr that explain it (an empty window, ...). */
+export interface Answer {
+  out: string;
+  notes: string[];
+}
+
+/** "1 interval", "2 intervals" (with thousands separators). */
+export function counted(n: number | bigint, word: string, plural = `${word}s`): string {
+  return `${n.toLocaleString('en-US')} ${Number(n) === 1 ? word : plural}`;
 }

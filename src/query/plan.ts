@@ -116,14 +116,40 @@ export function plan(db: Database.Database, family: Family, fromMs: number, toMs
   return out;
 }
 
-/** The recorded span of the log: [first interval start, last interval end), or null. */
+const DAY_MS = 86_400_000;
+
+/** Plans a window (see readRange); an empty window reads nothing. */
+export function planWindow(db: Database.Database, family: Family, w: Window, o: PlanOptions = {}): Segment[] {
+  const r = readRange(w);
+  return r.toMs > r.fromMs ? plan(db, family, r.fromMs, r.toMs, o) : [];
+}
+
+/**
+ * The recorded span of the file: [first interval start, last interval end), or null when it
+ * holds none. Where retention removed the oldest intervals' rows, the first bucket of the
+ * finest rollup that still holds them starts the span.
+ */
 export function span(db: Database.Database): { fromMs: number; toMs: number } | null {
   const r = db.prepare('select min(start_ms) as a, max(end_ms) as b from batches').get() as { a: number | null; b: number | null };
-  const rolled = db.prepare('select min(bucket_ms) from ip_1d').pluck().get() as number | null;
-  if (r.a === null && rolled === null) return null;
-  const from = Math.min(r.a ?? Infinity, rolled ?? Infinity);
-  const day = 86_400_000;
-  return { fromMs: Math.floor(from / day) * day, toMs: Math.ceil(Math.max(r.b ?? 0, (rolled ?? 0) + day) / day) * day };
+  let from = r.a ?? Infinity;
+  for (const table of ['ip_1m', 'ip_1h', 'ip_1d']) {
+    const first = db.prepare(`select min(bucket_ms) from ${table}`).pluck().get() as number | null;
+    // A bucket before the one holding the first interval left: rows older than the log.
+    if (first !== null && first < Math.floor(from / BUCKET_MS[table]) * BUCKET_MS[table]) from = first;
+  }
+  if (from === Infinity) return null;
+  const lastDay = db.prepare('select max(bucket_ms) from ip_1d').pluck().get() as number | null;
+  return { fromMs: from, toMs: r.b ?? lastDay! + DAY_MS };
+}
+
+/**
+ * The range to read for a window. `--all` reads whole days around the span: no row lies
+ * outside it, and whole days are read from the day rollup even where retention removed the
+ * finer rows an exact edge would need.
+ */
+export function readRange(w: Window): { fromMs: number; toMs: number } {
+  if (!w.all || w.toMs <= w.fromMs) return w;
+  return { fromMs: Math.floor(w.fromMs / DAY_MS) * DAY_MS, toMs: Math.ceil(w.toMs / DAY_MS) * DAY_MS };
 }
 
 export const BUCKET_MS: Record<string, number> = { ip_1m: 60_000, ip_1h: 3_600_000, ip_1d: 86_400_000, flow_1m: 60_000, flow_1h: 3_600_000 };

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { matchingIds, whereFor, type Filters } from './filters';
-import { BUCKET_MS, plan, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
+import { BUCKET_MS, planWindow, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
 
 export interface ReadRequest {
   db: string;
@@ -69,7 +69,7 @@ export function readAhead(sqlite: Database.Database, file: string, family: Famil
   const window = resolveWindow(sqlite, w);
   const match = matchingIds(sqlite, filters);
   const { where, params } = whereFor(family, match, filters);
-  const segments = window.toMs > window.fromMs ? plan(sqlite, family, window.fromMs, window.toMs) : [];
+  const segments = planWindow(sqlite, family, window);
   const [theirs, mine] = split(sqlite, segments);
   const req: ReadRequest = { db: file, family, segments: theirs, where, params };
   const rows = new Promise<SegmentRows>((resolve, reject) => {

@@ -1,15 +1,18 @@
-/** `tc-query series`: traffic per step (total, or of an address / CIDR), with a bar chart. */
+/**
+ * `tc-query series`: traffic per step (total, or of an address / CIDR), with a bar chart. Steps
+ * are aligned to multiples of the step in UTC, or with `--tz` follow that zone's calendar.
+ */
 import { Duck, querySql, BIGINT } from './duck';
 import { DbError, openReadOnly } from './db';
-import type { Window } from './window';
-import { render, type ColumnSpec, type Format } from './output';
-import { collectColumns, plan, seriesSql } from './plan';
+import { parseStep, SERIES_STEPS, stepText, type Window } from './window';
+import { counted, render, type Answer, type ColumnSpec, type Format } from './output';
+import { collectColumns, planWindow, seriesSql } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
-import { coverage, completenessLine } from './coverage';
+import { coverage, completenessLine, emptyWindowNote } from './coverage';
 import { resolveWindow } from './plan';
 import { duckParam } from './top';
 import type Database from 'better-sqlite3';
-import { formatTime } from './time';
+import { formatTime, localSteps } from './time';
 import { bitRate, bytes, si } from '../units';
 
 export interface SeriesOptions {
@@ -22,14 +25,54 @@ export interface SeriesOptions {
 }
 
 const BAR_WIDTH = 40;
-const MAX_STEPS = 100_000;
+/** Rows a series may have: a window and step past it are refused before anything is read. */
+export const MAX_STEPS = 100_000;
+
+/** Rows a step would make of the window (an upper bound: one more for a partial first step and local days). */
+function stepCount(w: Window, stepMs: number, tz?: string): number {
+  const first = Math.floor(w.fromMs / stepMs) * stepMs;
+  const n = Math.ceil((w.toMs - first) / stepMs);
+  return tz && tz !== 'UTC' ? n + Math.ceil((w.toMs - w.fromMs) / 86_400_000) + 1 : n;
+}
+
+/**
+ * The window's steps: their starts and the end of the last one, aligned to multiples of the
+ * step in UTC, or in the zone's calendar. Refuses a window and step that would make more than
+ * MAX_STEPS rows, naming a step that fits.
+ */
+export function stepBounds(w: Window, stepMs: number, tz?: string): number[] {
+  if (w.toMs <= w.fromMs) return [];
+  const n = stepCount(w, stepMs, tz);
+  if (n > MAX_STEPS) {
+    const fits = SERIES_STEPS.find((s) => parseStep(s) > stepMs && stepCount(w, parseStep(s), tz) <= MAX_STEPS);
+    const range = `${formatTime(w.fromMs, tz)} to ${formatTime(w.toMs, tz)}`;
+    throw new DbError(
+      `--step ${stepText(stepMs)} over ${range} would make ${counted(n, 'row')} (at most ${counted(MAX_STEPS, 'row')}): ${fits ? `use --step ${fits} (${counted(stepCount(w, parseStep(fits), tz), 'row')}) or ` : ''}narrow the window with --since/--until`,
+      'ERR_TC_USAGE',
+    );
+  }
+  if (tz && tz !== 'UTC') return localSteps(w.fromMs, w.toMs, stepMs, tz);
+  const out: number[] = [];
+  for (let s = Math.floor(w.fromMs / stepMs) * stepMs; ; s += stepMs) {
+    out.push(s);
+    if (s >= w.toMs) return out;
+  }
+}
+
+/** The largest duration every bound is a multiple of: rollup buckets of that size (or finer) fit the steps. */
+function alignment(bounds: number[], stepMs: number): number {
+  const gcd = (a: number, b: number): number => (b === 0 ? Math.abs(a) : gcd(b, a % b));
+  return bounds.reduce((g, b) => gcd(g, b), stepMs);
+}
 
 type SeriesRows = { columns: ArrayBufferView[]; count: number };
+
+const seriesKeys = (perAddress: boolean) => (perAddress ? ['start', 'end', 'packets', 'bytes', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['start', 'end', 'packets', 'bytes']);
 
 /** Reads series rows (t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) into typed columns. */
 function readSeries(sqlite: Database.Database, window: Window, stepMs: number, ids: number[] | undefined): SeriesRows {
   const w = whereFor('ip', ids, {}, 'sqlite');
-  const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, { stepMs }) : [];
+  const segments = planWindow(sqlite, 'ip', window, { stepMs });
   // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
   function* rows(): Generator<bigint[]> {
     for (const s of segments) yield* sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params) as Iterable<bigint[]>;
@@ -41,7 +84,7 @@ function readSeries(sqlite: Database.Database, window: Window, stepMs: number, i
 export async function loadSeries(sqlite: Database.Database, duck: Duck, window: Window, stepMs: number, ids: number[] | undefined, preRead?: SeriesRows): Promise<void> {
   if (duck.attached) {
     const w = whereFor('ip', ids, {}, 'duckdb');
-    const segments = window.toMs > window.fromMs ? plan(sqlite, 'ip', window.fromMs, window.toMs, { stepMs }) : [];
+    const segments = planWindow(sqlite, 'ip', window, { stepMs });
     await duck.conn.run('create table series_rows (t_ms BIGINT, tx_packets HUGEINT, tx_bytes HUGEINT, rx_packets HUGEINT, rx_bytes HUGEINT)');
     for (const s of segments) {
       await duck.conn.run(`insert into series_rows ${seriesSql(s, w.where, duck.attached)}`, [s.fromMs, s.toMs, ...w.params].map(duckParam));
@@ -52,7 +95,7 @@ export async function loadSeries(sqlite: Database.Database, duck: Duck, window: 
   await duck.loadColumns('series_rows', [big('t_ms'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], [preRead ?? readSeries(sqlite, window, stepMs, ids)]);
 }
 
-export async function series(o: SeriesOptions): Promise<string> {
+export async function series(o: SeriesOptions): Promise<Answer> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
@@ -60,24 +103,24 @@ export async function series(o: SeriesOptions): Promise<string> {
     // these rows go unused).
     const opened = await Duck.openAlongside(() => {
       const window = resolveWindow(sqlite, o.window);
-      const steps = Math.ceil((window.toMs - Math.floor(window.fromMs / o.stepMs) * o.stepMs) / o.stepMs);
-      if (steps > MAX_STEPS) {
-        throw new DbError(`the window has ${steps} steps of ${o.stepMs / 1000} s (at most ${MAX_STEPS}); choose a larger --step or a narrower window`, 'ERR_TC_USAGE');
-      }
+      const bounds = stepBounds(window, o.stepMs, o.tz);
+      const alignMs = alignment(bounds, o.stepMs);
       const ids = matchingIds(sqlite, o.filters);
-      return { window, ids, pre: readSeries(sqlite, window, o.stepMs, ids) };
+      return { window, bounds, alignMs, ids, pre: readSeries(sqlite, window, alignMs, ids) };
     });
     duck = opened.duck;
-    const { window, ids, pre } = opened.result;
+    const { window, bounds, alignMs, ids, pre } = opened.result;
     const perAddress = ids !== undefined;
+    const cov = coverage(sqlite, window);
+    const empty = emptyWindowNote(sqlite, cov, window, o.tz);
+    if (empty) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress).join(',')}\n` : '', notes: [empty] };
     await duck.attachSqlite(o.db);
-    await loadSeries(sqlite, duck, window, o.stepMs, ids, pre);
-    const result = await duck.rows(querySql('series'), {
-      from_ms: BigInt(window.fromMs),
-      to_ms: BigInt(window.toMs),
-      step_ms: BigInt(o.stepMs),
-      per_address: perAddress,
-    });
+    await loadSeries(sqlite, duck, window, alignMs, ids, pre);
+    const starts = BigInt64Array.from(bounds.slice(0, -1), BigInt);
+    const ends = BigInt64Array.from(bounds.slice(1), BigInt);
+    const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
+    await duck.loadColumns('steps', [big('start_ms'), big('end_ms')], [{ columns: [starts, ends], count: starts.length }]);
+    const result = await duck.rows(querySql('series'), { per_address: perAddress });
     const out = result.map((r) => {
       const row: Record<string, unknown> = {
         start: formatTime(Number(r.start_ms), o.format === 'json' || o.format === 'csv' ? undefined : o.tz),
@@ -88,29 +131,26 @@ export async function series(o: SeriesOptions): Promise<string> {
       if (perAddress) Object.assign(row, { tx_packets: r.tx_packets, tx_bytes: r.tx_bytes, rx_packets: r.rx_packets, rx_bytes: r.rx_bytes });
       return row;
     });
-    if (o.format !== 'table') {
-      const keys = perAddress ? ['start', 'end', 'packets', 'bytes', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['start', 'end', 'packets', 'bytes'];
-      return render(o.format, keys.map((key) => ({ key })), out);
-    }
+    if (o.format !== 'table') return { out: render(o.format, seriesKeys(perAddress).map((key) => ({ key })), out), notes: [] };
+    const footer = completenessLine(cov, o.tz);
+    // Nothing to chart: the completeness line says what the window holds.
+    if (!result.some((r) => Number(r.packets) > 0)) return { out: `${footer}\n`, notes: [] };
     const max = out.reduce((m, r) => (Number(r.bytes) > m ? Number(r.bytes) : m), 0);
-    const secs = o.stepMs / 1000;
-    for (const r of out) {
-      const n = max > 0 ? Math.round((Number(r.bytes) / max) * BAR_WIDTH) : 0;
-      r.chart = '█'.repeat(n) || (Number(r.bytes) > 0 ? '▏' : '');
-    }
+    result.forEach((r, i) => {
+      const n = max > 0 ? Math.round((Number(out[i].bytes) / max) * BAR_WIDTH) : 0;
+      out[i].chart = '█'.repeat(n) || (Number(out[i].bytes) > 0 ? '▏' : '');
+      // Steps of the local calendar differ in length (a daylight-saving day has 23 or 25 hours).
+      out[i].secs = (Number(r.end_ms) - Number(r.start_ms)) / 1000;
+    });
     const cols: ColumnSpec[] = [
       { key: 'start', align: 'left' },
       { key: 'bytes', human: (v) => bytes(v as bigint) },
       { key: 'packets', header: 'pkts', human: (v) => si(v as bigint) },
-      { key: 'bytes', header: 'bit/s', human: (v) => bitRate(v as bigint, secs) },
+      { key: 'rate', header: 'bit/s' },
       { key: 'chart', align: 'left', header: '' },
     ];
-    return render(
-      'table',
-      cols,
-      out,
-      completenessLine(coverage(sqlite, window), o.tz),
-    );
+    for (const r of out) r.rate = bitRate(r.bytes as bigint, r.secs as number);
+    return { out: render('table', cols, out, footer), notes: [] };
   } finally {
     duck?.close();
     sqlite.close();

@@ -1,9 +1,9 @@
 /** `tc-query status`: what the file covers and how complete it is. */
 import { openReadOnly } from './db';
 import type { Window } from './window';
-import { toJson, type Format } from './output';
+import { counted, toJson, type Format } from './output';
 import { resolveWindow } from './plan';
-import { coverage, GAPS_SQL } from './coverage';
+import { bounds, coverage, GAPS_SQL } from './coverage';
 import { formatTime } from './time';
 import { bytes, grouped } from '../units';
 
@@ -12,20 +12,21 @@ export async function status(o: { db: string; window: Window; format: Format; tz
   try {
     const w = resolveWindow(db, o.window);
     const c = coverage(db, w);
+    const [from, to] = bounds(w);
     const t = (ms: number | null) => (ms === null ? null : formatTime(ms, o.format === 'table' ? o.tz : undefined));
     const gaps = (
       db
         .prepare(
           `${GAPS_SQL} order by prev_end limit 1000`,
         )
-        .all(w.fromMs, w.toMs) as { source: string; prev_end: number; start_ms: number }[]
+        .all(from, to) as { source: string; prev_end: number; start_ms: number }[]
     ).map((g) => ({ source: g.source, from: t(g.prev_end), to: t(g.start_ms), seconds: (g.start_ms - g.prev_end) / 1000 }));
     const sessions = (
       db.prepare('select id, node_id, kind, source, interval_ms, flows, started_at, ended_at from sessions order by id').all() as {
         id: number; node_id: string; kind: string; source: string; interval_ms: number; flows: number; started_at: number; ended_at: number | null;
       }[]
     ).map((s) => ({ ...s, started_at: t(s.started_at), ended_at: t(s.ended_at), flows: s.flows === 1 }));
-    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(w.fromMs, w.toMs) as Record<string, number | string | null>[]).map((e) => ({
+    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(from, to) as Record<string, number | string | null>[]).map((e) => ({
       at: t(e.at_ms as number),
       kind: e.kind,
       start: t(e.start_ms as number | null),
@@ -64,15 +65,20 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
+    const SHOWN = 5;
+    const shown = sessions.slice(-SHOWN);
     const lines = [
       `file            ${o.db} (node ${result.node_id}, schema ${result.schema_version})`,
-      `covers          ${result.first ?? '-'} to ${result.last ?? '-'}, ${grouped(c.intervals)} intervals`,
+      `covers          ${result.first ?? '-'} to ${result.last ?? '-'}, ${counted(c.intervals, 'interval')}`,
       `gaps            ${c.gaps}${c.gaps ? ` (${Math.round(c.gap_ms / 1000)} s)` : ''}${gaps.slice(0, 10).map((g) => `\n                  ${g.source}: ${g.from} to ${g.to} (${g.seconds} s)`).join('')}`,
       `lost intervals  ${c.lost_intervals}; unclean shutdowns ${c.unclean_shutdowns}`,
-      `kernel          ${grouped(c.ring_packets)} packets, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)`,
-      `filter          ${grouped(c.filter_drops)} frames filtered out`,
-      `overflow        ~${grouped(c.ip_overflow_keys)} address keys, ~${grouped(c.flow_overflow_keys)} flow keys`,
-      `sessions        ${sessions.length}${sessions.slice(-5).map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
+      // Replayed intervals have no kernel ring, so no kernel counters.
+      c.ring_intervals > 0
+        ? `kernel          ${counted(c.ring_packets, 'packet')}, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)${c.ring_intervals < c.intervals ? ` in the ${counted(c.ring_intervals, 'live interval')}` : ''}`
+        : `kernel          no kernel counters (replayed captures only)`,
+      `filter          ${counted(c.filter_drops, 'frame')} filtered out`,
+      `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,
+      `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];
     return `${lines.join('\n')}\n`;

@@ -4,10 +4,10 @@ import type Database from 'better-sqlite3';
 import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from './duck';
 import { openReadOnly } from './db';
 import type { Window } from './window';
-import { render, type ColumnSpec, type Format } from './output';
-import { plan, readSegments, resolveWindow, windowParams, windowSql, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from './plan';
+import { counted, render, type Answer, type ColumnSpec, type Format } from './output';
+import { planWindow, readSegments, resolveWindow, windowParams, windowSql, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from './plan';
 import { matchingIds, whereFor, type Filters } from './filters';
-import { coverage, completenessLine } from './coverage';
+import { coverage, completenessLine, emptyWindowNote, flowsNote } from './coverage';
 import type { ReadAhead } from './prefetch';
 import { bitRate, bytes, si } from '../units';
 
@@ -48,7 +48,7 @@ export async function loadWindow(
   params: unknown[] = [],
   preRead?: ReadAhead,
 ): Promise<void> {
-  const segments = preRead ? preRead.mine : w.toMs <= w.fromMs ? [] : plan(sqlite, family, w.fromMs, w.toMs);
+  const segments = preRead ? preRead.mine : planWindow(sqlite, family, w);
   if (duck.attached && !preRead) {
     // DuckDB reads the attached file itself: the same segment SQL, run there.
     const cols =
@@ -101,7 +101,7 @@ export function duckParam(v: unknown): DuckDBValue {
   return typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : (v as DuckDBValue);
 }
 
-export async function top(o: TopOptions): Promise<string> {
+export async function top(o: TopOptions): Promise<Answer> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
@@ -120,7 +120,7 @@ export async function top(o: TopOptions): Promise<string> {
 }
 
 /** The top answer over an open database and DuckDB session (rows moved in, or read by DuckDB). */
-export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): Promise<string> {
+export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): Promise<Answer> {
   {
     const pre = o.prefetched && !duck.attached ? o.prefetched : undefined;
     const dialect = duck.attached ? 'duckdb' : 'sqlite';
@@ -143,14 +143,24 @@ export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOpt
     await loadAddresses(sqlite, duck, ids, o.by === 'flow' ? 'flow' : 'ip');
     const sqlName = { ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by];
     const rows = await duck.rows(querySql(sqlName), { limit: o.limit === 0 ? null : o.limit });
-    const cov = o.format === 'table' ? coverage(sqlite, window) : undefined;
+    const cov = coverage(sqlite, window);
+    const empty = emptyWindowNote(sqlite, cov, window, o.tz);
+    const noFlows = o.by === 'flow' || l4 ? flowsNote(cov) : undefined;
+    const notes = [empty, noFlows].filter((n): n is string => n !== undefined);
+    // No table where there is nothing to show: the notes say why.
+    if (o.format === 'table' && (empty || (noFlows && cov.flow_intervals === 0))) return { out: '', notes };
     // Average rates over the time the recorded intervals cover.
-    const secs = (cov?.covered_ms ?? 0) / 1000;
+    const secs = cov.covered_ms / 1000;
     const rates: ColumnSpec[] = [
       { key: 'bytes', header: 'avg bit/s', human: (v) => bitRate(v as bigint, secs), tableOnly: true },
       { key: 'packets', header: 'avg pkt/s', human: (v) => si(Number(v) / Math.max(secs, 1e-9)), tableOnly: true },
     ];
     const cols = [...(o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS), ...rates];
-    return render(o.format, cols, rows, cov ? completenessLine(cov, o.tz) : undefined);
+    if (o.format !== 'table') return { out: render(o.format, cols, rows), notes };
+    const footer = [completenessLine(cov, o.tz)];
+    const total = rows.length > 0 ? Number(rows[0].total_rows) : 0;
+    if (total > rows.length) footer.unshift(`${rows.length} of ${counted(total, o.by === 'flow' ? 'flow' : 'address', o.by === 'flow' ? 'flows' : 'addresses')} (--limit 0 for all)`);
+    if (rows.length === 0) return { out: `${footer.join('\n')}\n`, notes };
+    return { out: render('table', cols, rows, footer.join('\n')), notes };
   }
 }

@@ -15,7 +15,8 @@ export interface Window {
 /** Parses one edge; `now` is fixed once per command so both edges agree. */
 export function parseTime(v: string, now: number): number {
   const s = v.trim();
-  if (/^\d{9,12}(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1000);
+  // Digits alone are epoch seconds, whatever their number: `--since 0` is 1970-01-01.
+  if (/^\d+(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1000);
   if (/^\d+(\.\d+)?\s*[a-z]+$/i.test(s)) {
     const d = ms(s.replace(/\s+/g, '') as ms.StringValue);
     if (typeof d === 'number' && Number.isFinite(d) && d >= 0) return now - d;
@@ -27,6 +28,24 @@ export function parseTime(v: string, now: number): number {
     if (Number.isFinite(t)) return t;
   }
   throw new InvalidArgumentError(`${JSON.stringify(v)} is not a duration (30s, 15m, 1h, 7d), an ISO-8601 time or epoch seconds`);
+}
+
+/** Steps offered by `series --step` (any whole number of seconds works). */
+export const SERIES_STEPS = ['30s', '1m', '5m', '15m', '1h', '1d'];
+
+/** `--step`: a duration of whole seconds, in ms. */
+export function parseStep(v: string): number {
+  const d = /^\d+$/.test(v.trim()) ? Number(v) * 1000 : ms(v.trim() as ms.StringValue);
+  if (typeof d !== 'number' || !Number.isFinite(d) || d < 1000 || d % 1000 !== 0) {
+    throw new InvalidArgumentError(`${JSON.stringify(v)} is not a whole number of seconds (${SERIES_STEPS.join(', ')}, or any whole number of seconds)`);
+  }
+  return d;
+}
+
+/** A step as the user would type it: `1d`, `6h`, `15m`, `90s`. */
+export function stepText(stepMs: number): string {
+  for (const [unit, len] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) if (stepMs % len === 0) return `${stepMs / len}${unit}`;
+  return `${stepMs / 1000}s`;
 }
 
 export function makeWindow(o: { since?: string; until?: string; all?: boolean }, now = Date.now(), defaultSince = '1h'): Window {

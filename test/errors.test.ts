@@ -1,0 +1,89 @@
+/**
+ * tc-query's edges, through the built CLI: every error is one line on stderr (or one JSON
+ * document in json mode) and exit 1; usage errors name the help to read; --version; no
+ * arguments; a reader that stops early.
+ */
+import { before, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pcapsDir, query, queryJson, QUERY, recordGenerated, recorder, ROOT, tmp } from './helpers';
+
+let db = '';
+
+before(() => {
+  db = path.join(tmp(), 'e.db');
+  const r = recorder(['record', '--pcap', path.join(pcapsDir(), 'zeek_smtp.pcap'), '--db', db, '--quiet']);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+const MISTAKES: { args: string[]; message: RegExp; help: string }[] = [
+  { args: ['top', '--since', 'yesterday'], message: /^"yesterday" is not a duration \(30s, 15m, 1h, 7d\), an ISO-8601 time or epoch seconds/, help: 'top' },
+  { args: ['top', '--since', '1h', '--until', '2h'], message: /^--until must be later than --since/, help: 'top' },
+  { args: ['series', '--since', '1h', '--all'], message: /^--all cannot be combined with --since\/--until/, help: 'series' },
+  { args: ['top', '--ip', '10.10.1.4', '--cidr', '10.0.0.0/8'], message: /^give --ip or --cidr, not both/, help: 'top' },
+  { args: ['series', '--step', '500ms'], message: /"500ms" is not a whole number of seconds \(30s, 1m, 5m, 15m, 1h, 1d, or any whole number of seconds\)/, help: 'series' },
+  { args: ['top', '--bogus'], message: /^unknown option '--bogus'/, help: 'top' },
+  { args: ['status', '--tz', 'Mars/Olympus'], message: /--tz "Mars\/Olympus" is not a time zone/, help: 'status' },
+];
+
+test('every first mistake: one line on stderr in table and csv, one JSON document in json, exit 1', () => {
+  for (const m of MISTAKES) {
+    for (const format of ['table', 'csv', 'json']) {
+      const r = query(['--db', db, ...m.args, '--format', format]);
+      const what = `${m.args.join(' ')} --format ${format}`;
+      assert.equal(r.status, 1, what);
+      if (format === 'json') {
+        assert.equal(r.stderr, '', what);
+        const doc = JSON.parse(r.stdout) as { error: { message: string; code: string } };
+        assert.deepEqual(Object.keys(doc), ['error'], what);
+        assert.match(doc.error.message, m.message, what);
+        assert.equal(doc.error.code, 'ERR_TC_USAGE', what);
+      } else {
+        assert.equal(r.stdout, '', what);
+        const lines = r.stderr.split('\n');
+        assert.equal(lines.length, 2, `one line: ${what}: ${r.stderr}`);
+        assert.equal(lines[1], '');
+        const m2 = /^tc-query: error: (.*); see `tc-query (\w+) --help`$/.exec(lines[0]);
+        assert.ok(m2, `${what}: ${lines[0]}`);
+        assert.match(m2[1], m.message, what);
+        assert.equal(m2[2], m.help, what);
+        assert.doesNotMatch(r.stderr, /Usage:/, `no whole help: ${what}`);
+      }
+    }
+  }
+});
+
+test('--since 0 is epoch seconds (1970-01-01): the whole file', () => {
+  const all = queryJson(['--db', db, 'top', '--all', '--limit', '0']);
+  assert.ok(all.length > 0);
+  assert.deepEqual(queryJson(['--db', db, 'top', '--since', '0', '--limit', '0']), all);
+});
+
+test('--version prints the package version; no arguments prints help on stderr and exits 1', () => {
+  const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const v = query(['--version']);
+  assert.equal(v.status, 0);
+  assert.equal(v.stdout, `${version}\n`);
+  const none = query([]);
+  assert.equal(none.status, 1);
+  assert.equal(none.stdout, '');
+  assert.match(none.stderr, /^Usage: tc-query \[options\] \[command\]/);
+});
+
+test('a reader that closes the pipe early (| head -1): tc-query ends quietly', async () => {
+  const file = recordGenerated({ packets: 20_000, hosts: 50, flows: 100, seconds: 40_000 }, 10);
+  const child = spawn(process.execPath, [QUERY, '--db', file, 'series', '--since', '1790000000', '--until', '1790040000', '--step', '1s', '--format', 'csv'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  let first = '';
+  child.stdout.once('data', (d: Buffer) => {
+    first = d.toString().split('\n')[0];
+    child.stdout.destroy();
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  assert.equal(first, 'start,end,packets,bytes');
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
+});
