@@ -3,6 +3,8 @@
 //! Only the outermost IP header counts. Bytes are the IP length field (IPv4 Total Length,
 //! IPv6 Payload Length + 40), never the frame length. Nothing is reassembled.
 
+use crate::filter::consts;
+
 /// pcap link types (https://www.tcpdump.org/linktypes.html) understood by [`parse_frame`].
 pub mod linktype {
     pub const NULL: u32 = 0;
@@ -104,12 +106,11 @@ const ETH_P_MPLS_UC: u16 = 0x8847;
 const ETH_P_MPLS_MC: u16 = 0x8848;
 /// PPPoE session stage (RFC 2516 section 5.4); discovery (0x8863) is not IP.
 const ETH_P_PPP_SES: u16 = 0x8864;
-/// PPPoE header (version/type, code, session id, length) and the 2-byte PPP protocol after it.
-const PPPOE_HLEN: usize = 8;
-/// PPP protocol numbers of IPv4 and IPv6 datagrams (RFC 1332, RFC 5072); control protocols
-/// (LCP 0xc021, IPCP 0x8021, IPV6CP 0x8057, ...) are not IP.
-const PPP_IP: u16 = 0x0021;
-const PPP_IPV6: u16 = 0x0057;
+// The PPPoE session header's length and the PPP protocols of IP, from ebpf/tc_filter.h: the
+// kernel filter walks the same header.
+const PPPOE_SES_HLEN: usize = consts::PPPOE_SES_HLEN as usize;
+const PPP_IP: u16 = consts::PPP_IP as u16;
+const PPP_IPV6: u16 = consts::PPP_IPV6 as u16;
 
 /// Outer-header walks (VLAN tags, MPLS labels, pseudowires) stop after this many steps, so a
 /// crafted frame cannot make parsing loop long.
@@ -216,11 +217,11 @@ fn ethertype(mut et: u16, mut p: &[u8], mut depth: usize) -> Parsed {
                 p = &p[4..];
             }
             ETH_P_PPP_SES => {
-                if p.len() < PPPOE_HLEN {
+                if p.len() < PPPOE_SES_HLEN {
                     return Parsed::NonIp;
                 }
-                let q = &p[PPPOE_HLEN..];
-                return match be16(p, 6) {
+                let q = &p[PPPOE_SES_HLEN..];
+                return match be16(p, PPPOE_SES_HLEN - 2) {
                     PPP_IP => ip(4, q),
                     PPP_IPV6 => ip(6, q),
                     _ => Parsed::NonIp,
