@@ -9,6 +9,7 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { exited, needRoot, queryJson, RECORDER, recorder, ROOT, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
@@ -86,7 +87,7 @@ function sums(db: string): Record<string, number | null> {
     return d
       .prepare(
         `select sum(frames) as frames, sum(ip_packets) as ip_packets, sum(non_ip) as non_ip, sum(ip_header_incomplete) as ip_header_incomplete,
-                sum(filter_passed) as filter_passed, sum(filter_non_ip) as filter_non_ip, sum(ring_drops) as ring_drops from batches`,
+                sum(filter_passed) as filter_passed, sum(filter_non_ip) as filter_non_ip, sum(filter_ignored) as filter_ignored, sum(ring_drops) as ring_drops from batches`,
       )
       .get() as Record<string, number | null>;
   } finally {
@@ -136,24 +137,29 @@ describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pai
     spawnSync('ip', ['netns', 'del', B]);
   });
 
+  /** Records pp-b while the sender floods MIX from pp-a; returns the database. */
+  async function recordFlood(extra: string[]): Promise<string> {
+    const db = path.join(tmp(), 'live.db');
+    const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...extra]);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    await waitForStderr(child, /recording pp-b/);
+    if (!extra.includes('--no-ebpf')) assert.match(stderr, /eBPF filter attached to 2 socket\(s\)/);
+    const input = MIX.map((m) => `${m.count} ${m.frame.toString('hex')}`).join('\n');
+    const send = spawnSync('ip', ['netns', 'exec', A, 'python3', SENDER, 'pp-a', '20'], { input, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(send.status, 0, send.stderr);
+    assert.equal(Number(send.stdout), IP_PACKETS + NON_IP, 'all frames sent within the time bound');
+    await sleep(300);
+    child.kill('SIGINT');
+    assert.equal(await exited(child, 5000), 0, stderr);
+    return db;
+  }
+
   for (const ebpf of [true, false]) {
     test(`exact per-address and per-flow counts ${ebpf ? 'through the eBPF filter' : 'with --no-ebpf'}; the non-IP frames counted once`, async (t: TestContext) => {
       if (!needRoot(t)) return;
       assert.ok(ready, 'namespaces set up');
-      const db = path.join(tmp(), 'live.db');
-      const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...(ebpf ? [] : ['--no-ebpf'])]);
-      let stderr = '';
-      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      await waitForStderr(child, /recording pp-b/);
-      if (ebpf) assert.match(stderr, /eBPF filter attached to 2 socket\(s\)/);
-      const input = MIX.map((m) => `${m.count} ${m.frame.toString('hex')}`).join('\n');
-      const send = spawnSync('ip', ['netns', 'exec', A, 'python3', SENDER, 'pp-a', '20'], { input, encoding: 'utf8', timeout: 30_000 });
-      assert.equal(send.status, 0, send.stderr);
-      assert.equal(Number(send.stdout), IP_PACKETS + NON_IP, 'all frames sent within the time bound');
-      await sleep(300);
-      child.kill('SIGINT');
-      assert.equal(await exited(child, 5000), 0, stderr);
-
+      const db = await recordFlood(ebpf ? [] : ['--no-ebpf']);
       assert.deepEqual(ipTable(db), EXPECTED);
       assertFlows(db);
       const s = sums(db);
@@ -167,4 +173,17 @@ describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pai
       }
     });
   }
+
+  test('--ignore-file: the eBPF filter finds an address behind a 0x9100 tag and PPPoE and drops it as ignored', async (t: TestContext) => {
+    if (!needRoot(t)) return;
+    assert.ok(ready, 'namespaces set up');
+    const ignore = path.join(tmp(), 'ignore.txt');
+    writeFileSync(ignore, `${S4_9100}/32\n${BAD_SRC}/32\n`);
+    const db = await recordFlood(['--ignore-file', ignore]);
+    const { [S4_9100]: _ignored, ...rest } = EXPECTED;
+    assert.deepEqual(ipTable(db), { ...rest, [D4]: ip(0, 0, 1300, 1000 * 328 + 300 * 128) });
+    const s = sums(db);
+    // The unusable headers from an ignored source are still non-IP, not ignored (as in userspace).
+    assert.deepEqual([s.filter_ignored, s.filter_non_ip, s.filter_passed, s.ring_drops], [200, NON_IP, IP_PACKETS - 200, 0]);
+  });
 });
