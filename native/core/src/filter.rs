@@ -184,6 +184,7 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::tests::{eth, pppoe};
     use crate::rules::parse_cidr_text;
     use std::os::fd::{AsFd, AsRawFd};
 
@@ -247,13 +248,6 @@ mod tests {
         attr.retval
     }
 
-    fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&et.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-
     fn ipv4(total: u16, src: [u8; 4]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
         p[2..4].copy_from_slice(&total.to_be_bytes());
@@ -268,21 +262,6 @@ mod tests {
         p.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
         p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0]);
         p
-    }
-
-    /// PPPoE session frame with PPP protocol `ppp` behind VLAN tags with these TPIDs.
-    fn pppoe(tags: &[u16], ppp: u16, payload: &[u8]) -> Vec<u8> {
-        let mut body = Vec::new();
-        let mut next = tags.iter().skip(1).copied().chain([0x8864]);
-        for _ in tags {
-            body.extend_from_slice(&[0, 7]);
-            body.extend_from_slice(&next.next().unwrap().to_be_bytes());
-        }
-        body.extend_from_slice(&[0x11, 0x00, 0x12, 0x34]);
-        body.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
-        body.extend_from_slice(&ppp.to_be_bytes());
-        body.extend_from_slice(payload);
-        eth(tags.first().copied().unwrap_or(0x8864), &body)
     }
 
     #[test]

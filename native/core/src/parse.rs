@@ -371,7 +371,7 @@ pub fn ip(version: u8, p: &[u8]) -> Parsed {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn ipv4_udp(total: u16, frag: u16, sport: u16, dport: u16) -> Vec<u8> {
@@ -384,7 +384,7 @@ mod tests {
         p
     }
 
-    fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&et.to_be_bytes());
         f.extend_from_slice(payload);
@@ -445,7 +445,7 @@ mod tests {
     }
 
     /// An Ethernet frame of PPPoE session 0x1234 carrying PPP protocol `ppp` behind VLAN tags with these TPIDs.
-    fn pppoe(tags: &[u16], ppp: u16, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn pppoe(tags: &[u16], ppp: u16, payload: &[u8]) -> Vec<u8> {
         let mut body = Vec::new();
         let mut next = tags.iter().skip(1).copied().chain([0x8864]);
         for _ in tags {
