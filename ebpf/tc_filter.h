@@ -17,6 +17,13 @@
 /* Most VLAN tags (802.1Q / 802.1ad / QinQ) walked before giving up. */
 #define TC_MAX_VLAN_TAGS 4
 
+/* PPPoE session stage (RFC 2516 section 5.4, ethertype 0x8864): the 6-byte PPPoE header and the
+ * 2-byte PPP protocol after it, which names IPv4 (RFC 1332) or IPv6 (RFC 5072); every other PPP
+ * protocol (LCP 0xc021, IPCP 0x8021, ...) is control traffic, not IP. */
+#define TC_PPPOE_SES_HLEN 8
+#define TC_PPP_IP 0x0021
+#define TC_PPP_IPV6 0x0057
+
 /* Most CIDRs per LPM-trie map. */
 #define TC_MAX_CIDRS 65536
 

@@ -37,7 +37,11 @@ fn main() {
     for line in std::fs::read_to_string(&hdr).unwrap().lines() {
         let mut it = line.split_whitespace();
         if let (Some("#define"), Some(name), Some(val)) = (it.next(), it.next(), it.next()) {
-            if let (Some(n), Ok(v)) = (name.strip_prefix("TC_"), val.parse::<u32>()) {
+            let v = match val.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16),
+                None => val.parse::<u32>(),
+            };
+            if let (Some(n), Ok(v)) = (name.strip_prefix("TC_"), v) {
                 consts.push_str(&format!("pub const {n}: u32 = {v};\n"));
             }
         }

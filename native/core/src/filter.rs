@@ -180,3 +180,153 @@ impl Filter {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::tests::{eth, pppoe};
+    use crate::rules::parse_cidr_text;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    /// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), for BPF_PROG_TEST_RUN.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestRunAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        _pad: u32,
+    }
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+    /// Loading the filter needs CAP_BPF: without root the test says so and passes, except under
+    /// CI=true, where every privileged test must run.
+    fn privileged(name: &str) -> bool {
+        if unsafe { libc::geteuid() } == 0 {
+            return true;
+        }
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{name} needs root (bpf()) and cannot be skipped under CI=true");
+        eprintln!("skipped {name}: needs root (bpf())");
+        false
+    }
+
+    /// Runs the loaded program once on `frame` in the kernel and returns its verdict: the bytes
+    /// kept, 0 = dropped. bpf_prog_test_run_skb() (net/bpf/test_run.c) runs a socket filter with
+    /// skb->data after an Ethernet header it pulls off the input (eth_type_trans), so a dummy one
+    /// goes in front: the program then sees `frame` from its first byte, as on an AF_PACKET
+    /// SOCK_RAW socket, where skb->data is the MAC header.
+    fn run(f: &mut Filter, frame: &[u8]) -> u32 {
+        let prog: &mut SocketFilter = f.ebpf.program_mut("tc_filter").unwrap().try_into().unwrap();
+        let fd = prog.fd().unwrap().as_fd().as_raw_fd();
+        let mut data = vec![0u8; 12];
+        data.extend_from_slice(&0x88B5u16.to_be_bytes());
+        data.extend_from_slice(frame);
+        let mut out = vec![0u8; data.len() + 256];
+        let mut attr = TestRunAttr {
+            prog_fd: fd as u32,
+            data_size_in: data.len() as u32,
+            data_size_out: out.len() as u32,
+            data_in: data.as_ptr() as u64,
+            data_out: out.as_mut_ptr() as u64,
+            repeat: 1,
+            ..Default::default()
+        };
+        let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>()) };
+        assert_eq!(r, 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
+        attr.retval
+    }
+
+    fn ipv4(total: u16, src: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&[10, 0, 0, 2, 0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0]);
+        p
+    }
+
+    fn ipv6(src_last: u8) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        p.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, src_last]);
+        p.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0]);
+        p
+    }
+
+    #[test]
+    fn the_kernel_filter_passes_ip_in_pppoe_sessions_behind_any_tpid_and_applies_the_rules_to_it() {
+        if !privileged("the_kernel_filter_passes_ip_in_pppoe_sessions") {
+            return;
+        }
+        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false).unwrap();
+        let keep = consts::DEFAULT_SNAPLEN;
+        let tagged: [&[u16]; 5] = [&[], &[0x8100], &[0x88A8, 0x8100], &[0x9100], &[0x9100, 0x9100, 0x8100, 0x8100]];
+        for tags in tagged {
+            assert_eq!(run(&mut f, &pppoe(tags, 0x0021, &ipv4(28, [10, 0, 0, 1]))), keep, "IPv4 in PPPoE behind {tags:x?}");
+            assert_eq!(run(&mut f, &pppoe(tags, 0x0057, &ipv6(1))), keep, "IPv6 in PPPoE behind {tags:x?}");
+        }
+        assert_eq!(f.counters_delta().passed, 10);
+        // Discovery, LCP, IPCP, a session header cut short: non-IP, dropped and counted once.
+        assert_eq!(run(&mut f, &eth(0x8863, &[0x11, 0x09, 0, 0, 0, 4, 1, 1, 0, 0])), 0);
+        assert_eq!(run(&mut f, &pppoe(&[0x8100], 0xc021, &[9, 1, 0, 8, 0, 0, 0, 0])), 0);
+        assert_eq!(run(&mut f, &pppoe(&[], 0x8021, &[1, 1, 0, 4])), 0);
+        assert_eq!(run(&mut f, &eth(0x8864, &[0x11, 0, 0x12, 0x34, 0, 2, 0])), 0);
+        let c = f.counters_delta();
+        assert_eq!((c.passed, c.non_ip, c.ignored), (0, 4, 0));
+        // The CIDR rules judge the addresses behind PPPoE.
+        let ignore = parse_cidr_text("test", "10.0.0.1/32\nfd77::1/128\n").unwrap();
+        f.set_rules(&ignore, None).unwrap();
+        assert_eq!(run(&mut f, &pppoe(&[0x8100], 0x0021, &ipv4(28, [10, 0, 0, 1]))), 0);
+        assert_eq!(run(&mut f, &pppoe(&[], 0x0057, &ipv6(1))), 0);
+        assert_eq!(run(&mut f, &pppoe(&[0x9100], 0x0021, &ipv4(28, [10, 0, 0, 3]))), keep);
+        let c = f.counters_delta();
+        assert_eq!((c.passed, c.non_ip, c.ignored), (1, 0, 2));
+    }
+
+    #[test]
+    fn the_kernel_filter_counts_an_unusable_ipv4_header_as_non_ip_before_any_rule() {
+        if !privileged("the_kernel_filter_counts_an_unusable_ipv4_header_as_non_ip") {
+            return;
+        }
+        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false).unwrap();
+        // An ignore rule on the sender: an unusable header is non-IP, not "ignored", as in userspace.
+        let ignore = parse_cidr_text("test", "10.0.0.1/32\n").unwrap();
+        f.set_rules(&ignore, None).unwrap();
+        let src = [10, 0, 0, 9];
+        for (what, frame, kept) in [
+            ("Total Length 12 < IHL x 4", eth(0x0800, &ipv4(12, src)), false),
+            ("Total Length 12 behind PPPoE", pppoe(&[], 0x0021, &ipv4(12, src)), false),
+            ("Total Length 0 (TSO)", eth(0x0800, &ipv4(0, src)), true),
+            ("Total Length 20", eth(0x0800, &ipv4(20, src)), true),
+        ] {
+            assert_eq!(run(&mut f, &frame) != 0, kept, "{what}");
+        }
+        let mut bad = ipv4(28, src);
+        bad[0] = 0x44; // IHL 4
+        assert_eq!(run(&mut f, &eth(0x0800, &bad)), 0);
+        bad[0] = 0x65; // version 6 behind the IPv4 ethertype
+        assert_eq!(run(&mut f, &eth(0x0800, &bad)), 0);
+        let mut bad6 = ipv6(5);
+        bad6[0] = 0x40;
+        assert_eq!(run(&mut f, &eth(0x86DD, &bad6)), 0);
+        // A header cut short is passed: userspace counts it as ip_header_incomplete.
+        assert_ne!(run(&mut f, &eth(0x0800, &ipv4(12, [10, 0, 0, 1])[..12])), 0);
+        let c = f.counters_delta();
+        assert_eq!((c.passed, c.non_ip, c.ignored), (3, 5, 0));
+        let unusable = ipv4(12, [10, 0, 0, 1]);
+        assert_eq!(run(&mut f, &eth(0x0800, &unusable)), 0);
+        let c = f.counters_delta();
+        assert_eq!((c.non_ip, c.ignored), (1, 0), "an ignored address in an unusable header is non-IP");
+    }
+}

@@ -3,6 +3,8 @@
 //! Only the outermost IP header counts. Bytes are the IP length field (IPv4 Total Length,
 //! IPv6 Payload Length + 40), never the frame length. Nothing is reassembled.
 
+use crate::filter::consts;
+
 /// pcap link types (https://www.tcpdump.org/linktypes.html) understood by [`parse_frame`].
 pub mod linktype {
     pub const NULL: u32 = 0;
@@ -86,7 +88,9 @@ pub struct IpPacket {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Parsed {
     Ip(IpPacket),
-    /// ARP, STP, LLDP, IPX, ... or a frame too short to reach an IP header.
+    /// ARP, STP, LLDP, IPX, PPPoE discovery, PPP control, ..., a frame too short to reach an IP
+    /// header, or an IP header captured whole but unusable (MANIFEST rule 3: a bad version, an
+    /// IPv4 IHL below 5, an IPv4 Total Length other than 0 below the header's own length).
     NonIp,
     /// An IP header starts but its fixed part (20 / 40 bytes) is cut short by the snap length.
     IpHeaderIncomplete,
@@ -100,6 +104,13 @@ const ETH_P_QINQ1: u16 = 0x9100;
 const ETH_P_QINQ2: u16 = 0x9200;
 const ETH_P_MPLS_UC: u16 = 0x8847;
 const ETH_P_MPLS_MC: u16 = 0x8848;
+/// PPPoE session stage (RFC 2516 section 5.4); discovery (0x8863) is not IP.
+const ETH_P_PPP_SES: u16 = 0x8864;
+// The PPPoE session header's length and the PPP protocols of IP, from ebpf/tc_filter.h: the
+// kernel filter walks the same header.
+const PPPOE_SES_HLEN: usize = consts::PPPOE_SES_HLEN as usize;
+const PPP_IP: u16 = consts::PPP_IP as u16;
+const PPP_IPV6: u16 = consts::PPP_IPV6 as u16;
 
 /// Outer-header walks (VLAN tags, MPLS labels, pseudowires) stop after this many steps, so a
 /// crafted frame cannot make parsing loop long.
@@ -205,6 +216,17 @@ fn ethertype(mut et: u16, mut p: &[u8], mut depth: usize) -> Parsed {
                 et = be16(p, 2);
                 p = &p[4..];
             }
+            ETH_P_PPP_SES => {
+                if p.len() < PPPOE_SES_HLEN {
+                    return Parsed::NonIp;
+                }
+                let q = &p[PPPOE_SES_HLEN..];
+                return match be16(p, PPPOE_SES_HLEN - 2) {
+                    PPP_IP => ip(4, q),
+                    PPP_IPV6 => ip(6, q),
+                    _ => Parsed::NonIp,
+                };
+            }
             ETH_P_MPLS_UC | ETH_P_MPLS_MC => {
                 // Pop labels to the bottom of the stack (S bit), then look at what follows.
                 loop {
@@ -261,11 +283,13 @@ pub fn ip(version: u8, p: &[u8]) -> Parsed {
         if p.len() < 20 {
             return Parsed::IpHeaderIncomplete;
         }
-        if p[0] >> 4 != 4 || (p[0] & 15) < 5 {
-            return Parsed::IpHeaderIncomplete;
-        }
         let ihl = ((p[0] & 15) as usize) * 4;
         let total = be16(p, 2);
+        // Captured whole but unusable: tshark reports no addresses (rule 3). Total Length 0 is
+        // a TSO/GSO frame and stays an IP packet of 0 bytes (rule 4).
+        if p[0] >> 4 != 4 || ihl < 20 || (total != 0 && (total as usize) < ihl) {
+            return Parsed::NonIp;
+        }
         let fl = be16(p, 6);
         let offset = fl & 0x1FFF;
         let mf = (fl >> 13) & 1;
@@ -292,7 +316,7 @@ pub fn ip(version: u8, p: &[u8]) -> Parsed {
         return Parsed::IpHeaderIncomplete;
     }
     if p[0] >> 4 != 6 {
-        return Parsed::IpHeaderIncomplete;
+        return Parsed::NonIp;
     }
     let plen = be16(p, 4);
     let mut nxt = p[6];
@@ -347,7 +371,7 @@ pub fn ip(version: u8, p: &[u8]) -> Parsed {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn ipv4_udp(total: u16, frag: u16, sport: u16, dport: u16) -> Vec<u8> {
@@ -360,7 +384,7 @@ mod tests {
         p
     }
 
-    fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&et.to_be_bytes());
         f.extend_from_slice(payload);
@@ -388,6 +412,83 @@ mod tests {
     fn tso_zero_length() {
         let i = unwrap_ip(parse_frame(linktype::ETHERNET, &eth(0x0800, &ipv4_udp(0, 0, 1, 2))));
         assert_eq!(i.bytes, 0);
+    }
+
+    #[test]
+    fn an_ipv4_total_length_below_its_header_length_is_not_ip() {
+        // Total Length 12 with IHL 5 (20 bytes): tshark reports no addresses (rule 3).
+        assert_eq!(parse_frame(linktype::ETHERNET, &eth(0x0800, &ipv4_udp(12, 0, 1, 2))), Some(Parsed::NonIp));
+        assert_eq!(parse_frame(linktype::RAW, &ipv4_udp(19, 0, 1, 2)), Some(Parsed::NonIp));
+        // IHL 6 (24 bytes): 23 is below it, 24 is a packet of 24 bytes.
+        let mut p = ipv4_udp(23, 0, 1, 2);
+        p[0] = 0x46;
+        assert_eq!(parse_frame(linktype::RAW, &p), Some(Parsed::NonIp));
+        p[2..4].copy_from_slice(&24u16.to_be_bytes());
+        assert_eq!(unwrap_ip(parse_frame(linktype::RAW, &p)).bytes, 24);
+        // The smallest real packet: a bare 20-byte header.
+        assert_eq!(unwrap_ip(parse_frame(linktype::RAW, &ipv4_udp(20, 0, 1, 2))).bytes, 20);
+    }
+
+    #[test]
+    fn a_whole_header_with_a_bad_version_or_ihl_is_non_ip_not_incomplete() {
+        let mut p = ipv4_udp(28, 0, 1, 2);
+        p[0] = 0x44; // IHL 4
+        assert_eq!(parse_frame(linktype::ETHERNET, &eth(0x0800, &p)), Some(Parsed::NonIp));
+        p[0] = 0x65; // version 6 behind an IPv4 ethertype
+        assert_eq!(parse_frame(linktype::ETHERNET, &eth(0x0800, &p)), Some(Parsed::NonIp));
+        assert_eq!(parse_frame(linktype::IPV4, &p), Some(Parsed::NonIp));
+        let mut q = ipv6(17, 8, &[0; 8]);
+        q[0] = 0x40; // version 4 behind an IPv6 ethertype
+        assert_eq!(parse_frame(linktype::ETHERNET, &eth(0x86DD, &q)), Some(Parsed::NonIp));
+        // Cut short before the fixed header ends: incomplete, whatever the first byte says.
+        assert_eq!(parse_frame(linktype::ETHERNET, &eth(0x0800, &p[..12])), Some(Parsed::IpHeaderIncomplete));
+    }
+
+    /// An Ethernet frame of PPPoE session 0x1234 carrying PPP protocol `ppp` behind VLAN tags with these TPIDs.
+    pub(crate) fn pppoe(tags: &[u16], ppp: u16, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut next = tags.iter().skip(1).copied().chain([0x8864]);
+        for _ in tags {
+            body.extend_from_slice(&[0, 7]);
+            body.extend_from_slice(&next.next().unwrap().to_be_bytes());
+        }
+        body.extend_from_slice(&[0x11, 0x00, 0x12, 0x34]);
+        body.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+        body.extend_from_slice(&ppp.to_be_bytes());
+        body.extend_from_slice(payload);
+        eth(tags.first().copied().unwrap_or(0x8864), &body)
+    }
+
+    #[test]
+    fn pppoe_session_ip_counts_also_behind_vlan_tags_and_the_old_0x9100_tpid() {
+        for tags in [&[][..], &[0x8100], &[0x88A8, 0x8100], &[0x9100], &[0x9100, 0x8100]] {
+            let i = unwrap_ip(parse_frame(linktype::ETHERNET, &pppoe(tags, 0x0021, &ipv4_udp(28, 0, 53, 1000))));
+            assert_eq!((i.bytes, i.proto, i.sport, i.dport), (28, 17, 53, 1000), "tags {tags:x?}");
+            let i = unwrap_ip(parse_frame(linktype::ETHERNET, &pppoe(tags, 0x0057, &ipv6(58, 8, &[0; 8]))));
+            assert_eq!((i.bytes, i.proto), (48, 58), "tags {tags:x?}");
+        }
+        // Linux cooked capture of the Ethernet side names the PPPoE ethertype.
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&pppoe(&[], 0x0021, &ipv4_udp(40, 0, 1, 2))[12..]);
+        assert_eq!(unwrap_ip(parse_frame(linktype::LINUX_SLL, &sll)).bytes, 40);
+        // The IP header cut short behind PPPoE: incomplete, as behind Ethernet.
+        let f = pppoe(&[0x8100], 0x0021, &ipv4_udp(28, 0, 1, 2)[..10]);
+        assert_eq!(parse_frame(linktype::ETHERNET, &f), Some(Parsed::IpHeaderIncomplete));
+        // Rule 3 applies behind PPPoE too.
+        assert_eq!(parse_frame(linktype::ETHERNET, &pppoe(&[], 0x0021, &ipv4_udp(12, 0, 1, 2))), Some(Parsed::NonIp));
+    }
+
+    #[test]
+    fn pppoe_discovery_and_ppp_control_frames_are_not_ip() {
+        // PADI (discovery, 0x8863) with a Service-Name tag
+        let padi = eth(0x8863, &[0x11, 0x09, 0, 0, 0, 4, 0x01, 0x01, 0, 0]);
+        assert_eq!(parse_frame(linktype::ETHERNET, &padi), Some(Parsed::NonIp));
+        // LCP Echo-Request, IPCP, IPV6CP in a session, and a session header cut short
+        for ppp in [0xc021u16, 0x8021, 0x8057] {
+            let f = pppoe(&[0x8100], ppp, &[0x09, 0x01, 0x00, 0x08, 0, 0, 0, 0]);
+            assert_eq!(parse_frame(linktype::ETHERNET, &f), Some(Parsed::NonIp), "PPP protocol {ppp:#x}");
+        }
+        assert_eq!(parse_frame(linktype::ETHERNET, &eth(0x8864, &[0x11, 0, 0x12, 0x34, 0, 2, 0])), Some(Parsed::NonIp));
     }
 
     #[test]
