@@ -40,6 +40,6 @@ export function nodeId(v: string): string {
 export function usageErrors(cmd: import('commander').Command, program: string): void {
   const name = cmd.parent ? `${program} ${cmd.name()}` : program;
   cmd.showHelpAfterError(false).configureOutput({
-    outputError: (str, write) => write(`${program}: ${str.trimEnd()}; see \`${name} --help\`\n`),
+    outputError: (str, write) => write(`${program}: ${str.trim().replace(/\s*\n\s*/g, ' ')}; see \`${name} --help\`\n`),
   });
 }

@@ -58,7 +58,7 @@ function applyConfig(cmd: Command, file: string): void {
     const name = opt.attributeName();
     if (cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env') continue;
     let value: unknown;
-    if (opt.isBoolean()) {
+    if (opt.isBoolean() || opt.negate) {
       if (typeof v !== 'boolean') throw bad(`expected true or false, got ${JSON.stringify(v)}`);
       // "no-ebpf": true sets ebpf to false; "ebpf": false does too.
       value = opt.negate && k === opt.long!.slice(2) ? !v : v;

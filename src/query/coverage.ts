@@ -68,7 +68,7 @@ export function completenessLine(c: Coverage, tz?: string): string {
     `${c.drop_pct.toFixed(2)}% dropped by the kernel`,
   ];
   if (c.lost_intervals) parts.push(`${c.lost_intervals} intervals lost`);
-  if (c.filter_drops) parts.push(`${grouped(c.filter_drops)} frames filtered out`);
+  if (c.filter_drops) parts.push(`${grouped(c.filter_drops)} frames filtered by CIDR rules`);
   if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${grouped(c.ip_overflow_keys + c.flow_overflow_keys)} keys overflowed`);
   return parts.join(', ');
 }

@@ -33,6 +33,8 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       detail: e.detail,
     }));
     const meta = Object.fromEntries((db.prepare('select key, value from meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    // Not counted, in the words of the recorder's interval line and /metrics (recorder/metrics.ts notCounted).
+    const nonIp = db.prepare('select coalesce(sum(non_ip + coalesce(filter_non_ip, 0)), 0) from batches where start_ms >= ? and start_ms < ?').pluck().get(w.fromMs, w.toMs) as number;
     const rollupsPending = db.prepare('select level, count(*) as n from rollup_dirty group by level').all();
     const result = {
       file: o.db,
@@ -49,6 +51,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       kernel_drops: c.ring_drops,
       kernel_drop_pct: Number(c.drop_pct.toFixed(4)),
       filter_drops: c.filter_drops,
+      non_ip_frames: nonIp,
       ip_overflow_keys: c.ip_overflow_keys,
       flow_overflow_keys: c.flow_overflow_keys,
       rollups_pending: rollupsPending,
@@ -60,7 +63,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       const flat: [string, unknown][] = [
         ['first', result.first], ['last', result.last], ['intervals', result.intervals], ['gaps', c.gaps], ['gap_seconds', c.gap_ms / 1000],
         ['lost_intervals', c.lost_intervals], ['unclean_shutdowns', c.unclean_shutdowns], ['kernel_packets', c.ring_packets], ['kernel_drops', c.ring_drops],
-        ['filter_drops', c.filter_drops], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
+        ['filter_drops', c.filter_drops], ['non_ip_frames', nonIp], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -70,7 +73,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `gaps            ${c.gaps}${c.gaps ? ` (${Math.round(c.gap_ms / 1000)} s)` : ''}${gaps.slice(0, 10).map((g) => `\n                  ${g.source}: ${g.from} to ${g.to} (${g.seconds} s)`).join('')}`,
       `lost intervals  ${c.lost_intervals}; unclean shutdowns ${c.unclean_shutdowns}`,
       `kernel          ${grouped(c.ring_packets)} packets, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)`,
-      `filter          ${grouped(c.filter_drops)} frames filtered out`,
+      `not counted     ${grouped(nonIp)} non-IP frames, ${grouped(c.filter_drops)} frames filtered by CIDR rules`,
       `overflow        ~${grouped(c.ip_overflow_keys)} address keys, ~${grouped(c.flow_overflow_keys)} flow keys`,
       `sessions        ${sessions.length}${sessions.slice(-5).map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
