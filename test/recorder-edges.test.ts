@@ -283,6 +283,7 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     for (const [ns, dev, v4] of [[A, 'veth-a', V4A], [B, 'veth-b', V4B]]) {
       sh('ip', ['-n', ns, 'addr', 'add', `${v4}/24`, 'dev', dev]);
       sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     }
     ready = true;
   });
@@ -366,6 +367,34 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     }
     assert.equal(await exited(rep, 60_000), 0, repLog());
     assert.deepEqual(rows(db, "select count(*) as n from sessions where kind = 'live'"), [{ n: 0 }]);
+  });
+
+  test('/metrics, the interval line and tc-query status count frames filtered by CIDR rules and non-IP frames alike', async (t) => {
+    if (!guard(t)) return;
+    const dir = tmp();
+    const db = path.join(dir, 'words.db');
+    writeFileSync(path.join(dir, 'ignore.txt'), `${V4A}\n`);
+    const c = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--interval-secs', '1', '--ignore-file', path.join(dir, 'ignore.txt'), '--metrics-listen', '127.0.0.1:9465']);
+    const out = log(c);
+    await waitForStderr(c, /recording veth-b/);
+    // 5 requests from the ignored address and 5 replies to it; ARP before them is non-IP.
+    sh('ip', ['netns', 'exec', A, 'ping', '-n', '-q', '-c', '5', '-i', '0.01', '-W', '2', V4B]);
+    await sleep(2500);
+    const js = "require('http').get('http://127.0.0.1:9465/metrics', (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(b)); })";
+    const metrics = sh('ip', ['netns', 'exec', B, process.execPath, '-e', js]);
+    c.kill('SIGINT');
+    assert.equal(await exited(c), 0, out());
+    const metric = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, 'm'))![1]);
+    assert.equal(metric('tc_cidr_filtered_frames_total'), 10);
+    assert.match(metrics, /^# HELP tc_non_ip_frames_total non-IP frames/m);
+    assert.match(metrics, /^# HELP tc_cidr_filtered_frames_total frames filtered by CIDR rules/m);
+    const lines = out().split('\n').filter((l) => / non-IP \d+ {2}filtered by CIDR rules \d+ /.test(l));
+    const sum = (re: RegExp) => lines.reduce((a, l) => a + Number(l.match(re)![1]), 0);
+    assert.equal(sum(/filtered by CIDR rules (\d+)/), 10);
+    const st = status(db);
+    assert.equal(st.filter_drops, 10);
+    assert.equal(st.non_ip_frames, sum(/ non-IP (\d+) /));
+    assert.ok(metric('tc_non_ip_frames_total') <= (st.non_ip_frames as number));
   });
 
   test('an interface that is down: one warning that nothing is captured until it is up; SIGHUP without CIDR files says there is nothing to reload', async (t) => {
