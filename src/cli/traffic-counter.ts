@@ -82,7 +82,7 @@ function applyConfig(cmd: Command, file: string): void {
 const LIVE_ONLY = ['iface', 'workers', 'blockSize', 'blockCount', 'frameSize', 'fanoutGroup', 'ebpf', 'snaplen', 'user', 'retainRawIp', 'retainRawFlows', 'retainMinutes', 'retainHours', 'retainDays'];
 
 function refuseLiveOnlyWithPcap(cmd: Command): void {
-  const given = cmd.options.filter((o) => LIVE_ONLY.includes(o.attributeName()) && ['cli', 'config', 'env'].includes(cmd.getOptionValueSource(o.attributeName()) ?? ''));
+  const given = cmd.options.filter((o) => LIVE_ONLY.includes(o.attributeName()) && ['cli', 'config'].includes(cmd.getOptionValueSource(o.attributeName()) ?? ''));
   if (given.length === 0) return;
   const names = given.map((o) => `${o.long}${cmd.getOptionValueSource(o.attributeName()) === 'config' ? ' (from --config)' : ''}`);
   throw new InvalidArgumentError(

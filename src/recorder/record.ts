@@ -276,7 +276,10 @@ function dropPrivileges(user: string, dbFile: string, log: Logger): void {
   log.info(`running as ${user} (uid ${uid}, gid ${gid}) without capabilities`);
 }
 
-/** Marks live sessions of this database that never ended as unclean shutdowns (a gap). */
+/**
+ * Marks live sessions of this database that never ended as unclean shutdowns (a gap). This
+ * process holds the writer lock, so none of them is still running.
+ */
 function recordUncleanShutdowns(db: WriteDb, sink: BatchSink, log: Logger): void {
   const rows = db.sqlite
     .prepare(
