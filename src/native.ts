@@ -302,3 +302,16 @@ export function probeCaptures(files: string[]): void {
     throw toEngineError(err);
   }
 }
+
+/**
+ * Takes the exclusive writer lock on `file` without waiting (native/core/src/lock.rs): the
+ * open descriptor, which the kernel releases when it is closed or the process ends, or null
+ * when another process holds it. Throws EngineError (ERR_TC_LOCK) when the file cannot be opened.
+ */
+export function tryLockFile(file: string): number | null {
+  try {
+    return addon.tryLockFile(file);
+  } catch (err) {
+    throw toEngineError(err);
+  }
+}

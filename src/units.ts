@@ -33,6 +33,11 @@ export function grouped(n: number | bigint): string {
   return n.toLocaleString('en-US');
 }
 
+/** 1 -> "1 interval", 7 -> "7 intervals". */
+export function plural(n: number | bigint, one: string, many = `${one}s`): string {
+  return `${grouped(n)} ${n === 1 || n === 1n ? one : many}`;
+}
+
 export function isoUtc(ms: number): string {
   return new Date(ms).toISOString().replace('.000Z', 'Z');
 }

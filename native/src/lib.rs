@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use traffic_counter_core::batch::Batch;
 use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
+use traffic_counter_core::lock;
 use traffic_counter_core::replay::{self, ReplayEvent, ReplayOptions};
 use traffic_counter_core::ring::{self, RingConfig};
 use traffic_counter_core::rules::{read_cidr_file, Cidr, Rules};
@@ -252,6 +253,15 @@ fn check_interval(ms: i64) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// The same rule as live capture's (`live::Capture::start`): no silent clamp of 0 to 1.
+fn check_max_keys(v: Option<u32>) -> Result<usize, String> {
+    match v {
+        Some(0) => Err(err("ERR_TC_BAD_OPTION", "--max-keys must be at least 1")),
+        Some(n) => Ok(n as usize),
+        None => Ok(live::DEFAULT_MAX_KEYS),
+    }
+}
+
 /// Replays capture files on a worker thread. Events arrive through `onEvent`, batches in
 /// interval order; the replay thread waits while JS is behind (bounded queue of 4).
 #[napi]
@@ -262,7 +272,7 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
     let (ignore, accept) = load_rules(&options.ignore_file, &options.accept_source_file)?;
     let opts = ReplayOptions {
         interval_ms: check_interval(options.interval_ms.unwrap_or(live::DEFAULT_INTERVAL_MS))?,
-        max_keys: options.max_keys.map(|v| v as usize).unwrap_or(live::DEFAULT_MAX_KEYS).max(1),
+        max_keys: check_max_keys(options.max_keys)?,
         flows: options.flows.unwrap_or(false),
         rules: Rules::new(&ignore, accept.as_deref()),
     };
@@ -467,6 +477,15 @@ pub fn probe_captures(files: Vec<String>) -> Result<(), String> {
 #[napi]
 pub fn check_cidr_file(path: String) -> Result<u32, String> {
     read_cidr_file(&PathBuf::from(&path)).map(|v| v.len() as u32).map_err(|e| err("ERR_TC_CIDR_FILE", e))
+}
+
+/// Takes the database's writer lock (`lock::try_lock` on `path`) without waiting: the open
+/// descriptor, which the caller keeps for as long as it writes (the kernel releases the lock when
+/// it is closed or the process ends), or null when another process holds the lock.
+#[napi]
+pub fn try_lock_file(path: String) -> Result<Option<i32>, String> {
+    use std::os::unix::io::IntoRawFd;
+    lock::try_lock(&PathBuf::from(&path)).map(|f| f.map(|f| f.into_raw_fd())).map_err(|e| err("ERR_TC_LOCK", format!("cannot lock {path}: {e}")))
 }
 
 /// The writer's SQLite table function `tc_rows` (native/sqlite/tc_rows.c), for better-sqlite3's

@@ -1,5 +1,7 @@
 /** Option parsers shared by both programs: values are validated where they enter. */
 import { InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 
 export function intIn(min: number, max: number) {
   return (v: string): number => {
@@ -12,4 +14,32 @@ export function intIn(min: number, max: number) {
 
 export function defaultDb(): string {
   return process.env.TC_DB && process.env.TC_DB.length > 0 ? process.env.TC_DB : './traffic.db';
+}
+
+/** The version in package.json (both programs' `--version`). */
+export function packageVersion(): string {
+  // dist/src/cli/ -> the package root
+  return (JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/**
+ * A node id: it names `node=` folders of partitioned exports, so it must be safe as one path
+ * component.
+ */
+export function nodeId(v: string): string {
+  if (!/^[A-Za-z0-9._-]{1,253}$/.test(v) || v === '.' || v === '..') {
+    throw new InvalidArgumentError(`${JSON.stringify(v)} is not a node id (letters, digits, ".", "_", "-"; at most 253; not "." or "..")`);
+  }
+  return v;
+}
+
+/**
+ * Makes a usage error one line, `PROGRAM: error: MESSAGE; see \`PROGRAM CMD --help\``, instead
+ * of the error followed by the whole help. Call it on each command once it has its name.
+ */
+export function usageErrors(cmd: import('commander').Command, program: string): void {
+  const name = cmd.parent ? `${program} ${cmd.name()}` : program;
+  cmd.showHelpAfterError(false).configureOutput({
+    outputError: (str, write) => write(`${program}: ${str.trim().replace(/\s*\n\s*/g, ' ')}; see \`${name} --help\`\n`),
+  });
 }

@@ -3,13 +3,17 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { rebuild, record } from '../recorder/record';
-import { DEFAULT_RETENTION, parseRetention } from '../recorder/retention';
+import { DEFAULT_RETENTION, DEFAULT_RETENTION_TEXT, parseRetention, type Retention } from '../recorder/retention';
 import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/sink';
-import { defaultDb, intIn } from './options';
+import { quietOnClosedOutput } from '../recorder/log';
+import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
+
+quietOnClosedOutput();
 
 const program = new Command('traffic-counter')
   .description('Count bytes and packets per IP address and per flow into one SQLite file')
-  .showHelpAfterError();
+  .version(packageVersion());
+usageErrors(program, 'traffic-counter');
 
 const retention = (v: string) => {
   try {
@@ -19,27 +23,71 @@ const retention = (v: string) => {
   }
 };
 
+/** A retention option whose help shows its default as a person writes it (`48h`, `forever`). */
+function retainOption(flag: string, help: string, key: keyof Retention): Option {
+  return new Option(flag, help).argParser(retention).default(DEFAULT_RETENTION[key], DEFAULT_RETENTION_TEXT[key]);
+}
+
 /**
  * Applies a JSON config file: keys are the long option names (`"iface": "eth0"`,
- * `"retain-raw-ip": "48h"`); options given on the command line win.
+ * `"retain-raw-ip": "48h"`, `"no-ebpf": true`); options given on the command line win. A value
+ * goes through the option's own parser, so it meets the rule and the message of the command
+ * line, prefixed with the file and the key.
  */
 function applyConfig(cmd: Command, file: string): void {
-  let cfg: Record<string, unknown>;
+  let text: string;
   try {
-    cfg = JSON.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new InvalidArgumentError(`--config ${file}: ${(err as Error).message}`);
+    const e = err as NodeJS.ErrnoException;
+    throw new InvalidArgumentError(`--config ${file}: cannot read it (${e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'a directory' : e.message})`);
+  }
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`--config ${file}: not JSON (${(err as Error).message})`);
+  }
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) {
+    throw new InvalidArgumentError(`--config ${file}: expected a JSON object of long option names, e.g. {"iface": "eth0", "flows": true}`);
   }
   for (const [k, v] of Object.entries(cfg)) {
+    const bad = (why: string) => new InvalidArgumentError(`--config ${file}: ${JSON.stringify(k)}: ${why}`);
     const opt = cmd.options.find((o) => o.long === `--${k}` || o.attributeName() === k);
-    if (!opt) throw new InvalidArgumentError(`--config ${file}: unknown option ${JSON.stringify(k)}`);
+    if (!opt || k === 'config') throw bad('unknown option');
     const name = opt.attributeName();
     if (cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env') continue;
-    let value: unknown = v;
-    if (typeof v === 'string' && opt.parseArg) value = opt.parseArg(v, undefined);
-    else if (typeof v === 'number' && opt.parseArg) value = opt.parseArg(String(v), undefined);
+    let value: unknown;
+    if (opt.isBoolean() || opt.negate) {
+      if (typeof v !== 'boolean') throw bad(`expected true or false, got ${JSON.stringify(v)}`);
+      // "no-ebpf": true sets ebpf to false; "ebpf": false does too.
+      value = opt.negate && k === opt.long!.slice(2) ? !v : v;
+    } else if (opt.variadic) {
+      const list = Array.isArray(v) ? v : [v];
+      if (!list.every((x) => typeof x === 'string')) throw bad(`expected a list of strings, got ${JSON.stringify(v)}`);
+      value = list;
+    } else {
+      if (typeof v !== 'string' && typeof v !== 'number') throw bad(`expected a string or a number, got ${JSON.stringify(v)}`);
+      try {
+        value = opt.parseArg ? opt.parseArg(String(v), undefined) : String(v);
+      } catch (err) {
+        throw bad((err as Error).message);
+      }
+    }
     cmd.setOptionValueWithSource(name, value, 'config');
   }
+}
+
+/** Options that set up live capture: a replay (--pcap) refuses them instead of ignoring them. */
+const LIVE_ONLY = ['iface', 'workers', 'blockSize', 'blockCount', 'frameSize', 'fanoutGroup', 'ebpf', 'snaplen', 'user', 'retainRawIp', 'retainRawFlows', 'retainMinutes', 'retainHours', 'retainDays'];
+
+function refuseLiveOnlyWithPcap(cmd: Command): void {
+  const given = cmd.options.filter((o) => LIVE_ONLY.includes(o.attributeName()) && ['cli', 'config'].includes(cmd.getOptionValueSource(o.attributeName()) ?? ''));
+  if (given.length === 0) return;
+  const names = given.map((o) => `${o.long}${cmd.getOptionValueSource(o.attributeName()) === 'config' ? ' (from --config)' : ''}`);
+  throw new InvalidArgumentError(
+    `--pcap replays capture files; ${names.join(', ')} ${given.length === 1 ? 'sets' : 'set'} up live capture (replays never prune either): drop ${given.length === 1 ? 'it' : 'them'}, or drop --pcap to record live`,
+  );
 }
 
 program
@@ -51,7 +99,7 @@ program
   .option('--pcap <files...>', 'replay these pcap/pcapng files instead of capturing')
   .option('--workers <n>', 'capture workers, one ring each (default: number of CPUs)', intIn(1, 64))
   .option('--block-size <bytes>', 'TPACKET_V3 block size (power of two, multiple of the page size)', intIn(1, 2 ** 30), 1 << 20)
-  .option('--block-count <n>', 'blocks per ring', intIn(0, 1 << 20), 64)
+  .option('--block-count <n>', 'blocks per ring', intIn(1, 1 << 20), 64)
   .option('--frame-size <bytes>', 'TPACKET_V3 frame size', intIn(1, 2 ** 30), 2048)
   .option('--fanout-group <id>', 'PACKET_FANOUT group id (default: derived from the process id)', intIn(0, 65535))
   .option('--interval-secs <n>', 'interval length in seconds (aligned to UTC epoch multiples)', intIn(1, 86400), 5)
@@ -62,16 +110,17 @@ program
   .option('--accept-source-file <file>', 'count only frames whose source is in these CIDRs')
   .option('--no-ebpf', 'do not load the eBPF socket filter (rules are applied in userspace)')
   .option('--snaplen <bytes>', 'bytes of each frame the eBPF filter keeps', intIn(64, 65535), 128)
-  .option('--retain-raw-ip <period>', 'keep per-interval per-IP rows this long', retention, DEFAULT_RETENTION.rawIpMs)
-  .option('--retain-raw-flows <period>', 'keep per-interval per-flow rows this long', retention, DEFAULT_RETENTION.rawFlowMs)
-  .option('--retain-minutes <period>', 'keep minute rollups this long', retention, DEFAULT_RETENTION.minutesMs)
-  .option('--retain-hours <period>', 'keep hour rollups this long', retention, DEFAULT_RETENTION.hoursMs)
-  .option('--retain-days <period>', 'keep day rollups this long ("forever")', retention, DEFAULT_RETENTION.daysMs)
+  .addOption(retainOption('--retain-raw-ip <period>', 'live: keep per-interval per-IP rows this long', 'rawIpMs'))
+  .addOption(retainOption('--retain-raw-flows <period>', 'live: keep per-interval per-flow rows this long', 'rawFlowMs'))
+  .addOption(retainOption('--retain-minutes <period>', 'live: keep minute rollups this long', 'minutesMs'))
+  .addOption(retainOption('--retain-hours <period>', 'live: keep hour rollups this long', 'hoursMs'))
+  .addOption(retainOption('--retain-days <period>', 'live: keep day rollups this long ("forever")', 'daysMs'))
   .option('--queue-max <batches>', 'batches kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 100_000), DEFAULT_QUEUE_MAX)
   .option('--queue-max-mib <MiB>', 'MiB of batch data kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 1_048_576), DEFAULT_QUEUE_MAX_BYTES / 2 ** 20)
   .addOption(new Option('--log-format <fmt>', 'log lines as text or JSON objects').choices(['text', 'json']).default('text'))
   .option('--metrics-listen <addr:port>', 'serve Prometheus metrics on /metrics (e.g. 127.0.0.1:9464)')
   .option('--user <name>', 'after setting up capture, drop root and all capabilities and run as this user')
+  .option('--node-id <id>', 'node id of a new database file (default: this host\'s name); a file keeps the one it was created with', nodeId)
   .option('-q, --quiet', 'no per-interval lines', false)
   .option('--no-progress', 'no progress bar while replaying')
   .action(async (opts, cmd: Command) => {
@@ -79,6 +128,7 @@ program
       applyConfig(cmd, opts.config);
       opts = cmd.opts();
     }
+    if (opts.pcap) refuseLiveOnlyWithPcap(cmd);
     await record({
       db: opts.db,
       iface: opts.iface,
@@ -109,6 +159,7 @@ program
       logFormat: opts.logFormat,
       metricsListen: opts.metricsListen,
       user: opts.user,
+      nodeId: opts.nodeId,
     });
   });
 
@@ -120,6 +171,8 @@ program
     const r = await rebuild(opts.db);
     process.stderr.write(`traffic-counter: rebuilt ${r.buckets} rollup buckets in ${opts.db}\n`);
   });
+
+for (const c of program.commands) usageErrors(c, 'traffic-counter');
 
 program.parseAsync(process.argv).catch((err: Error & { code?: string }) => {
   process.stderr.write(`traffic-counter: error: ${err.message}${err.code && err.code.startsWith('ERR_TC') ? ` [${err.code}]` : ''}\n`);

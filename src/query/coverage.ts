@@ -84,7 +84,7 @@ export function completenessLine(c: Coverage, tz?: string): string {
     parts.push(`${c.drop_pct.toFixed(2)}% dropped by the kernel${c.ring_intervals < c.intervals ? ` (in the ${counted(c.ring_intervals, 'live interval')})` : ''}`);
   }
   if (c.lost_intervals) parts.push(`${counted(c.lost_intervals, 'interval')} lost`);
-  if (c.filter_drops) parts.push(`${counted(c.filter_drops, 'frame')} filtered out`);
+  if (c.filter_drops) parts.push(`${counted(c.filter_drops, 'frame')} filtered by CIDR rules`);
   if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${counted(c.ip_overflow_keys + c.flow_overflow_keys, 'key')} overflowed`);
   return parts.join(', ');
 }

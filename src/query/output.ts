@@ -56,7 +56,5 @@ export interface Answer {
   notes: string[];
 }
 
-/** "1 interval", "2 intervals" (with thousands separators). */
-export function counted(n: number | bigint, word: string, plural = `${word}s`): string {
-  return `${n.toLocaleString('en-US')} ${Number(n) === 1 ? word : plural}`;
-}
+/** "1 interval", "2 intervals" (with thousands separators): the recorder's words too. */
+export { plural as counted } from '../units';

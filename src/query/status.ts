@@ -34,6 +34,8 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       detail: e.detail,
     }));
     const meta = Object.fromEntries((db.prepare('select key, value from meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    // Not counted, in the words of the recorder's interval line and /metrics (recorder/metrics.ts notCounted).
+    const nonIp = db.prepare('select coalesce(sum(non_ip + coalesce(filter_non_ip, 0)), 0) from batches where start_ms >= ? and start_ms < ?').pluck().get(w.fromMs, w.toMs) as number;
     const rollupsPending = db.prepare('select level, count(*) as n from rollup_dirty group by level').all();
     const result = {
       file: o.db,
@@ -50,6 +52,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       kernel_drops: c.ring_drops,
       kernel_drop_pct: Number(c.drop_pct.toFixed(4)),
       filter_drops: c.filter_drops,
+      non_ip_frames: nonIp,
       ip_overflow_keys: c.ip_overflow_keys,
       flow_overflow_keys: c.flow_overflow_keys,
       rollups_pending: rollupsPending,
@@ -61,7 +64,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       const flat: [string, unknown][] = [
         ['first', result.first], ['last', result.last], ['intervals', result.intervals], ['gaps', c.gaps], ['gap_seconds', c.gap_ms / 1000],
         ['lost_intervals', c.lost_intervals], ['unclean_shutdowns', c.unclean_shutdowns], ['kernel_packets', c.ring_packets], ['kernel_drops', c.ring_drops],
-        ['filter_drops', c.filter_drops], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
+        ['filter_drops', c.filter_drops], ['non_ip_frames', nonIp], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -76,7 +79,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       c.ring_intervals > 0
         ? `kernel          ${counted(c.ring_packets, 'packet')}, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)${c.ring_intervals < c.intervals ? ` in the ${counted(c.ring_intervals, 'live interval')}` : ''}`
         : `kernel          no kernel counters (replayed captures only)`,
-      `filter          ${counted(c.filter_drops, 'frame')} filtered out`,
+      `not counted     ${counted(nonIp, 'non-IP frame')}, ${counted(c.filter_drops, 'frame')} filtered by CIDR rules`,
       `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,
       `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,

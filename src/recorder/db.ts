@@ -2,7 +2,8 @@
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import * as os from 'node:os';
-import { randomUUID } from 'node:crypto';
+import * as path from 'node:path';
+import { accessSync, constants, readFileSync, statSync, type Stats } from 'node:fs';
 import { migrations, SCHEMA_VERSION } from '../../migrations';
 import { APPLICATION_ID, checkIdentity, DbError } from '../db-identity';
 import type { Database as Schema } from './schema';
@@ -18,7 +19,69 @@ export interface WriteDb {
   nodeId: string;
 }
 
-export async function openForWrite(file: string): Promise<WriteDb> {
+/** The owner's name (from /etc/passwd) and the mode, as a reason: "owner root, mode 0444". */
+function ownerAndMode(st: Stats): string {
+  let owner = `uid ${st.uid}`;
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(st.uid));
+    if (line) owner = line.split(':')[0];
+  } catch {
+    /* no passwd file: the uid says it */
+  }
+  return `owner ${owner}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
+}
+
+function readOnlyWhy(err: NodeJS.ErrnoException, st: Stats): string {
+  return err.code === 'EROFS' ? 'read-only file system' : ownerAndMode(st);
+}
+
+/**
+ * Says, before SQLite is asked, why the recorder cannot write `file`: it is a directory, it is
+ * read-only, or its directory is (SQLite creates FILE-wal and FILE-shm, and the recorder
+ * FILE.lock, beside it). Otherwise SQLite says only "unable to open database file" or
+ * "attempt to write a readonly database".
+ */
+export function checkWritable(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let st: Stats | undefined;
+  try {
+    st = statSync(file);
+  } catch {
+    /* a new file */
+  }
+  if (st?.isDirectory()) throw new DbError(`${file} is a directory; pass a database file to --db (e.g. --db ${path.join(file, 'traffic.db')})`, 'ERR_TC_OPEN_DB');
+  if (st) {
+    try {
+      accessSync(file, constants.W_OK);
+    } catch (err) {
+      throw new DbError(
+        `${file} is read-only (${readOnlyWhy(err as NodeJS.ErrnoException, st)}): the recorder writes to it; make it writable, or record into another --db (tc-query reads it as it is)`,
+        'ERR_TC_READ_ONLY',
+      );
+    }
+  }
+  let dst: Stats;
+  try {
+    dst = statSync(dir);
+  } catch {
+    throw new DbError(`cannot create ${file}: the directory ${dir} does not exist`, 'ERR_TC_OPEN_DB');
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw new DbError(
+      `${file} is read-only: its directory ${dir} is (${readOnlyWhy(err as NodeJS.ErrnoException, dst)}), and the recorder creates ${path.basename(file)}-wal, -shm and .lock beside it; make the directory writable, or record into another --db`,
+      'ERR_TC_READ_ONLY',
+    );
+  }
+}
+
+/**
+ * Opens `file` for writing. `nodeId`: the node id of a new file (default: this host's name);
+ * a file keeps the one it was created with, and a different `nodeId` is refused.
+ */
+export async function openForWrite(file: string, nodeId?: string): Promise<WriteDb> {
+  checkWritable(file);
   let sqlite: Database.Database;
   try {
     sqlite = new Database(file);
@@ -27,7 +90,7 @@ export async function openForWrite(file: string): Promise<WriteDb> {
   }
   try {
     // Checked before anything writes to the file: a foreign or newer file is never altered.
-    checkIdentity(sqlite, file, true);
+    if (checkIdentity(sqlite, file, true) === 'ok' && nodeId !== undefined) checkNodeId(sqlite, file, nodeId);
     // No auto_vacuum: pages freed by retention are reused by later writes, so the file levels
     // off at the size its retention holds. (Measured here: auto_vacuum = INCREMENTAL and its
     // pointer-map pages cost ~15% of the insert rate, and handing pages back only for later
@@ -57,8 +120,7 @@ export async function openForWrite(file: string): Promise<WriteDb> {
     }
     sqlite.pragma(`application_id = ${APPLICATION_ID}`);
     sqlite.pragma(`user_version = ${SCHEMA_VERSION}`);
-    const nodeId = ensureMeta(sqlite);
-    return { file, sqlite, kysely, nodeId };
+    return { file, sqlite, kysely, nodeId: ensureMeta(sqlite, nodeId) };
   } catch (err) {
     sqlite.close();
     if (err instanceof DbError) throw err;
@@ -66,12 +128,33 @@ export async function openForWrite(file: string): Promise<WriteDb> {
   }
 }
 
-/** The node id is made once per file (hostname + random suffix) and kept. */
-function ensureMeta(db: Database.Database): string {
+/** Refuses, before anything is written, a `--node-id` other than the one the file has. */
+function checkNodeId(db: Database.Database, file: string, wanted: string): void {
+  const stored = db.prepare("select value from meta where key = 'node_id'").pluck().get() as string | undefined;
+  if (stored !== undefined && stored !== wanted) {
+    throw new DbError(
+      `--node-id ${wanted}: ${file} is the history of node ${stored} (set when it was created); record node ${wanted} into another --db`,
+      'ERR_TC_NODE_ID',
+    );
+  }
+}
+
+/** This host's name as a node id: characters a path component cannot hold become "-". */
+export function hostNodeId(): string {
+  const h = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-');
+  return h === '' || h === '.' || h === '..' ? 'localhost' : h;
+}
+
+/**
+ * The node id is set once per file, when it is created (the host's name, or `record --node-id`),
+ * and kept: it names the node of every session and of the `node=` partitions of an export, so
+ * one file is one node's history. A file made before this rule keeps the id it has.
+ */
+function ensureMeta(db: Database.Database, wanted: string | undefined): string {
   const get = db.prepare('select value from meta where key = ?').pluck();
   const put = db.prepare('insert or ignore into meta (key, value) values (?, ?)');
   db.transaction(() => {
-    put.run('node_id', `${os.hostname()}-${randomUUID().slice(0, 8)}`);
+    put.run('node_id', wanted ?? hostNodeId());
     put.run('created_at', String(Date.now()));
   })();
   db.prepare("insert or replace into meta (key, value) values ('schema_version', ?)").run(String(SCHEMA_VERSION));

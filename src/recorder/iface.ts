@@ -22,3 +22,23 @@ export function defaultRouteInterface(): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Why nothing would be captured on `iface` now, or undefined when it can carry traffic (or
+ * sysfs cannot tell). IFF_UP in /sys/class/net/IF/flags is the administrative state
+ * (`ip link set IF up`); operstate "down" / "lowerlayerdown" is a missing carrier or peer.
+ */
+export function interfaceDown(iface: string): string | undefined {
+  const sys = (f: string) => {
+    try {
+      return readFileSync(`/sys/class/net/${iface}/${f}`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const flags = sys('flags');
+  if (flags !== undefined && (parseInt(flags, 16) & 0x1) === 0) return `${iface} is down: nothing will be captured until it is up (ip link set ${iface} up)`;
+  const oper = sys('operstate');
+  if (oper === 'down' || oper === 'lowerlayerdown') return `${iface} has no carrier (operstate ${oper}): nothing will be captured until its link is up`;
+  return undefined;
+}

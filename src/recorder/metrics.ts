@@ -1,6 +1,16 @@
 /** The recorder's own health in the Prometheus text exposition format (`--metrics-listen`). */
 import * as http from 'node:http';
 import { statSync } from 'node:fs';
+import type { CounterName } from '../native';
+
+/**
+ * The frames of a batch that are not counted, split as the interval line, `tc-query status`
+ * and /metrics all name them: "non-IP" (in the eBPF filter or in userspace) and "filtered by
+ * CIDR rules" (--ignore-file, --accept-source-file; in the filter or in userspace).
+ */
+export function notCounted(c: Record<CounterName, bigint>): { nonIp: bigint; cidrFiltered: bigint } {
+  return { nonIp: c.nonIp + c.filterNonIp, cidrFiltered: c.filterIgnored + c.filterNotAccepted + c.ignored };
+}
 
 export class Metrics {
   packets = 0;
@@ -8,6 +18,8 @@ export class Metrics {
   kernelPackets = 0;
   kernelDrops = 0;
   filterDrops = 0;
+  nonIpFrames = 0;
+  cidrFiltered = 0;
   batchesWritten = 0;
   batchesSkipped = 0;
   lostIntervals = 0;
@@ -42,6 +54,8 @@ export class Metrics {
       ['tc_kernel_packets_total', 'counter', 'packets the kernel ring received (PACKET_STATISTICS)', this.kernelPackets],
       ['tc_kernel_drops_total', 'counter', 'packets the kernel dropped because a ring was full', this.kernelDrops],
       ['tc_filter_drops_total', 'counter', 'frames dropped by the CIDR rules and the non-IP filter', this.filterDrops],
+      ['tc_non_ip_frames_total', 'counter', 'non-IP frames (not counted)', this.nonIpFrames],
+      ['tc_cidr_filtered_frames_total', 'counter', 'frames filtered by CIDR rules (--ignore-file, --accept-source-file; not counted)', this.cidrFiltered],
       ['tc_batches_written_total', 'counter', 'interval batches appended to the database', this.batchesWritten],
       ['tc_batches_skipped_total', 'counter', 'batches already in the log (idempotent re-appends)', this.batchesSkipped],
       ['tc_lost_intervals_total', 'counter', 'intervals dropped because the write queue (or the engine\'s hand-over queue) was full', this.lostIntervals],

@@ -8,15 +8,17 @@ import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync } from 
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import * as engine from '../native';
-import { openForWrite, type WriteDb } from './db';
+import { checkWritable, openForWrite, type WriteDb } from './db';
 import { type SessionSpec } from './writer';
 import { BatchSink, DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from './sink';
-import { defaultRouteInterface } from './iface';
+import { defaultRouteInterface, interfaceDown } from './iface';
 import { Logger, type LogFormat } from './log';
-import { Metrics } from './metrics';
+import { Metrics, notCounted } from './metrics';
+import { missingCapabilities } from './caps';
+import { WriterLock } from './lock';
 import { DEFAULT_RETENTION, type Retention } from './retention';
 import { Rollups } from './rollups';
-import { bytes, grouped, isoUtc, si } from '../units';
+import { bytes, grouped, isoUtc, plural, si } from '../units';
 
 export interface RecordOptions {
   db: string;
@@ -43,6 +45,8 @@ export interface RecordOptions {
   logFormat?: LogFormat;
   metricsListen?: string;
   user?: string;
+  /** The node id of a new database file (default: the host's name); an existing file keeps its own. */
+  nodeId?: string;
 }
 
 export class RecordError extends Error {
@@ -89,6 +93,9 @@ class IntervalPrinter {
     m.kernelPackets += Number(c.ringPackets);
     m.kernelDrops += Number(c.ringDrops);
     m.filterDrops += Number(c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored);
+    const nc = notCounted(c);
+    m.nonIpFrames += Number(nc.nonIp);
+    m.cidrFiltered += Number(nc.cidrFiltered);
     m.ipKeys = b.ip.count;
     m.flowKeys = b.flow.count;
     if (this.quiet) return;
@@ -99,7 +106,7 @@ class IntervalPrinter {
     const d = (n: number, p: number) => `${n - p >= 0 ? '+' : ''}${n - p}`;
     this.log.interval(
       `${isoUtc(b.startMs)}  ${bytes(c.ipBytes).padStart(10)}  ${si(c.ipPackets, 'pkt').padStart(9)}  ` +
-        `kernel drops ${drops}  filter drops ${grouped(filterDrops)}  ips ${grouped(ipKeys)} (${d(ipKeys, this.prevIps)})  ` +
+        `kernel drops ${drops}  non-IP ${grouped(nc.nonIp)}  filtered by CIDR rules ${grouped(nc.cidrFiltered)}  ips ${grouped(ipKeys)} (${d(ipKeys, this.prevIps)})  ` +
         `flows ${grouped(flowKeys)} (${d(flowKeys, this.prevFlows)})` +
         (c.ipOverflowKeys + c.flowOverflowKeys > 0n ? `  overflowed keys ${c.ipOverflowKeys}/${c.flowOverflowKeys}` : ''),
       {
@@ -109,6 +116,8 @@ class IntervalPrinter {
         packets: c.ipPackets,
         kernel_drops: b.hasRing ? c.ringDrops : null,
         filter_drops: filterDrops,
+        non_ip: nc.nonIp,
+        cidr_filtered: nc.cidrFiltered,
         ip_keys: ipKeys,
         ip_keys_growth: ipKeys - this.prevIps,
         flow_keys: flowKeys,
@@ -137,11 +146,27 @@ export async function record(o: RecordOptions): Promise<void> {
   if (o.ignoreFile) engine.checkCidrFile(o.ignoreFile);
   if (o.acceptSourceFile) engine.checkCidrFile(o.acceptSourceFile);
   if (o.user) userIds(o.user);
-  if (o.pcap && o.pcap.length > 0) {
-    engine.probeCaptures(o.pcap);
-    return recordReplay(o, o.pcap);
+  const replaying = o.pcap !== undefined && o.pcap.length > 0;
+  if (replaying) engine.probeCaptures(o.pcap!);
+  else {
+    const missing = missingCapabilities({ ebpf: o.ebpf, user: o.user });
+    if (missing.length > 0) {
+      throw new RecordError(
+        `live capture needs ${missing.join(', ')}, which this process does not have; run as root, or grant ${missing.length === 1 ? 'it' : 'them'} (AmbientCapabilities= in contrib/traffic-counter.service)`,
+        'ERR_TC_PERMISSION',
+      );
+    }
   }
-  return recordLive(o);
+  // One writer per file, checked before the database is opened (no migration, event or scan
+  // of unclean shutdowns happens under another writer).
+  checkWritable(o.db);
+  const lock = WriterLock.acquire(o.db, replaying ? `replay of ${o.pcap!.map((f) => path.basename(f)).join(' ')}` : `live capture on ${o.iface ?? 'the default-route interface'}`);
+  try {
+    if (replaying) await recordReplay(o, o.pcap!);
+    else await recordLive(o, lock);
+  } finally {
+    lock.release();
+  }
 }
 
 async function startMetrics(o: RecordOptions, metrics: Metrics, log: Logger): Promise<(() => void) | undefined> {
@@ -168,7 +193,7 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
     flows: o.flows,
     options: counting,
   };
-  const db = await openForWrite(o.db);
+  const db = await openForWrite(o.db, o.nodeId);
   const metrics = new Metrics(o.db);
   const stopMetrics = await startMetrics(o, metrics, log);
   const printer = new IntervalPrinter(log, o.quiet, metrics);
@@ -209,8 +234,8 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
     bar?.stop();
     await sink?.close(Date.now() + 60_000);
     if (!o.quiet) {
-      for (const s of summaries) log.info(`${s.path}: ${grouped(s.frames)} frames (${s.format})${s.truncated ? ', ends early' : ''}`);
-      log.info(`${metrics.batchesWritten} intervals written to ${o.db}${metrics.batchesSkipped ? `, ${metrics.batchesSkipped} already recorded (skipped)` : ''}`);
+      for (const s of summaries) log.info(`${s.path}: ${plural(s.frames, 'frame')} (${s.format})${s.truncated ? ', ends early' : ''}`);
+      log.info(`${plural(metrics.batchesWritten, 'interval')} written to ${o.db}${metrics.batchesSkipped ? `, ${grouped(metrics.batchesSkipped)} already recorded (skipped)` : ''}`);
     }
   } finally {
     process.off('SIGINT', onSignal);
@@ -244,14 +269,17 @@ function userIds(name: string): { uid: number; gid: number } {
  */
 function dropPrivileges(user: string, dbFile: string, log: Logger): void {
   const { uid, gid } = userIds(user);
-  for (const ext of ['', '-wal', '-shm']) if (existsSync(dbFile + ext)) chownSync(dbFile + ext, uid, gid);
+  for (const f of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`, WriterLock.lockFile(dbFile)]) if (existsSync(f)) chownSync(f, uid, gid);
   (process as unknown as { initgroups(u: string, g: number): void }).initgroups(user, gid);
   process.setgid!(gid);
   process.setuid!(uid);
   log.info(`running as ${user} (uid ${uid}, gid ${gid}) without capabilities`);
 }
 
-/** Marks live sessions of this database that never ended as unclean shutdowns (a gap). */
+/**
+ * Marks live sessions of this database that never ended as unclean shutdowns (a gap). This
+ * process holds the writer lock, so none of them is still running.
+ */
 function recordUncleanShutdowns(db: WriteDb, sink: BatchSink, log: Logger): void {
   const rows = db.sqlite
     .prepare(
@@ -269,7 +297,7 @@ function recordUncleanShutdowns(db: WriteDb, sink: BatchSink, log: Logger): void
   }
 }
 
-async function recordLive(o: RecordOptions): Promise<void> {
+async function recordLive(o: RecordOptions, lock: WriterLock): Promise<void> {
   const log = new Logger(o.logFormat);
   // Signal handlers come first: a stop requested while the capture is being set up is carried
   // out as soon as it runs, instead of killing the process half-way.
@@ -283,7 +311,7 @@ async function recordLive(o: RecordOptions): Promise<void> {
   process.on('SIGTERM', onTerm);
   process.on('SIGHUP', onHup);
   try {
-    await recordLiveInner(o, log, {
+    await recordLiveInner(o, log, lock, {
       setStop: (f) => (stop = f),
       setHup: (f) => (hup = f),
       pending: () => pendingStop,
@@ -301,7 +329,7 @@ interface SignalHooks {
   pending(): string | undefined;
 }
 
-async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks): Promise<void> {
+async function recordLiveInner(o: RecordOptions, log: Logger, lock: WriterLock, sig: SignalHooks): Promise<void> {
   const iface = o.iface ?? defaultRouteInterface();
   if (!iface) throw new RecordError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
   const spec: SessionSpec = {
@@ -349,7 +377,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
   let db: WriteDb;
   let sink: BatchSink;
   try {
-    sinkReady = openForWrite(o.db).then((d) => {
+    sinkReady = openForWrite(o.db, o.nodeId).then((d) => {
       db = d;
       sink = new BatchSink({
         db: d,
@@ -371,6 +399,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
     live.stop();
     throw err;
   });
+  lock.setSession(sink!.sessionId);
   sink!.event('start', `live capture on ${iface}`);
   recordUncleanShutdowns(db!, sink!, log);
   // Close rollup buckets a crashed session left open.
@@ -382,6 +411,8 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
       `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}`,
     { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets },
   );
+  const down = interfaceDown(info.iface);
+  if (down) log.warn(down, { event: 'interface-down', iface: info.iface });
   if (o.user) dropPrivileges(o.user, o.db, log);
   let stopping = false;
   const stop = (name: string) => {
@@ -392,6 +423,10 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
   };
   sig.setStop(stop);
   sig.setHup(() => {
+    if (!o.ignoreFile && !o.acceptSourceFile) {
+      log.info('SIGHUP: nothing to reload (no --ignore-file or --accept-source-file was given)', { event: 'reload' });
+      return;
+    }
     try {
       live.reloadRules();
       log.info('SIGHUP: CIDR files reloaded', { event: 'reload' });
@@ -415,10 +450,16 @@ async function recordLiveInner(o: RecordOptions, log: Logger, sig: SignalHooks):
 /** `traffic-counter rebuild`: recomputes every projection from the log. */
 export async function rebuild(dbFile: string): Promise<{ buckets: number }> {
   if (!existsSync(dbFile)) throw new RecordError(`database ${dbFile} does not exist`, 'ERR_TC_NO_DATABASE');
-  const db = await openForWrite(dbFile);
+  checkWritable(dbFile);
+  const lock = WriterLock.acquire(dbFile, 'rebuild');
   try {
-    return new Rollups(db.sqlite).rebuild();
+    const db = await openForWrite(dbFile);
+    try {
+      return new Rollups(db.sqlite).rebuild();
+    } finally {
+      closeDb(db);
+    }
   } finally {
-    closeDb(db);
+    lock.release();
   }
 }

@@ -16,12 +16,13 @@ export interface Retention {
   daysMs: number;
 }
 
-export const DEFAULT_RETENTION: Retention = {
-  rawIpMs: 48 * 3_600_000,
-  rawFlowMs: 6 * 3_600_000,
-  minutesMs: 14 * 86_400_000,
-  hoursMs: 400 * 86_400_000,
-  daysMs: Infinity,
+/** The defaults as a person writes them (shown by `record --help`). */
+export const DEFAULT_RETENTION_TEXT: Record<keyof Retention, string> = {
+  rawIpMs: '48h',
+  rawFlowMs: '6h',
+  minutesMs: '14d',
+  hoursMs: '400d',
+  daysMs: 'forever',
 };
 
 /** Parses "48h", "14d", "forever". */
@@ -31,6 +32,10 @@ export function parseRetention(v: string): number {
   if (typeof d !== 'number' || !Number.isFinite(d) || d <= 0) throw new Error(`${JSON.stringify(v)} is not a retention period (e.g. 48h, 14d, forever)`);
   return d;
 }
+
+export const DEFAULT_RETENTION: Retention = Object.fromEntries(
+  Object.entries(DEFAULT_RETENTION_TEXT).map(([k, v]) => [k, parseRetention(v)]),
+) as unknown as Retention;
 
 const BATCHES_PER_STEP = 16;
 const BUCKETS_PER_STEP = 2;

@@ -28,7 +28,7 @@ unsafe impl aya::Pod for Config {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
-    #[error("loading the eBPF socket filter needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; run as root, grant those capabilities, or pass --no-ebpf to filter in userspace: {0}")]
+    #[error("loading the eBPF socket filter needs CAP_BPF (or CAP_SYS_ADMIN); run as root, grant it, or pass --no-ebpf to filter in userspace: {0}")]
     Permission(String),
     #[error("loading the eBPF socket filter failed: {0}")]
     Load(String),

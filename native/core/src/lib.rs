@@ -8,10 +8,12 @@
 //! - [`ring`]: AF_PACKET TPACKET_V3 rings with PACKET_FANOUT
 //! - [`filter`]: the eBPF socket filter (loading, maps, counters)
 //! - [`live`]: live capture workers and the interval merger
+//! - [`lock`]: the one-writer-per-database file lock
 
 pub mod batch;
 pub mod filter;
 pub mod live;
+pub mod lock;
 pub mod parse;
 pub mod replay;
 pub mod ring;
