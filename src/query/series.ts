@@ -70,8 +70,9 @@ export async function series(o: SeriesOptions): Promise<string> {
     duck = opened.duck;
     const { window, ids, pre } = opened.result;
     const perAddress = ids !== undefined;
-    await duck.attachSqlite(o.db);
+    await duck.attachSqlite(sqlite);
     await loadSeries(sqlite, duck, window, o.stepMs, ids, pre);
+    await duck.lockDown();
     const result = await duck.rows(querySql('series'), {
       from_ms: BigInt(window.fromMs),
       to_ms: BigInt(window.toMs),
