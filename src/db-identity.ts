@@ -62,8 +62,9 @@ const modeOf = (st: Stats) => `owner ${ownerName(st.uid)}, mode ${(st.mode & 0o7
 
 /**
  * Why `file` cannot be opened to read (or, with `write`, to write) by this process, in words
- * ("is a directory", "permission denied (owner root, mode 0600)"), or undefined when the file
- * system allows it. Says nothing about the content: that is checkIdentity's part.
+ * that follow "FILE: " ("does not exist", "is a directory", "permission denied (owner root,
+ * mode 0600): ..."), or undefined when the file system allows it. Says nothing about the
+ * content: that is checkIdentity's part.
  */
 export function accessProblem(file: string, write = false): string | undefined {
   let st: Stats;
@@ -79,7 +80,7 @@ export function accessProblem(file: string, write = false): string | undefined {
         try {
           accessSync(dir, constants.X_OK);
         } catch {
-          return `cannot be reached: permission denied on the folder ${dir} (${modeOf(statSync(dir))})`;
+          return `permission denied on the folder ${dir} (${modeOf(statSync(dir))}): this user cannot reach the file`;
         }
       }
     }
@@ -89,7 +90,7 @@ export function accessProblem(file: string, write = false): string | undefined {
   try {
     accessSync(file, write ? constants.R_OK | constants.W_OK : constants.R_OK);
   } catch {
-    return write ? `is read-only for this user (${modeOf(st)})` : `permission denied (${modeOf(st)})`;
+    return write ? `is read-only for this user (${modeOf(st)})` : `permission denied (${modeOf(st)}): this user cannot read it`;
   }
   return undefined;
 }

@@ -81,7 +81,8 @@ export function openReadOnly(file: string): Database.Database {
   if (problem === 'does not exist') {
     throw new DbError(`database ${file} does not exist (record into it with \`traffic-counter record --db ${file}\`, or pass --db / TC_DB)`, 'ERR_TC_NO_DATABASE');
   }
-  if (problem) throw new DbError(`cannot open database ${file}: it ${problem}`, 'ERR_TC_OPEN_DB');
+  if (problem === 'is a directory') throw new DbError(`${file} is a directory, not a database file (pass the file: --db ${path.join(file, 'traffic.db')})`, 'ERR_TC_OPEN_DB');
+  if (problem) throw new DbError(`cannot open database ${file}: ${problem}; ask its owner for read access, or query a copy (\`tc-query copy\` where it is readable)`, 'ERR_TC_OPEN_DB');
   let db: Database.Database;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });
