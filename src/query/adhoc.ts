@@ -91,6 +91,33 @@ const isoTime = (col: string) => `(case when epoch_ms("${col}") % 1000 = 0 then 
 /** A Hive partition value: characters other than letters, digits, `.`, `_` and `-` percent-encoded. */
 const hiveValue = (v: string) => v.replace(/[^A-Za-z0-9._-]/g, (c) => [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
 
+/** A CSV field as DuckDB's COPY writes it: quoted only when it holds a delimiter, quote or line break. */
+const csvField = (v: unknown) => {
+  if (v === null || v === undefined) return '';
+  const t = String(v);
+  return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+};
+
+/** A JSON value as DuckDB's COPY (FORMAT json) writes it: integers as digits (64-bit exact). */
+const jsonValue = (v: unknown) => (typeof v === 'bigint' || typeof v === 'number' ? String(v) : v === null || v === undefined ? 'null' : JSON.stringify(String(v)));
+
+/**
+ * Streams `select` as csv or jsonl to `stream`, in the bytes COPY ... TO a file writes (the
+ * export test compares them): DuckDB cannot open /dev/stdout when stdout is a socket, as it is
+ * under a Node parent.
+ */
+async function writeText(duck: Duck, select: string, format: 'csv' | 'jsonl', stream: NodeJS.WritableStream): Promise<void> {
+  const result = await duck.conn.stream(select);
+  const names = result.columnNames();
+  const write = (s: string) => new Promise<void>((resolve, reject) => (stream.write(s, (err) => (err ? reject(err) : resolve()))));
+  if (format === 'csv') await write(`${names.map(csvField).join(',')}\n`);
+  const keys = names.map((n) => `${JSON.stringify(n)}:`);
+  for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+    const lines = chunk.getRows().map((r) => (format === 'csv' ? r.map(csvField).join(',') : `{${r.map((v, i) => keys[i] + jsonValue(v)).join(',')}}`));
+    await write(`${lines.join('\n')}\n`);
+  }
+}
+
 /**
  * Writes the window's rows to a file (or stdout), or with `partition` to a Hive-partitioned
  * folder (node=<the file's node id>/date=YYYY-MM-DD/data_0.<ext>) that DuckDB, ClickHouse,
@@ -122,11 +149,16 @@ export async function exportRows(o: ExportOptions): Promise<{ rows: number; out:
     const rows = Number((await duck.conn.runAndReadAll('select count(*) from rows')).getRows()[0][0]);
     const opts = COPY_OPTIONS[format];
 
+    if (o.out === '-') {
+      await duck.lockDown();
+      await writeText(duck, select, format as 'csv' | 'jsonl', process.stdout);
+      return { rows, out: o.out, files: 1 };
+    }
     if (!o.partition) {
-      const target = o.out === '-' ? '/dev/stdout' : (staged = stagingPath(o.out));
-      await duck.lockDown([target]);
-      await duck.conn.run(`copy (${select}) to ${sqlString(target)} (${opts})`);
-      if (staged) publish(staged, o.out);
+      staged = stagingPath(o.out);
+      await duck.lockDown([staged]);
+      await duck.conn.run(`copy (${select}) to ${sqlString(staged)} (${opts})`);
+      publish(staged, o.out);
       return { rows, out: o.out, files: 1 };
     }
 
