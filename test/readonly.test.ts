@@ -203,6 +203,20 @@ test('every command reads a database in a folder its user cannot write; a -wal i
   assert.equal(snapshot(root), before, 'nothing was written beside the databases');
 });
 
+test('a database on read-only media (a read-only bind mount) is read, by root too', (t) => {
+  if (!needRoot(t)) return;
+  const src = openTmp();
+  copyFileSync(db, path.join(src, 't.db'));
+  const mnt = openTmp();
+  const want = JSON.stringify(topJson((a) => query(a), db));
+  // In a mount namespace of its own, so the mount ends with the command.
+  const script = `mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && "$3" "$4" --db "$2/t.db" top --all --limit 0 --format json`;
+  const r = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', src, mnt, process.execPath, QUERY], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.stringify(JSON.parse(r.stdout)), want);
+  assert.deepEqual(readdirSync(src), ['t.db'], 'nothing made beside it');
+});
+
 test('a file that cannot be read says why: permission denied with owner and mode, a directory, a folder on the way', (t) => {
   if (!needRoot(t)) return;
   const d = openTmp();
