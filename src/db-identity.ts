@@ -3,6 +3,8 @@
  * and tc-query (which only reads it).
  */
 import type BetterSqlite3 from 'better-sqlite3';
+import { accessSync, constants, readFileSync, statSync, type Stats } from 'node:fs';
+import * as path from 'node:path';
 import { SCHEMA_VERSION } from '../migrations/version';
 
 /** PRAGMA application_id of every traffic-counter database: "TCNT". */
@@ -41,4 +43,54 @@ export function checkIdentity(db: BetterSqlite3.Database, file: string, allowEmp
     );
   }
   return 'ok';
+}
+
+/** The user name of `uid` from /etc/passwd, else the number. */
+function ownerName(uid: number): string {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length > 2 && Number(f[2]) === uid) return f[0];
+    }
+  } catch {
+    // No passwd file (a container): the number says it.
+  }
+  return `uid ${uid}`;
+}
+
+const modeOf = (st: Stats) => `owner ${ownerName(st.uid)}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
+
+/**
+ * Why `file` cannot be opened to read (or, with `write`, to write) by this process, in words
+ * that follow "FILE: " ("does not exist", "is a directory", "permission denied (owner root,
+ * mode 0600): ..."), or undefined when the file system allows it. Says nothing about the
+ * content: that is checkIdentity's part.
+ */
+export function accessProblem(file: string, write = false): string | undefined {
+  let st: Stats;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') return 'does not exist';
+    if (e.code === 'EACCES') {
+      // A folder on the way cannot be searched: name the first one from the root.
+      const parts = path.resolve(file).split(path.sep).slice(1, -1);
+      for (let i = 0, dir: string = path.sep; i <= parts.length; dir = path.join(dir, parts[i] ?? ''), i++) {
+        try {
+          accessSync(dir, constants.X_OK);
+        } catch {
+          return `permission denied on the folder ${dir} (${modeOf(statSync(dir))}): this user cannot reach the file`;
+        }
+      }
+    }
+    return e.message;
+  }
+  if (st.isDirectory()) return 'is a directory';
+  try {
+    accessSync(file, write ? constants.R_OK | constants.W_OK : constants.R_OK);
+  } catch {
+    return write ? `is read-only for this user (${modeOf(st)})` : `permission denied (${modeOf(st)}): this user cannot read it`;
+  }
+  return undefined;
 }

@@ -7,6 +7,7 @@ import type * as SeriesMod from '../query/series';
 import type * as StatusMod from '../query/status';
 import type * as AdhocMod from '../query/adhoc';
 import type * as PrefetchMod from '../query/prefetch';
+import type * as CopyMod from '../query/copy';
 
 // Command modules load on use: DuckDB's native module alone takes ~0.1 s to load.
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -16,11 +17,13 @@ const lazy = {
   status: () => require('../query/status') as typeof StatusMod,
   adhoc: () => require('../query/adhoc') as typeof AdhocMod,
   prefetch: () => require('../query/prefetch') as typeof PrefetchMod,
+  copy: () => require('../query/copy') as typeof CopyMod,
 };
 import { makeWindow, parseStep, SERIES_STEPS } from '../query/window';
 import { renderError, type Answer, type Format } from '../query/output';
 import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../query/filters';
-import { checkTz } from '../query/time';
+import { checkTz, formatTime } from '../query/time';
+import { bytes } from '../units';
 import { defaultDb, intIn } from './options';
 import { openReadOnly } from '../query/db';
 
@@ -149,22 +152,35 @@ common(
 
 program
   .command('export')
-  .description('write rows to parquet, csv or jsonl: one file, or a Hive-partitioned folder (node=.../date=...)')
+  .description('write rows to parquet, csv or jsonl: one file, stdout, or a Hive-partitioned folder (node=.../date=...)')
   .option('--since <time>', 'start (default: the whole file)')
   .option('--until <time>', 'end (default now)')
   .option('--all', 'the whole file', false)
   .addOption(new Option('--what <rows>', 'per-IP or per-flow rows').choices(['ip', 'flow']).default('ip'))
-  .addOption(new Option('--resolution <r>', 'interval rows or rollups').choices(['raw', '1m', '1h', '1d']).default('raw'))
-  .addOption(new Option('--format <fmt>', 'file format').choices(['parquet', 'csv', 'jsonl']).default('parquet'))
-  .requiredOption('--out <path>', 'output file, or folder with --partition')
+  .addOption(new Option('--resolution <r>', 'interval rows or rollups (flows: raw, 1m, 1h)').choices(['raw', '1m', '1h', '1d']).default('raw'))
+  .addOption(new Option('--format <fmt>', 'file format (default: from the --out extension .parquet, .csv, .jsonl or .ndjson; parquet for --partition)').choices(['parquet', 'csv', 'jsonl']))
+  .requiredOption('--out <path>', 'output file, - for stdout (csv, jsonl), or a folder with --partition')
   .option('--partition', 'write a Hive-partitioned folder by node and date', false)
+  .option('--force', "replace an existing --out file (with --partition: this database's node= folder in it)", false)
   .action(async (opts, cmd: Command) => {
     const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
     const { exportRows } = lazy.adhoc();
-    const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition });
-    process.stderr.write(`tc-query: exported ${r.rows} rows to ${r.out}\n`);
+    const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition, force: opts.force });
+    const where = r.out === '-' ? 'stdout' : r.out;
+    process.stderr.write(`tc-query: exported ${r.rows} rows to ${where}${opts.partition ? ` (${r.files} files)` : ''}\n`);
   });
 
+program
+  .command('copy')
+  .description('write a consistent one-file snapshot of the database (no -wal; opens anywhere, read-only media too), also while the recorder writes')
+  .requiredOption('--out <file>', 'the copy')
+  .option('--force', 'replace an existing --out file', false)
+  .action((opts, cmd: Command) => {
+    const { copyDatabase } = lazy.copy();
+    const r = copyDatabase({ db: dbOf(cmd), out: opts.out, force: opts.force });
+    const span = r.firstMs === null ? 'no intervals' : `${r.intervals} intervals, ${formatTime(r.firstMs)} to ${formatTime(r.lastMs!)}`;
+    process.stderr.write(`tc-query: copied ${dbOf(cmd)} to ${r.out} (${span}, ${bytes(r.bytes)}; a single file, no -wal needed)\n`);
+  });
 
 /** The subcommand named on the command line (for the hint of a usage error), if any. */
 function commandOf(argv: string[]): Command | undefined {

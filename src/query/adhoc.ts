@@ -1,12 +1,24 @@
 /** `tc-query sql` (ad hoc DuckDB SQL over the documented tables) and `tc-query export`. */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { Duck } from './duck';
-import { openReadOnly } from './db';
+import { Duck, sqlString } from './duck';
+import { DbError, openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type Format } from './output';
 import { resolveWindow } from './plan';
-import { loadTable, tablesIn } from './tables';
+import { loadTable, tablesIn, timeColumns } from './tables';
+import { checkFileOut, checkFolderOut, discard, publish, stagingPath } from './out';
+
+/**
+ * What a statement that DuckDB refused after lockDown() tried to do, in the words of the CLI;
+ * undefined for any other error (a typo, a missing column), which is shown as DuckDB said it.
+ */
+function lockedOut(err: unknown): DbError | undefined {
+  const msg = ((err as Error).message ?? String(err)).split('\n')[0];
+  if (/disabled (by|through) configuration/.test(msg)) return new DbError(`sql: statements cannot read or write files (${msg})`, 'ERR_TC_SQL_FILES');
+  if (/configuration has been locked/.test(msg)) return new DbError(`sql: statements cannot change DuckDB's settings (${msg})`, 'ERR_TC_SQL_SETTINGS');
+  return undefined;
+}
 
 export async function adhocSql(o: { db: string; window: Window; sql: string; format: Format }): Promise<string> {
   const sqlite = openReadOnly(o.db);
@@ -15,7 +27,14 @@ export async function adhocSql(o: { db: string; window: Window; sql: string; for
     duck = await Duck.open();
     const window = resolveWindow(sqlite, o.window);
     for (const t of tablesIn(o.sql)) await loadTable(sqlite, duck, t, window);
-    const reader = await duck.conn.runAndReadAll(o.sql);
+    // The statement sees the loaded tables and nothing else: no file, no extension, no setting.
+    await duck.lockDown();
+    let reader;
+    try {
+      reader = await duck.conn.runAndReadAll(o.sql);
+    } catch (err) {
+      throw lockedOut(err) ?? err;
+    }
     const names = reader.columnNames();
     const rows = reader.getRowObjectsJS() as Record<string, unknown>[];
     return render(o.format, names.map((key) => ({ key, align: 'left' as const })), rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : v]))));
@@ -27,41 +46,138 @@ export async function adhocSql(o: { db: string; window: Window; sql: string; for
 
 export type ExportFormat = 'parquet' | 'csv' | 'jsonl';
 
+/** The formats --format takes, and the --out extensions that choose each when it is not given. */
+export const EXPORT_EXTENSIONS: Record<string, ExportFormat> = { '.parquet': 'parquet', '.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl' };
+
 export interface ExportOptions {
   db: string;
   window: Window;
   what: 'ip' | 'flow';
   resolution: 'raw' | '1m' | '1h' | '1d';
-  format: ExportFormat;
+  /** Undefined: from the --out extension (a partitioned folder: parquet). */
+  format?: ExportFormat;
+  /** A file, a folder with `partition`, or `-` for stdout (csv and jsonl). */
   out: string;
   partition: boolean;
+  force: boolean;
+}
+
+const usage = (msg: string) => new DbError(msg, 'ERR_TC_USAGE');
+
+/** The format of an export, or the reason it cannot be written: decided before anything is created. */
+export function exportFormat(o: Pick<ExportOptions, 'what' | 'resolution' | 'format' | 'out' | 'partition'>): ExportFormat {
+  if (o.what === 'flow' && o.resolution === '1d') throw usage('flows have minute and hour rollups only (--resolution raw, 1m or 1h)');
+  const choices = Object.keys(EXPORT_EXTENSIONS).join(', ');
+  if (o.out === '-') {
+    if (o.partition) throw usage('--partition writes a folder; it cannot go to stdout (--out -)');
+    if (o.format === undefined) throw usage('--out - (stdout) needs --format csv or jsonl');
+    if (o.format === 'parquet') throw usage('parquet cannot be written to stdout (its footer is written last, over a file); give --out FILE.parquet, or --format csv or jsonl');
+    return o.format;
+  }
+  if (o.format) return o.format;
+  if (o.partition) return 'parquet';
+  const ext = path.extname(o.out).toLowerCase();
+  const f = EXPORT_EXTENSIONS[ext];
+  if (!f) throw usage(`--out ${o.out}: ${ext ? `the extension "${ext}" names no format` : 'no extension to tell the format'}; give --format parquet, csv or jsonl, or end the name in ${choices}`);
+  return f;
+}
+
+const COPY_OPTIONS: Record<ExportFormat, string> = { parquet: 'FORMAT parquet', csv: 'FORMAT csv, HEADER true', jsonl: 'FORMAT json' };
+const FILE_EXT: Record<ExportFormat, string> = { parquet: 'parquet', csv: 'csv', jsonl: 'jsonl' };
+
+/** ISO-8601 UTC with `Z`, as tc-query prints times (milliseconds only when there are some). */
+const isoTime = (col: string) => `(case when epoch_ms("${col}") % 1000 = 0 then strftime("${col}", '%Y-%m-%dT%H:%M:%SZ') else strftime("${col}", '%Y-%m-%dT%H:%M:%S.%gZ') end)`;
+
+/** A Hive partition value: characters other than letters, digits, `.`, `_` and `-` percent-encoded. */
+const hiveValue = (v: string) => v.replace(/[^A-Za-z0-9._-]/g, (c) => [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
+
+/** A CSV field as DuckDB's COPY writes it: quoted only when it holds a delimiter, quote or line break. */
+const csvField = (v: unknown) => {
+  if (v === null || v === undefined) return '';
+  const t = String(v);
+  return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+};
+
+/** A JSON value as DuckDB's COPY (FORMAT json) writes it: integers as digits (64-bit exact). */
+const jsonValue = (v: unknown) => (typeof v === 'bigint' || typeof v === 'number' ? String(v) : v === null || v === undefined ? 'null' : JSON.stringify(String(v)));
+
+/**
+ * Streams `select` as csv or jsonl to `stream`, in the bytes COPY ... TO a file writes (the
+ * export test compares them): DuckDB cannot open /dev/stdout when stdout is a socket, as it is
+ * under a Node parent.
+ */
+async function writeText(duck: Duck, select: string, format: 'csv' | 'jsonl', stream: NodeJS.WritableStream): Promise<void> {
+  const result = await duck.conn.stream(select);
+  const names = result.columnNames();
+  const write = (s: string) => new Promise<void>((resolve, reject) => (stream.write(s, (err) => (err ? reject(err) : resolve()))));
+  if (format === 'csv') await write(`${names.map(csvField).join(',')}\n`);
+  const keys = names.map((n) => `${JSON.stringify(n)}:`);
+  for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+    const lines = chunk.getRows().map((r) => (format === 'csv' ? r.map(csvField).join(',') : `{${r.map((v, i) => keys[i] + jsonValue(v)).join(',')}}`));
+    await write(`${lines.join('\n')}\n`);
+  }
 }
 
 /**
- * Writes the window's rows to a file, or with `partition` to a Hive-partitioned folder
- * (node=.../date=YYYY-MM-DD/...) that DuckDB, ClickHouse, Spark or Trino read as one table.
+ * Writes the window's rows to a file (or stdout), or with `partition` to a Hive-partitioned
+ * folder (node=<the file's node id>/date=YYYY-MM-DD/data_0.<ext>) that DuckDB, ClickHouse,
+ * Spark or Trino read as one table. Counters stay 64-bit integers in every format; times are
+ * TIMESTAMP in parquet and ISO-8601 UTC text in csv and jsonl. DuckDB may write only the
+ * output's own paths (lockDown's allowed paths).
  */
-export async function exportRows(o: ExportOptions): Promise<{ rows: number; out: string }> {
+export async function exportRows(o: ExportOptions): Promise<{ rows: number; out: string; files: number }> {
+  const format = exportFormat(o);
+  if (o.out !== '-') {
+    if (o.partition) checkFolderOut(o.out, o.db, o.force);
+    else checkFileOut(o.out, o.db, o.force);
+  }
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
+  let staged: string | undefined;
   try {
     duck = await Duck.open();
     const window = resolveWindow(sqlite, o.window);
     const table = o.resolution === 'raw' ? `${o.what}_deltas` : `${o.what}_${o.resolution}`;
-    if (o.what === 'flow' && o.resolution === '1d') throw new Error('flows have minute and hour rollups only (--resolution raw, 1m or 1h)');
     await loadTable(sqlite, duck, table, window, 'rows');
-    const timeCol = o.resolution === 'raw' ? 'start' : 'bucket';
-    const fmt = o.format === 'jsonl' ? "FORMAT json" : o.format === 'csv' ? 'FORMAT csv, HEADER true' : 'FORMAT parquet';
-    const select = `select *, strftime("${timeCol}", '%Y-%m-%d') as date from rows`;
-    if (o.partition) {
-      mkdirSync(o.out, { recursive: true });
-      await duck.conn.run(`copy (${select}) to '${o.out.replace(/'/g, "''")}' (${fmt}, PARTITION_BY (node, date), OVERWRITE_OR_IGNORE)`);
-    } else {
-      mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-      await duck.conn.run(`copy (select * exclude (date) from (${select})) to '${o.out.replace(/'/g, "''")}' (${fmt})`);
+    // One file, one node: rows carry the node id the file was created with.
+    const node = (sqlite.prepare("select value from meta where key = 'node_id'").pluck().get() as string | undefined) ?? 'unknown';
+    const times = timeColumns(table);
+    const isoTimes = format === 'parquet' ? [] : times.map((c) => `${isoTime(c)} as "${c}"`);
+    // In a partitioned folder the node is in the path (node=...), as Hive readers expect.
+    const replace = o.partition ? isoTimes : [`${sqlString(node)} as node`, ...isoTimes];
+    const select = `select * ${o.partition ? 'exclude (node) ' : ''}${replace.length ? `replace (${replace.join(', ')}) ` : ''}from rows`;
+    const rows = Number((await duck.conn.runAndReadAll('select count(*) from rows')).getRows()[0][0]);
+    const opts = COPY_OPTIONS[format];
+
+    if (o.out === '-') {
+      await duck.lockDown();
+      await writeText(duck, select, format as 'csv' | 'jsonl', process.stdout);
+      return { rows, out: o.out, files: 1 };
     }
-    const n = await duck.conn.runAndReadAll('select count(*) from rows');
-    return { rows: Number(n.getRows()[0][0]), out: o.out };
+    if (!o.partition) {
+      staged = stagingPath(o.out);
+      await duck.lockDown([staged]);
+      await duck.conn.run(`copy (${select}) to ${sqlString(staged)} (${opts})`);
+      publish(staged, o.out);
+      return { rows, out: o.out, files: 1 };
+    }
+
+    const dates = (await duck.conn.runAndReadAll(`select distinct strftime("${times[0]}", '%Y-%m-%d') as d from rows order by d`)).getRows().map((r) => String(r[0]));
+    mkdirSync(o.out, { recursive: true });
+    const nodeDir = path.join(o.out, `node=${hiveValue(node)}`);
+    if (dates.length === 0) return { rows, out: o.out, files: 0 };
+    staged = stagingPath(nodeDir);
+    const files = dates.map((d) => path.join(staged!, `date=${d}`, `data_0.${FILE_EXT[format]}`));
+    for (const f of files) mkdirSync(path.dirname(f), { recursive: true });
+    await duck.lockDown(files);
+    for (let i = 0; i < dates.length; i++) {
+      await duck.conn.run(`copy (${select} where strftime("${times[0]}", '%Y-%m-%d') = ${sqlString(dates[i])}) to ${sqlString(files[i])} (${opts})`);
+    }
+    publish(staged, nodeDir);
+    return { rows, out: o.out, files: files.length };
+  } catch (err) {
+    if (staged && existsSync(staged)) discard(staged);
+    throw err;
   } finally {
     duck?.close();
     sqlite.close();

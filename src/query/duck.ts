@@ -5,6 +5,7 @@
  */
 import type * as DuckDBApi from '@duckdb/node-api';
 import type { DuckDBConnection, DuckDBInstance, DuckDBType, DuckDBValue } from '@duckdb/node-api';
+import type Database from 'better-sqlite3';
 import duckdb from '@duckdb/node-bindings';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -29,6 +30,9 @@ export const { BIGINT, HUGEINT, INTEGER, TIMESTAMP, UTINYINT, USMALLINT, VARCHAR
 const QUERIES_DIR = path.join(__dirname, '..', '..', '..', 'queries');
 const CHUNK_ROWS = 2048;
 
+/** A SQL string literal. */
+export const sqlString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+
 export function querySql(name: string): string {
   return readFileSync(path.join(QUERIES_DIR, `${name}.sql`), 'utf8');
 }
@@ -51,12 +55,15 @@ export class Duck {
   /**
    * When the host has DuckDB's sqlite extension installed, attaches the file READ_ONLY as `tc`
    * so the planned segments are read by DuckDB directly (the same SQL). Auto-install stays off:
-   * without the extension this fails at once and rows are moved in instead.
+   * without the extension this fails at once and rows are moved in instead. The file is
+   * attached only where openReadOnly (db.ts) read it in place: a file it had to read into
+   * memory (a WAL file in a folder that is not writable) is not one SQLite can open there.
    */
-  async attachSqlite(file: string): Promise<boolean> {
+  async attachSqlite(sqlite: Database.Database): Promise<boolean> {
+    if (sqlite.memory) return false;
     try {
       await this.conn.run('LOAD sqlite');
-      await this.conn.run(`ATTACH '${file.replace(/'/g, "''")}' AS tc (TYPE sqlite, READ_ONLY)`);
+      await this.conn.run(`ATTACH ${sqlString(sqlite.name)} AS tc (TYPE sqlite, READ_ONLY)`);
       this.attached = 'tc.';
       return true;
     } catch {
@@ -64,11 +71,27 @@ export class Duck {
     }
   }
 
+  /**
+   * Takes away DuckDB's access to the file system for the rest of this instance: no COPY TO,
+   * ATTACH of a file, read_csv/read_parquet/read_text, INSTALL/LOAD or EXPORT DATABASE, and the
+   * settings locked so that no statement turns it back on (SET, RESET and PRAGMA all refuse).
+   * `allow`: the paths an export writes, which stay writable (DuckDB's allowed_paths).
+   * Called once the tables are loaded (and the file attached, where it is).
+   */
+  async lockDown(allow: string[] = []): Promise<void> {
+    if (allow.length > 0) await this.conn.run(`SET allowed_paths = [${allow.map(sqlString).join(', ')}]`);
+    await this.conn.run('SET enable_external_access = false');
+    await this.conn.run('SET lock_configuration = true');
+  }
+
   static async open(): Promise<Duck> {
     const instance = await api.DuckDBInstance.create(':memory:', {
       autoinstall_known_extensions: 'false',
       autoload_known_extensions: 'false',
       enable_external_access: 'true',
+      // No spill files: the query side writes nothing (and DuckDB allows its temp folder,
+      // ./.tmp by default, even with external access off).
+      temp_directory: '',
     });
     try {
       const conn = await instance.connect();

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { matchingIds, whereFor, type Filters } from './filters';
-import { BUCKET_MS, planWindow, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
+import { BUCKET_MS, planWindow, readSegments, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
 
 export interface ReadRequest {
   db: string;
@@ -70,6 +70,11 @@ export function readAhead(sqlite: Database.Database, file: string, family: Famil
   const match = matchingIds(sqlite, filters);
   const { where, params } = whereFor(family, match, filters);
   const segments = planWindow(sqlite, family, window);
+  if (sqlite.memory) {
+    // The file was read into memory (openReadOnly: a WAL file in a folder that is not writable):
+    // a worker would read it all again, so this thread reads every segment.
+    return { window, match, family, where, params, mine: segments, theirs: Promise.resolve(readSegments(sqlite, family, [], where, params)) };
+  }
   const [theirs, mine] = split(sqlite, segments);
   const req: ReadRequest = { db: file, family, segments: theirs, where, params };
   const rows = new Promise<SegmentRows>((resolve, reject) => {

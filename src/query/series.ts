@@ -114,12 +114,13 @@ export async function series(o: SeriesOptions): Promise<Answer> {
     const cov = coverage(sqlite, window);
     const empty = emptyWindowNote(sqlite, cov, window, o.tz);
     if (empty) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress).join(',')}\n` : '', notes: [empty] };
-    await duck.attachSqlite(o.db);
+    await duck.attachSqlite(sqlite);
     await loadSeries(sqlite, duck, window, alignMs, ids, pre);
     const starts = BigInt64Array.from(bounds.slice(0, -1), BigInt);
     const ends = BigInt64Array.from(bounds.slice(1), BigInt);
     const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
     await duck.loadColumns('steps', [big('start_ms'), big('end_ms')], [{ columns: [starts, ends], count: starts.length }]);
+    await duck.lockDown();
     const result = await duck.rows(querySql('series'), { per_address: perAddress });
     const out = result.map((r) => {
       const row: Record<string, unknown> = {

@@ -10,10 +10,11 @@
  *   ip_1m / ip_1h / ip_1d(node, bucket, ip, tx_packets, tx_bytes, rx_packets, rx_bytes)
  *   flow_1m / flow_1h(node, bucket, src, dst, proto, sport, dport, packets, bytes)
  *   events(at, kind, start, "end", detail)
- * Times are TIMESTAMP (UTC), addresses text, counters HUGEINT.
+ * Times are TIMESTAMP (UTC), addresses text, counters BIGINT: every stored count is a SQLite
+ * integer, so it fits exactly (in every export format too); DuckDB's sum() of them is HUGEINT.
  */
 import type { DuckDBType } from '@duckdb/node-api';
-import { BIGINT, HUGEINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type Duck } from './duck';
+import { BIGINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type Duck } from './duck';
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
 
@@ -26,7 +27,7 @@ interface Col {
 
 const ts = (name: string): Col => ({ name, sqlType: 'TIMESTAMP', type: TIMESTAMP, conv: (v) => (v === null ? null : new DuckDBTimestampValue(BigInt(v as bigint) * 1000n)) });
 const txt = (name: string): Col => ({ name, sqlType: 'VARCHAR', type: VARCHAR });
-const big = (name: string): Col => ({ name, sqlType: 'HUGEINT', type: HUGEINT });
+const big = (name: string): Col => ({ name, sqlType: 'BIGINT', type: BIGINT });
 const int = (name: string): Col => ({ name, sqlType: 'INTEGER', type: INTEGER, conv: (v) => (v === null ? null : Number(v)) });
 const id = (name: string): Col => ({ name, sqlType: 'BIGINT', type: BIGINT });
 
@@ -72,6 +73,9 @@ export const TABLES: Record<string, { cols: Col[]; sql: string }> = {
     sql: 'select at_ms, kind, start_ms, end_ms, detail from events where at_ms >= ? and at_ms < ?',
   },
 };
+
+/** The TIMESTAMP columns of a documented table. */
+export const timeColumns = (name: string): string[] => TABLES[name].cols.filter((c) => c.sqlType === 'TIMESTAMP').map((c) => c.name);
 
 /** Loads `name` for the window into DuckDB. */
 export async function loadTable(sqlite: Database.Database, duck: Duck, name: string, w: Window, as = name): Promise<void> {

@@ -111,7 +111,7 @@ export async function top(o: TopOptions): Promise<Answer> {
       if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params);
     }));
     // With rows already read on a worker, moving them in beats attaching.
-    if (!o.prefetched) await duck.attachSqlite(o.db);
+    if (!o.prefetched) await duck.attachSqlite(sqlite);
     return await answerTop(sqlite, duck, o);
   } finally {
     duck?.close();
@@ -141,6 +141,7 @@ export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOpt
       await loadWindow(sqlite, duck, 'ip', window, ids, w.where, w.params, pre);
     }
     await loadAddresses(sqlite, duck, ids, o.by === 'flow' ? 'flow' : 'ip');
+    await duck.lockDown();
     const sqlName = { ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by];
     const rows = await duck.rows(querySql(sqlName), { limit: o.limit === 0 ? null : o.limit });
     const cov = coverage(sqlite, window);
