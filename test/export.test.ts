@@ -168,7 +168,7 @@ test('export: the format follows --out, stdout takes csv and jsonl, and refusals
   assert.ok(readdirSync(path.join(d, 'fleet', `node=${node}`)).length > 0);
   assert.ok(statSync(path.join(d, 'fleet', `node=${node}`, readdirSync(path.join(d, 'fleet', `node=${node}`))[0], 'data_0.parquet')).size > 0, 'parquet by default in a folder');
 
-  refused(['--out', path.join(d, 'x.txt')], /^tc-query: error: --out .*x\.txt: the extension "\.txt" names no format; give --format parquet, csv or jsonl, or end the name in \.parquet, \.csv, \.jsonl, \.ndjson\n$/, path.join(d, 'x.txt'));
+  refused(['--out', path.join(d, 'x.txt')], /^tc-query: error: --out .*x\.txt: the extension "\.txt" names no format; give --format parquet, csv or jsonl, or end the name in \.parquet, \.csv, \.jsonl, \.ndjson; see `tc-query export --help`\n$/, path.join(d, 'x.txt'));
   refused(['--out', path.join(d, 'noext')], /no extension to tell the format/, path.join(d, 'noext'));
   refused(['--out', '-'], /--out - \(stdout\) needs --format csv or jsonl/);
   refused(['--out', '-', '--format', 'parquet'], /parquet cannot be written to stdout/);
@@ -190,7 +190,7 @@ test('export: the format follows --out, stdout takes csv and jsonl, and refusals
   // Existing output: refused (unchanged) unless --force.
   const file = path.join(d, 'x.csv');
   writeFileSync(file, 'keep me');
-  refused(['--out', file], /^tc-query: error: --out .*x\.csv: .*x\.csv already exists; pass --force to replace it\n$/);
+  refused(['--out', file], /^tc-query: error: --out .*x\.csv: .*x\.csv already exists; pass --force to replace it; see `tc-query export --help`\n$/);
   assert.equal(readFileSync(file, 'utf8'), 'keep me');
   ok(['--out', file, '--force']);
   assert.equal(parseText(file, 'csv').length, want.rows);
@@ -200,7 +200,7 @@ test('export: the format follows --out, stdout takes csv and jsonl, and refusals
   const fleet = path.join(d, 'fleet');
   mkdirSync(path.join(fleet, 'node=another-host'), { recursive: true });
   writeFileSync(path.join(fleet, 'node=another-host', 'keep'), '');
-  refused(['--partition', '--out', fleet], /^tc-query: error: --out .*fleet is not empty; pass --force to replace this database's node= folder in it\n$/);
+  refused(['--partition', '--out', fleet], /^tc-query: error: --out .*fleet is not empty; pass --force to replace this database's node= folder in it; see `tc-query export --help`\n$/);
   writeFileSync(path.join(fleet, `node=${node}`, 'stale'), '');
   ok(['--partition', '--out', fleet, '--force', '--format', 'jsonl']);
   assert.ok(existsSync(path.join(fleet, 'node=another-host', 'keep')), 'other nodes stay');

@@ -17,6 +17,7 @@ import type { DuckDBType } from '@duckdb/node-api';
 import { BIGINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type Duck } from './duck';
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
+import { readRange } from './plan';
 
 interface Col {
   name: string;
@@ -77,8 +78,12 @@ export const TABLES: Record<string, { cols: Col[]; sql: string }> = {
 /** The TIMESTAMP columns of a documented table. */
 export const timeColumns = (name: string): string[] => TABLES[name].cols.filter((c) => c.sqlType === 'TIMESTAMP').map((c) => c.name);
 
-/** Loads `name` for the window into DuckDB. */
-export async function loadTable(sqlite: Database.Database, duck: Duck, name: string, w: Window, as = name): Promise<void> {
+/**
+ * Loads `name` for the window into DuckDB. `--all` reads whole UTC days (readRange), so the
+ * rollup buckets that hold the first and last intervals are loaded too.
+ */
+export async function loadTable(sqlite: Database.Database, duck: Duck, name: string, window: Window, as = name): Promise<void> {
+  const w = readRange(window);
   const t = TABLES[name];
   const stmt = sqlite.prepare(t.sql).safeIntegers(true).raw(true);
   const convs = t.cols.map((c) => c.conv);
