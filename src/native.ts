@@ -302,3 +302,18 @@ export function probeCaptures(files: string[]): void {
     throw toEngineError(err);
   }
 }
+
+/**
+ * A capture file's identity by its whole content ("LENGTH:XXH3-128 hex"): a replay session is
+ * the file's content, whatever it is called or how it is counted. Throws EngineError.
+ */
+export function captureIdentity(file: string): string {
+  try {
+    return addon.captureIdentity(file);
+  } catch (err) {
+    throw toEngineError(err);
+  }
+}
+
+/** How long (ms) before the newest frame of its file a replayed frame may be stamped and still be counted in its own interval. */
+export const REORDER_WINDOW_MS: number = addon.reorderWindowMs();

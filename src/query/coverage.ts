@@ -20,6 +20,8 @@ export interface Coverage {
   filter_drops: number;
   ip_overflow_keys: number;
   flow_overflow_keys: number;
+  /** Frames counted in a later interval than their own (replay: beyond the reorder window; live: handed over late). */
+  late: number;
   /** Percentage of packets the kernel dropped (of those it received). */
   drop_pct: number;
 }
@@ -40,7 +42,8 @@ export function coverage(db: Database.Database, w: Window): Coverage {
       `select count(*) as intervals, coalesce(sum(end_ms - start_ms), 0) as covered_ms, min(start_ms) as first, max(end_ms) as last,
               coalesce(sum(ring_packets), 0) as ring_packets, coalesce(sum(ring_drops), 0) as ring_drops,
               coalesce(sum(coalesce(filter_ignored, 0) + coalesce(filter_not_accepted, 0) + ignored), 0) as filter_drops,
-              coalesce(sum(ip_overflow_keys), 0) as ip_overflow_keys, coalesce(sum(flow_overflow_keys), 0) as flow_overflow_keys
+              coalesce(sum(ip_overflow_keys), 0) as ip_overflow_keys, coalesce(sum(flow_overflow_keys), 0) as flow_overflow_keys,
+              coalesce(sum(late), 0) as late
        from batches where start_ms >= ? and start_ms < ?`,
     )
     .get(w.fromMs, w.toMs) as Omit<Coverage, 'gaps' | 'gap_ms' | 'lost_intervals' | 'unclean_shutdowns' | 'drop_pct'>;
@@ -69,6 +72,7 @@ export function completenessLine(c: Coverage, tz?: string): string {
   ];
   if (c.lost_intervals) parts.push(`${c.lost_intervals} intervals lost`);
   if (c.filter_drops) parts.push(`${grouped(c.filter_drops)} frames filtered out`);
+  if (c.late) parts.push(`${grouped(c.late)} frame${c.late === 1 ? '' : 's'} counted late (outside their own interval)`);
   if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${grouped(c.ip_overflow_keys + c.flow_overflow_keys)} keys overflowed`);
   return parts.join(', ');
 }

@@ -51,6 +51,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       filter_drops: c.filter_drops,
       ip_overflow_keys: c.ip_overflow_keys,
       flow_overflow_keys: c.flow_overflow_keys,
+      late_frames: c.late,
       rollups_pending: rollupsPending,
       sessions,
       events,
@@ -61,6 +62,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['first', result.first], ['last', result.last], ['intervals', result.intervals], ['gaps', c.gaps], ['gap_seconds', c.gap_ms / 1000],
         ['lost_intervals', c.lost_intervals], ['unclean_shutdowns', c.unclean_shutdowns], ['kernel_packets', c.ring_packets], ['kernel_drops', c.ring_drops],
         ['filter_drops', c.filter_drops], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
+        ['late_frames', c.late],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -72,6 +74,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `kernel          ${grouped(c.ring_packets)} packets, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)`,
       `filter          ${grouped(c.filter_drops)} frames filtered out`,
       `overflow        ~${grouped(c.ip_overflow_keys)} address keys, ~${grouped(c.flow_overflow_keys)} flow keys`,
+      `late            ${grouped(c.late)} frames counted outside their own interval`,
       `sessions        ${sessions.length}${sessions.slice(-5).map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];

@@ -1,6 +1,7 @@
 /** The recorder's own health in the Prometheus text exposition format (`--metrics-listen`). */
 import * as http from 'node:http';
 import { statSync } from 'node:fs';
+import type { Batch } from '../native';
 
 export class Metrics {
   packets = 0;
@@ -8,6 +9,7 @@ export class Metrics {
   kernelPackets = 0;
   kernelDrops = 0;
   filterDrops = 0;
+  lateFrames = 0;
   batchesWritten = 0;
   batchesSkipped = 0;
   lostIntervals = 0;
@@ -22,6 +24,19 @@ export class Metrics {
   private readonly started = Date.now();
 
   constructor(private readonly dbFile: string) {}
+
+  /** Counts a batch from the engine (the one place packets and bytes are counted, drawn or not). */
+  observe(b: Batch): void {
+    const c = b.counters;
+    this.packets += Number(c.ipPackets);
+    this.bytes += Number(c.ipBytes);
+    this.kernelPackets += Number(c.ringPackets);
+    this.kernelDrops += Number(c.ringDrops);
+    this.filterDrops += Number(c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored);
+    this.lateFrames += Number(c.late);
+    this.ipKeys = b.ip.count;
+    this.flowKeys = b.flow.count;
+  }
 
   private dbSize(): number {
     let n = 0;
@@ -42,6 +57,7 @@ export class Metrics {
       ['tc_kernel_packets_total', 'counter', 'packets the kernel ring received (PACKET_STATISTICS)', this.kernelPackets],
       ['tc_kernel_drops_total', 'counter', 'packets the kernel dropped because a ring was full', this.kernelDrops],
       ['tc_filter_drops_total', 'counter', 'frames dropped by the CIDR rules and the non-IP filter', this.filterDrops],
+      ['tc_late_frames_total', 'counter', 'frames counted in a later interval than their timestamp (replay: beyond the reorder window; live: handed over late)', this.lateFrames],
       ['tc_batches_written_total', 'counter', 'interval batches appended to the database', this.batchesWritten],
       ['tc_batches_skipped_total', 'counter', 'batches already in the log (idempotent re-appends)', this.batchesSkipped],
       ['tc_lost_intervals_total', 'counter', 'intervals dropped because the write queue (or the engine\'s hand-over queue) was full', this.lostIntervals],
