@@ -72,7 +72,7 @@ export function completenessLine(c: Coverage, tz?: string): string {
   ];
   if (c.lost_intervals) parts.push(`${c.lost_intervals} intervals lost`);
   if (c.filter_drops) parts.push(`${grouped(c.filter_drops)} frames filtered out`);
-  if (c.late) parts.push(`${grouped(c.late)} frame${c.late === 1 ? '' : 's'} counted late (outside their own interval)`);
+  if (c.late) parts.push(`${grouped(c.late)} frame${c.late === 1 ? ' counted late (outside its' : 's counted late (outside their'} own interval)`);
   if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${grouped(c.ip_overflow_keys + c.flow_overflow_keys)} keys overflowed`);
   return parts.join(', ');
 }

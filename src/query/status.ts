@@ -74,7 +74,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `kernel          ${grouped(c.ring_packets)} packets, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)`,
       `filter          ${grouped(c.filter_drops)} frames filtered out`,
       `overflow        ~${grouped(c.ip_overflow_keys)} address keys, ~${grouped(c.flow_overflow_keys)} flow keys`,
-      `late            ${grouped(c.late)} frames counted outside their own interval`,
+      `late            ${grouped(c.late)} frame${c.late === 1 ? ' counted outside its' : 's counted outside their'} own interval`,
       `sessions        ${sessions.length}${sessions.slice(-5).map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];

@@ -133,11 +133,13 @@ struct Counter<'a> {
     last_ts_ms: i64,
     /// Frames counted outside their own interval (beyond the reorder window).
     late: u64,
+    /// Keys of the last interval flushed: the capacity new intervals start with.
+    keys_hint: usize,
 }
 
 impl<'a> Counter<'a> {
     fn new(opts: &'a ReplayOptions) -> Counter<'a> {
-        Counter { opts, open: BTreeMap::new(), newest_ms: i64::MIN, flushed_end: i64::MIN, last_ts_ms: 0, late: 0 }
+        Counter { opts, open: BTreeMap::new(), newest_ms: i64::MIN, flushed_end: i64::MIN, last_ts_ms: 0, late: 0, keys_hint: 1024 }
     }
 
     /// Whether the interval starting at `start` is past the window of the newest frame.
@@ -167,8 +169,9 @@ impl<'a> Counter<'a> {
             self.late += 1;
             t
         } else {
-            let (opts, flows) = (self.opts.max_keys, self.opts.flows);
-            self.open.entry(start).or_insert_with(|| Tables::new(opts, flows))
+            // Sized like the last interval flushed: a trickle keeps many small intervals open.
+            let (max_keys, flows, hint) = (self.opts.max_keys, self.opts.flows, self.keys_hint);
+            self.open.entry(start).or_insert_with(|| Tables::with_capacity(max_keys, flows, hint))
         };
         let parsed = parse::parse_frame(lt, data).unwrap_or(Parsed::NonIp);
         if let Parsed::Ip(ip) = &parsed {
@@ -187,6 +190,7 @@ impl<'a> Counter<'a> {
         };
         let end = start + self.opts.interval_ms;
         self.flushed_end = end;
+        self.keys_hint = t.ips.len().max(t.flows.len()).max(1024);
         let mut b = Batch::from_tables(start, end, t);
         b.last = last;
         sink(ReplayEvent::Batch(b));
