@@ -58,11 +58,28 @@ function replaySessionKey(file: string): string {
   return `replay:${engine.captureIdentity(file)}`;
 }
 
+interface PriorSession {
+  id: number;
+  session_key: string;
+  source: string;
+  started_at: number;
+  /** NULL: the replay was stopped or killed before the end of the file. */
+  ended_at: number | null;
+  options: string;
+}
+
+const PRIOR = 'select id, session_key, source, started_at, ended_at, options from sessions';
+
 /**
- * The key earlier versions gave a replay of this one file with these counting options (its
- * size, first and last 4 MiB, and the options): such a session is this capture too.
+ * The session that already holds this capture, if any: keyed by its content, or by the key
+ * earlier versions gave a replay of this one file (its size, first and last 4 MiB, and the
+ * session's counting options as stored).
  */
-function legacyReplayKey(file: string, opts: Record<string, unknown>): string {
+function priorSession(db: WriteDb, file: string, key: string): PriorSession | undefined {
+  const byContent = db.sqlite.prepare(`${PRIOR} where session_key = ?`).get(key) as PriorSession | undefined;
+  if (byContent) return byContent;
+  const legacy = db.sqlite.prepare(`${PRIOR} where kind = 'replay' and session_key not like 'replay:%:%' order by id`).all() as PriorSession[];
+  if (legacy.length === 0) return undefined;
   const h = createHash('sha256');
   const CHUNK = 4 << 20;
   const fd = openSync(file, 'r');
@@ -80,25 +97,7 @@ function legacyReplayKey(file: string, opts: Record<string, unknown>): string {
   } finally {
     closeSync(fd);
   }
-  h.update(JSON.stringify(opts));
-  return `replay:${h.digest('hex').slice(0, 32)}`;
-}
-
-interface PriorSession {
-  id: number;
-  session_key: string;
-  source: string;
-  started_at: number;
-  /** NULL: the replay was stopped or killed before the end of the file. */
-  ended_at: number | null;
-  options: string;
-}
-
-/** The session that already holds this capture, if any. */
-function priorSession(db: WriteDb, key: string, legacyKey: string): PriorSession | undefined {
-  return db.sqlite
-    .prepare("select id, session_key, source, started_at, ended_at, options from sessions where kind = 'replay' and session_key in (?, ?) order by id limit 1")
-    .get(key, legacyKey) as PriorSession | undefined;
+  return legacy.find((s) => `replay:${h.copy().update(s.options).digest('hex').slice(0, 32)}` === s.session_key);
 }
 
 /** The counting options of a replay session, as the command line gives them. */
@@ -230,7 +229,7 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
         continue;
       }
       given.set(key, file);
-      const prior = priorSession(db, key, legacyReplayKey(file, counting));
+      const prior = priorSession(db, file, key);
       const sameOptions = prior?.options === JSON.stringify(counting);
       if (prior && !o.replace && (prior.ended_at !== null || !sameOptions)) {
         const when = `replayed ${isoUtc(prior.started_at)}${prior.source !== path.resolve(file) ? ` from ${prior.source}` : ''}`;
