@@ -77,8 +77,8 @@ pub struct Totals {
     /// Frames dropped by the userspace CIDR rules (`--no-ebpf`, replay, or frames the kernel
     /// filter could not inspect).
     pub ignored: u64,
-    /// Frames whose timestamp lay before the interval they were counted in (late ring blocks,
-    /// unsorted capture files).
+    /// Frames whose timestamp lay before the interval they were counted in (live: late ring
+    /// blocks; replay: frames stamped beyond the reorder window, `replay::REORDER_WINDOW_MS`).
     pub late: u64,
 }
 
