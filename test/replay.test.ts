@@ -252,6 +252,32 @@ test('a reader during --replace sees the earlier session or the new one, never a
   for (const s of seen) assert.ok(s === JSON.stringify(before) || s === JSON.stringify(after), `a reader saw ${s}, neither ${JSON.stringify(before)} nor ${JSON.stringify(after)}`);
 });
 
+test('a replay stopped with SIGINT keeps its partial intervals as not ended; the next replay records the file again in its place', async () => {
+  const dir = tmp();
+  const x = path.join(dir, 'x.pcap');
+  generate(x, { packets: 600_000, hosts: 3_000, flows: 30_000, seconds: 1_800 });
+  const clean = path.join(dir, 'clean.db');
+  ok(['record', '--pcap', x, '--db', clean, '--quiet']);
+  const db = path.join(dir, 'x.db');
+  const child = spawn(process.execPath, [RECORDER, 'record', '--pcap', x, '--db', db, '--quiet'], { stdio: 'ignore' });
+  const written = () => {
+    try {
+      return rows<[number]>(db, 'select count(*) from batches')[0][0];
+    } catch {
+      return 0; // the file or its schema is not there yet
+    }
+  };
+  while (written() === 0 && child.exitCode === null) await sleep(5);
+  child.kill('SIGINT');
+  assert.equal(await exited(child, 60_000), 0);
+  const [[ended, frames]] = rows<[number, number]>(db, 'select s.ended_at is not null, (select sum(frames) from batches) from sessions s');
+  assert.equal(ended, 0, 'a replay stopped before the end of its file is not ended');
+  assert.ok(frames < 600_000, `stopped after ${frames} frames`);
+  assert.match(ok(['record', '--pcap', x, '--db', db, '--quiet']), /replacing session 1 .*stopped before the end of the file/);
+  assert.deepEqual(rows(db, BATCHES), rows(clean, BATCHES));
+  assert.deepEqual(contents(db), contents(clean));
+});
+
 function scrape(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
     http

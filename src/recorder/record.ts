@@ -194,7 +194,7 @@ function queueBounds(o: RecordOptions): { queueMax: number; queueMaxBytes: numbe
  * Replays the files one after the other, each as its own session keyed by its content: the
  * result equals replaying them one by one, in any order. A capture already recorded (by any
  * options) is skipped, or with `replace` recorded again in place of its earlier session; one
- * whose replay was stopped or killed is completed when given the same options again.
+ * whose replay was stopped or killed before the end of the file is recorded again in its place.
  */
 async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
   const log = new Logger(o.logFormat);
@@ -230,27 +230,25 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
       }
       given.set(key, file);
       const prior = priorSession(db, file, key);
-      const sameOptions = prior?.options === JSON.stringify(counting);
-      if (prior && !o.replace && (prior.ended_at !== null || !sameOptions)) {
+      if (prior && prior.ended_at !== null && !o.replace) {
         const when = `replayed ${isoUtc(prior.started_at)}${prior.source !== path.resolve(file) ? ` from ${prior.source}` : ''}`;
         log.info(
-          prior.ended_at !== null
-            ? `${file} is already recorded in ${o.db} as session ${prior.id} (${when}, ${describeOptions(prior.options)}); skipped, nothing counted twice (--replace records it again with the options given now)`
-            : `${file} is partly recorded in ${o.db} as session ${prior.id} (${when}, ${describeOptions(prior.options)}; stopped before the end); skipped: give the same options to complete it, or --replace to record it again with the options given now`,
+          `${file} is already recorded in ${o.db} as session ${prior.id} (${when}, ${describeOptions(prior.options)}); skipped, nothing counted twice (--replace records it again with the options given now)`,
           { event: 'skipped', file, session: prior.id },
         );
         continue;
       }
       const spec: SessionSpec = {
-        // A partly recorded session is completed under its own key (batches already there are skipped).
-        key: prior && !o.replace ? prior.session_key : key,
+        key,
         kind: 'replay',
         source: path.resolve(file),
         intervalMs: o.intervalSecs * 1000,
         flows: o.flows,
         options: counting,
       };
-      const summary = await replayFile(file, spec, o.replace ? prior : undefined, (run) => (current = run));
+      // A session stopped before the end of its file holds partial intervals (flushed on the
+      // stop): it is recorded again in its place.
+      const summary = await replayFile(file, spec, prior, (run) => (current = run));
       current = undefined;
       before += sizes[i];
       if (!o.quiet && summary) log.info(`${summary.path}: ${grouped(summary.frames)} frames (${summary.format})${summary.truncated ? ', ends early' : ''}`);
@@ -294,7 +292,10 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
         db.sqlite.exec('rollback');
         throw err;
       }
-      log.info(`${file}: replacing session ${replaced.id} (${describeOptions(replaced.options)})`, { event: 'replace', file, session: replaced.id });
+      log.info(
+        `${file}: replacing session ${replaced.id} (${describeOptions(replaced.options)}${replaced.ended_at === null ? '; stopped before the end of the file' : ''})`,
+        { event: 'replace', file, session: replaced.id },
+      );
     }
     const run = engine.replay([file], countOptions(o), {
       batch: async (b) => {
@@ -316,8 +317,8 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
       const [summary] = await run.done;
       // Everything queued is written (or writing gave up: the error ends the replay).
       await sink?.idle();
-      // A replay stopped before the end of the file stays open (ended_at NULL): the same
-      // command completes it later.
+      // A replay stopped before the end of the file stays open (ended_at NULL): the next
+      // replay of the file records it again in its place.
       await sink?.close(Date.now() + 60_000, !stopped);
       if (replaced) db.sqlite.exec('commit');
       return summary;
