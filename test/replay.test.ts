@@ -215,6 +215,15 @@ test('a capture recorded by an earlier version (a key of size, head, tail and op
   assert.match(ok(['record', '--pcap', x, '--db', db, '--quiet', '--flows']), /already recorded .* as session 1/);
   assert.match(ok(['record', '--pcap', x, '--db', db, '--quiet', '--flows', '--replace']), /replacing session 1/);
   assert.deepEqual(rows(db, 'select count(*), sum(flows) from sessions'), [[1, 1]]);
+  // Raw rows retention removed in the days a session covers: its sums cannot be recomputed.
+  const w = new Database(db);
+  w.prepare('update batches set pruned = 1 where seq = 0').run();
+  w.close();
+  const before = contents(db);
+  const refused = recorder(['record', '--pcap', x, '--db', db, '--quiet', '--replace']);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /^traffic-counter: error: session 1 cannot be replaced: retention removed the raw rows of 1 interval\(s\)/m);
+  assert.deepEqual(contents(db), before, 'nothing changed');
   const live = recorder(['record', '--replace', '--iface', 'lo', '--db', db]);
   assert.equal(live.status, 1);
   assert.match(live.stderr, /--replace applies to replays only/);
