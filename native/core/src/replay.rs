@@ -454,7 +454,23 @@ mod tests {
 
     /// A pcap file (Ethernet, IPv4 UDP, 100-byte packets) with one frame per timestamp (ms);
     /// each frame's source address is 10.0.0.(index + 1), so tests can tell frames apart.
-    fn pcap(name: &str, ts_ms: &[i64]) -> PathBuf {
+    /// A temporary file, removed when dropped.
+    struct Temp(PathBuf);
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Temp {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn pcap(name: &str, ts_ms: &[i64]) -> Temp {
         let mut out = Vec::new();
         for v in [0xa1b2c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -475,7 +491,7 @@ mod tests {
         }
         let p = std::env::temp_dir().join(format!("tc-replay-test-{}-{name}.pcap", std::process::id()));
         std::fs::write(&p, out).unwrap();
-        p
+        Temp(p)
     }
 
     fn opts(interval_ms: i64) -> ReplayOptions {
