@@ -50,7 +50,7 @@ export function u64At(col: U64Column, i: number): number | bigint {
 export interface Batch {
   startMs: number;
   endMs: number;
-  /** The last batch of the capture or replay (flushed on stop or end of input). */
+  /** The last batch of the capture or of a replayed file (flushed on stop or end of input). */
   last: boolean;
   counters: Record<CounterName, bigint>;
   /** Kernel ring statistics present (live capture). */
@@ -164,7 +164,7 @@ export class EngineError extends Error {
 
 export type FileSummary = Addon.FileSummary;
 
-/** Replays capture files as one session; resolves with one summary per file. */
+/** Replays capture files, each counted on its own (its own intervals); resolves with one summary per file. */
 export function replay(files: string[], opts: CountOptions, h: EngineHandlers): { done: Promise<FileSummary[]>; stop(): void } {
   let handle: Addon.ReplayHandle | undefined;
   const done = new Promise<FileSummary[]>((resolve, reject) => {
@@ -315,3 +315,18 @@ export function tryLockFile(file: string): number | null {
     throw toEngineError(err);
   }
 }
+
+/**
+ * A capture file's identity by its whole content ("LENGTH:XXH3-128 hex"): a replay session is
+ * the file's content, whatever it is called or how it is counted. Throws EngineError.
+ */
+export function captureIdentity(file: string): string {
+  try {
+    return addon.captureIdentity(file);
+  } catch (err) {
+    throw toEngineError(err);
+  }
+}
+
+/** How long (ms) before the newest frame of its file a replayed frame may be stamped and still be counted in its own interval. */
+export const REORDER_WINDOW_MS: number = addon.reorderWindowMs();

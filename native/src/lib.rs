@@ -129,6 +129,8 @@ pub struct FileSummary {
     pub frames: i64,
     pub non_packet_records: i64,
     pub truncated: bool,
+    /// Frames counted outside their own interval (beyond `reorderWindowMs()`).
+    pub late: i64,
 }
 
 /// An event of a replay or a capture: `kind` is batch, warning, progress, end or error.
@@ -297,7 +299,7 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
                     files: Some(
                         files
                             .into_iter()
-                            .map(|s| FileSummary { path: s.path, format: s.format, frames: s.frames as i64, non_packet_records: s.non_packet_records as i64, truncated: s.truncated })
+                            .map(|s| FileSummary { path: s.path, format: s.format, frames: s.frames as i64, non_packet_records: s.non_packet_records as i64, truncated: s.truncated, late: s.late as i64 })
                             .collect(),
                     ),
                     ..NativeEvent::new("end")
@@ -313,6 +315,19 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
         })
         .map_err(|e| err("ERR_TC_THREAD", e))?;
     Ok(ReplayHandle { stop })
+}
+
+/// How long before the newest frame of its file a replayed frame may be stamped and still be
+/// counted in its own interval (ms).
+#[napi]
+pub fn reorder_window_ms() -> i64 {
+    replay::REORDER_WINDOW_MS
+}
+
+/// A capture file's identity by its whole content (length and 128-bit XXH3).
+#[napi]
+pub fn capture_identity(file: String) -> Result<String, String> {
+    replay::identity(&PathBuf::from(file)).map_err(|e| err("ERR_TC_OPEN", e))
 }
 
 /// Live capture options (see `traffic-counter record --help`). Ring defaults: 1 MiB blocks x 64,

@@ -7,6 +7,7 @@ import { DEFAULT_RETENTION, DEFAULT_RETENTION_TEXT, parseRetention, type Retenti
 import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/sink';
 import { quietOnClosedOutput } from '../recorder/log';
 import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
+import { REORDER_WINDOW_MS } from '../native';
 
 quietOnClosedOutput();
 
@@ -96,7 +97,8 @@ program
   .option('--config <file>', 'JSON file of options (long names as keys); the command line wins')
   .option('--db <file>', 'database file (env TC_DB)', defaultDb())
   .option('-i, --iface <name>', 'interface to capture on (default: the interface of the default route)')
-  .option('--pcap <files...>', 'replay these pcap/pcapng files instead of capturing')
+  .option('--pcap <files...>', `replay these pcap/pcapng files instead of capturing, each as its own session (frames up to ${REORDER_WINDOW_MS / 1000} s out of order are counted in their own interval; a capture already in the file is skipped)`)
+  .option('--replace', 'with --pcap: record a capture already in the file again with the options given now, in place of its earlier session (in one transaction)', false)
   .option('--workers <n>', 'capture workers, one ring each (default: number of CPUs)', intIn(1, 64))
   .option('--block-size <bytes>', 'TPACKET_V3 block size (power of two, multiple of the page size)', intIn(1, 2 ** 30), 1 << 20)
   .option('--block-count <n>', 'blocks per ring', intIn(1, 1 << 20), 64)
@@ -122,6 +124,7 @@ program
   .option('--user <name>', 'after setting up capture, drop root and all capabilities and run as this user')
   .option('--node-id <id>', 'node id of a new database file (default: this host\'s name); a file keeps the one it was created with', nodeId)
   .option('-q, --quiet', 'no per-interval lines', false)
+  .option('--progress', 'draw the progress bar while replaying even when stderr is not a terminal')
   .option('--no-progress', 'no progress bar while replaying')
   .action(async (opts, cmd: Command) => {
     if (opts.config) {
@@ -146,7 +149,8 @@ program
       ebpf: opts.ebpf,
       snaplen: opts.snaplen,
       quiet: opts.quiet,
-      progress: opts.progress === false ? false : undefined,
+      progress: opts.progress,
+      replace: opts.replace,
       retention: {
         rawIpMs: opts.retainRawIp,
         rawFlowMs: opts.retainRawFlows,

@@ -26,6 +26,8 @@ export interface Coverage {
   filter_drops: number;
   ip_overflow_keys: number;
   flow_overflow_keys: number;
+  /** Frames counted in a later interval than their own (replay: beyond the reorder window; live: handed over late). */
+  late: number;
   /** Percentage of packets the kernel dropped (of those it received). */
   drop_pct: number;
 }
@@ -53,7 +55,7 @@ export function coverage(db: Database.Database, w: Window): Coverage {
               count(ring_packets) as ring_intervals, coalesce(sum(ring_packets), 0) as ring_packets, coalesce(sum(ring_drops), 0) as ring_drops,
               coalesce(sum(coalesce(filter_ignored, 0) + coalesce(filter_not_accepted, 0) + ignored), 0) as filter_drops,
               coalesce(sum(ip_overflow_keys), 0) as ip_overflow_keys, coalesce(sum(flow_overflow_keys), 0) as flow_overflow_keys,
-              coalesce(sum(s.flows = 1), 0) as flow_intervals
+              coalesce(sum(s.flows = 1), 0) as flow_intervals, coalesce(sum(late), 0) as late
        from batches b join sessions s on s.id = b.session_id where start_ms >= ? and start_ms < ?`,
     )
     .get(from, to) as Omit<Coverage, 'gaps' | 'gap_ms' | 'lost_intervals' | 'unclean_shutdowns' | 'drop_pct'>;
@@ -85,6 +87,7 @@ export function completenessLine(c: Coverage, tz?: string): string {
   }
   if (c.lost_intervals) parts.push(`${counted(c.lost_intervals, 'interval')} lost`);
   if (c.filter_drops) parts.push(`${counted(c.filter_drops, 'frame')} filtered by CIDR rules`);
+  if (c.late) parts.push(`${counted(c.late, 'frame')} counted late (outside ${c.late === 1 ? 'its' : 'their'} own interval)`);
   if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${counted(c.ip_overflow_keys + c.flow_overflow_keys, 'key')} overflowed`);
   return parts.join(', ');
 }

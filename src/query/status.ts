@@ -55,6 +55,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       non_ip_frames: nonIp,
       ip_overflow_keys: c.ip_overflow_keys,
       flow_overflow_keys: c.flow_overflow_keys,
+      late_frames: c.late,
       rollups_pending: rollupsPending,
       sessions,
       events,
@@ -65,6 +66,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['first', result.first], ['last', result.last], ['intervals', result.intervals], ['gaps', c.gaps], ['gap_seconds', c.gap_ms / 1000],
         ['lost_intervals', c.lost_intervals], ['unclean_shutdowns', c.unclean_shutdowns], ['kernel_packets', c.ring_packets], ['kernel_drops', c.ring_drops],
         ['filter_drops', c.filter_drops], ['non_ip_frames', nonIp], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
+        ['late_frames', c.late],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -81,6 +83,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         : `kernel          no kernel counters (replayed captures only)`,
       `not counted     ${counted(nonIp, 'non-IP frame')}, ${counted(c.filter_drops, 'frame')} filtered by CIDR rules`,
       `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,
+      `late            ${counted(c.late, 'frame')} counted outside ${c.late === 1 ? 'its' : 'their'} own interval`,
       `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];

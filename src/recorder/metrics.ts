@@ -1,7 +1,7 @@
 /** The recorder's own health in the Prometheus text exposition format (`--metrics-listen`). */
 import * as http from 'node:http';
 import { statSync } from 'node:fs';
-import type { CounterName } from '../native';
+import type { Batch, CounterName } from '../native';
 
 /**
  * The frames of a batch that are not counted, split as the interval line, `tc-query status`
@@ -20,6 +20,7 @@ export class Metrics {
   filterDrops = 0;
   nonIpFrames = 0;
   cidrFiltered = 0;
+  lateFrames = 0;
   batchesWritten = 0;
   batchesSkipped = 0;
   lostIntervals = 0;
@@ -34,6 +35,22 @@ export class Metrics {
   private readonly started = Date.now();
 
   constructor(private readonly dbFile: string) {}
+
+  /** Counts a batch from the engine (the one place packets and bytes are counted, drawn or not). */
+  observe(b: Batch): void {
+    const c = b.counters;
+    this.packets += Number(c.ipPackets);
+    this.bytes += Number(c.ipBytes);
+    this.kernelPackets += Number(c.ringPackets);
+    this.kernelDrops += Number(c.ringDrops);
+    this.filterDrops += Number(c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored);
+    const nc = notCounted(c);
+    this.nonIpFrames += Number(nc.nonIp);
+    this.cidrFiltered += Number(nc.cidrFiltered);
+    this.lateFrames += Number(c.late);
+    this.ipKeys = b.ip.count;
+    this.flowKeys = b.flow.count;
+  }
 
   private dbSize(): number {
     let n = 0;
@@ -56,6 +73,7 @@ export class Metrics {
       ['tc_filter_drops_total', 'counter', 'frames dropped by the CIDR rules and the non-IP filter', this.filterDrops],
       ['tc_non_ip_frames_total', 'counter', 'non-IP frames (not counted)', this.nonIpFrames],
       ['tc_cidr_filtered_frames_total', 'counter', 'frames filtered by CIDR rules (--ignore-file, --accept-source-file; not counted)', this.cidrFiltered],
+      ['tc_late_frames_total', 'counter', 'frames counted in a later interval than their timestamp (replay: beyond the reorder window; live: handed over late)', this.lateFrames],
       ['tc_batches_written_total', 'counter', 'interval batches appended to the database', this.batchesWritten],
       ['tc_batches_skipped_total', 'counter', 'batches already in the log (idempotent re-appends)', this.batchesSkipped],
       ['tc_lost_intervals_total', 'counter', 'intervals dropped because the write queue (or the engine\'s hand-over queue) was full', this.lostIntervals],

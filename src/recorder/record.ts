@@ -4,12 +4,12 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import * as engine from '../native';
 import { checkWritable, openForWrite, type WriteDb } from './db';
-import { type SessionSpec } from './writer';
+import { deleteSession, type SessionSpec } from './writer';
 import { BatchSink, DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from './sink';
 import { defaultRouteInterface, interfaceDown } from './iface';
 import { Logger, type LogFormat } from './log';
@@ -38,6 +38,8 @@ export interface RecordOptions {
   snaplen?: number;
   quiet: boolean;
   progress?: boolean;
+  /** Replay: record a capture already in the file again, in place of its earlier session. */
+  replace?: boolean;
   retention?: Retention;
   queueMax?: number;
   /** MiB of batch data the live write queue may hold. */
@@ -55,50 +57,78 @@ export class RecordError extends Error {
   }
 }
 
-/** Replay session key: derived from the files' content (size, first and last 4 MiB) and the
- * counting options, so replaying the same capture again appends nothing new. */
-function replaySessionKey(files: string[], opts: Record<string, unknown>): string {
+/** A replay's session key: the capture file's content alone, whatever its name or the options. */
+function replaySessionKey(file: string): string {
+  return `replay:${engine.captureIdentity(file)}`;
+}
+
+interface PriorSession {
+  id: number;
+  session_key: string;
+  source: string;
+  started_at: number;
+  /** NULL: the replay was stopped or killed before the end of the file. */
+  ended_at: number | null;
+  options: string;
+}
+
+const PRIOR = 'select id, session_key, source, started_at, ended_at, options from sessions';
+
+/**
+ * The session that already holds this capture, if any: keyed by its content, or by the key
+ * earlier versions gave a replay of this one file (its size, first and last 4 MiB, and the
+ * session's counting options as stored).
+ */
+function priorSession(db: WriteDb, file: string, key: string): PriorSession | undefined {
+  const byContent = db.sqlite.prepare(`${PRIOR} where session_key = ?`).get(key) as PriorSession | undefined;
+  if (byContent) return byContent;
+  const legacy = db.sqlite.prepare(`${PRIOR} where kind = 'replay' and session_key not like 'replay:%:%' order by id`).all() as PriorSession[];
+  if (legacy.length === 0) return undefined;
   const h = createHash('sha256');
   const CHUNK = 4 << 20;
-  for (const f of files) {
-    const fd = openSync(f, 'r');
-    try {
-      const size = fstatSync(fd).size;
-      h.update(`${size}\0`);
-      const buf = Buffer.alloc(Math.min(CHUNK, size));
-      readSync(fd, buf, 0, buf.length, 0);
-      h.update(buf);
-      if (size > CHUNK) {
-        const tail = Buffer.alloc(Math.min(CHUNK, size - CHUNK));
-        readSync(fd, tail, 0, tail.length, size - tail.length);
-        h.update(tail);
-      }
-    } finally {
-      closeSync(fd);
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    h.update(`${size}\0`);
+    const buf = Buffer.alloc(Math.min(CHUNK, size));
+    readSync(fd, buf, 0, buf.length, 0);
+    h.update(buf);
+    if (size > CHUNK) {
+      const tail = Buffer.alloc(Math.min(CHUNK, size - CHUNK));
+      readSync(fd, tail, 0, tail.length, size - tail.length);
+      h.update(tail);
     }
+  } finally {
+    closeSync(fd);
   }
-  h.update(JSON.stringify(opts));
-  return `replay:${h.digest('hex').slice(0, 32)}`;
+  return legacy.find((s) => `replay:${h.copy().update(s.options).digest('hex').slice(0, 32)}` === s.session_key);
+}
+
+/** The counting options of a replay session, as the command line gives them. */
+function describeOptions(json: string): string {
+  let c: { intervalMs?: number; maxKeys?: number; flows?: boolean; ignoreFile?: string | null; acceptSourceFile?: string | null };
+  try {
+    c = JSON.parse(json);
+  } catch {
+    return json;
+  }
+  return [
+    `--interval-secs ${(c.intervalMs ?? 0) / 1000}`,
+    c.flows ? '--flows' : 'without --flows',
+    `--max-keys ${c.maxKeys}`,
+    ...(c.ignoreFile ? [`--ignore-file ${c.ignoreFile}`] : []),
+    ...(c.acceptSourceFile ? [`--accept-source-file ${c.acceptSourceFile}`] : []),
+  ].join(', ');
 }
 
 class IntervalPrinter {
   private prevIps = 0;
   private prevFlows = 0;
-  constructor(private readonly log: Logger, private readonly quiet: boolean, private readonly metrics: Metrics) {}
+  constructor(private readonly log: Logger, private readonly quiet: boolean) {}
   observe(b: engine.Batch): void {
     const c = b.counters;
-    const m = this.metrics;
-    m.packets += Number(c.ipPackets);
-    m.bytes += Number(c.ipBytes);
-    m.kernelPackets += Number(c.ringPackets);
-    m.kernelDrops += Number(c.ringDrops);
-    m.filterDrops += Number(c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored);
-    const nc = notCounted(c);
-    m.nonIpFrames += Number(nc.nonIp);
-    m.cidrFiltered += Number(nc.cidrFiltered);
-    m.ipKeys = b.ip.count;
-    m.flowKeys = b.flow.count;
     if (this.quiet) return;
+    const nc = notCounted(c);
     const drops = b.hasRing ? grouped(c.ringDrops) : '-';
     const filterDrops = b.hasFilter ? c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored : c.ignored;
     const ipKeys = b.ip.count;
@@ -147,6 +177,7 @@ export async function record(o: RecordOptions): Promise<void> {
   if (o.acceptSourceFile) engine.checkCidrFile(o.acceptSourceFile);
   if (o.user) userIds(o.user);
   const replaying = o.pcap !== undefined && o.pcap.length > 0;
+  if (o.replace && !replaying) throw new RecordError('--replace applies to replays only (--pcap FILE...)', 'ERR_TC_BAD_OPTION');
   if (replaying) engine.probeCaptures(o.pcap!);
   else {
     const missing = missingCapabilities({ ebpf: o.ebpf, user: o.user });
@@ -162,7 +193,7 @@ export async function record(o: RecordOptions): Promise<void> {
   checkWritable(o.db);
   const lock = WriterLock.acquire(o.db, replaying ? `replay of ${o.pcap!.map((f) => path.basename(f)).join(' ')}` : `live capture on ${o.iface ?? 'the default-route interface'}`);
   try {
-    if (replaying) await recordReplay(o, o.pcap!);
+    if (replaying) await recordReplay(o, o.pcap!, lock);
     else await recordLive(o, lock);
   } finally {
     lock.release();
@@ -182,27 +213,88 @@ function queueBounds(o: RecordOptions): { queueMax: number; queueMaxBytes: numbe
   return { queueMax: o.queueMax ?? DEFAULT_QUEUE_MAX, queueMaxBytes: o.queueMaxMib === undefined ? DEFAULT_QUEUE_MAX_BYTES : o.queueMaxMib * 2 ** 20 };
 }
 
-async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
+/**
+ * Replays the files one after the other, each as its own session keyed by its content: the
+ * result equals replaying them one by one, in any order. A capture already recorded (by any
+ * options) is skipped, or with `replace` recorded again in place of its earlier session; one
+ * whose replay was stopped or killed before the end of the file is recorded again in its place.
+ */
+async function recordReplay(o: RecordOptions, files: string[], lock: WriterLock): Promise<void> {
   const log = new Logger(o.logFormat);
   const counting = { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, flows: o.flows, ignoreFile: o.ignoreFile ?? null, acceptSourceFile: o.acceptSourceFile ?? null };
-  const spec: SessionSpec = {
-    key: replaySessionKey(files, counting),
-    kind: 'replay',
-    source: files.map((f) => path.resolve(f)).join(' '),
-    intervalMs: o.intervalSecs * 1000,
-    flows: o.flows,
-    options: counting,
-  };
   const db = await openForWrite(o.db, o.nodeId);
   const metrics = new Metrics(o.db);
   const stopMetrics = await startMetrics(o, metrics, log);
-  const printer = new IntervalPrinter(log, o.quiet, metrics);
+  const printer = new IntervalPrinter(log, o.quiet);
   const showBar = o.progress ?? (process.stderr.isTTY === true && !o.quiet);
-  const bar = showBar ? new SingleBar({ format: 'replay [{bar}] {percentage}% | {value}/{total} MiB | {eta}s left', stream: process.stderr, hideCursor: true }) : undefined;
-  let sink: BatchSink | undefined;
-  const run = engine.replay(files, countOptions(o), {
-    batch: async (b) => {
-      sink ??= new BatchSink({
+  // noTTYOutput: a bar asked for with --progress is drawn on a pipe or file too.
+  const bar = showBar ? new SingleBar({ format: 'replay [{bar}] {percentage}% | {value}/{total} MiB | {eta}s left', stream: process.stderr, hideCursor: true, noTTYOutput: true }) : undefined;
+  const sizes = files.map((f) => statSync(f).size);
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const mib = (n: number) => Math.round(n / (1 << 20));
+  let before = 0;
+  let stopped = false;
+  let current: { stop(): void } | undefined;
+  const onSignal = () => {
+    stopped = true;
+    current?.stop();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const given = new Map<string, string>();
+    for (const [i, file] of files.entries()) {
+      if (stopped) break;
+      const key = replaySessionKey(file);
+      const same = given.get(key);
+      if (same !== undefined) {
+        log.info(`${file} has the same content as ${same}, given before it; skipped`);
+        continue;
+      }
+      given.set(key, file);
+      const prior = priorSession(db, file, key);
+      if (prior && prior.ended_at !== null && !o.replace) {
+        const when = `replayed ${isoUtc(prior.started_at)}${prior.source !== path.resolve(file) ? ` from ${prior.source}` : ''}`;
+        log.info(
+          `${file} is already recorded in ${o.db} as session ${prior.id} (${when}, ${describeOptions(prior.options)}); skipped, nothing counted twice (--replace records it again with the options given now)`,
+          { event: 'skipped', file, session: prior.id },
+        );
+        continue;
+      }
+      const spec: SessionSpec = {
+        key,
+        kind: 'replay',
+        source: path.resolve(file),
+        intervalMs: o.intervalSecs * 1000,
+        flows: o.flows,
+        options: counting,
+      };
+      // A session stopped before the end of its file holds partial intervals (flushed on the
+      // stop): it is recorded again in its place.
+      const summary = await replayFile(file, spec, prior, (run) => (current = run));
+      current = undefined;
+      before += sizes[i];
+      if (!o.quiet && summary) log.info(`${summary.path}: ${plural(summary.frames, 'frame')} (${summary.format})${summary.truncated ? ', ends early' : ''}`);
+    }
+    bar?.stop();
+    if (!o.quiet) log.info(`${plural(metrics.batchesWritten, 'interval')} written to ${o.db}${metrics.batchesSkipped ? `, ${grouped(metrics.batchesSkipped)} already recorded (skipped)` : ''}`);
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    stopMetrics?.();
+    closeDb(db);
+  }
+
+  /**
+   * One file as one session. Replacing, its earlier session's rows go and the new ones come in
+   * one transaction (the sink's group commits are savepoints inside it): a reader sees the
+   * old session or the new one, never a part of either.
+   */
+  async function replayFile(file: string, spec: SessionSpec, replaced: PriorSession | undefined, started: (run: { stop(): void }) => void): Promise<engine.FileSummary | undefined> {
+    let sink: BatchSink | undefined;
+    const newSink = () =>
+      new BatchSink({
         db,
         spec,
         retention: o.retention ?? DEFAULT_RETENTION,
@@ -214,35 +306,55 @@ async function recordReplay(o: RecordOptions, files: string[]): Promise<void> {
           if (!bar) printer.observe(wb);
         },
       });
-      await sink.write(b);
-    },
-    warning: (m) => log.warn(m),
-    progress: (done, total) => {
-      if (!bar) return;
-      const mib = (n: number) => Math.round(n / (1 << 20));
-      if (!bar.isActive) bar.start(mib(total), 0);
-      bar.update(mib(done));
-    },
-  });
-  const onSignal = () => run.stop();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    const summaries = await run.done;
-    // Everything queued is written (or writing gave up: the error ends the replay).
-    await sink?.idle();
-    bar?.stop();
-    await sink?.close(Date.now() + 60_000);
-    if (!o.quiet) {
-      for (const s of summaries) log.info(`${s.path}: ${plural(s.frames, 'frame')} (${s.format})${s.truncated ? ', ends early' : ''}`);
-      log.info(`${plural(metrics.batchesWritten, 'interval')} written to ${o.db}${metrics.batchesSkipped ? `, ${grouped(metrics.batchesSkipped)} already recorded (skipped)` : ''}`);
+    if (replaced) {
+      db.sqlite.exec('begin immediate');
+      try {
+        deleteSession(db.sqlite, replaced.id);
+        sink = newSink();
+        lock.setSession(sink.sessionId);
+      } catch (err) {
+        db.sqlite.exec('rollback');
+        throw err;
+      }
+      log.info(
+        `${file}: replacing session ${replaced.id} (${describeOptions(replaced.options)}${replaced.ended_at === null ? '; stopped before the end of the file' : ''})`,
+        { event: 'replace', file, session: replaced.id },
+      );
     }
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    stopMetrics?.();
-    await sink?.release();
-    closeDb(db);
+    const run = engine.replay([file], countOptions(o), {
+      batch: async (b) => {
+        // Counted as it arrives, whether or not a bar or interval lines are drawn.
+        metrics.observe(b);
+        if (!sink) {
+          sink = newSink();
+          lock.setSession(sink.sessionId);
+        }
+        await sink.write(b);
+      },
+      warning: (m) => log.warn(m),
+      progress: (done) => {
+        if (!bar) return;
+        if (!bar.isActive) bar.start(mib(total), 0);
+        bar.update(mib(before + done));
+      },
+    });
+    started(run);
+    if (stopped) run.stop();
+    try {
+      const [summary] = await run.done;
+      // Everything queued is written (or writing gave up: the error ends the replay).
+      await sink?.idle();
+      // A replay stopped before the end of the file stays open (ended_at NULL): the next
+      // replay of the file records it again in its place.
+      await sink?.close(Date.now() + 60_000, !stopped);
+      if (replaced) db.sqlite.exec('commit');
+      return summary;
+    } catch (err) {
+      if (replaced && db.sqlite.inTransaction) db.sqlite.exec('rollback');
+      throw err;
+    } finally {
+      await sink?.release();
+    }
   }
 }
 
@@ -341,7 +453,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, lock: WriterLock, 
     options: { ...countOptions(o), workers: o.workers ?? null, ebpf: o.ebpf, blockSize: o.blockSize ?? null, blockCount: o.blockCount ?? null, frameSize: o.frameSize ?? null },
   };
   const metrics = new Metrics(o.db);
-  const printer = new IntervalPrinter(log, o.quiet, metrics);
+  const printer = new IntervalPrinter(log, o.quiet);
   const bounds = queueBounds(o);
   // The capture starts first, so every option (interface, ring shape, fanout group, filter) is
   // checked before the database is touched; batches wait for the sink.
@@ -364,6 +476,7 @@ async function recordLiveInner(o: RecordOptions, log: Logger, lock: WriterLock, 
     {
       batch: async (b) => {
         const sink = await sinkReady!;
+        metrics.observe(b);
         printer.observe(b);
         sink.push(b);
       },

@@ -318,8 +318,11 @@ export class BatchSink {
     }
   }
 
-  /** Writes what is queued (retrying until `deadlineMs`), closes open rollup buckets, ends the session. */
-  async close(deadlineMs: number): Promise<void> {
+  /**
+   * Writes what is queued (retrying until `deadlineMs`), closes open rollup buckets, and ends the
+   * session unless `end` is false (a replay stopped before the end of its file stays open).
+   */
+  async close(deadlineMs: number, end = true): Promise<void> {
     const left = () => deadlineMs - Date.now();
     if (this.queue.length > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -341,7 +344,7 @@ export class BatchSink {
     try {
       this.o.db.sqlite.transaction(() => {
         this.rollups.closeAll();
-        this.writer.end();
+        if (end) this.writer.end();
       })();
     } catch (err) {
       this.o.log.warn(`closing the session failed: ${(err as Error).message}`);

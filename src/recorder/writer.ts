@@ -9,6 +9,7 @@ import { u64At, type Batch } from '../native';
 import { U32Map } from './u32map';
 import { placeholders, putNum, putU64, RowInsert } from './rows';
 import { byFlowKey, byIpId } from './order';
+import { bucketOf, Rollups } from './rollups';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
@@ -254,4 +255,33 @@ export class BatchWriter {
   end(): void {
     this.stmts.endSession.run(Date.now(), this.sessionId);
   }
+}
+
+/**
+ * Removes a session and every row of it (batches, per-IP and flow deltas, events), and marks
+ * every rollup bucket it touched dirty, so that closing them recomputes them from what is left
+ * in the log. Call inside a transaction. Refused when retention already removed raw rows in the
+ * days it touched: those buckets could then not be recomputed.
+ */
+export function deleteSession(db: Database.Database, sessionId: number): void {
+  const touched = db.prepare('select distinct start_ms, ip_rows > 0 as ip, flow_rows > 0 as flow from batches where session_id = ?').all(sessionId) as { start_ms: number; ip: number; flow: number }[];
+  if (touched.length > 0) {
+    const from = bucketOf(Math.min(...touched.map((t) => t.start_ms)), 'ip_1d');
+    const to = bucketOf(Math.max(...touched.map((t) => t.start_ms)), 'ip_1d') + 86_400_000;
+    const pruned = db.prepare('select count(*) from batches where pruned != 0 and start_ms >= ? and start_ms < ?').pluck().get(from, to) as number;
+    if (pruned > 0) {
+      throw Object.assign(
+        new Error(`session ${sessionId} cannot be replaced: retention removed the raw rows of ${pruned} interval(s) of the days it covers, so their minute, hour and day sums cannot be recomputed without it; replay into another file instead`),
+        { code: 'ERR_TC_REPLACE' },
+      );
+    }
+  }
+  const batches = 'select id from batches where session_id = ?';
+  db.prepare(`delete from ip_deltas where batch_id in (${batches})`).run(sessionId);
+  db.prepare(`delete from flow_deltas where batch_id in (${batches})`).run(sessionId);
+  db.prepare('delete from batches where session_id = ?').run(sessionId);
+  db.prepare('delete from events where session_id = ?').run(sessionId);
+  db.prepare('delete from sessions where id = ?').run(sessionId);
+  const rollups = new Rollups(db);
+  for (const t of touched) rollups.markBatch(t.start_ms, t.ip === 1, t.flow === 1);
 }

@@ -92,7 +92,7 @@ pub struct Batch {
     /// Estimated distinct keys that did not fit `max_keys` and were folded into the overflow row.
     pub ip_overflow_keys: u64,
     pub flow_overflow_keys: u64,
-    /// The last batch of a capture or replay (flushed on stop / end of input).
+    /// The last batch of a capture or of a replayed file (flushed on stop / end of input).
     pub last: bool,
 }
 

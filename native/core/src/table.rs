@@ -77,8 +77,8 @@ pub struct Totals {
     /// Frames dropped by the userspace CIDR rules (`--no-ebpf`, replay, or frames the kernel
     /// filter could not inspect).
     pub ignored: u64,
-    /// Frames whose timestamp lay before the interval they were counted in (late ring blocks,
-    /// unsorted capture files).
+    /// Frames whose timestamp lay before the interval they were counted in (live: late ring
+    /// blocks; replay: frames stamped beyond the reorder window, `replay::REORDER_WINDOW_MS`).
     pub late: u64,
 }
 
@@ -166,11 +166,16 @@ pub struct Tables {
 
 impl Tables {
     pub fn new(max_keys: usize, count_flows: bool) -> Tables {
+        Tables::with_capacity(max_keys, count_flows, INITIAL_CAPACITY)
+    }
+
+    /// Empty tables with room for `capacity` keys each (at most `max_keys`).
+    pub fn with_capacity(max_keys: usize, count_flows: bool, capacity: usize) -> Tables {
         Tables {
             max_keys,
             count_flows,
-            ips: HashMap::with_capacity(INITIAL_CAPACITY.min(max_keys)),
-            flows: HashMap::with_capacity(if count_flows { INITIAL_CAPACITY.min(max_keys) } else { 0 }),
+            ips: HashMap::with_capacity(capacity.min(max_keys)),
+            flows: HashMap::with_capacity(if count_flows { capacity.min(max_keys) } else { 0 }),
             ip_overflow: IpCounters::default(),
             flow_overflow: FlowCounters::default(),
             ip_overflow_sketch: OverflowSketch::default(),
