@@ -1,5 +1,4 @@
 /** Output of tc-query: table (human units), json (exactly one document), csv (exact integers). */
-import Table from 'cli-table3';
 
 export type Format = 'table' | 'json' | 'csv';
 
@@ -34,14 +33,28 @@ export function render(format: Format, allCols: ColumnSpec[], rows: Record<strin
     for (const r of rows) lines.push(cols.map((c) => csvCell(r[c.key])).join(','));
     return `${lines.join('\n')}\n`;
   }
-  const t = new Table({
-    head: cols.map((c) => c.header ?? c.key),
-    colAligns: cols.map((c) => c.align ?? 'right'),
-    style: { head: [], border: [], compact: true },
-    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-  });
-  for (const r of rows) t.push(cols.map((c) => (c.human ? c.human(r[c.key]) : String(r[c.key] ?? ''))));
-  return `${t.toString()}\n${footer ? `${footer}\n` : ''}`;
+  const cells = rows.map((r) => cols.map((c) => (c.human ? c.human(r[c.key]) : String(r[c.key] ?? ''))));
+  return `${boxTable(cols.map((c) => c.header ?? c.key), cols.map((c) => c.align ?? 'right'), cells)}\n${footer ? `${footer}\n` : ''}`;
+}
+
+/**
+ * A boxed table, one line per row. Written here rather than with cli-table3: that library spent
+ * ~0.7 ms a row here (4,000 rows in 2.9 s), so a long series took minutes; this is one pass
+ * for the widths and one for the lines. Widths count code points (every cell is ASCII, or the
+ * one-column block characters of the bar chart).
+ */
+function boxTable(head: string[], align: ('left' | 'right')[], rows: string[][]): string {
+  const len = (s: string) => [...s].length;
+  const widths = head.map((h, i) => rows.reduce((w, r) => Math.max(w, len(r[i])), len(h)));
+  const line = (l: string, m: string, r: string) => `${l}${widths.map((w) => '─'.repeat(w + 2)).join(m)}${r}`;
+  const row = (cells: string[]) => {
+    const padded = cells.map((c, i) => {
+      const fill = ' '.repeat(widths[i] - len(c));
+      return align[i] === 'left' ? `${c}${fill}` : `${fill}${c}`;
+    });
+    return `│ ${padded.join(' │ ')} │`;
+  };
+  return [line('┌', '┬', '┐'), row(head), ...rows.map(row), line('└', '┴', '┘')].join('\n');
 }
 
 /** An error: one JSON document on stdout in json mode, else one line on stderr (with `hint`, what to read next). */
