@@ -27,16 +27,21 @@ function rnd(): number {
 
 const SIZES = [40, 52, 64, 100, 200, 576, 1000, 1420, 1500, 1500];
 
-export function generate(file: string, o: GenOptions): void {
-  seed = 0x9e3779b9;
-  const fd = openSync(file, 'w');
+/** A little-endian microsecond pcap file header, LINKTYPE_ETHERNET. */
+export function pcapHeader(snaplen: number): Buffer {
   const hdr = Buffer.alloc(24);
   hdr.writeUInt32LE(0xa1b2c3d4, 0);
   hdr.writeUInt16LE(2, 4);
   hdr.writeUInt16LE(4, 6);
-  hdr.writeUInt32LE(96, 16);
+  hdr.writeUInt32LE(snaplen, 16);
   hdr.writeUInt32LE(1, 20);
-  writeSync(fd, hdr);
+  return hdr;
+}
+
+export function generate(file: string, o: GenOptions): void {
+  seed = 0x9e3779b9;
+  const fd = openSync(file, 'w');
+  writeSync(fd, pcapHeader(96));
   const SNAP = 96;
   const chunk = Buffer.alloc(8 << 20);
   let off = 0;
