@@ -1,11 +1,6 @@
 /** Synthetic interval batches (the shape the capture engine hands the recorder) for benchmarks. */
-import type { Batch, CounterName } from '../src/native';
-
-const NAMES: CounterName[] = [
-  'frames', 'ipPackets', 'ipBytes', 'ipv4Packets', 'ipv4Bytes', 'ipv6Packets', 'ipv6Bytes', 'nonIp', 'ipHeaderIncomplete',
-  'fragmentsFirst', 'fragmentsNonFirst', 'ipLengthFieldZero', 'ignored', 'late', 'ringPackets', 'ringDrops', 'ringFreezeQCnt',
-  'filterPassed', 'filterNonIp', 'filterIgnored', 'filterNotAccepted', 'ipOverflowKeys', 'flowOverflowKeys', 'hasRing', 'hasFilter',
-];
+import type { Batch } from '../src/native';
+import { COUNTER_NAMES, type CounterName } from '../src/schema/counters';
 
 function u64(values: number[]): Uint32Array {
   const a = new Uint32Array(values.length * 2);
@@ -42,7 +37,7 @@ export function makeBatch(startMs: number, intervalMs: number, hosts: number, fl
     sport[i] = 1024 + (i % 60000);
     dport[i] = 443;
   }
-  const counters = Object.fromEntries(NAMES.map((n) => [n, 0n])) as Record<CounterName, bigint>;
+  const counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0n])) as Record<CounterName, bigint>;
   counters.ipPackets = BigInt(pk.reduce((a, b) => a + b, 0));
   counters.ipBytes = BigInt(by.reduce((a, b) => a + b, 0));
   counters.frames = counters.ipPackets;

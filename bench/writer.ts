@@ -21,6 +21,8 @@ import { Metrics } from '../src/recorder/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/retention';
 import { makeBatch } from './synth';
 import { loadRowsExtension, putNum, RowInsert } from '../src/recorder/rows';
+import { IP_DELTA_COLUMNS } from '../src/schema/columns';
+import { IP_LEVELS } from '../src/schema/levels';
 import { arg, median } from './common';
 
 const HOSTS = arg('hosts', 5000);
@@ -97,7 +99,8 @@ function bare(file: string, batches: number, perTx: number, packed = false): num
   const many = db.prepare(`insert into ip_deltas values ${Array(50).fill('(?,?,?,?,?,?)').join(',')}`);
   const one = db.prepare('insert into ip_deltas values (?,?,?,?,?,?)');
   loadRowsExtension(db);
-  const bulk = new RowInsert(db, 'ip_deltas', ['batch_id', 'ip_id', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes']);
+  const bulk = new RowInsert(db, 'ip_deltas', IP_DELTA_COLUMNS);
+  const { batch_id, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes } = bulk.col;
   const t = process.hrtime.bigint();
   const tx = db.transaction((first: number) => {
     for (let b = first; b < first + perTx && b <= batches; b++) batch(b);
@@ -108,12 +111,12 @@ function bare(file: string, batches: number, perTx: number, packed = false): num
       for (let i = 0; i < HOSTS; i++) {
         const o = bulk.row();
         const v = (i % 97) + 1;
-        putNum(bulk.words, o, b);
-        putNum(bulk.words, o + 2, i + 1);
-        putNum(bulk.words, o + 4, v);
-        putNum(bulk.words, o + 6, v * 700);
-        putNum(bulk.words, o + 8, v);
-        putNum(bulk.words, o + 10, v * 700);
+        putNum(bulk.words, o + batch_id, b);
+        putNum(bulk.words, o + ip_id, i + 1);
+        putNum(bulk.words, o + tx_packets, v);
+        putNum(bulk.words, o + tx_bytes, v * 700);
+        putNum(bulk.words, o + rx_packets, v);
+        putNum(bulk.words, o + rx_bytes, v * 700);
       }
       bulk.end();
       return;
@@ -155,7 +158,7 @@ async function main(): Promise<void> {
   const db = new Database(f1, { readonly: true });
   const stat = (name: string) => (db.prepare('select coalesce(sum(pgsize), 0) from dbstat where name = ?').pluck().get(name) as number);
   const raw = stat('ip_deltas');
-  const rollups = ['ip_1m', 'ip_1h', 'ip_1d'].reduce((s, t) => s + stat(t), 0);
+  const rollups = IP_LEVELS.reduce((s, t) => s + stat(t), 0);
   const other = statSync(f1).size - raw - rollups;
   db.close();
   const perRow = raw / rows;

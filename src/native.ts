@@ -5,17 +5,21 @@
  */
 import * as path from 'node:path';
 import type * as Addon from '../native/index';
+import { COUNTER_NAMES, type CounterName } from './schema/counters';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const addon: typeof Addon = require(path.join(__dirname, '..', '..', 'native', 'index.js'));
 
-export type CounterName =
-  | 'frames' | 'ipPackets' | 'ipBytes' | 'ipv4Packets' | 'ipv4Bytes' | 'ipv6Packets' | 'ipv6Bytes' | 'nonIp'
-  | 'ipHeaderIncomplete' | 'fragmentsFirst' | 'fragmentsNonFirst' | 'ipLengthFieldZero' | 'ignored' | 'late'
-  | 'ringPackets' | 'ringDrops' | 'ringFreezeQCnt' | 'filterPassed' | 'filterNonIp' | 'filterIgnored'
-  | 'filterNotAccepted' | 'ipOverflowKeys' | 'flowOverflowKeys' | 'hasRing' | 'hasFilter';
+export type { CounterName };
 
-const COUNTER_NAMES = addon.counterNames() as CounterName[];
+// The counter buffer is read by position: an addon built from other sources is refused here
+// rather than read into the wrong columns.
+if (addon.counterNames().join() !== COUNTER_NAMES.join()) {
+  throw new Error(`the native addon's counters (${addon.counterNames().join(', ')}) are not src/schema/counters.ts's; rebuild it (npm run build)`);
+}
+
+/** The counter names the addon reports, in its buffer's order. */
+export const addonCounterNames = (): string[] => addon.counterNames();
 
 /**
  * The addon's file and the entry point of the SQLite table function compiled into it

@@ -20,8 +20,9 @@ import { FALLBACK_PAGES as AUTOCHECKPOINT_FALLBACK_PAGES } from '../src/recorder
 import { Worker } from 'node:worker_threads';
 import { existsSync, statSync } from 'node:fs';
 import { putU64, RowInsert } from '../src/recorder/rows';
+import { ALL_LEVELS, FLOW_LEVELS, IP_LEVELS, LEVELS } from '../src/schema/levels';
 
-const ROLLUPS = ['ip_1m', 'ip_1h', 'ip_1d', 'flow_1m', 'flow_1h'];
+const ROLLUPS = ALL_LEVELS;
 
 function dump(db: string): Record<string, unknown[]> {
   const d = new Database(db, { readonly: true });
@@ -51,9 +52,9 @@ test('rollups equal the log at every level, and rebuild equals incremental upkee
     assert.equal(r.status, 0, r.stderr);
   }
   const raw = sums(db, 'select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ip_deltas');
-  for (const t of ['ip_1m', 'ip_1h', 'ip_1d']) assert.deepEqual(sums(db, `select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ${t}`), raw, t);
+  for (const t of IP_LEVELS) assert.deepEqual(sums(db, `select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ${t}`), raw, t);
   const rawFlows = sums(db, 'select sum(packets), sum(bytes), count(distinct src_id || dst_id || proto || sport || dport) from flow_deltas');
-  for (const t of ['flow_1m', 'flow_1h']) assert.deepEqual(sums(db, `select sum(packets), sum(bytes), count(distinct src_id || dst_id || proto || sport || dport) from ${t}`), rawFlows, t);
+  for (const t of FLOW_LEVELS) assert.deepEqual(sums(db, `select sum(packets), sum(bytes), count(distinct src_id || dst_id || proto || sport || dport) from ${t}`), rawFlows, t);
   const incremental = dump(db);
   assert.deepEqual(incremental.dirty, [], 'every bucket closed at the end of a replay');
   const r = recorder(['rebuild', '--db', db]);
@@ -69,7 +70,7 @@ test('hour and day sums kept while recording (across a day boundary) equal their
   assert.ok(incremental.ip_1d.length > 0 && new Set(incremental.ip_1d.map((row) => (row as unknown[])[0])).size === 2, 'two days');
   assert.ok(new Set(incremental.ip_1h.map((row) => (row as unknown[])[0])).size >= 11, 'every hour');
   const raw = sums(db, 'select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ip_deltas');
-  for (const t of ['ip_1m', 'ip_1h', 'ip_1d']) assert.deepEqual(sums(db, `select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ${t}`), raw, t);
+  for (const t of IP_LEVELS) assert.deepEqual(sums(db, `select sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes) from ${t}`), raw, t);
   assert.equal(recorder(['rebuild', '--db', db]).status, 0);
   assert.deepEqual(dump(db), incremental);
 });
@@ -257,7 +258,7 @@ test('64-bit counters: per-IP and flow values past 2^32 and 2^53 are logged and 
     assert.equal(count('rx_bytes = 5000000000'), 60n);
     assert.equal(count('tx_bytes = 9007199254740993'), 1n);
     assert.equal(count('tx_packets = 4611686018427387904'), 1n);
-    for (const [t, ms] of [['ip_1m', 60_000], ['ip_1h', 3_600_000], ['ip_1d', 86_400_000]] as const) {
+    for (const [t, ms] of IP_LEVELS.map((l) => [l, LEVELS[l].ms] as const)) {
       const got = d.prepare(`select bucket_ms, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes from ${t} order by 1, 2`).raw().all();
       const fromLog = d
         .prepare(
@@ -269,7 +270,7 @@ test('64-bit counters: per-IP and flow values past 2^32 and 2^53 are logged and 
       assert.ok(got.length > 0);
       assert.deepEqual(got, fromLog, `${t} equals the log, exactly`);
     }
-    for (const [t, ms] of [['flow_1m', 60_000], ['flow_1h', 3_600_000]] as const) {
+    for (const [t, ms] of FLOW_LEVELS.map((l) => [l, LEVELS[l].ms] as const)) {
       const key = 'src_id, dst_id, proto, sport, dport';
       const got = d.prepare(`select bucket_ms, ${key}, packets, bytes from ${t} order by 1, 2, 3, 4, 5, 6`).raw().all();
       const fromLog = d

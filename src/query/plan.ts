@@ -9,25 +9,12 @@
  */
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
+import { ALL_LEVELS, DAY_MS, IP_LEVELS, LEVELS, levelsOf, type Family } from '../schema/levels';
 
-export type Family = 'ip' | 'flow';
+export type { Family };
 
-interface Level {
-  table: string;
-  ms: number;
-}
-
-const LEVELS: Record<Family, Level[]> = {
-  ip: [
-    { table: 'ip_1d', ms: 86_400_000 },
-    { table: 'ip_1h', ms: 3_600_000 },
-    { table: 'ip_1m', ms: 60_000 },
-  ],
-  flow: [
-    { table: 'flow_1h', ms: 3_600_000 },
-    { table: 'flow_1m', ms: 60_000 },
-  ],
-};
+/** A family's levels, coarsest first: a window is covered from the top down. */
+const coarsestFirst = (family: Family) => levelsOf(family).map((l) => LEVELS[l]).reverse();
 
 export interface Segment {
   /** Rollup table, or 'raw' for the interval delta rows. */
@@ -53,7 +40,7 @@ export interface PlanOptions {
  */
 export function plan(db: Database.Database, family: Family, fromMs: number, toMs: number, o: PlanOptions = {}): Segment[] {
   const stepMs = o.stepMs;
-  const levels = LEVELS[family].filter((l) => stepMs === undefined || (l.ms <= stepMs && stepMs % l.ms === 0));
+  const levels = coarsestFirst(family).filter((l) => stepMs === undefined || (l.ms <= stepMs && stepMs % l.ms === 0));
   const subtract = stepMs === undefined;
   const dirtyStmt = db.prepare('select bucket_ms from rollup_dirty where level = ? and bucket_ms >= ? and bucket_ms < ? order by bucket_ms').pluck();
   const floors = new Map<string, number>();
@@ -116,7 +103,6 @@ export function plan(db: Database.Database, family: Family, fromMs: number, toMs
   return out;
 }
 
-const DAY_MS = 86_400_000;
 
 /** Plans a window (see readRange); an empty window reads nothing. */
 export function planWindow(db: Database.Database, family: Family, w: Window, o: PlanOptions = {}): Segment[] {
@@ -132,7 +118,7 @@ export function planWindow(db: Database.Database, family: Family, w: Window, o: 
 export function span(db: Database.Database): { fromMs: number; toMs: number } | null {
   const r = db.prepare('select min(start_ms) as a, max(end_ms) as b from batches').get() as { a: number | null; b: number | null };
   let from = r.a ?? Infinity;
-  for (const table of ['ip_1m', 'ip_1h', 'ip_1d']) {
+  for (const table of IP_LEVELS) {
     const first = db.prepare(`select min(bucket_ms) from ${table}`).pluck().get() as number | null;
     // A bucket before the one holding the first interval left: rows older than the log.
     if (first !== null && first < Math.floor(from / BUCKET_MS[table]) * BUCKET_MS[table]) from = first;
@@ -152,7 +138,8 @@ export function readRange(w: Window): { fromMs: number; toMs: number } {
   return { fromMs: Math.floor(w.fromMs / DAY_MS) * DAY_MS, toMs: Math.ceil(w.toMs / DAY_MS) * DAY_MS };
 }
 
-export const BUCKET_MS: Record<string, number> = { ip_1m: 60_000, ip_1h: 3_600_000, ip_1d: 86_400_000, flow_1m: 60_000, flow_1h: 3_600_000 };
+/** Bucket length by rollup table (a segment's `source`). */
+export const BUCKET_MS: Record<string, number> = Object.fromEntries(ALL_LEVELS.map((l) => [l, LEVELS[l].ms]));
 
 /**
  * The segment's bucket starts as a table t(b), binding (from, to): with an address filter,

@@ -18,6 +18,7 @@ import { BIGINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type Duck } 
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { readRange } from './plan';
+import { ALL_LEVELS, LEVELS } from '../schema/levels';
 
 interface Col {
   name: string;
@@ -64,11 +65,7 @@ export const TABLES: Record<string, { cols: Col[]; sql: string }> = {
           from batches b join flow_deltas d on d.batch_id = b.id join addresses s on s.id = d.src_id join addresses t on t.id = d.dst_id
           where b.start_ms >= ? and b.start_ms < ?`,
   },
-  ip_1m: rollupIp('ip_1m'),
-  ip_1h: rollupIp('ip_1h'),
-  ip_1d: rollupIp('ip_1d'),
-  flow_1m: rollupFlow('flow_1m'),
-  flow_1h: rollupFlow('flow_1h'),
+  ...Object.fromEntries(ALL_LEVELS.map((l) => [l, LEVELS[l].family === 'ip' ? rollupIp(l) : rollupFlow(l)])),
   events: {
     cols: [ts('at'), txt('kind'), ts('start'), ts('end'), txt('detail')],
     sql: 'select at_ms, kind, start_ms, end_ms, detail from events where at_ms >= ? and at_ms < ?',

@@ -6,6 +6,7 @@
  */
 import type Database from 'better-sqlite3';
 import ms from 'ms';
+import { ALL_LEVELS, LEVELS } from '../schema/levels';
 
 export interface Retention {
   rawIpMs: number;
@@ -50,9 +51,9 @@ export class Pruner {
       delFlow: db.prepare('delete from flow_deltas where batch_id = ?'),
       setPruned: db.prepare('update batches set pruned = ? where id = ?'),
       oldestBucket: Object.fromEntries(
-        ['ip_1m', 'ip_1h', 'ip_1d', 'flow_1m', 'flow_1h'].map((t) => [t, db.prepare(`select bucket_ms from ${t} order by bucket_ms limit 1`).pluck()]),
+        ALL_LEVELS.map((t) => [t, db.prepare(`select bucket_ms from ${t} order by bucket_ms limit 1`).pluck()]),
       ),
-      delBucket: Object.fromEntries(['ip_1m', 'ip_1h', 'ip_1d', 'flow_1m', 'flow_1h'].map((t) => [t, db.prepare(`delete from ${t} where bucket_ms = ?`)])),
+      delBucket: Object.fromEntries(ALL_LEVELS.map((t) => [t, db.prepare(`delete from ${t} where bucket_ms = ?`)])),
       delBatchRows: db.prepare('delete from batches where pruned = 3 and start_ms < ?'),
     };
   }
@@ -73,14 +74,8 @@ export class Pruner {
           this.stmts.setPruned.run(b.pruned | bit, b.id);
         }
       }
-      const keep: Record<string, number> = {
-        ip_1m: this.r.minutesMs,
-        flow_1m: this.r.minutesMs,
-        ip_1h: this.r.hoursMs,
-        flow_1h: this.r.hoursMs,
-        ip_1d: this.r.daysMs,
-      };
-      for (const [t, age] of Object.entries(keep)) {
+      for (const t of ALL_LEVELS) {
+        const age = this.r[LEVELS[t].keep];
         if (!Number.isFinite(age)) continue;
         for (let i = 0; i < BUCKETS_PER_STEP; i++) {
           const oldest = this.stmts.oldestBucket[t].get() as number | undefined;

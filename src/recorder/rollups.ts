@@ -13,12 +13,11 @@ import { U32Map } from './u32map';
 import { putNum, RowInsert } from './rows';
 import { byIpId } from './order';
 import { FlowSums } from './flowsums';
+import { FLOW_KEY as FLOW_KEY_COLUMNS, FLOW_ROLLUP_COLUMNS, IP_ROLLUP_COLUMNS, IP_VALUES } from '../schema/columns';
+import { bucketOf, CLOSING_ORDER, FLOW_LEVELS, IP_LEVELS, isIpLevel, LEVELS, type FlowLevel, type IpLevel, type Level } from '../schema/levels';
 
-export type Level = 'ip_1m' | 'ip_1h' | 'ip_1d' | 'flow_1m' | 'flow_1h';
-
-interface LevelSpec {
-  ms: number;
-  next?: Level;
+/** How a level's buckets are computed from the level below (its length and next level: LEVELS). */
+interface LevelSql {
   /** SQL producing the bucket's rows from the level below; binds (:start, :end). */
   source: string;
   /** The same when the level below holds one interval / bucket in range: a copy, no sort. */
@@ -27,14 +26,12 @@ interface LevelSpec {
   parts: string;
 }
 
-const IP_COLS = 'tx_packets, tx_bytes, rx_packets, rx_bytes';
-const IP_SUMS = 'sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes)';
-const FLOW_KEY = 'src_id, dst_id, proto, sport, dport';
+const IP_COLS = IP_VALUES.join(', ');
+const IP_SUMS = IP_VALUES.map((c) => `sum(${c})`).join(', ');
+const FLOW_KEY = FLOW_KEY_COLUMNS.join(', ');
 
-export const LEVELS: Record<Level, LevelSpec> = {
+const SQL: Record<Level, LevelSql> = {
   ip_1m: {
-    ms: 60_000,
-    next: 'ip_1h',
     source: `select :start, d.ip_id, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
              where b.start_ms >= :start and b.start_ms < :end group by d.ip_id`,
     copy: `select :start, d.ip_id, ${IP_COLS} from batches b join ip_deltas d on d.batch_id = b.id
@@ -42,21 +39,16 @@ export const LEVELS: Record<Level, LevelSpec> = {
     parts: 'select count(*) from batches where start_ms >= :start and start_ms < :end',
   },
   ip_1h: {
-    ms: 3_600_000,
-    next: 'ip_1d',
     source: `select :start, ip_id, ${IP_SUMS} from ip_1m where bucket_ms >= :start and bucket_ms < :end group by ip_id`,
     copy: `select :start, ip_id, ${IP_COLS} from ip_1m where bucket_ms >= :start and bucket_ms < :end`,
     parts: 'select count(distinct bucket_ms) from ip_1m where bucket_ms >= :start and bucket_ms < :end',
   },
   ip_1d: {
-    ms: 86_400_000,
     source: `select :start, ip_id, ${IP_SUMS} from ip_1h where bucket_ms >= :start and bucket_ms < :end group by ip_id`,
     copy: `select :start, ip_id, ${IP_COLS} from ip_1h where bucket_ms >= :start and bucket_ms < :end`,
     parts: 'select count(distinct bucket_ms) from ip_1h where bucket_ms >= :start and bucket_ms < :end',
   },
   flow_1m: {
-    ms: 60_000,
-    next: 'flow_1h',
     source: `select :start, ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}, sum(d.packets), sum(d.bytes)
              from batches b join flow_deltas d on d.batch_id = b.id
              where b.start_ms >= :start and b.start_ms < :end group by ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}`,
@@ -65,23 +57,12 @@ export const LEVELS: Record<Level, LevelSpec> = {
     parts: 'select count(*) from batches where start_ms >= :start and start_ms < :end',
   },
   flow_1h: {
-    ms: 3_600_000,
     source: `select :start, ${FLOW_KEY}, sum(packets), sum(bytes) from flow_1m where bucket_ms >= :start and bucket_ms < :end group by ${FLOW_KEY}`,
     copy: `select :start, ${FLOW_KEY}, packets, bytes from flow_1m where bucket_ms >= :start and bucket_ms < :end`,
     parts: 'select count(distinct bucket_ms) from flow_1m where bucket_ms >= :start and bucket_ms < :end',
   },
 };
 
-/** Closing order: finer levels first, so a coarser bucket is computed from closed ones. */
-const ORDER: Level[] = ['ip_1m', 'flow_1m', 'ip_1h', 'flow_1h', 'ip_1d'];
-
-export const bucketOf = (ms: number, level: Level) => Math.floor(ms / LEVELS[level].ms) * LEVELS[level].ms;
-
-type IpLevel = 'ip_1m' | 'ip_1h' | 'ip_1d';
-const IP_LEVELS: IpLevel[] = ['ip_1m', 'ip_1h', 'ip_1d'];
-const isIpLevel = (l: Level): l is IpLevel => l.startsWith('ip_');
-type FlowLevel = 'flow_1m' | 'flow_1h';
-const FLOW_LEVELS: FlowLevel[] = ['flow_1m', 'flow_1h'];
 
 /** What `Acc` and `FlowSums` share: the running sums of one open bucket. */
 interface RunningSums<S> {
@@ -164,27 +145,27 @@ const ACC_MAX_KEYS = 300_000;
 
 export class Rollups {
   private readonly stmts;
-  private readonly acc: Record<IpLevel, Map<number, Acc>> = { ip_1m: new Map(), ip_1h: new Map(), ip_1d: new Map() };
+  private readonly acc = Object.fromEntries(IP_LEVELS.map((l) => [l, new Map()])) as Record<IpLevel, Map<number, Acc>>;
   /** Running sums of open flow minutes and hours, by bucket. */
-  private readonly flowAcc: Record<FlowLevel, Map<number, FlowSums>> = { flow_1m: new Map(), flow_1h: new Map() };
+  private readonly flowAcc = Object.fromEntries(FLOW_LEVELS.map((l) => [l, new Map()])) as Record<FlowLevel, Map<number, FlowSums>>;
 
   constructor(private readonly db: Database.Database) {
     const per = (level: Level) => {
-      const cols = level.startsWith('ip') ? `bucket_ms, ip_id, ${IP_COLS}` : `bucket_ms, ${FLOW_KEY}, packets, bytes`;
+      const cols = isIpLevel(level) ? `bucket_ms, ip_id, ${IP_COLS}` : `bucket_ms, ${FLOW_KEY}, packets, bytes`;
       return {
         del: db.prepare(`delete from ${level} where bucket_ms = ?`),
-        ins: db.prepare(`insert into ${level} (${cols}) ${LEVELS[level].source}`),
-        copy: db.prepare(`insert into ${level} (${cols}) ${LEVELS[level].copy}`),
-        parts: db.prepare(LEVELS[level].parts).pluck(),
+        ins: db.prepare(`insert into ${level} (${cols}) ${SQL[level].source}`),
+        copy: db.prepare(`insert into ${level} (${cols}) ${SQL[level].copy}`),
+        parts: db.prepare(SQL[level].parts).pluck(),
       };
     };
     this.stmts = {
-      level: Object.fromEntries(ORDER.map((l) => [l, per(l)])) as Record<Level, ReturnType<typeof per>>,
+      level: Object.fromEntries(CLOSING_ORDER.map((l) => [l, per(l)])) as Record<Level, ReturnType<typeof per>>,
       dirty: db.prepare('insert or ignore into rollup_dirty (level, bucket_ms, end_ms) values (?, ?, ?)'),
       closable: db.prepare('select bucket_ms from rollup_dirty where level = ? and end_ms <= ? order by bucket_ms limit 64').pluck(),
       clean: db.prepare('delete from rollup_dirty where level = ? and bucket_ms = ?'),
-      flowSums: Object.fromEntries(FLOW_LEVELS.map((l) => [l, new RowInsert(db, l, ['bucket_ms', ...FLOW_KEY.split(', '), 'packets', 'bytes'])])) as Record<FlowLevel, RowInsert>,
-      sums: Object.fromEntries(IP_LEVELS.map((l) => [l, new RowInsert(db, l, ['bucket_ms', 'ip_id', ...IP_COLS.split(', ')])])) as Record<IpLevel, RowInsert>,
+      flowSums: Object.fromEntries(FLOW_LEVELS.map((l) => [l, new RowInsert(db, l, FLOW_ROLLUP_COLUMNS)])) as Record<FlowLevel, RowInsert<(typeof FLOW_ROLLUP_COLUMNS)[number]>>,
+      sums: Object.fromEntries(IP_LEVELS.map((l) => [l, new RowInsert(db, l, IP_ROLLUP_COLUMNS)])) as Record<IpLevel, RowInsert<(typeof IP_ROLLUP_COLUMNS)[number]>>,
     };
   }
 
@@ -198,8 +179,8 @@ export class Rollups {
    * rollup is taken as complete while data below it is still waiting to be rolled up.
    */
   markBatch(startMs: number, hasIpRows: boolean, hasFlowRows: boolean): void {
-    if (hasIpRows) for (const l of ['ip_1m', 'ip_1h', 'ip_1d'] as const) this.markDirty(l, startMs);
-    if (hasFlowRows) for (const l of ['flow_1m', 'flow_1h'] as const) this.markDirty(l, startMs);
+    if (hasIpRows) for (const l of IP_LEVELS) this.markDirty(l, startMs);
+    if (hasFlowRows) for (const l of FLOW_LEVELS) this.markDirty(l, startMs);
   }
 
   /**
@@ -293,16 +274,17 @@ export class Rollups {
     const sums = a.sums;
     const rows = this.stmts.sums[level].start();
     const w = rows.words;
+    const { bucket_ms, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes } = rows.col;
     for (let k = 0; k < a.ids.length; k++) {
       const s = order ? order[k] : k;
       const v = 4 * s;
       const o = rows.row();
-      putNum(w, o, bucket);
-      putNum(w, o + 2, a.ids[s]);
-      putNum(w, o + 4, sums[v]);
-      putNum(w, o + 6, sums[v + 1]);
-      putNum(w, o + 8, sums[v + 2]);
-      putNum(w, o + 10, sums[v + 3]);
+      putNum(w, o + bucket_ms, bucket);
+      putNum(w, o + ip_id, a.ids[s]);
+      putNum(w, o + tx_packets, sums[v]);
+      putNum(w, o + tx_bytes, sums[v + 1]);
+      putNum(w, o + rx_packets, sums[v + 2]);
+      putNum(w, o + rx_bytes, sums[v + 3]);
     }
     rows.end();
   }
@@ -311,18 +293,19 @@ export class Rollups {
     const order = a.order();
     const rows = this.stmts.flowSums[level].start();
     const w = rows.words;
+    const { bucket_ms, src_id, dst_id, proto, sport, dport, packets, bytes } = rows.col;
     for (let k = 0; k < a.size; k++) {
       const s = order[k];
       const ports = a.ports[s];
       const o = rows.row();
-      putNum(w, o, bucket);
-      putNum(w, o + 2, a.src[s]);
-      putNum(w, o + 4, a.dst[s]);
-      putNum(w, o + 6, a.proto[s]);
-      putNum(w, o + 8, ports >>> 16);
-      putNum(w, o + 10, ports & 0xffff);
-      putNum(w, o + 12, a.packets[s]);
-      putNum(w, o + 14, a.bytes[s]);
+      putNum(w, o + bucket_ms, bucket);
+      putNum(w, o + src_id, a.src[s]);
+      putNum(w, o + dst_id, a.dst[s]);
+      putNum(w, o + proto, a.proto[s]);
+      putNum(w, o + sport, ports >>> 16);
+      putNum(w, o + dport, ports & 0xffff);
+      putNum(w, o + packets, a.packets[s]);
+      putNum(w, o + bytes, a.bytes[s]);
     }
     rows.end();
   }
@@ -330,7 +313,7 @@ export class Rollups {
   /** Closes every dirty bucket that ends at or before `ms` (call inside a transaction). */
   closeUpTo(ms: number): number {
     let n = 0;
-    for (const level of ORDER) {
+    for (const level of CLOSING_ORDER) {
       for (;;) {
         const buckets = this.stmts.closable.all(level, ms) as number[];
         if (buckets.length === 0) break;
@@ -357,8 +340,8 @@ export class Rollups {
       const rawFrom = (table: string, bit: number) =>
         this.db.prepare(`select min(start_ms) from batches where pruned & ${bit} = 0 and ${table === 'ip' ? 'ip_rows' : 'flow_rows'} > 0`).pluck().get() as number | null;
       for (const [family, bit, levels] of [
-        ['ip', 1, ['ip_1m', 'ip_1h', 'ip_1d']],
-        ['flow', 2, ['flow_1m', 'flow_1h']],
+        ['ip', 1, IP_LEVELS],
+        ['flow', 2, FLOW_LEVELS],
       ] as const) {
         const from = rawFrom(family, bit);
         if (from === null) continue;

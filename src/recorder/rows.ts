@@ -25,9 +25,6 @@ export function loadRowsExtension(db: Database.Database): void {
   (db.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
 }
 
-/** `(?, ?, ...)` repeated: `rows` rows of `cols` parameters. */
-export const placeholders = (cols: number, rows: number) => Array(rows).fill(`(${Array(cols).fill('?').join(',')})`).join(',');
-
 /** Words `o`, `o + 1` of `w` = `v`, an integer in [0, 2^53). */
 export function putNum(w: Uint32Array, o: number, v: number): void {
   w[o] = v % TWO32;
@@ -46,9 +43,17 @@ export function putU64(w: Uint32Array, o: number, col: Uint32Array, i: number): 
   w[o + 1] = hi;
 }
 
-export class RowInsert {
+/**
+ * Rows of `columns` packed for tc_rows. A row's values go at `row() + col.<name>`:
+ *
+ *   const o = rows.row();
+ *   putNum(rows.words, o + rows.col.batch_id, batchId);
+ */
+export class RowInsert<C extends string = string> {
   /** The packed rows: row k's column c at words 2 * (k * width + c) and the next. */
   readonly words: Uint32Array;
+  /** Each column's first word within a row. */
+  readonly col: Readonly<Record<C, number>>;
   private readonly bytes: Buffer;
   private readonly stmt: Database.Statement;
   private readonly rowWords: number;
@@ -56,8 +61,9 @@ export class RowInsert {
   private at = 0;
 
   /** `table (col, ...)`: the target of the INSERTs (at most eight columns). */
-  constructor(db: Database.Database, table: string, columns: string[]) {
+  constructor(db: Database.Database, table: string, columns: readonly C[]) {
     const width = columns.length;
+    this.col = Object.fromEntries(columns.map((c, i) => [c, 2 * i])) as Record<C, number>;
     this.stmt = db.prepare(`insert into ${table} (${columns.join(', ')}) select ${columns.map((_, i) => `c${i}`).join(', ')} from tc_rows(?, ${width})`);
     this.rowWords = 2 * width;
     this.words = new Uint32Array(ROWS_PER_INSERT * this.rowWords);

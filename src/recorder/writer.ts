@@ -7,9 +7,12 @@ import type Database from 'better-sqlite3';
 import { formatAddr } from '../addr';
 import { u64At, type Batch } from '../native';
 import { U32Map } from './u32map';
-import { placeholders, putNum, putU64, RowInsert } from './rows';
+import { putNum, putU64, RowInsert } from './rows';
+import { BATCH_COUNTERS } from '../schema/counters';
+import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../schema/columns';
 import { byFlowKey, byIpId } from './order';
-import { bucketOf, Rollups } from './rollups';
+import { Rollups } from './rollups';
+import { bucketOf, LEVELS } from '../schema/levels';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
@@ -19,6 +22,9 @@ const DICT_CACHE_MAX = 2_000_000;
 function int(v: bigint): number | bigint {
   return v <= MAX_SAFE ? Number(v) : v;
 }
+
+/** A `batches` row: the interval, its counters (BATCH_COUNTERS), then what the writer adds. */
+const BATCH_COLUMNS = ['session_id', 'seq', 'start_ms', 'end_ms', ...BATCH_COUNTERS.map((k) => k.column), 'ip_rows', 'flow_rows', 'last', 'written_at'];
 
 export interface SessionSpec {
   key: string;
@@ -52,6 +58,30 @@ export interface WriteResult {
   flowRows: number;
 }
 
+/** Words `o`, `o + 1` of `w` = `v`, an integer below 2^32 (a protocol or a port). */
+function putSmall(w: Uint32Array, o: number, v: number): void {
+  w[o] = v;
+  w[o + 1] = 0;
+}
+
+/** Adds row `i` of a batch's per-IP columns to `sums`, or spoils them when it cannot be added exactly. */
+function addIpRow(sums: RowSums, id: number, tp: Uint32Array, tb: Uint32Array, rp: Uint32Array, rb: Uint32Array, i: number): void {
+  const lo = 2 * i;
+  if ((tp[lo + 1] | tb[lo + 1] | rp[lo + 1] | rb[lo + 1]) === 0) {
+    // Every value below 2^32: summed exactly as small integers.
+    if (id <= U32Map.MAX_VALUE) sums.add(id, tp[lo], tb[lo], rp[lo], rb[lo]);
+    else sums.spoil();
+    return;
+  }
+  const txp = u64At(tp, i);
+  const txb = u64At(tb, i);
+  const rxp = u64At(rp, i);
+  const rxb = u64At(rb, i);
+  if (typeof txp === 'number' && typeof txb === 'number' && typeof rxp === 'number' && typeof rxb === 'number' && id <= U32Map.MAX_VALUE) {
+    sums.add(id, txp, txb, rxp, rxb);
+  } else sums.spoil();
+}
+
 export class BatchWriter {
   readonly sessionId: number;
   private seq: number;
@@ -74,15 +104,9 @@ export class BatchWriter {
     // batches already in the log are skipped, so nothing is counted twice.
     this.seq = 0;
     this.stmts = {
-      batch: db.prepare(
-        `insert or ignore into batches (session_id, seq, start_ms, end_ms, frames, ip_packets, ip_bytes, ipv4_packets,
-           ipv4_bytes, ipv6_packets, ipv6_bytes, non_ip, ip_header_incomplete, fragments_first, fragments_non_first,
-           ip_length_field_zero, ignored, late, ring_packets, ring_drops, ring_freeze_q_cnt, filter_passed, filter_non_ip,
-           filter_ignored, filter_not_accepted, ip_overflow_keys, flow_overflow_keys, ip_rows, flow_rows, last, written_at)
-         values ${placeholders(31, 1)}`,
-      ),
-      ip: new RowInsert(db, 'ip_deltas', ['batch_id', 'ip_id', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes']),
-      flow: new RowInsert(db, 'flow_deltas', ['batch_id', 'src_id', 'dst_id', 'proto', 'sport', 'dport', 'packets', 'bytes']),
+      batch: db.prepare(`insert or ignore into batches (${BATCH_COLUMNS.join(', ')}) values (${BATCH_COLUMNS.map(() => '?').join(', ')})`),
+      ip: new RowInsert(db, 'ip_deltas', IP_DELTA_COLUMNS),
+      flow: new RowInsert(db, 'flow_deltas', FLOW_DELTA_COLUMNS),
       addrGet: db.prepare('select id from addresses where addr = ?').pluck(),
       addrPut: db.prepare('insert into addresses (addr, text) values (?, ?)'),
       endSession: db.prepare('update sessions set ended_at = ? where id = ?'),
@@ -146,88 +170,80 @@ export class BatchWriter {
    * batch's minute).
    */
   write(b: Batch, sums?: RowSums, flowSums?: FlowRowSums): WriteResult {
-    const c = b.counters;
-    const ring = b.hasRing;
-    const filt = b.hasFilter;
-    const seq = this.seq;
-    const r = this.stmts.batch.run(
-      this.sessionId, seq, b.startMs, b.endMs,
-      int(c.frames), int(c.ipPackets), int(c.ipBytes), int(c.ipv4Packets), int(c.ipv4Bytes), int(c.ipv6Packets),
-      int(c.ipv6Bytes), int(c.nonIp), int(c.ipHeaderIncomplete), int(c.fragmentsFirst), int(c.fragmentsNonFirst),
-      int(c.ipLengthFieldZero), int(c.ignored), int(c.late),
-      ring ? int(c.ringPackets) : null, ring ? int(c.ringDrops) : null, ring ? int(c.ringFreezeQCnt) : null,
-      filt ? int(c.filterPassed) : null, filt ? int(c.filterNonIp) : null, filt ? int(c.filterIgnored) : null,
-      filt ? int(c.filterNotAccepted) : null,
-      int(c.ipOverflowKeys), int(c.flowOverflowKeys), b.ip.count, b.flow.count, b.last ? 1 : 0, Date.now(),
-    );
-    if (r.changes === 0) return { written: false, batchId: 0, ipRows: 0, flowRows: 0 };
-    const batchId = Number(r.lastInsertRowid);
-
+    const batchId = this.insertBatchRow(b);
+    if (batchId === undefined) return { written: false, batchId: 0, ipRows: 0, flowRows: 0 };
     const ids = this.resolve(b);
-    // Rows go in primary-key order: the delta tables' B-trees then grow by appends (measured
-    // here: rows in dictionary-id arrival order halved the write rate).
+    this.insertIpRows(b, batchId, ids, sums);
+    this.insertFlowRows(b, batchId, ids, flowSums);
+    return { written: true, batchId, ipRows: b.ip.count, flowRows: b.flow.count };
+  }
+
+  /** The batch's `batches` row: its id, or undefined when the log already holds it. */
+  private insertBatchRow(b: Batch): number | undefined {
+    const c = b.counters;
+    const values: (number | bigint | null)[] = [this.sessionId, this.seq, b.startMs, b.endMs];
+    for (const k of BATCH_COUNTERS) values.push(k.presentIf && !b[k.presentIf] ? null : int(c[k.name]));
+    values.push(b.ip.count, b.flow.count, b.last ? 1 : 0, Date.now());
+    const r = this.stmts.batch.run(values);
+    return r.changes === 0 ? undefined : Number(r.lastInsertRowid);
+  }
+
+  /**
+   * The per-IP rows, in primary-key order: the delta tables' B-trees then grow by appends
+   * (rows in dictionary-id arrival order halve the write rate).
+   */
+  private insertIpRows(b: Batch, batchId: number, ids: number[], sums: RowSums | undefined): void {
     const ip = b.ip;
     const rowIds = new Array<number>(ip.count);
     for (let i = 0; i < ip.count; i++) rowIds[i] = ids[ip.idx[i]];
-    const ipOrder = byIpId(rowIds);
-    const ipRows = this.stmts.ip.start();
-    const w = ipRows.words;
+    const order = byIpId(rowIds);
+    const rows = this.stmts.ip.start();
+    const w = rows.words;
+    const { batch_id, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes } = rows.col;
     const { txPackets: tp, txBytes: tb, rxPackets: rp, rxBytes: rb } = ip;
     for (let k = 0; k < ip.count; k++) {
-      const i = ipOrder ? ipOrder[k] : k;
+      const i = order ? order[k] : k;
       const id = rowIds[i];
-      const o = ipRows.row();
-      putNum(w, o, batchId);
-      putNum(w, o + 2, id);
-      putU64(w, o + 4, tp, i);
-      putU64(w, o + 6, tb, i);
-      putU64(w, o + 8, rp, i);
-      putU64(w, o + 10, rb, i);
-      const lo = 2 * i;
-      if ((tp[lo + 1] | tb[lo + 1] | rp[lo + 1] | rb[lo + 1]) === 0) {
-        // Every value below 2^32: summed exactly as small integers.
-        if (id <= U32Map.MAX_VALUE) sums?.add(id, tp[lo], tb[lo], rp[lo], rb[lo]);
-        else sums?.spoil();
-        continue;
-      }
-      const txp = u64At(tp, i);
-      const txb = u64At(tb, i);
-      const rxp = u64At(rp, i);
-      const rxb = u64At(rb, i);
-      if (typeof txp === 'number' && typeof txb === 'number' && typeof rxp === 'number' && typeof rxb === 'number' && id <= U32Map.MAX_VALUE) {
-        sums?.add(id, txp, txb, rxp, rxb);
-      } else sums?.spoil();
+      const o = rows.row();
+      putNum(w, o + batch_id, batchId);
+      putNum(w, o + ip_id, id);
+      putU64(w, o + tx_packets, tp, i);
+      putU64(w, o + tx_bytes, tb, i);
+      putU64(w, o + rx_packets, rp, i);
+      putU64(w, o + rx_bytes, rb, i);
+      if (sums) addIpRow(sums, id, tp, tb, rp, rb, i);
     }
-    ipRows.end();
+    rows.end();
+  }
 
+  /** The flow rows, in primary-key order (as the per-IP rows). */
+  private insertFlowRows(b: Batch, batchId: number, ids: number[], flowSums: FlowRowSums | undefined): void {
     const f = b.flow;
-    const flowOrder = byFlowKey(f, ids);
-    const flowRows = this.stmts.flow.start();
-    const fw = flowRows.words;
+    const order = byFlowKey(f, ids);
+    const rows = this.stmts.flow.start();
+    const w = rows.words;
+    const { batch_id, src_id, dst_id, proto, sport, dport, packets, bytes } = rows.col;
     for (let k = 0; k < f.count; k++) {
-      const i = flowOrder ? flowOrder[k] : k;
+      const i = order ? order[k] : k;
       const src = ids[f.src[i]];
       const dst = ids[f.dst[i]];
-      const o = flowRows.row();
-      putNum(fw, o, batchId);
-      putNum(fw, o + 2, src);
-      putNum(fw, o + 4, dst);
-      fw[o + 6] = f.proto[i];
-      fw[o + 7] = 0;
-      fw[o + 8] = f.sport[i];
-      fw[o + 9] = 0;
-      fw[o + 10] = f.dport[i];
-      fw[o + 11] = 0;
-      putU64(fw, o + 12, f.packets, i);
-      putU64(fw, o + 14, f.bytes, i);
-      const packets = u64At(f.packets, i);
-      const bytes = u64At(f.bytes, i);
-      if (typeof packets === 'number' && typeof bytes === 'number' && src <= 0xffffffff && dst <= 0xffffffff) {
-        flowSums?.add(src, dst, f.proto[i], ((f.sport[i] << 16) | f.dport[i]) >>> 0, packets, bytes);
-      } else flowSums?.spoil();
+      const o = rows.row();
+      putNum(w, o + batch_id, batchId);
+      putNum(w, o + src_id, src);
+      putNum(w, o + dst_id, dst);
+      putSmall(w, o + proto, f.proto[i]);
+      putSmall(w, o + sport, f.sport[i]);
+      putSmall(w, o + dport, f.dport[i]);
+      putU64(w, o + packets, f.packets, i);
+      putU64(w, o + bytes, f.bytes, i);
+      if (!flowSums) continue;
+      const p = u64At(f.packets, i);
+      const n = u64At(f.bytes, i);
+      if (typeof p === 'number' && typeof n === 'number' && src <= 0xffffffff && dst <= 0xffffffff) {
+        flowSums.add(src, dst, f.proto[i], ((f.sport[i] << 16) | f.dport[i]) >>> 0, p, n);
+      } else flowSums.spoil();
     }
-    flowRows.end();
-    return { written: true, batchId, ipRows: ip.count, flowRows: f.count };
+    rows.end();
   }
 
   /** After `write`: the next batch takes the next sequence number. */
@@ -267,7 +283,7 @@ export function deleteSession(db: Database.Database, sessionId: number): void {
   const touched = db.prepare('select distinct start_ms, ip_rows > 0 as ip, flow_rows > 0 as flow from batches where session_id = ?').all(sessionId) as { start_ms: number; ip: number; flow: number }[];
   if (touched.length > 0) {
     const from = bucketOf(Math.min(...touched.map((t) => t.start_ms)), 'ip_1d');
-    const to = bucketOf(Math.max(...touched.map((t) => t.start_ms)), 'ip_1d') + 86_400_000;
+    const to = bucketOf(Math.max(...touched.map((t) => t.start_ms)), 'ip_1d') + LEVELS.ip_1d.ms;
     const pruned = db.prepare('select count(*) from batches where pruned != 0 and start_ms >= ? and start_ms < ?').pluck().get(from, to) as number;
     if (pruned > 0) {
       throw Object.assign(

@@ -1,0 +1,39 @@
+/**
+ * The capture engine's per-interval counters: the one TS list, in the order of the addon's
+ * counter buffer (`COUNTERS` in native/src/lib.rs; native.ts refuses an addon that reports
+ * another order, and test/schema.test.ts compares them). The `batches` table has one column per
+ * counter (the name in snake case), and the writer's INSERT is generated from this list.
+ */
+
+export const COUNTER_NAMES = [
+  'frames', 'ipPackets', 'ipBytes', 'ipv4Packets', 'ipv4Bytes', 'ipv6Packets', 'ipv6Bytes', 'nonIp',
+  'ipHeaderIncomplete', 'fragmentsFirst', 'fragmentsNonFirst', 'ipLengthFieldZero', 'ignored', 'late',
+  'ringPackets', 'ringDrops', 'ringFreezeQCnt', 'filterPassed', 'filterNonIp', 'filterIgnored',
+  'filterNotAccepted', 'ipOverflowKeys', 'flowOverflowKeys', 'hasRing', 'hasFilter',
+] as const;
+
+export type CounterName = (typeof COUNTER_NAMES)[number];
+
+/** Flags in the buffer (0 or 1), not counts: whether the kernel ring / eBPF filter counters are present. */
+export type CounterFlag = 'hasRing' | 'hasFilter';
+const FLAGS: readonly CounterName[] = ['hasRing', 'hasFilter'] satisfies CounterFlag[];
+
+type Snake<S extends string> = S extends `${infer H}${infer T}` ? `${H extends Lowercase<H> ? H : `_${Lowercase<H>}`}${Snake<T>}` : S;
+/** A counter's column in `batches`. */
+export type CounterColumn = Snake<Exclude<CounterName, CounterFlag>>;
+
+export interface BatchCounter {
+  name: Exclude<CounterName, CounterFlag>;
+  column: CounterColumn;
+  /** Ring and filter counters are NULL in a batch without a ring (replays) / filter (--no-ebpf). */
+  presentIf?: CounterFlag;
+}
+
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The counters stored in `batches`, in column order. */
+export const BATCH_COUNTERS: readonly BatchCounter[] = COUNTER_NAMES.filter((n) => !FLAGS.includes(n)).map((n) => ({
+  name: n as BatchCounter['name'],
+  column: snake(n) as CounterColumn,
+  presentIf: n.startsWith('ring') ? 'hasRing' : n.startsWith('filter') ? 'hasFilter' : undefined,
+}));
