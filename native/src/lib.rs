@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use traffic_counter_core::batch::Batch;
-use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
+use traffic_counter_core::live::{Capture as CoreCapture, LiveOptions};
 use traffic_counter_core::lock;
 use traffic_counter_core::replay::{self, ReplayEvent, ReplayOptions};
-use traffic_counter_core::ring::{self, RingConfig};
+use traffic_counter_core::options::{self, Options};
 use traffic_counter_core::rules::{read_cidr_file, Cidr, Rules};
 
 fn err(code: &str, msg: impl std::fmt::Display) -> Error<String> {
@@ -43,12 +43,36 @@ fn u16s(v: &[u16]) -> Buffer {
     out.into()
 }
 
-/// Order of the u64 values in `NativeBatch.counters` (see src/native.ts).
-pub const COUNTER_NAMES: [&str; 25] = [
-    "frames", "ipPackets", "ipBytes", "ipv4Packets", "ipv4Bytes", "ipv6Packets", "ipv6Bytes", "nonIp",
-    "ipHeaderIncomplete", "fragmentsFirst", "fragmentsNonFirst", "ipLengthFieldZero", "ignored", "late",
-    "ringPackets", "ringDrops", "ringFreezeQCnt", "filterPassed", "filterNonIp", "filterIgnored",
-    "filterNotAccepted", "ipOverflowKeys", "flowOverflowKeys", "hasRing", "hasFilter",
+/// The u64 values of `NativeBatch.counters`, in order: each counter's name (src/schema/counters.ts
+/// holds the same list; src/native.ts refuses an addon whose `counterNames()` differ) and how it
+/// is read from a batch. Ring and filter counters are 0 when the batch has none (`hasRing`,
+/// `hasFilter` say which).
+const COUNTERS: [(&str, fn(&Batch) -> u64); 25] = [
+    ("frames", |b| b.totals.frames),
+    ("ipPackets", |b| b.totals.ip_packets),
+    ("ipBytes", |b| b.totals.ip_bytes),
+    ("ipv4Packets", |b| b.totals.ipv4_packets),
+    ("ipv4Bytes", |b| b.totals.ipv4_bytes),
+    ("ipv6Packets", |b| b.totals.ipv6_packets),
+    ("ipv6Bytes", |b| b.totals.ipv6_bytes),
+    ("nonIp", |b| b.totals.non_ip),
+    ("ipHeaderIncomplete", |b| b.totals.ip_header_incomplete),
+    ("fragmentsFirst", |b| b.totals.fragments_first),
+    ("fragmentsNonFirst", |b| b.totals.fragments_non_first),
+    ("ipLengthFieldZero", |b| b.totals.ip_length_field_zero),
+    ("ignored", |b| b.totals.ignored),
+    ("late", |b| b.totals.late),
+    ("ringPackets", |b| b.ring.unwrap_or_default().packets),
+    ("ringDrops", |b| b.ring.unwrap_or_default().drops),
+    ("ringFreezeQCnt", |b| b.ring.unwrap_or_default().freeze_q_cnt),
+    ("filterPassed", |b| b.filter.unwrap_or_default().passed),
+    ("filterNonIp", |b| b.filter.unwrap_or_default().non_ip),
+    ("filterIgnored", |b| b.filter.unwrap_or_default().ignored),
+    ("filterNotAccepted", |b| b.filter.unwrap_or_default().not_accepted),
+    ("ipOverflowKeys", |b| b.ip_overflow_keys),
+    ("flowOverflowKeys", |b| b.flow_overflow_keys),
+    ("hasRing", |b| b.ring.is_some() as u64),
+    ("hasFilter", |b| b.filter.is_some() as u64),
 ];
 
 /// One interval, columnar. u64 columns are little-endian Buffers of 8 bytes per row, u32 of 4,
@@ -81,15 +105,7 @@ pub struct NativeBatch {
 }
 
 fn to_native(b: Batch) -> NativeBatch {
-    let t = &b.totals;
-    let ring = b.ring.unwrap_or_default();
-    let f = b.filter.unwrap_or_default();
-    let counters = [
-        t.frames, t.ip_packets, t.ip_bytes, t.ipv4_packets, t.ipv4_bytes, t.ipv6_packets, t.ipv6_bytes, t.non_ip,
-        t.ip_header_incomplete, t.fragments_first, t.fragments_non_first, t.ip_length_field_zero, t.ignored, t.late,
-        ring.packets, ring.drops, ring.freeze_q_cnt, f.passed, f.non_ip, f.ignored, f.not_accepted,
-        b.ip_overflow_keys, b.flow_overflow_keys, b.ring.is_some() as u64, b.filter.is_some() as u64,
-    ];
+    let counters = COUNTERS.map(|(_, get)| get(&b));
     let ips = b.ips;
     let fl = b.flows;
     NativeBatch {
@@ -119,7 +135,7 @@ fn to_native(b: Batch) -> NativeBatch {
 
 #[napi]
 pub fn counter_names() -> Vec<String> {
-    COUNTER_NAMES.iter().map(|s| s.to_string()).collect()
+    COUNTERS.iter().map(|(name, _)| name.to_string()).collect()
 }
 
 #[napi(object)]
@@ -208,17 +224,66 @@ impl NativeEvent {
     }
 }
 
-/// Options shared by replay and live capture. Defaults: `intervalMs` 5000, `maxKeys` 1,000,000,
-/// `flows` false.
+/// Options shared by replay and live capture (defaults and ranges: core `options.rs`).
 #[napi(object)]
 pub struct CountOptions {
+    /// Interval length in ms: a whole number of seconds from 1 s to 86400 s; default 5000.
     pub interval_ms: Option<i64>,
+    /// Distinct addresses / flows per interval and table before the rest fold into an overflow
+    /// row: at least 1; default 1,000,000.
     pub max_keys: Option<u32>,
+    /// Also count per unidirectional 5-tuple flow; default false.
     pub flows: Option<bool>,
-    /// CIDR file whose addresses are not counted (source or destination).
+    /// CIDR file whose addresses are not counted (source or destination); default none.
     pub ignore_file: Option<String>,
-    /// CIDR file: only frames whose source is in it are counted.
+    /// CIDR file: only frames whose source is in it are counted; default none (every source).
     pub accept_source_file: Option<String>,
+}
+
+/// The defaults (and the ranges the CLI checks at entry) of `CountOptions` and
+/// `LiveCaptureOptions`, from core `options.rs`.
+#[napi(object)]
+pub struct OptionDefaults {
+    pub interval_ms: i64,
+    pub min_interval_ms: i64,
+    pub max_interval_ms: i64,
+    pub max_keys: u32,
+    pub max_workers: u32,
+    pub block_size: u32,
+    pub block_count: u32,
+    pub frame_size: u32,
+    pub max_fanout_group: u32,
+    pub snaplen: u32,
+    pub queue_max_batches: u32,
+    pub queue_max_bytes: f64,
+}
+
+#[napi]
+pub fn option_defaults() -> OptionDefaults {
+    use options::*;
+    OptionDefaults {
+        interval_ms: DEFAULT_INTERVAL_MS,
+        min_interval_ms: MIN_INTERVAL_MS,
+        max_interval_ms: MAX_INTERVAL_MS,
+        max_keys: DEFAULT_MAX_KEYS as u32,
+        max_workers: MAX_WORKERS,
+        block_size: DEFAULT_BLOCK_SIZE,
+        block_count: DEFAULT_BLOCK_COUNT,
+        frame_size: DEFAULT_FRAME_SIZE,
+        max_fanout_group: MAX_FANOUT_GROUP,
+        snaplen: DEFAULT_SNAPLEN,
+        queue_max_batches: DEFAULT_QUEUE_MAX_BATCHES,
+        queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES as f64,
+    }
+}
+
+/// The counting options as the core checks them (live capture adds its own).
+fn count_options(c: &CountOptions) -> Options {
+    Options { interval_ms: c.interval_ms, max_keys: c.max_keys, flows: c.flows, ..Options::default() }
+}
+
+fn bad_option(e: options::OptionError) -> Error<String> {
+    err("ERR_TC_BAD_OPTION", e)
 }
 
 fn load_rules(ignore: &Option<String>, accept: &Option<String>) -> Result<(Vec<Cidr>, Option<Vec<Cidr>>), String> {
@@ -248,22 +313,6 @@ impl ReplayHandle {
     }
 }
 
-fn check_interval(ms: i64) -> Result<i64, String> {
-    if ms < 1000 || ms % 1000 != 0 || ms > 86_400_000 {
-        return Err(err("ERR_TC_BAD_OPTION", format!("--interval-secs must be a whole number of seconds between 1 and 86400 (got {} ms)", ms)));
-    }
-    Ok(ms)
-}
-
-/// The same rule as live capture's (`live::Capture::start`): no silent clamp of 0 to 1.
-fn check_max_keys(v: Option<u32>) -> Result<usize, String> {
-    match v {
-        Some(0) => Err(err("ERR_TC_BAD_OPTION", "--max-keys must be at least 1")),
-        Some(n) => Ok(n as usize),
-        None => Ok(live::DEFAULT_MAX_KEYS),
-    }
-}
-
 /// Replays capture files on a worker thread. Events arrive through `onEvent`, batches in
 /// interval order; the replay thread waits while JS is behind (bounded queue of 4).
 #[napi]
@@ -272,12 +321,8 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
         return Err(err("ERR_TC_BAD_OPTION", "--pcap needs at least one file"));
     }
     let (ignore, accept) = load_rules(&options.ignore_file, &options.accept_source_file)?;
-    let opts = ReplayOptions {
-        interval_ms: check_interval(options.interval_ms.unwrap_or(live::DEFAULT_INTERVAL_MS))?,
-        max_keys: check_max_keys(options.max_keys)?,
-        flows: options.flows.unwrap_or(false),
-        rules: Rules::new(&ignore, accept.as_deref()),
-    };
+    let v = count_options(&options).validate().map_err(bad_option)?;
+    let opts = ReplayOptions { interval_ms: v.interval_ms, max_keys: v.max_keys, flows: v.flows, rules: Rules::new(&ignore, accept.as_deref()) };
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
@@ -330,25 +375,36 @@ pub fn capture_identity(file: String) -> Result<String, String> {
     replay::identity(&PathBuf::from(file)).map_err(|e| err("ERR_TC_OPEN", e))
 }
 
-/// Live capture options (see `traffic-counter record --help`). Ring defaults: 1 MiB blocks x 64,
-/// 2048-byte frames; `workers` defaults to the number of CPUs.
+/// Live capture options (see `traffic-counter record --help`; defaults and ranges: core
+/// `options.rs`, checked by `Options::validate`).
 #[napi(object)]
 pub struct LiveCaptureOptions {
+    /// Interface to capture on (required).
     pub iface: String,
+    /// Capture workers, one ring each: 1 to 64; default the number of CPUs.
     pub workers: Option<u32>,
+    /// TPACKET_V3 block size in bytes: a power of two, a multiple of the page size, at most
+    /// 1 GiB; default 1 MiB.
     pub block_size: Option<u32>,
+    /// Blocks per ring: at least 1 (the ring at most 8 GiB); default 64.
     pub block_count: Option<u32>,
+    /// TPACKET_V3 frame size in bytes: a multiple of 16, room for a frame header and 64 bytes,
+    /// at most the block size; default 2048.
     pub frame_size: Option<u32>,
+    /// PACKET_FANOUT group id: 0 to 65535; default derived from the process id.
     pub fanout_group: Option<u32>,
+    /// Load the eBPF socket filter; default true (false: rules are applied in userspace).
     pub ebpf: Option<bool>,
+    /// Bytes of each frame the eBPF filter keeps; default 128 (the CLI takes 64 to 65535).
     pub snaplen: Option<u32>,
     pub count: CountOptions,
-    /// Batches that may wait for the JS thread at once (default 64). While JS is busy for longer
-    /// (a long synchronous write), newer batches are dropped, not queued without bound, and the
-    /// next batch delivered names them.
+    /// Batches that may wait for the JS thread at once: at least 1; default 64 (the recorder's
+    /// queue bound, `queueMaxBatches` of `optionDefaults()`). While JS is busy for longer (a long
+    /// synchronous write), newer batches are dropped, not queued without bound, and the next
+    /// batch delivered names them.
     pub handover_max_batches: Option<u32>,
-    /// Bytes of batch columns that may wait for the JS thread at once (default 256 MiB); one
-    /// batch may always wait, however large.
+    /// Bytes of batch columns that may wait for the JS thread at once: at least 0; default
+    /// 256 MiB; one batch may always wait, however large.
     pub handover_max_bytes: Option<f64>,
 }
 
@@ -379,32 +435,36 @@ impl LiveCapture {
     pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>) -> Result<LiveCapture, String> {
         let c = &options.count;
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let group = match options.fanout_group {
-            Some(g) if g > 0xFFFF => return Err(err("ERR_TC_BAD_OPTION", format!("--fanout-group {g} must be between 0 and 65535"))),
-            Some(g) => g as u16,
-            None => (std::process::id() & 0xFFFF) as u16,
-        };
+        let v = Options {
+            workers: options.workers,
+            block_size: options.block_size,
+            block_count: options.block_count,
+            frame_size: options.frame_size,
+            fanout_group: options.fanout_group,
+            ebpf: options.ebpf,
+            snaplen: options.snaplen,
+            queue_max_batches: options.handover_max_batches,
+            queue_max_bytes: options.handover_max_bytes,
+            ..count_options(c)
+        }
+        .validate()
+        .map_err(bad_option)?;
+        let group = v.fanout_group;
         let lo = LiveOptions {
             iface: options.iface.clone(),
-            workers: options.workers.map(|w| w as usize).unwrap_or(cpus),
-            ring: RingConfig {
-                block_size: options.block_size.unwrap_or(ring::DEFAULT_BLOCK_SIZE),
-                block_count: options.block_count.unwrap_or(ring::DEFAULT_BLOCK_COUNT),
-                frame_size: options.frame_size.unwrap_or(ring::DEFAULT_FRAME_SIZE),
-            },
+            workers: v.workers,
+            ring: v.ring,
             fanout_group: group,
-            interval_ms: check_interval(c.interval_ms.unwrap_or(live::DEFAULT_INTERVAL_MS))?,
-            max_keys: c.max_keys.map(|v| v as usize).unwrap_or(live::DEFAULT_MAX_KEYS),
-            flows: c.flows.unwrap_or(false),
-            ebpf: options.ebpf.unwrap_or(true),
-            snaplen: options.snaplen.unwrap_or(traffic_counter_core::filter::consts::DEFAULT_SNAPLEN),
+            interval_ms: v.interval_ms,
+            max_keys: v.max_keys,
+            flows: v.flows,
+            ebpf: v.ebpf,
+            snaplen: v.snaplen,
             ignore,
             accept_source: accept,
         };
         let workers = lo.workers as u32;
-        let max_batches = options.handover_max_batches.unwrap_or(64).max(1) as usize;
-        let max_bytes = options.handover_max_bytes.unwrap_or(256.0 * 1048576.0).max(0.0) as usize;
+        let (max_batches, max_bytes) = (v.queue_max_batches, v.queue_max_bytes);
         let handover = Arc::new(Handover::default());
         let mut dropped: Vec<DroppedInterval> = Vec::new();
         let cap = CoreCapture::start(lo, move |b: Batch| {

@@ -9,11 +9,13 @@
 //! - [`filter`]: the eBPF socket filter (loading, maps, counters)
 //! - [`live`]: live capture workers and the interval merger
 //! - [`lock`]: the one-writer-per-database file lock
+//! - [`options`]: every option's default and range, checked in one place
 
 pub mod batch;
 pub mod filter;
 pub mod live;
 pub mod lock;
+pub mod options;
 pub mod parse;
 pub mod replay;
 pub mod ring;

@@ -8,9 +8,6 @@ use crate::batch::RingStats;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{fence, Ordering};
 
-pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
-pub const DEFAULT_BLOCK_COUNT: u32 = 64;
-pub const DEFAULT_FRAME_SIZE: u32 = 2048;
 /// Block retire timeout: a partly filled block is handed to userspace after this many ms.
 pub const BLOCK_TIMEOUT_MS: u32 = 10;
 
@@ -311,6 +308,7 @@ impl Drop for Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::{DEFAULT_BLOCK_COUNT, DEFAULT_BLOCK_SIZE, DEFAULT_FRAME_SIZE};
 
     #[test]
     fn ring_shape_messages() {

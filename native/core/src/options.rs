@@ -1,0 +1,143 @@
+//! The options of counting (replay and live) and of live capture: every default and range, and
+//! the one place they are checked (`Options::validate`). The napi layer documents them on its
+//! `#[napi(object)]` fields and hands the defaults to JS (`optionDefaults()`), so the CLI shows
+//! these values, not copies of them.
+
+use crate::ring::RingConfig;
+
+/// Interval length: a whole number of seconds, aligned to multiples of itself in epoch time.
+pub const DEFAULT_INTERVAL_MS: i64 = 5000;
+pub const MIN_INTERVAL_MS: i64 = 1000;
+pub const MAX_INTERVAL_MS: i64 = 86_400_000;
+/// Distinct addresses / flows per interval and table before the rest fold into an overflow row.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+/// Capture workers (one ring each); the default is the number of CPUs.
+pub const MAX_WORKERS: u32 = 64;
+/// TPACKET_V3 ring shape per worker (checked by `RingConfig::validate`).
+pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
+pub const DEFAULT_BLOCK_COUNT: u32 = 64;
+pub const DEFAULT_FRAME_SIZE: u32 = 2048;
+/// PACKET_FANOUT group ids are 16 bits; the default is derived from the process id.
+pub const MAX_FANOUT_GROUP: u32 = 0xFFFF;
+/// Bytes of each frame the eBPF filter keeps (shared with the filter through ebpf/tc_filter.h).
+pub const DEFAULT_SNAPLEN: u32 = crate::filter::consts::DEFAULT_SNAPLEN;
+/// Batches, and bytes of batch columns, that may wait for the JS thread (live capture) and in the
+/// recorder's write queue at once; one batch may always wait, however large.
+pub const DEFAULT_QUEUE_MAX_BATCHES: u32 = 64;
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 256 << 20;
+
+/// An option out of its range, said the way the CLI spells it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OptionError(pub String);
+
+/// Options as given: `None` takes the default. Replays read only the counting ones.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub interval_ms: Option<i64>,
+    pub max_keys: Option<u32>,
+    pub flows: Option<bool>,
+    pub workers: Option<u32>,
+    pub block_size: Option<u32>,
+    pub block_count: Option<u32>,
+    pub frame_size: Option<u32>,
+    pub fanout_group: Option<u32>,
+    pub ebpf: Option<bool>,
+    pub snaplen: Option<u32>,
+    pub queue_max_batches: Option<u32>,
+    pub queue_max_bytes: Option<f64>,
+}
+
+/// Options checked, with every default filled in.
+#[derive(Clone, Debug)]
+pub struct Valid {
+    pub interval_ms: i64,
+    pub max_keys: usize,
+    pub flows: bool,
+    pub workers: usize,
+    pub ring: RingConfig,
+    pub fanout_group: u16,
+    pub ebpf: bool,
+    pub snaplen: u32,
+    pub queue_max_batches: usize,
+    pub queue_max_bytes: usize,
+}
+
+impl Options {
+    /// Checks every option and fills in the defaults, with messages that say what to change.
+    pub fn validate(&self) -> Result<Valid, OptionError> {
+        let bad = |m: String| Err(OptionError(m));
+        let fanout_group = match self.fanout_group {
+            Some(g) if g > MAX_FANOUT_GROUP => return bad(format!("--fanout-group {g} must be between 0 and {MAX_FANOUT_GROUP}")),
+            Some(g) => g as u16,
+            None => (std::process::id() & MAX_FANOUT_GROUP) as u16,
+        };
+        let interval_ms = self.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS);
+        if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&interval_ms) || interval_ms % 1000 != 0 {
+            return bad(format!(
+                "--interval-secs must be a whole number of seconds between {} and {} (got {interval_ms} ms)",
+                MIN_INTERVAL_MS / 1000,
+                MAX_INTERVAL_MS / 1000
+            ));
+        }
+        let workers = match self.workers {
+            Some(w) if w == 0 || w > MAX_WORKERS => return bad(format!("--workers {w} must be between 1 and {MAX_WORKERS}")),
+            Some(w) => w as usize,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        let max_keys = match self.max_keys {
+            Some(0) => return bad("--max-keys must be at least 1".into()),
+            Some(n) => n as usize,
+            None => DEFAULT_MAX_KEYS,
+        };
+        let ring = RingConfig {
+            block_size: self.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
+            block_count: self.block_count.unwrap_or(DEFAULT_BLOCK_COUNT),
+            frame_size: self.frame_size.unwrap_or(DEFAULT_FRAME_SIZE),
+        };
+        ring.validate().map_err(|e| OptionError(e.to_string()))?;
+        Ok(Valid {
+            interval_ms,
+            max_keys,
+            flows: self.flows.unwrap_or(false),
+            workers,
+            ring,
+            fanout_group,
+            ebpf: self.ebpf.unwrap_or(true),
+            snaplen: self.snaplen.unwrap_or(DEFAULT_SNAPLEN),
+            queue_max_batches: self.queue_max_batches.unwrap_or(DEFAULT_QUEUE_MAX_BATCHES).max(1) as usize,
+            queue_max_bytes: self.queue_max_bytes.unwrap_or(DEFAULT_QUEUE_MAX_BYTES as f64).max(0.0) as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_given_is_every_default() {
+        let v = Options::default().validate().unwrap();
+        assert_eq!((v.interval_ms, v.max_keys, v.flows, v.ebpf, v.snaplen), (DEFAULT_INTERVAL_MS, DEFAULT_MAX_KEYS, false, true, DEFAULT_SNAPLEN));
+        assert_eq!((v.ring.block_size, v.ring.block_count, v.ring.frame_size), (DEFAULT_BLOCK_SIZE, DEFAULT_BLOCK_COUNT, DEFAULT_FRAME_SIZE));
+        assert_eq!((v.queue_max_batches, v.queue_max_bytes), (DEFAULT_QUEUE_MAX_BATCHES as usize, DEFAULT_QUEUE_MAX_BYTES as usize));
+        assert!(v.workers >= 1);
+    }
+
+    #[test]
+    fn out_of_range_options_say_what_to_change() {
+        let msg = |o: Options| o.validate().unwrap_err().to_string();
+        assert_eq!(msg(Options { interval_ms: Some(1500), ..Default::default() }), "--interval-secs must be a whole number of seconds between 1 and 86400 (got 1500 ms)");
+        assert_eq!(msg(Options { interval_ms: Some(86_401_000), ..Default::default() }), "--interval-secs must be a whole number of seconds between 1 and 86400 (got 86401000 ms)");
+        assert_eq!(msg(Options { max_keys: Some(0), ..Default::default() }), "--max-keys must be at least 1");
+        assert_eq!(msg(Options { workers: Some(65), ..Default::default() }), "--workers 65 must be between 1 and 64");
+        assert_eq!(msg(Options { fanout_group: Some(65536), ..Default::default() }), "--fanout-group 65536 must be between 0 and 65535");
+        assert!(msg(Options { block_size: Some(1000), ..Default::default() }).contains("--block-size 1000 must be a positive multiple of the page size"));
+    }
+
+    #[test]
+    fn queue_bounds_are_clamped_not_refused() {
+        let v = Options { queue_max_batches: Some(0), queue_max_bytes: Some(-1.0), ..Default::default() }.validate().unwrap();
+        assert_eq!((v.queue_max_batches, v.queue_max_bytes), (1, 0));
+    }
+}
