@@ -232,9 +232,9 @@ export interface LiveOptions {
   ebpf?: boolean;
   snaplen?: number;
   count: CountOptions;
-  /** Batches that may wait for the JS thread at once (default 64); newer ones are dropped and named. */
+  /** Batches that may wait for the JS thread at once (default OPTION_DEFAULTS.queueMaxBatches); newer ones are dropped and named. */
   handoverMaxBatches?: number;
-  /** Bytes of batches that may wait for the JS thread at once (default 256 MiB). */
+  /** Bytes of batches that may wait for the JS thread at once (default OPTION_DEFAULTS.queueMaxBytes). */
   handoverMaxBytes?: number;
 }
 
@@ -331,6 +331,12 @@ export function captureIdentity(file: string): string {
     throw toEngineError(err);
   }
 }
+
+/**
+ * Every option's default, and the ranges checked at the CLI's entry, from the core
+ * (native/core/src/options.rs): the CLI and the recorder show and use these, not copies.
+ */
+export const OPTION_DEFAULTS: Readonly<Addon.OptionDefaults> = Object.freeze(addon.optionDefaults());
 
 /** How long (ms) before the newest frame of its file a replayed frame may be stamped and still be counted in its own interval. */
 export const REORDER_WINDOW_MS: number = addon.reorderWindowMs();

@@ -7,7 +7,7 @@ import { DEFAULT_RETENTION, DEFAULT_RETENTION_TEXT, parseRetention, type Retenti
 import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/sink';
 import { quietOnClosedOutput } from '../recorder/log';
 import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
-import { REORDER_WINDOW_MS } from '../native';
+import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
 
 quietOnClosedOutput();
 
@@ -99,19 +99,19 @@ program
   .option('-i, --iface <name>', 'interface to capture on (default: the interface of the default route)')
   .option('--pcap <files...>', `replay these pcap/pcapng files instead of capturing, each as its own session (frames up to ${REORDER_WINDOW_MS / 1000} s out of order are counted in their own interval; a capture already in the file is skipped)`)
   .option('--replace', 'with --pcap: record a capture already in the file again with the options given now, in place of its earlier session (in one transaction)', false)
-  .option('--workers <n>', 'capture workers, one ring each (default: number of CPUs)', intIn(1, 64))
-  .option('--block-size <bytes>', 'TPACKET_V3 block size (power of two, multiple of the page size)', intIn(1, 2 ** 30), 1 << 20)
-  .option('--block-count <n>', 'blocks per ring', intIn(1, 1 << 20), 64)
-  .option('--frame-size <bytes>', 'TPACKET_V3 frame size', intIn(1, 2 ** 30), 2048)
-  .option('--fanout-group <id>', 'PACKET_FANOUT group id (default: derived from the process id)', intIn(0, 65535))
-  .option('--interval-secs <n>', 'interval length in seconds (aligned to UTC epoch multiples)', intIn(1, 86400), 5)
-  .addOption(new Option('--report-interval-secs <n>', 'alias of --interval-secs').argParser(intIn(1, 86400)).hideHelp())
-  .option('--max-keys <n>', 'most addresses / flows per interval and table before folding into an overflow row', intIn(1, 100_000_000), 1_000_000)
+  .option('--workers <n>', 'capture workers, one ring each (default: number of CPUs)', intIn(1, D.maxWorkers))
+  .option('--block-size <bytes>', 'TPACKET_V3 block size (power of two, multiple of the page size)', intIn(1, 2 ** 30), D.blockSize)
+  .option('--block-count <n>', 'blocks per ring', intIn(1, 1 << 20), D.blockCount)
+  .option('--frame-size <bytes>', 'TPACKET_V3 frame size', intIn(1, 2 ** 30), D.frameSize)
+  .option('--fanout-group <id>', 'PACKET_FANOUT group id (default: derived from the process id)', intIn(0, D.maxFanoutGroup))
+  .option('--interval-secs <n>', 'interval length in seconds (aligned to UTC epoch multiples)', intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000), D.intervalMs / 1000)
+  .addOption(new Option('--report-interval-secs <n>', 'alias of --interval-secs').argParser(intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000)).hideHelp())
+  .option('--max-keys <n>', 'most addresses / flows per interval and table before folding into an overflow row', intIn(1, 100_000_000), D.maxKeys)
   .option('--flows', 'also count per unidirectional 5-tuple flow', false)
   .option('--ignore-file <file>', 'CIDRs whose traffic (as source or destination) is not counted')
   .option('--accept-source-file <file>', 'count only frames whose source is in these CIDRs')
   .option('--no-ebpf', 'do not load the eBPF socket filter (rules are applied in userspace)')
-  .option('--snaplen <bytes>', 'bytes of each frame the eBPF filter keeps', intIn(64, 65535), 128)
+  .option('--snaplen <bytes>', 'bytes of each frame the eBPF filter keeps', intIn(64, 65535), D.snaplen)
   .addOption(retainOption('--retain-raw-ip <period>', 'live: keep per-interval per-IP rows this long', 'rawIpMs'))
   .addOption(retainOption('--retain-raw-flows <period>', 'live: keep per-interval per-flow rows this long', 'rawFlowMs'))
   .addOption(retainOption('--retain-minutes <period>', 'live: keep minute rollups this long', 'minutesMs'))

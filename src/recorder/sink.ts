@@ -14,7 +14,7 @@
  * "lost-interval" event records it in the next transaction that succeeds. A replay waits
  * instead (nothing is lost; the engine thread blocks behind the bounded native queue).
  */
-import type { Batch } from '../native';
+import { OPTION_DEFAULTS, type Batch } from '../native';
 import type { WriteDb } from './db';
 import { BatchWriter, type SessionSpec } from './writer';
 import { Rollups } from './rollups';
@@ -28,7 +28,7 @@ export interface SinkOptions {
   spec: SessionSpec;
   retention: Retention;
   queueMax: number;
-  /** Bytes of batch data the queue may hold (default 256 MiB): a flood's batches are large. */
+  /** Bytes of batch data the queue may hold (default DEFAULT_QUEUE_MAX_BYTES): a flood's batches are large. */
   queueMaxBytes?: number;
   log: Logger;
   metrics: Metrics;
@@ -44,9 +44,9 @@ const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2_000;
 const CHECKPOINT_EVERY_MS = 30_000;
 
-/** Defaults of --queue-max and --queue-max-mib (the CLI's too). */
-export const DEFAULT_QUEUE_MAX = 64;
-export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
+/** Defaults of --queue-max and --queue-max-mib: the native hand-over's bounds (core options.rs). */
+export const DEFAULT_QUEUE_MAX = OPTION_DEFAULTS.queueMaxBatches;
+export const DEFAULT_QUEUE_MAX_BYTES = OPTION_DEFAULTS.queueMaxBytes;
 /** Rows (per-IP and flow) that waiting batches are grouped up to in one transaction. */
 const GROUP_ROWS = 100_000;
 /** Batches a replay may have queued before `write` waits (fewer when `queueMax` is lower). */
