@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { accessSync, constants, readFileSync, statSync, type Stats } from 'node:fs';
 import { migrations, SCHEMA_VERSION } from '../../migrations';
 import { APPLICATION_ID, checkIdentity, DbError } from '../db-identity';
-import type { Database as Schema } from './schema';
+import { build, get, run, type Database as Schema } from '../schema/database';
 import { AUTOCHECKPOINT_PAGES } from './checkpointer';
 import { loadRowsExtension } from './rows';
 
@@ -130,7 +130,7 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
 
 /** Refuses, before anything is written, a `--node-id` other than the one the file has. */
 function checkNodeId(db: Database.Database, file: string, wanted: string): void {
-  const stored = db.prepare("select value from meta where key = 'node_id'").pluck().get() as string | undefined;
+  const stored = metaValue(db, 'node_id');
   if (stored !== undefined && stored !== wanted) {
     throw new DbError(
       `--node-id ${wanted}: ${file} is the history of node ${stored} (set when it was created); record node ${wanted} into another --db`,
@@ -151,12 +151,15 @@ export function hostNodeId(): string {
  * one file is one node's history. A file made before this rule keeps the id it has.
  */
 function ensureMeta(db: Database.Database, wanted: string | undefined): string {
-  const get = db.prepare('select value from meta where key = ?').pluck();
-  const put = db.prepare('insert or ignore into meta (key, value) values (?, ?)');
+  const put = (key: string, value: string) => run(db, build.insertInto('meta').orIgnore().values({ key, value }));
   db.transaction(() => {
-    put.run('node_id', wanted ?? hostNodeId());
-    put.run('created_at', String(Date.now()));
+    put('node_id', wanted ?? hostNodeId());
+    put('created_at', String(Date.now()));
   })();
-  db.prepare("insert or replace into meta (key, value) values ('schema_version', ?)").run(String(SCHEMA_VERSION));
-  return get.get('node_id') as string;
+  run(db, build.replaceInto('meta').values({ key: 'schema_version', value: String(SCHEMA_VERSION) }));
+  return metaValue(db, 'node_id')!;
+}
+
+function metaValue(db: Database.Database, key: string): string | undefined {
+  return get(db, build.selectFrom('meta').select('value').where('key', '=', key))?.value;
 }

@@ -70,7 +70,6 @@ export class BatchSink {
   private queueBytes = 0;
   private readonly queueMaxBytes: number;
   private readonly lost: { startMs: number; endMs: number; why: string }[] = [];
-  private readonly addEvent;
   private pumping = false;
   private retryMs = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -96,7 +95,6 @@ export class BatchSink {
     this.checkpointer = new Checkpointer(o.db.file, db, o.log);
     this.queueMaxBytes = o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
     this.newestMs = (db.prepare('select max(end_ms) from batches').pluck().get() as number | null) ?? 0;
-    this.addEvent = db.prepare('insert into events (at_ms, session_id, kind, start_ms, end_ms, detail) values (?, ?, ?, ?, ?, ?)');
   }
 
   get sessionId(): number {
@@ -105,7 +103,7 @@ export class BatchSink {
 
   event(kind: string, detail: string | null, startMs: number | null = null, endMs: number | null = null): void {
     try {
-      this.addEvent.run(Date.now(), this.writer.sessionId, kind, startMs, endMs, detail);
+      this.writer.event(kind, detail, startMs, endMs);
     } catch {
       /* the database is failing: the event is in the log output */
     }
@@ -251,7 +249,7 @@ export class BatchSink {
           }
           return res.written;
         });
-        for (const l of this.lost) this.addEvent.run(Date.now(), this.writer.sessionId, 'lost-interval', l.startMs, l.endMs, l.why);
+        for (const l of this.lost) this.writer.event('lost-interval', l.why, l.startMs, l.endMs);
         return out;
       })();
     } catch (err) {

@@ -9,6 +9,7 @@ import { u64At, type Batch } from '../native';
 import { U32Map } from './u32map';
 import { putNum, putU64, RowInsert } from './rows';
 import { BATCH_COUNTERS } from '../schema/counters';
+import { build, get, run } from '../schema/database';
 import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../schema/columns';
 import { byFlowKey, byIpId } from './order';
 import { Rollups } from './rollups';
@@ -93,13 +94,24 @@ export class BatchWriter {
   private complete = false;
   private readonly stmts;
 
-  constructor(db: Database.Database, nodeId: string, spec: SessionSpec) {
-    const now = Date.now();
-    db.prepare(
-      `insert or ignore into sessions (session_key, node_id, kind, source, interval_ms, flows, started_at, options)
-       values (?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(spec.key, nodeId, spec.kind, spec.source, spec.intervalMs, spec.flows ? 1 : 0, now, JSON.stringify(spec.options));
-    this.sessionId = (db.prepare('select id from sessions where session_key = ?').pluck().get(spec.key) as number);
+  constructor(private readonly db: Database.Database, nodeId: string, spec: SessionSpec) {
+    run(
+      db,
+      build
+        .insertInto('sessions')
+        .orIgnore()
+        .values({
+          session_key: spec.key,
+          node_id: nodeId,
+          kind: spec.kind,
+          source: spec.source,
+          interval_ms: spec.intervalMs,
+          flows: spec.flows ? 1 : 0,
+          started_at: Date.now(),
+          options: JSON.stringify(spec.options),
+        }),
+    );
+    this.sessionId = get(db, build.selectFrom('sessions').select('id').where('session_key', '=', spec.key))!.id;
     // A session appended to again (a replay of the same content) starts over at sequence 0:
     // batches already in the log are skipped, so nothing is counted twice.
     this.seq = 0;
@@ -109,7 +121,6 @@ export class BatchWriter {
       flow: new RowInsert(db, 'flow_deltas', FLOW_DELTA_COLUMNS),
       addrGet: db.prepare('select id from addresses where addr = ?').pluck(),
       addrPut: db.prepare('insert into addresses (addr, text) values (?, ?)'),
-      endSession: db.prepare('update sessions set ended_at = ? where id = ?'),
     };
     this.loadDictionary(db);
   }
@@ -268,8 +279,13 @@ export class BatchWriter {
     this.complete = false;
   }
 
+  /** Adds an event of this session to the `events` table. */
+  event(kind: string, detail: string | null, startMs: number | null, endMs: number | null): void {
+    run(this.db, build.insertInto('events').values({ at_ms: Date.now(), session_id: this.sessionId, kind, start_ms: startMs, end_ms: endMs, detail }));
+  }
+
   end(): void {
-    this.stmts.endSession.run(Date.now(), this.sessionId);
+    run(this.db, build.updateTable('sessions').set({ ended_at: Date.now() }).where('id', '=', this.sessionId));
   }
 }
 
@@ -296,8 +312,8 @@ export function deleteSession(db: Database.Database, sessionId: number): void {
   db.prepare(`delete from ip_deltas where batch_id in (${batches})`).run(sessionId);
   db.prepare(`delete from flow_deltas where batch_id in (${batches})`).run(sessionId);
   db.prepare('delete from batches where session_id = ?').run(sessionId);
-  db.prepare('delete from events where session_id = ?').run(sessionId);
-  db.prepare('delete from sessions where id = ?').run(sessionId);
+  run(db, build.deleteFrom('events').where('session_id', '=', sessionId));
+  run(db, build.deleteFrom('sessions').where('id', '=', sessionId));
   const rollups = new Rollups(db);
   for (const t of touched) rollups.markBatch(t.start_ms, t.ip === 1, t.flow === 1);
 }
