@@ -9,14 +9,22 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use traffic_counter_core::batch::Batch;
+use traffic_counter_core::error::{self, Code, Coded};
 use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
 use traffic_counter_core::lock;
 use traffic_counter_core::replay::{self, ReplayEvent, ReplayOptions};
 use traffic_counter_core::ring::{self, RingConfig};
 use traffic_counter_core::rules::{read_cidr_file, Cidr, Rules};
 
-fn err(code: &str, msg: impl std::fmt::Display) -> Error<String> {
-    Error::new(code.to_string(), msg.to_string())
+/// The one conversion of an engine error into a JS error: `err.code` from the error's kind,
+/// the message its whole chain of causes.
+fn js_error<E: Coded + 'static>(e: E) -> Error<String> {
+    Error::new(e.code().as_str().to_string(), error::message(&e))
+}
+
+/// A JS error raised by this module itself (an option it checks, a thread it cannot start).
+fn err(code: Code, msg: impl std::fmt::Display) -> Error<String> {
+    Error::new(code.as_str().to_string(), msg.to_string())
 }
 
 fn u64s(v: &[u64]) -> Buffer {
@@ -223,11 +231,11 @@ pub struct CountOptions {
 
 fn load_rules(ignore: &Option<String>, accept: &Option<String>) -> Result<(Vec<Cidr>, Option<Vec<Cidr>>), String> {
     let ig = match ignore {
-        Some(p) => read_cidr_file(&PathBuf::from(p)).map_err(|e| err("ERR_TC_CIDR_FILE", e))?,
+        Some(p) => read_cidr_file(&PathBuf::from(p)).map_err(js_error)?,
         None => Vec::new(),
     };
     let acc = match accept {
-        Some(p) => Some(read_cidr_file(&PathBuf::from(p)).map_err(|e| err("ERR_TC_CIDR_FILE", e))?),
+        Some(p) => Some(read_cidr_file(&PathBuf::from(p)).map_err(js_error)?),
         None => None,
     };
     Ok((ig, acc))
@@ -250,7 +258,7 @@ impl ReplayHandle {
 
 fn check_interval(ms: i64) -> Result<i64, String> {
     if ms < 1000 || ms % 1000 != 0 || ms > 86_400_000 {
-        return Err(err("ERR_TC_BAD_OPTION", format!("--interval-secs must be a whole number of seconds between 1 and 86400 (got {} ms)", ms)));
+        return Err(err(Code::BadOption, format!("--interval-secs must be a whole number of seconds between 1 and 86400 (got {} ms)", ms)));
     }
     Ok(ms)
 }
@@ -258,7 +266,7 @@ fn check_interval(ms: i64) -> Result<i64, String> {
 /// The same rule as live capture's (`live::Capture::start`): no silent clamp of 0 to 1.
 fn check_max_keys(v: Option<u32>) -> Result<usize, String> {
     match v {
-        Some(0) => Err(err("ERR_TC_BAD_OPTION", "--max-keys must be at least 1")),
+        Some(0) => Err(err(Code::BadOption, "--max-keys must be at least 1")),
         Some(n) => Ok(n as usize),
         None => Ok(live::DEFAULT_MAX_KEYS),
     }
@@ -269,7 +277,7 @@ fn check_max_keys(v: Option<u32>) -> Result<usize, String> {
 #[napi]
 pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 4>) -> Result<ReplayHandle, String> {
     if files.is_empty() {
-        return Err(err("ERR_TC_BAD_OPTION", "--pcap needs at least one file"));
+        return Err(err(Code::BadOption, "--pcap needs at least one file"));
     }
     let (ignore, accept) = load_rules(&options.ignore_file, &options.accept_source_file)?;
     let opts = ReplayOptions {
@@ -304,16 +312,10 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
                     ),
                     ..NativeEvent::new("end")
                 }),
-                Err(e) => {
-                    let code = match e {
-                        replay::ReplayError::Open { .. } => "ERR_TC_OPEN",
-                        _ => "ERR_TC_NOT_A_CAPTURE",
-                    };
-                    send(NativeEvent { message: Some(e.to_string()), code: Some(code.into()), ..NativeEvent::new("error") })
-                }
+                Err(e) => send(NativeEvent { message: Some(error::message(&e)), code: Some(e.code().as_str().into()), ..NativeEvent::new("error") }),
             }
         })
-        .map_err(|e| err("ERR_TC_THREAD", e))?;
+        .map_err(|e| err(Code::Thread, e))?;
     Ok(ReplayHandle { stop })
 }
 
@@ -327,7 +329,7 @@ pub fn reorder_window_ms() -> i64 {
 /// A capture file's identity by its whole content (length and 128-bit XXH3).
 #[napi]
 pub fn capture_identity(file: String) -> Result<String, String> {
-    replay::identity(&PathBuf::from(file)).map_err(|e| err("ERR_TC_OPEN", e))
+    replay::identity(&PathBuf::from(file)).map_err(js_error)
 }
 
 /// Live capture options (see `traffic-counter record --help`). Ring defaults: 1 MiB blocks x 64,
@@ -381,7 +383,7 @@ impl LiveCapture {
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let group = match options.fanout_group {
-            Some(g) if g > 0xFFFF => return Err(err("ERR_TC_BAD_OPTION", format!("--fanout-group {g} must be between 0 and 65535"))),
+            Some(g) if g > 0xFFFF => return Err(err(Code::BadOption, format!("--fanout-group {g} must be between 0 and 65535"))),
             Some(g) => g as u16,
             None => (std::process::id() & 0xFFFF) as u16,
         };
@@ -429,7 +431,7 @@ impl LiveCapture {
                 on_event.call(NativeEvent::new("end"), ThreadsafeFunctionCallMode::Blocking);
             }
         })
-        .map_err(|e| err(e.code(), e))?;
+        .map_err(js_error)?;
         let info = CaptureInfo {
             iface: options.iface,
             workers,
@@ -452,7 +454,7 @@ impl LiveCapture {
         let (ignore, accept) = load_rules(&self.ignore_file, &self.accept_source_file)?;
         let g = self.inner.lock().unwrap();
         if let Some(c) = g.as_ref() {
-            c.reload(&ignore, accept.as_deref()).map_err(|e| err(e.code(), e))?;
+            c.reload(&ignore, accept.as_deref()).map_err(js_error)?;
         }
         Ok(())
     }
@@ -478,20 +480,14 @@ impl LiveCapture {
 #[napi]
 pub fn probe_captures(files: Vec<String>) -> Result<(), String> {
     let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-    replay::probe(&paths).map_err(|e| {
-        let code = match e {
-            replay::ReplayError::Open { .. } => "ERR_TC_OPEN",
-            _ => "ERR_TC_NOT_A_CAPTURE",
-        };
-        err(code, e)
-    })
+    replay::probe(&paths).map_err(js_error)
 }
 
 /// Checks a CIDR file the way `--ignore-file` / `--accept-source-file` read it; returns the
 /// number of entries or throws ERR_TC_CIDR_FILE naming the file and line.
 #[napi]
 pub fn check_cidr_file(path: String) -> Result<u32, String> {
-    read_cidr_file(&PathBuf::from(&path)).map(|v| v.len() as u32).map_err(|e| err("ERR_TC_CIDR_FILE", e))
+    read_cidr_file(&PathBuf::from(&path)).map(|v| v.len() as u32).map_err(js_error)
 }
 
 /// Takes the database's writer lock (`lock::try_lock` on `path`) without waiting: the open
@@ -500,7 +496,7 @@ pub fn check_cidr_file(path: String) -> Result<u32, String> {
 #[napi]
 pub fn try_lock_file(path: String) -> Result<Option<i32>, String> {
     use std::os::unix::io::IntoRawFd;
-    lock::try_lock(&PathBuf::from(&path)).map(|f| f.map(|f| f.into_raw_fd())).map_err(|e| err("ERR_TC_LOCK", format!("cannot lock {path}: {e}")))
+    lock::try_lock(&PathBuf::from(&path)).map(|f| f.map(|f| f.into_raw_fd())).map_err(|e| err(Code::Lock, format!("cannot lock {path}: {e}")))
 }
 
 /// The writer's SQLite table function `tc_rows` (native/sqlite/tc_rows.c), for better-sqlite3's

@@ -8,9 +8,11 @@
 //! - [`ring`]: AF_PACKET TPACKET_V3 rings with PACKET_FANOUT
 //! - [`filter`]: the eBPF socket filter (loading, maps, counters)
 //! - [`live`]: live capture workers and the interval merger
+//! - [`error`]: the stable error codes and the one rendering of an error chain
 //! - [`lock`]: the one-writer-per-database file lock
 
 pub mod batch;
+pub mod error;
 pub mod filter;
 pub mod live;
 pub mod lock;

@@ -7,6 +7,7 @@
 //! handed over late) are counted in the open interval and in `totals.late`.
 
 use crate::batch::{interval_start, Batch, RingStats};
+use crate::error::{Code, Coded};
 use crate::filter::{Filter, FilterError};
 use crate::parse::{self, linktype, Parsed};
 use crate::ring::{self, Ring, RingConfig, RingError};
@@ -31,16 +32,15 @@ pub enum CaptureError {
     BadOption(String),
 }
 
-impl CaptureError {
-    /// A stable code for JS (`err.code`).
-    pub fn code(&self) -> &'static str {
+impl Coded for CaptureError {
+    fn code(&self) -> Code {
         match self {
-            CaptureError::Ring(RingError::Permission(_)) | CaptureError::Filter(FilterError::Permission(_)) => "ERR_TC_PERMISSION",
-            CaptureError::Ring(RingError::NoInterface(_)) => "ERR_TC_NO_INTERFACE",
-            CaptureError::Ring(RingError::FanoutTaken { .. }) => "ERR_TC_FANOUT_TAKEN",
-            CaptureError::Ring(RingError::BadOption(_)) | CaptureError::BadOption(_) => "ERR_TC_BAD_OPTION",
-            CaptureError::Ring(RingError::Sys { .. }) => "ERR_TC_SYSCALL",
-            CaptureError::Filter(_) => "ERR_TC_EBPF",
+            CaptureError::Ring(RingError::Permission { .. }) | CaptureError::Filter(FilterError::Permission { .. }) => Code::Permission,
+            CaptureError::Ring(RingError::NoInterface(_)) => Code::NoInterface,
+            CaptureError::Ring(RingError::FanoutTaken { .. }) => Code::FanoutTaken,
+            CaptureError::Ring(RingError::BadOption(_)) | CaptureError::BadOption(_) => Code::BadOption,
+            CaptureError::Ring(RingError::Sys { .. }) => Code::Syscall,
+            CaptureError::Filter(_) => Code::Ebpf,
         }
     }
 }

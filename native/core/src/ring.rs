@@ -20,10 +20,17 @@ pub enum RingError {
     BadOption(String),
     #[error("interface {0:?} does not exist (see `ip link`)")]
     NoInterface(String),
-    #[error("opening an AF_PACKET socket needs CAP_NET_RAW; run as root or grant CAP_NET_RAW: socket(AF_PACKET) failed: {0}")]
-    Permission(std::io::Error),
-    #[error("{call} failed: {source}")]
-    Sys { call: &'static str, source: std::io::Error },
+    #[error("opening an AF_PACKET socket needs CAP_NET_RAW; run as root or grant CAP_NET_RAW: socket(AF_PACKET) failed")]
+    Permission {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{call} failed")]
+    Sys {
+        call: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("PACKET_FANOUT group {group} is already in use on this host (by another capture, with another mode or interface); choose another --fanout-group")]
     FanoutTaken { group: u16 },
 }
@@ -136,7 +143,7 @@ impl Ring {
         if raw < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EACCES) {
-                return Err(RingError::Permission(e));
+                return Err(RingError::Permission { source: e });
             }
             return Err(RingError::Sys { call: "socket(AF_PACKET, SOCK_RAW)", source: e });
         }
@@ -199,7 +206,7 @@ impl Ring {
     pub fn fanout_group_taken(group: u16, ifindex: u32) -> Result<bool, RingError> {
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
-            return Err(RingError::Permission(std::io::Error::last_os_error()));
+            return Err(RingError::Permission { source: std::io::Error::last_os_error() });
         }
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
