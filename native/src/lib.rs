@@ -3,16 +3,17 @@
 //! through threadsafe functions, and no blocking work runs on the JS thread.
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use traffic_counter_core::batch::Batch;
 use traffic_counter_core::error::{self, Code, Coded};
+use traffic_counter_core::handover::{self, Handover, Held};
 use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
 use traffic_counter_core::lock;
-use traffic_counter_core::replay::{self, ReplayEvent, ReplayOptions};
+use traffic_counter_core::replay::{self, ReplayOptions};
 use traffic_counter_core::ring::{self, RingConfig};
 use traffic_counter_core::rules::{read_cidr_file, Cidr, Rules};
 
@@ -141,59 +142,32 @@ pub struct FileSummary {
     pub late: i64,
 }
 
-/// An event of a replay or a capture: `kind` is batch, warning, progress, end or error.
-#[napi(object, object_from_js = false)]
-pub struct NativeEvent {
-    pub kind: String,
-    pub batch: Option<NativeBatch>,
-    pub message: Option<String>,
-    pub code: Option<String>,
-    pub done: Option<f64>,
-    pub total: Option<f64>,
-    pub files: Option<Vec<FileSummary>>,
-    /// Live: intervals dropped since the last batch delivered, because the batches already
-    /// waiting for the JS thread were at the hand-over bound (see `Handover`).
-    pub dropped: Option<Vec<DroppedInterval>>,
-    /// Live: bytes of the batch's columns, counted as waiting for the JS thread until this
-    /// event reaches JS (or is dropped).
-    #[napi(ts_type = "number")]
-    pub held_bytes: Option<Held>,
+/// An event of a replay, in order: batches, warnings and progress, then one `end` or `error`.
+#[napi(discriminant = "kind", discriminant_case = "lowercase", object_from_js = false)]
+pub enum ReplayEvent {
+    Batch { batch: NativeBatch },
+    Warning { message: String },
+    /// Bytes of input read so far and in all.
+    Progress { done: f64, total: f64 },
+    End { files: Vec<FileSummary> },
+    Error { message: String, code: String },
 }
 
-/// The batches (and their bytes) handed to the JS thread and not yet taken by it.
-#[derive(Default)]
-struct Handover {
-    batches: AtomicUsize,
-    bytes: AtomicUsize,
+/// An event of a live capture, in order: batches and warnings, then `end` after the last batch.
+/// A batch's `dropped` names the intervals dropped since the previous batch delivered, because
+/// the batches already waiting for the JS thread were at the hand-over bound
+/// (`handover::Handover` in the core).
+#[napi(discriminant = "kind", discriminant_case = "lowercase", object_from_js = false)]
+pub enum LiveEvent {
+    Batch { batch: NativeBatch, dropped: Vec<DroppedInterval> },
+    Warning { message: String },
+    End,
 }
 
-/// One batch counted in a `Handover`: uncounted when the event is turned into a JS value on the
-/// JS thread, or dropped unsent (a full queue, a capture torn down).
-pub struct Held {
-    bytes: usize,
-    on: Arc<Handover>,
-}
-
-impl Held {
-    fn new(on: &Arc<Handover>, bytes: usize) -> Held {
-        on.batches.fetch_add(1, Ordering::SeqCst);
-        on.bytes.fetch_add(bytes, Ordering::SeqCst);
-        Held { bytes, on: on.clone() }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.on.batches.fetch_sub(1, Ordering::SeqCst);
-        self.on.bytes.fetch_sub(self.bytes, Ordering::SeqCst);
-    }
-}
-
-impl ToNapiValue for Held {
-    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
-        // Runs on the JS thread as the event is delivered; `val` is dropped (uncounted) after.
-        f64::to_napi_value(env, val.bytes as f64)
-    }
+/// A live event on its way to the JS thread, with the batch's place in the hand-over.
+struct Delivery {
+    event: LiveEvent,
+    held: Option<Held>,
 }
 
 fn batch_bytes(b: &NativeBatch) -> usize {
@@ -208,12 +182,6 @@ fn batch_bytes(b: &NativeBatch) -> usize {
 pub struct DroppedInterval {
     pub start_ms: f64,
     pub end_ms: f64,
-}
-
-impl NativeEvent {
-    fn new(kind: &str) -> NativeEvent {
-        NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None, dropped: None, held_bytes: None }
-    }
 }
 
 /// Options shared by replay and live capture. Defaults: `intervalMs` 5000, `maxKeys` 1,000,000,
@@ -275,7 +243,7 @@ fn check_max_keys(v: Option<u32>) -> Result<usize, String> {
 /// Replays capture files on a worker thread. Events arrive through `onEvent`, batches in
 /// interval order; the replay thread waits while JS is behind (bounded queue of 4).
 #[napi]
-pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 4>) -> Result<ReplayHandle, String> {
+pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFunction<ReplayEvent, (), ReplayEvent, Status, false, false, 4>) -> Result<ReplayHandle, String> {
     if files.is_empty() {
         return Err(err(Code::BadOption, "--pcap needs at least one file"));
     }
@@ -292,27 +260,22 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
     std::thread::Builder::new()
         .name("tc-replay".into())
         .spawn(move || {
-            let send = |e: NativeEvent| {
+            let send = |e: ReplayEvent| {
                 on_event.call(e, ThreadsafeFunctionCallMode::Blocking);
             };
             let res = replay::replay(&paths, &opts, stop2, &mut |ev| match ev {
-                ReplayEvent::Batch(b) => send(NativeEvent { batch: Some(to_native(b)), ..NativeEvent::new("batch") }),
-                ReplayEvent::Warning(w) => send(NativeEvent { message: Some(w), ..NativeEvent::new("warning") }),
-                ReplayEvent::Progress { done, total } => {
-                    send(NativeEvent { done: Some(done as f64), total: Some(total as f64), ..NativeEvent::new("progress") })
-                }
+                replay::ReplayEvent::Batch(b) => send(ReplayEvent::Batch { batch: to_native(b) }),
+                replay::ReplayEvent::Warning(message) => send(ReplayEvent::Warning { message }),
+                replay::ReplayEvent::Progress { done, total } => send(ReplayEvent::Progress { done: done as f64, total: total as f64 }),
             });
             match res {
-                Ok(files) => send(NativeEvent {
-                    files: Some(
-                        files
-                            .into_iter()
-                            .map(|s| FileSummary { path: s.path, format: s.format, frames: s.frames as i64, non_packet_records: s.non_packet_records as i64, truncated: s.truncated, late: s.late as i64 })
-                            .collect(),
-                    ),
-                    ..NativeEvent::new("end")
+                Ok(files) => send(ReplayEvent::End {
+                    files: files
+                        .into_iter()
+                        .map(|s| FileSummary { path: s.path, format: s.format, frames: s.frames as i64, non_packet_records: s.non_packet_records as i64, truncated: s.truncated, late: s.late as i64 })
+                        .collect(),
                 }),
-                Err(e) => send(NativeEvent { message: Some(error::message(&e)), code: Some(e.code().as_str().into()), ..NativeEvent::new("error") }),
+                Err(e) => send(ReplayEvent::Error { message: error::message(&e), code: e.code().as_str().into() }),
             }
         })
         .map_err(|e| err(Code::Thread, e))?;
@@ -378,7 +341,7 @@ impl LiveCapture {
     /// workers. Throws with `code` ERR_TC_PERMISSION, ERR_TC_NO_INTERFACE, ERR_TC_FANOUT_TAKEN,
     /// ERR_TC_BAD_OPTION, ERR_TC_CIDR_FILE, ERR_TC_EBPF or ERR_TC_SYSCALL.
     #[napi(factory)]
-    pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>) -> Result<LiveCapture, String> {
+    pub fn start(options: LiveCaptureOptions, on_event: Function<'_, LiveEvent, ()>) -> Result<LiveCapture, String> {
         let c = &options.count;
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -405,30 +368,40 @@ impl LiveCapture {
             accept_source: accept,
         };
         let workers = lo.workers as u32;
-        let max_batches = options.handover_max_batches.unwrap_or(64).max(1) as usize;
-        let max_bytes = options.handover_max_bytes.unwrap_or(256.0 * 1048576.0).max(0.0) as usize;
-        let handover = Arc::new(Handover::default());
-        let mut dropped: Vec<DroppedInterval> = Vec::new();
-        let cap = CoreCapture::start(lo, move |b: Batch| {
-            let last = b.last;
-            let interval = DroppedInterval { start_ms: b.start_ms as f64, end_ms: b.end_ms as f64 };
-            let batch = to_native(b);
-            let bytes = batch_bytes(&batch);
-            let (waiting, waiting_bytes) = (handover.batches.load(Ordering::SeqCst), handover.bytes.load(Ordering::SeqCst));
-            // The last batch (on stop) always goes; the others never hold up the engine.
-            if !last && waiting > 0 && (waiting >= max_batches || waiting_bytes + bytes > max_bytes) {
-                dropped.push(interval);
-                return;
-            }
-            let event = NativeEvent {
-                batch: Some(batch),
-                dropped: (!dropped.is_empty()).then(|| std::mem::take(&mut dropped)),
-                held_bytes: Some(Held::new(&handover, bytes)),
-                ..NativeEvent::new("batch")
+        let mut handover = Handover::new(
+            options.handover_max_batches.map(|n| n as usize).unwrap_or(handover::DEFAULT_MAX_BATCHES),
+            options.handover_max_bytes.map(|n| n.max(0.0) as usize).unwrap_or(handover::DEFAULT_MAX_BYTES),
+        );
+        // Runs on the JS thread as each event is delivered: the batch is taken, its place given back.
+        let deliver = on_event
+            .build_threadsafe_function::<Delivery>()
+            .build_callback(|ctx: ThreadsafeCallContext<Delivery>| {
+                let Delivery { event, held } = ctx.value;
+                if let Some(h) = held {
+                    h.release();
+                }
+                Ok(event)
+            })
+            .map_err(|e| err(Code::Thread, e))?;
+        let cap = CoreCapture::start(lo, move |ev| {
+            let b = match ev {
+                live::LiveEvent::Batch(b) => b,
+                live::LiveEvent::Warning(message) => {
+                    deliver.call(Delivery { event: LiveEvent::Warning { message }, held: None }, ThreadsafeFunctionCallMode::NonBlocking);
+                    return;
+                }
             };
-            on_event.call(event, ThreadsafeFunctionCallMode::NonBlocking);
+            let last = b.last;
+            let interval = handover::DroppedInterval { start_ms: b.start_ms, end_ms: b.end_ms };
+            let batch = to_native(b);
+            // The last batch (on stop) always goes; the others never hold up the engine.
+            let Some(admitted) = handover.offer(interval, batch_bytes(&batch), last) else {
+                return;
+            };
+            let dropped = admitted.dropped.iter().map(|d| DroppedInterval { start_ms: d.start_ms as f64, end_ms: d.end_ms as f64 }).collect();
+            deliver.call(Delivery { event: LiveEvent::Batch { batch, dropped }, held: Some(admitted.held) }, ThreadsafeFunctionCallMode::NonBlocking);
             if last {
-                on_event.call(NativeEvent::new("end"), ThreadsafeFunctionCallMode::Blocking);
+                deliver.call(Delivery { event: LiveEvent::End, held: None }, ThreadsafeFunctionCallMode::Blocking);
             }
         })
         .map_err(js_error)?;
@@ -459,7 +432,7 @@ impl LiveCapture {
         Ok(())
     }
 
-    /// Flushes the partial interval and stops; the last batch (last = true) and an `end` event
+    /// Counts the frames the kernel already holds, flushes the partial interval and stops; the last batch (last = true) and an `end` event
     /// follow through the callback. Returns at once: the joins happen on a helper thread.
     #[napi]
     pub fn stop(&self) {
