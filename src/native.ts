@@ -177,7 +177,7 @@ export function replay(files: string[], opts: CountOptions, h: EngineHandlers): 
     // so the engine thread can finish and release the event loop.
     let chain = Promise.resolve();
     let failed: unknown;
-    const onEvent = (e: Addon.NativeEvent): void => {
+    const onEvent = (e: Addon.ReplayEvent): void => {
       chain = chain
         .then(async () => {
           if (failed !== undefined) {
@@ -186,19 +186,19 @@ export function replay(files: string[], opts: CountOptions, h: EngineHandlers): 
           }
           switch (e.kind) {
             case 'batch':
-              await h.batch(decodeBatch(e.batch!));
+              await h.batch(decodeBatch(e.batch));
               break;
             case 'warning':
-              h.warning?.(e.message!);
+              h.warning?.(e.message);
               break;
             case 'progress':
-              h.progress?.(e.done!, e.total!);
+              h.progress?.(e.done, e.total);
               break;
             case 'end':
-              resolve(e.files ?? []);
+              resolve(e.files);
               break;
             case 'error':
-              reject(new EngineError(e.message!, e.code ?? 'ERR_TC'));
+              reject(new EngineError(e.message, e.code));
               break;
           }
         })
@@ -257,15 +257,14 @@ export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
     rejectDone = rej;
   });
   let chain = Promise.resolve();
-  const onEvent = (e: Addon.NativeEvent): void => {
+  const onEvent = (e: Addon.LiveEvent): void => {
     chain = chain
       .then(async () => {
         if (e.kind === 'batch') {
-          if (e.dropped?.length) await h.dropped?.(e.dropped);
-          await h.batch(decodeBatch(e.batch!));
-        }
-        else if (e.kind === 'end') resolveDone();
-        else if (e.kind === 'warning') h.warning?.(e.message!);
+          if (e.dropped.length) await h.dropped?.(e.dropped);
+          await h.batch(decodeBatch(e.batch));
+        } else if (e.kind === 'end') resolveDone();
+        else h.warning?.(e.message);
       })
       .catch(rejectDone);
   };

@@ -3,20 +3,29 @@
 //! through threadsafe functions, and no blocking work runs on the JS thread.
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use traffic_counter_core::batch::Batch;
-use traffic_counter_core::live::{Capture as CoreCapture, LiveOptions};
+use traffic_counter_core::error::{self, Code, Coded};
+use traffic_counter_core::handover::{self, Handover, Held};
+use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
 use traffic_counter_core::lock;
-use traffic_counter_core::replay::{self, ReplayEvent, ReplayOptions};
 use traffic_counter_core::options::{self, Options};
+use traffic_counter_core::replay::{self, ReplayOptions};
 use traffic_counter_core::rules::{read_cidr_file, Cidr, Rules};
 
-fn err(code: &str, msg: impl std::fmt::Display) -> Error<String> {
-    Error::new(code.to_string(), msg.to_string())
+/// The one conversion of an engine error into a JS error: `err.code` from the error's kind,
+/// the message its whole chain of causes.
+fn js_error<E: Coded + 'static>(e: E) -> Error<String> {
+    Error::new(e.code().as_str().to_string(), error::message(&e))
+}
+
+/// A JS error raised by this module itself (an option it checks, a thread it cannot start).
+fn err(code: Code, msg: impl std::fmt::Display) -> Error<String> {
+    Error::new(code.as_str().to_string(), msg.to_string())
 }
 
 fn u64s(v: &[u64]) -> Buffer {
@@ -149,59 +158,32 @@ pub struct FileSummary {
     pub late: i64,
 }
 
-/// An event of a replay or a capture: `kind` is batch, warning, progress, end or error.
-#[napi(object, object_from_js = false)]
-pub struct NativeEvent {
-    pub kind: String,
-    pub batch: Option<NativeBatch>,
-    pub message: Option<String>,
-    pub code: Option<String>,
-    pub done: Option<f64>,
-    pub total: Option<f64>,
-    pub files: Option<Vec<FileSummary>>,
-    /// Live: intervals dropped since the last batch delivered, because the batches already
-    /// waiting for the JS thread were at the hand-over bound (see `Handover`).
-    pub dropped: Option<Vec<DroppedInterval>>,
-    /// Live: bytes of the batch's columns, counted as waiting for the JS thread until this
-    /// event reaches JS (or is dropped).
-    #[napi(ts_type = "number")]
-    pub held_bytes: Option<Held>,
+/// An event of a replay, in order: batches, warnings and progress, then one `end` or `error`.
+#[napi(discriminant = "kind", discriminant_case = "lowercase", object_from_js = false)]
+pub enum ReplayEvent {
+    Batch { batch: NativeBatch },
+    Warning { message: String },
+    /// Bytes of input read so far and in all.
+    Progress { done: f64, total: f64 },
+    End { files: Vec<FileSummary> },
+    Error { message: String, code: String },
 }
 
-/// The batches (and their bytes) handed to the JS thread and not yet taken by it.
-#[derive(Default)]
-struct Handover {
-    batches: AtomicUsize,
-    bytes: AtomicUsize,
+/// An event of a live capture, in order: batches and warnings, then `end` after the last batch.
+/// A batch's `dropped` names the intervals dropped since the previous batch delivered, because
+/// the batches already waiting for the JS thread were at the hand-over bound
+/// (`handover::Handover` in the core).
+#[napi(discriminant = "kind", discriminant_case = "lowercase", object_from_js = false)]
+pub enum LiveEvent {
+    Batch { batch: NativeBatch, dropped: Vec<DroppedInterval> },
+    Warning { message: String },
+    End,
 }
 
-/// One batch counted in a `Handover`: uncounted when the event is turned into a JS value on the
-/// JS thread, or dropped unsent (a full queue, a capture torn down).
-pub struct Held {
-    bytes: usize,
-    on: Arc<Handover>,
-}
-
-impl Held {
-    fn new(on: &Arc<Handover>, bytes: usize) -> Held {
-        on.batches.fetch_add(1, Ordering::SeqCst);
-        on.bytes.fetch_add(bytes, Ordering::SeqCst);
-        Held { bytes, on: on.clone() }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.on.batches.fetch_sub(1, Ordering::SeqCst);
-        self.on.bytes.fetch_sub(self.bytes, Ordering::SeqCst);
-    }
-}
-
-impl ToNapiValue for Held {
-    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
-        // Runs on the JS thread as the event is delivered; `val` is dropped (uncounted) after.
-        f64::to_napi_value(env, val.bytes as f64)
-    }
+/// A live event on its way to the JS thread, with the batch's place in the hand-over.
+struct Delivery {
+    event: LiveEvent,
+    held: Option<Held>,
 }
 
 fn batch_bytes(b: &NativeBatch) -> usize {
@@ -216,12 +198,6 @@ fn batch_bytes(b: &NativeBatch) -> usize {
 pub struct DroppedInterval {
     pub start_ms: f64,
     pub end_ms: f64,
-}
-
-impl NativeEvent {
-    fn new(kind: &str) -> NativeEvent {
-        NativeEvent { kind: kind.into(), batch: None, message: None, code: None, done: None, total: None, files: None, dropped: None, held_bytes: None }
-    }
 }
 
 /// Options shared by replay and live capture (defaults and ranges: core `options.rs`).
@@ -283,16 +259,16 @@ fn count_options(c: &CountOptions) -> Options {
 }
 
 fn bad_option(e: options::OptionError) -> Error<String> {
-    err("ERR_TC_BAD_OPTION", e)
+    err(Code::BadOption, e)
 }
 
 fn load_rules(ignore: &Option<String>, accept: &Option<String>) -> Result<(Vec<Cidr>, Option<Vec<Cidr>>), String> {
     let ig = match ignore {
-        Some(p) => read_cidr_file(&PathBuf::from(p)).map_err(|e| err("ERR_TC_CIDR_FILE", e))?,
+        Some(p) => read_cidr_file(&PathBuf::from(p)).map_err(js_error)?,
         None => Vec::new(),
     };
     let acc = match accept {
-        Some(p) => Some(read_cidr_file(&PathBuf::from(p)).map_err(|e| err("ERR_TC_CIDR_FILE", e))?),
+        Some(p) => Some(read_cidr_file(&PathBuf::from(p)).map_err(js_error)?),
         None => None,
     };
     Ok((ig, acc))
@@ -316,9 +292,9 @@ impl ReplayHandle {
 /// Replays capture files on a worker thread. Events arrive through `onEvent`, batches in
 /// interval order; the replay thread waits while JS is behind (bounded queue of 4).
 #[napi]
-pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, false, 4>) -> Result<ReplayHandle, String> {
+pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFunction<ReplayEvent, (), ReplayEvent, Status, false, false, 4>) -> Result<ReplayHandle, String> {
     if files.is_empty() {
-        return Err(err("ERR_TC_BAD_OPTION", "--pcap needs at least one file"));
+        return Err(err(Code::BadOption, "--pcap needs at least one file"));
     }
     let (ignore, accept) = load_rules(&options.ignore_file, &options.accept_source_file)?;
     let v = count_options(&options).validate().map_err(bad_option)?;
@@ -329,36 +305,25 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
     std::thread::Builder::new()
         .name("tc-replay".into())
         .spawn(move || {
-            let send = |e: NativeEvent| {
+            let send = |e: ReplayEvent| {
                 on_event.call(e, ThreadsafeFunctionCallMode::Blocking);
             };
             let res = replay::replay(&paths, &opts, stop2, &mut |ev| match ev {
-                ReplayEvent::Batch(b) => send(NativeEvent { batch: Some(to_native(b)), ..NativeEvent::new("batch") }),
-                ReplayEvent::Warning(w) => send(NativeEvent { message: Some(w), ..NativeEvent::new("warning") }),
-                ReplayEvent::Progress { done, total } => {
-                    send(NativeEvent { done: Some(done as f64), total: Some(total as f64), ..NativeEvent::new("progress") })
-                }
+                replay::ReplayEvent::Batch(b) => send(ReplayEvent::Batch { batch: to_native(b) }),
+                replay::ReplayEvent::Warning(message) => send(ReplayEvent::Warning { message }),
+                replay::ReplayEvent::Progress { done, total } => send(ReplayEvent::Progress { done: done as f64, total: total as f64 }),
             });
             match res {
-                Ok(files) => send(NativeEvent {
-                    files: Some(
-                        files
-                            .into_iter()
-                            .map(|s| FileSummary { path: s.path, format: s.format, frames: s.frames as i64, non_packet_records: s.non_packet_records as i64, truncated: s.truncated, late: s.late as i64 })
-                            .collect(),
-                    ),
-                    ..NativeEvent::new("end")
+                Ok(files) => send(ReplayEvent::End {
+                    files: files
+                        .into_iter()
+                        .map(|s| FileSummary { path: s.path, format: s.format, frames: s.frames as i64, non_packet_records: s.non_packet_records as i64, truncated: s.truncated, late: s.late as i64 })
+                        .collect(),
                 }),
-                Err(e) => {
-                    let code = match e {
-                        replay::ReplayError::Open { .. } => "ERR_TC_OPEN",
-                        _ => "ERR_TC_NOT_A_CAPTURE",
-                    };
-                    send(NativeEvent { message: Some(e.to_string()), code: Some(code.into()), ..NativeEvent::new("error") })
-                }
+                Err(e) => send(ReplayEvent::Error { message: error::message(&e), code: e.code().as_str().into() }),
             }
         })
-        .map_err(|e| err("ERR_TC_THREAD", e))?;
+        .map_err(|e| err(Code::Thread, e))?;
     Ok(ReplayHandle { stop })
 }
 
@@ -372,7 +337,7 @@ pub fn reorder_window_ms() -> i64 {
 /// A capture file's identity by its whole content (length and 128-bit XXH3).
 #[napi]
 pub fn capture_identity(file: String) -> Result<String, String> {
-    replay::identity(&PathBuf::from(file)).map_err(|e| err("ERR_TC_OPEN", e))
+    replay::identity(&PathBuf::from(file)).map_err(js_error)
 }
 
 /// Live capture options (see `traffic-counter record --help`; defaults and ranges: core
@@ -432,7 +397,7 @@ impl LiveCapture {
     /// workers. Throws with `code` ERR_TC_PERMISSION, ERR_TC_NO_INTERFACE, ERR_TC_FANOUT_TAKEN,
     /// ERR_TC_BAD_OPTION, ERR_TC_CIDR_FILE, ERR_TC_EBPF or ERR_TC_SYSCALL.
     #[napi(factory)]
-    pub fn start(options: LiveCaptureOptions, on_event: ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false>) -> Result<LiveCapture, String> {
+    pub fn start(options: LiveCaptureOptions, on_event: Function<'_, LiveEvent, ()>) -> Result<LiveCapture, String> {
         let c = &options.count;
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
         let v = Options {
@@ -464,32 +429,40 @@ impl LiveCapture {
             accept_source: accept,
         };
         let workers = lo.workers as u32;
-        let (max_batches, max_bytes) = (v.queue_max_batches, v.queue_max_bytes);
-        let handover = Arc::new(Handover::default());
-        let mut dropped: Vec<DroppedInterval> = Vec::new();
-        let cap = CoreCapture::start(lo, move |b: Batch| {
-            let last = b.last;
-            let interval = DroppedInterval { start_ms: b.start_ms as f64, end_ms: b.end_ms as f64 };
-            let batch = to_native(b);
-            let bytes = batch_bytes(&batch);
-            let (waiting, waiting_bytes) = (handover.batches.load(Ordering::SeqCst), handover.bytes.load(Ordering::SeqCst));
-            // The last batch (on stop) always goes; the others never hold up the engine.
-            if !last && waiting > 0 && (waiting >= max_batches || waiting_bytes + bytes > max_bytes) {
-                dropped.push(interval);
-                return;
-            }
-            let event = NativeEvent {
-                batch: Some(batch),
-                dropped: (!dropped.is_empty()).then(|| std::mem::take(&mut dropped)),
-                held_bytes: Some(Held::new(&handover, bytes)),
-                ..NativeEvent::new("batch")
+        let mut handover = Handover::new(v.queue_max_batches, v.queue_max_bytes);
+        // Runs on the JS thread as each event is delivered: the batch is taken, its place given back.
+        let deliver = on_event
+            .build_threadsafe_function::<Delivery>()
+            .build_callback(|ctx: ThreadsafeCallContext<Delivery>| {
+                let Delivery { event, held } = ctx.value;
+                if let Some(h) = held {
+                    h.release();
+                }
+                Ok(event)
+            })
+            .map_err(|e| err(Code::Thread, e))?;
+        let cap = CoreCapture::start(lo, move |ev| {
+            let b = match ev {
+                live::LiveEvent::Batch(b) => b,
+                live::LiveEvent::Warning(message) => {
+                    deliver.call(Delivery { event: LiveEvent::Warning { message }, held: None }, ThreadsafeFunctionCallMode::NonBlocking);
+                    return;
+                }
             };
-            on_event.call(event, ThreadsafeFunctionCallMode::NonBlocking);
+            let last = b.last;
+            let interval = handover::DroppedInterval { start_ms: b.start_ms, end_ms: b.end_ms };
+            let batch = to_native(b);
+            // The last batch (on stop) always goes; the others never hold up the engine.
+            let Some(admitted) = handover.offer(interval, batch_bytes(&batch), last) else {
+                return;
+            };
+            let dropped = admitted.dropped.iter().map(|d| DroppedInterval { start_ms: d.start_ms as f64, end_ms: d.end_ms as f64 }).collect();
+            deliver.call(Delivery { event: LiveEvent::Batch { batch, dropped }, held: Some(admitted.held) }, ThreadsafeFunctionCallMode::NonBlocking);
             if last {
-                on_event.call(NativeEvent::new("end"), ThreadsafeFunctionCallMode::Blocking);
+                deliver.call(Delivery { event: LiveEvent::End, held: None }, ThreadsafeFunctionCallMode::Blocking);
             }
         })
-        .map_err(|e| err(e.code(), e))?;
+        .map_err(js_error)?;
         let info = CaptureInfo {
             iface: options.iface,
             workers,
@@ -512,12 +485,12 @@ impl LiveCapture {
         let (ignore, accept) = load_rules(&self.ignore_file, &self.accept_source_file)?;
         let g = self.inner.lock().unwrap();
         if let Some(c) = g.as_ref() {
-            c.reload(&ignore, accept.as_deref()).map_err(|e| err(e.code(), e))?;
+            c.reload(&ignore, accept.as_deref()).map_err(js_error)?;
         }
         Ok(())
     }
 
-    /// Flushes the partial interval and stops; the last batch (last = true) and an `end` event
+    /// Counts the frames the kernel already holds, flushes the partial interval and stops; the last batch (last = true) and an `end` event
     /// follow through the callback. Returns at once: the joins happen on a helper thread.
     #[napi]
     pub fn stop(&self) {
@@ -538,20 +511,14 @@ impl LiveCapture {
 #[napi]
 pub fn probe_captures(files: Vec<String>) -> Result<(), String> {
     let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-    replay::probe(&paths).map_err(|e| {
-        let code = match e {
-            replay::ReplayError::Open { .. } => "ERR_TC_OPEN",
-            _ => "ERR_TC_NOT_A_CAPTURE",
-        };
-        err(code, e)
-    })
+    replay::probe(&paths).map_err(js_error)
 }
 
 /// Checks a CIDR file the way `--ignore-file` / `--accept-source-file` read it; returns the
 /// number of entries or throws ERR_TC_CIDR_FILE naming the file and line.
 #[napi]
 pub fn check_cidr_file(path: String) -> Result<u32, String> {
-    read_cidr_file(&PathBuf::from(&path)).map(|v| v.len() as u32).map_err(|e| err("ERR_TC_CIDR_FILE", e))
+    read_cidr_file(&PathBuf::from(&path)).map(|v| v.len() as u32).map_err(js_error)
 }
 
 /// Takes the database's writer lock (`lock::try_lock` on `path`) without waiting: the open
@@ -560,7 +527,7 @@ pub fn check_cidr_file(path: String) -> Result<u32, String> {
 #[napi]
 pub fn try_lock_file(path: String) -> Result<Option<i32>, String> {
     use std::os::unix::io::IntoRawFd;
-    lock::try_lock(&PathBuf::from(&path)).map(|f| f.map(|f| f.into_raw_fd())).map_err(|e| err("ERR_TC_LOCK", format!("cannot lock {path}: {e}")))
+    lock::try_lock(&PathBuf::from(&path)).map(|f| f.map(|f| f.into_raw_fd())).map_err(|e| err(Code::Lock, format!("cannot lock {path}: {e}")))
 }
 
 /// The writer's SQLite table function `tc_rows` (native/sqlite/tc_rows.c), for better-sqlite3's

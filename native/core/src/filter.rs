@@ -26,46 +26,62 @@ struct Config {
 // SAFETY: plain repr(C) integers, the layout of struct tc_config in ebpf/tc_filter.h.
 unsafe impl aya::Pod for Config {}
 
+/// What aya reported when loading or attaching the program (kept whole as the source).
+#[derive(Debug, thiserror::Error)]
+pub enum AyaError {
+    #[error(transparent)]
+    Object(#[from] aya::EbpfError),
+    #[error(transparent)]
+    Program(#[from] aya::programs::ProgramError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
-    #[error("loading the eBPF socket filter needs CAP_BPF (or CAP_SYS_ADMIN); run as root, grant it, or pass --no-ebpf to filter in userspace: {0}")]
-    Permission(String),
-    #[error("loading the eBPF socket filter failed: {0}")]
-    Load(String),
-    #[error("attaching the eBPF socket filter (SO_ATTACH_BPF) failed: {0}")]
-    Attach(String),
-    #[error("updating the eBPF filter map {map} failed: {source}")]
-    Map { map: &'static str, source: aya::maps::MapError },
+    #[error("loading the eBPF socket filter needs CAP_BPF (or CAP_SYS_ADMIN); run as root, grant it, or pass --no-ebpf to filter in userspace")]
+    Permission {
+        #[source]
+        source: AyaError,
+    },
+    #[error("loading the eBPF socket filter failed")]
+    Load {
+        #[source]
+        source: AyaError,
+    },
+    #[error("loading the eBPF socket filter failed: program tc_filter missing from the object")]
+    MissingProgram,
+    #[error("attaching the eBPF socket filter (SO_ATTACH_BPF) failed")]
+    Attach {
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("updating the eBPF filter map {map} failed")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
     #[error("too many CIDRs in {what}: {n} (at most {max})")]
     TooMany { what: &'static str, n: usize, max: u32 },
 }
 
-fn is_permission(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if s.contains("Operation not permitted") || s.contains("Permission denied") || s.contains("EPERM") {
-            return true;
+impl FilterError {
+    /// A failed load: a permission error when the kernel said EPERM/EACCES.
+    fn load(e: impl Into<AyaError>) -> FilterError {
+        let source = e.into();
+        if crate::error::is_permission(&source) {
+            FilterError::Permission { source }
+        } else {
+            FilterError::Load { source }
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
-                return true;
-            }
-        }
-        cur = err.source();
     }
-    false
-}
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        s.push_str(": ");
-        s.push_str(&err.to_string());
-        cur = err.source();
+    fn attach(source: aya::programs::ProgramError) -> FilterError {
+        if crate::error::is_permission(&source) {
+            FilterError::Permission { source: source.into() }
+        } else {
+            FilterError::Attach { source }
+        }
     }
-    s
 }
 
 pub struct Filter {
@@ -77,15 +93,10 @@ pub struct Filter {
 impl Filter {
     /// Loads the program and sets its configuration. `raw_ip`: the device has no link header.
     pub fn load(snaplen: u32, raw_ip: bool) -> Result<Filter, FilterError> {
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
-            if is_permission(&e) { FilterError::Permission(chain(&e)) } else { FilterError::Load(chain(&e)) }
-        })?;
-        let prog: &mut SocketFilter = ebpf
-            .program_mut("tc_filter")
-            .ok_or_else(|| FilterError::Load("program tc_filter missing from the object".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| FilterError::Load(chain(&e)))?;
-        prog.load().map_err(|e| if is_permission(&e) { FilterError::Permission(chain(&e)) } else { FilterError::Load(chain(&e)) })?;
+        let mut ebpf = Ebpf::load(OBJECT).map_err(FilterError::load)?;
+        let prog: &mut SocketFilter =
+            ebpf.program_mut("tc_filter").ok_or(FilterError::MissingProgram)?.try_into().map_err(FilterError::load)?;
+        prog.load().map_err(FilterError::load)?;
         let mut f = Filter { ebpf, last: [0; consts::CNT_SLOTS as usize], attached: 0 };
         f.set_config(Config {
             snaplen,
@@ -110,7 +121,7 @@ impl Filter {
 
     pub fn attach<T: AsFd>(&mut self, socket: T) -> Result<(), FilterError> {
         let prog: &mut SocketFilter = self.ebpf.program_mut("tc_filter").unwrap().try_into().unwrap();
-        prog.attach(socket).map_err(|e| if is_permission(&e) { FilterError::Permission(chain(&e)) } else { FilterError::Attach(chain(&e)) })?;
+        prog.attach(socket).map_err(FilterError::attach)?;
         self.attached += 1;
         Ok(())
     }

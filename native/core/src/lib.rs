@@ -7,12 +7,16 @@
 //! - [`replay`]: pcap / pcapng replay
 //! - [`ring`]: AF_PACKET TPACKET_V3 rings with PACKET_FANOUT
 //! - [`filter`]: the eBPF socket filter (loading, maps, counters)
+//! - [`handover`]: the bounded hand-over of live batches to a slower consumer
 //! - [`live`]: live capture workers and the interval merger
+//! - [`error`]: the stable error codes and the one rendering of an error chain
 //! - [`lock`]: the one-writer-per-database file lock
 //! - [`options`]: every option's default and range, checked in one place
 
 pub mod batch;
+pub mod error;
 pub mod filter;
+pub mod handover;
 pub mod live;
 pub mod lock;
 pub mod options;

@@ -7,19 +7,18 @@
 //! handed over late) are counted in the open interval and in `totals.late`.
 
 use crate::batch::{interval_start, Batch, RingStats};
+use crate::error::{self, Code, Coded};
 use crate::filter::{Filter, FilterError};
 use crate::parse::{self, linktype, Parsed};
-use crate::ring::{self, Ring, RingConfig, RingError};
+use crate::ring::{self, Frame, Ring, RingConfig, RingError};
 use crate::rules::{Cidr, Rules, Verdict};
 use crate::table::Tables;
-use std::collections::BTreeMap;
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-pub const DEFAULT_INTERVAL_MS: i64 = 5000;
-pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -31,16 +30,15 @@ pub enum CaptureError {
     BadOption(String),
 }
 
-impl CaptureError {
-    /// A stable code for JS (`err.code`).
-    pub fn code(&self) -> &'static str {
+impl Coded for CaptureError {
+    fn code(&self) -> Code {
         match self {
-            CaptureError::Ring(RingError::Permission(_)) | CaptureError::Filter(FilterError::Permission(_)) => "ERR_TC_PERMISSION",
-            CaptureError::Ring(RingError::NoInterface(_)) => "ERR_TC_NO_INTERFACE",
-            CaptureError::Ring(RingError::FanoutTaken { .. }) => "ERR_TC_FANOUT_TAKEN",
-            CaptureError::Ring(RingError::BadOption(_)) | CaptureError::BadOption(_) => "ERR_TC_BAD_OPTION",
-            CaptureError::Ring(RingError::Sys { .. }) => "ERR_TC_SYSCALL",
-            CaptureError::Filter(_) => "ERR_TC_EBPF",
+            CaptureError::Ring(RingError::Permission { .. }) | CaptureError::Filter(FilterError::Permission { .. }) => Code::Permission,
+            CaptureError::Ring(RingError::NoInterface(_)) => Code::NoInterface,
+            CaptureError::Ring(RingError::FanoutTaken { .. }) => Code::FanoutTaken,
+            CaptureError::Ring(RingError::BadOption(_)) | CaptureError::BadOption(_) => Code::BadOption,
+            CaptureError::Ring(RingError::Sys { .. }) => Code::Syscall,
+            CaptureError::Filter(_) => Code::Ebpf,
         }
     }
 }
@@ -60,11 +58,26 @@ pub struct LiveOptions {
     pub accept_source: Option<Vec<Cidr>>,
 }
 
+/// What the engine hands its consumer, in order, on the merger thread.
+pub enum LiveEvent {
+    /// One merged interval; the capture's final one has `last = true`.
+    Batch(Batch),
+    /// A worker's trouble that does not stop the capture (the core never prints).
+    Warning(String),
+}
+
+/// One worker's tables for one interval.
 struct Contribution {
     start: i64,
     tables: Tables,
     ring: RingStats,
+    /// The worker's final interval: it sends nothing after.
     last: bool,
+}
+
+enum ToMerger {
+    Interval { worker: usize, c: Contribution },
+    Warning(String),
 }
 
 pub struct Capture {
@@ -83,10 +96,11 @@ fn now_ms() -> i64 {
 
 impl Capture {
     /// Sets up every ring, the filter and the fanout group, then starts the threads. `emit`
-    /// receives each merged batch on the merger thread; the last one has `last = true`.
+    /// receives each merged batch (and each warning) on the merger thread; the last batch has
+    /// `last = true`.
     pub fn start<E>(o: LiveOptions, mut emit: E) -> Result<Capture, CaptureError>
     where
-        E: FnMut(Batch) + Send + 'static,
+        E: FnMut(LiveEvent) + Send + 'static,
     {
         if o.workers == 0 || o.workers > 64 {
             return Err(CaptureError::BadOption(format!("--workers {} must be between 1 and 64", o.workers)));
@@ -124,60 +138,35 @@ impl Capture {
         let filter = filter.map(|f| Arc::new(Mutex::new(f)));
         let rules = Arc::new(RwLock::new(Rules::new(&o.ignore, o.accept_source.as_deref())));
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<(usize, Contribution)>();
-        let n = o.workers;
+        let (tx, rx) = mpsc::channel::<ToMerger>();
+        let settings = Settings { linktype: lt, is_loopback, ebpf: o.ebpf, interval_ms: o.interval_ms, max_keys: o.max_keys, flows: o.flows };
 
         let mut workers = Vec::new();
-        for (wi, r) in rings.into_iter().enumerate() {
-            let tx = tx.clone();
-            let stop = stop.clone();
-            let rules = rules.clone();
-            let o = o.clone();
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("tc-worker-{wi}"))
-                    .spawn(move || worker(wi, r, lt, is_loopback, o, rules, stop, tx))
-                    .expect("spawn worker"),
-            );
+        for (index, ring) in rings.into_iter().enumerate() {
+            let w = Worker::new(index, ring, settings, rules.clone(), stop.clone(), tx.clone());
+            workers.push(std::thread::Builder::new().name(format!("tc-worker-{index}")).spawn(move || w.run()).expect("spawn worker"));
         }
         drop(tx);
 
         let mfilter = filter.clone();
-        let interval_ms = o.interval_ms;
+        let mut merger = Merger::new(o.workers, o.interval_ms);
         let merger = std::thread::Builder::new()
             .name("tc-merger".into())
             .spawn(move || {
-                // start -> (contributions so far, merged tables, ring stats, workers finished)
-                let mut pending: BTreeMap<i64, (usize, Option<Tables>, RingStats, bool)> = BTreeMap::new();
-                let mut done = vec![false; n];
-                // The smallest interval each worker may still send.
-                let mut low = vec![i64::MIN; n];
-                while let Ok((wi, c)) = rx.recv() {
-                    low[wi] = c.start + interval_ms;
-                    if c.last {
-                        done[wi] = true;
-                    }
-                    let e = pending.entry(c.start).or_insert((0, None, RingStats::default(), false));
-                    e.0 += 1;
-                    e.2.add(&c.ring);
-                    e.3 |= c.last;
-                    match e.1.as_mut() {
-                        Some(t) => t.merge(c.tables),
-                        None => e.1 = Some(c.tables),
-                    }
-                    // An interval is complete when no worker can still send for it.
-                    let floor = low.iter().zip(&done).map(|(l, d)| if *d { i64::MAX } else { *l }).min().unwrap_or(i64::MAX);
-                    while let Some((&start, _)) = pending.iter().next() {
-                        if start >= floor {
-                            break;
+                while let Ok(msg) = rx.recv() {
+                    let (worker, c) = match msg {
+                        ToMerger::Interval { worker, c } => (worker, c),
+                        ToMerger::Warning(w) => {
+                            emit(LiveEvent::Warning(w));
+                            continue;
                         }
-                        let (_, t, ring, _) = pending.remove(&start).unwrap();
-                        let all_done = done.iter().all(|d| *d) && pending.is_empty();
-                        let mut b = Batch::from_tables(start, start + interval_ms, t.unwrap());
-                        b.ring = Some(ring);
+                    };
+                    for m in merger.add(worker, c) {
+                        let mut b = Batch::from_tables(m.start, m.start + merger.interval_ms, m.tables);
+                        b.ring = Some(m.ring);
                         b.filter = mfilter.as_ref().map(|f| f.lock().unwrap().counters_delta());
-                        b.last = all_done;
-                        emit(b);
+                        b.last = m.last;
+                        emit(LiveEvent::Batch(b));
                     }
                 }
             })
@@ -195,7 +184,8 @@ impl Capture {
         Ok(())
     }
 
-    /// Asks the workers to flush their open interval and stop; returns at once.
+    /// Asks the workers to count what the kernel already holds, flush their open interval and
+    /// stop; returns at once.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
@@ -218,79 +208,306 @@ impl Drop for Capture {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn worker(
-    wi: usize,
-    mut r: Ring,
-    lt: u32,
+/// An interval every worker has sent (or can no longer send) its tables for.
+struct Merged {
+    start: i64,
+    tables: Tables,
+    ring: RingStats,
+    /// The capture's final interval: every worker has sent its last.
+    last: bool,
+}
+
+/// One interval's contributions joined so far.
+struct Pending {
+    tables: Tables,
+    ring: RingStats,
+}
+
+/// Joins the workers' tables interval by interval. An interval is complete when no worker can
+/// still send for it: each worker sends its intervals in order, so once it has sent interval k
+/// it sends nothing before k + 1.
+struct Merger {
+    interval_ms: i64,
+    pending: BTreeMap<i64, Pending>,
+    /// Per worker: the smallest interval start it may still send; None once it sent its last.
+    low: Vec<Option<i64>>,
+}
+
+impl Merger {
+    fn new(workers: usize, interval_ms: i64) -> Merger {
+        Merger { interval_ms, pending: BTreeMap::new(), low: vec![Some(i64::MIN); workers] }
+    }
+
+    /// Adds a worker's contribution; returns the intervals it completes, oldest first.
+    fn add(&mut self, worker: usize, c: Contribution) -> Vec<Merged> {
+        self.low[worker] = (!c.last).then_some(c.start + self.interval_ms);
+        match self.pending.entry(c.start) {
+            Entry::Vacant(v) => {
+                v.insert(Pending { tables: c.tables, ring: c.ring });
+            }
+            Entry::Occupied(mut o) => {
+                let p = o.get_mut();
+                p.tables.merge(c.tables);
+                p.ring.add(&c.ring);
+            }
+        }
+        let floor = self.low.iter().map(|l| l.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        while let Some(e) = self.pending.first_entry() {
+            if *e.key() >= floor {
+                break;
+            }
+            let (start, p) = e.remove_entry();
+            out.push(Merged { start, tables: p.tables, ring: p.ring, last: false });
+        }
+        let finished = self.low.iter().all(Option::is_none) && self.pending.is_empty();
+        if let Some(m) = out.last_mut() {
+            m.last = finished;
+        }
+        out
+    }
+}
+
+/// What every worker counts with (the same for all).
+#[derive(Clone, Copy)]
+struct Settings {
+    linktype: u32,
+    /// On loopback every frame is seen twice (sent and received): one is kept, as libpcap does.
     is_loopback: bool,
-    o: LiveOptions,
-    rules: Arc<RwLock<Rules>>,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<(usize, Contribution)>,
-) {
-    let l = o.interval_ms;
-    let mut cur = interval_start(now_ms(), l);
-    let mut tables = Tables::new(o.max_keys, o.flows);
-    let close = |tables: &mut Tables, start: i64, r: &Ring, last: bool| {
-        let fresh = tables.fresh();
-        let t = std::mem::replace(tables, fresh);
-        let _ = tx.send((wi, Contribution { start, tables: t, ring: r.stats(), last }));
-    };
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            // Drain what the kernel already handed over, then flush the partial interval.
-            while r.next_block(|_| {}) {}
-            close(&mut tables, cur, &r, true);
+    /// The kernel filter judged the rules already (see `Counter::frame`).
+    ebpf: bool,
+    interval_ms: i64,
+    max_keys: usize,
+    flows: bool,
+}
+
+/// A worker's open interval and where its closed intervals go.
+struct Counter {
+    worker: usize,
+    s: Settings,
+    start: i64,
+    tables: Tables,
+    tx: mpsc::Sender<ToMerger>,
+}
+
+impl Counter {
+    /// Sends the open interval's tables to the merger and opens the next interval. The one
+    /// close path: on a frame of a later interval, on the clock, and on stop (`last`).
+    fn close(&mut self, ring: RingStats, last: bool) {
+        let fresh = self.tables.fresh();
+        let tables = std::mem::replace(&mut self.tables, fresh);
+        let _ = self.tx.send(ToMerger::Interval { worker: self.worker, c: Contribution { start: self.start, tables, ring, last } });
+        self.start += self.s.interval_ms;
+    }
+
+    /// Closes every open interval before `start`; the first carries `ring`.
+    fn close_before(&mut self, start: i64, mut ring: RingStats) {
+        while self.start < start {
+            self.close(std::mem::take(&mut ring), false);
+        }
+    }
+
+    fn frame(&mut self, f: &Frame, rules: &Rules, noop: bool) {
+        if self.s.is_loopback && f.pkttype == libc::PACKET_OUTGOING {
             return;
         }
-        if let Err(e) = r.wait(100) {
-            eprintln!("traffic-counter: worker {wi}: {e}");
+        let s = interval_start((f.ts_ns / 1_000_000) as i64, self.s.interval_ms);
+        if s > self.start {
+            self.close_before(s, RingStats::default());
+        } else if s < self.start {
+            self.tables.totals.late += 1;
         }
-        let rules_guard = rules.read().unwrap();
-        let rules_ref: &Rules = &rules_guard;
-        let noop = rules_ref.is_noop();
-        loop {
-            let processed = r.next_block(|f| {
-                // On loopback every frame is seen twice (sent and received): keep one, as libpcap does.
-                if is_loopback && f.pkttype == libc::PACKET_OUTGOING {
-                    return;
-                }
-                let ts_ms = (f.ts_ns / 1_000_000) as i64;
-                let s = interval_start(ts_ms, l);
-                if s > cur {
-                    // A frame of a later interval: close the open one(s) first.
-                    while cur < s {
-                        let fresh = tables.fresh();
-                        let t = std::mem::replace(&mut tables, fresh);
-                        let _ = tx.send((wi, Contribution { start: cur, tables: t, ring: RingStats::default(), last: false }));
-                        cur += l;
-                    }
-                } else if s < cur {
-                    tables.totals.late += 1;
-                }
-                let parsed = parse::parse_frame(lt, f.data).unwrap_or(Parsed::NonIp);
-                if let Parsed::Ip(ip) = &parsed {
-                    // The kernel filter already applied the rules when the frame arrived (so a
-                    // reload never re-judges frames waiting in the ring), except to MPLS frames.
-                    let judged_in_kernel = o.ebpf
-                        && !(lt == linktype::ETHERNET && parse::is_mpls_behind_tags(f.data, crate::filter::consts::MAX_VLAN_TAGS as usize));
-                    if !noop && !judged_in_kernel && rules_ref.verdict(ip) != Verdict::Keep {
-                        tables.totals.ignored += 1;
-                        return;
-                    }
-                }
-                tables.count(&parsed);
-            });
-            if !processed {
+        let parsed = parse::parse_frame(self.s.linktype, f.data).unwrap_or(Parsed::NonIp);
+        if let Parsed::Ip(ip) = &parsed {
+            // The kernel filter already applied the rules when the frame arrived (so a reload
+            // never re-judges frames waiting in the ring), except to MPLS frames.
+            let judged_in_kernel = self.s.ebpf
+                && !(self.s.linktype == linktype::ETHERNET
+                    && parse::is_mpls_behind_tags(f.data, crate::filter::consts::MAX_VLAN_TAGS as usize));
+            if !noop && !judged_in_kernel && rules.verdict(ip) != Verdict::Keep {
+                self.tables.totals.ignored += 1;
+                return;
+            }
+        }
+        self.tables.count(&parsed);
+    }
+}
+
+/// One ring and the thread that counts it.
+struct Worker {
+    ring: Ring,
+    rules: Arc<RwLock<Rules>>,
+    stop: Arc<AtomicBool>,
+    counter: Counter,
+}
+
+impl Worker {
+    fn new(worker: usize, ring: Ring, s: Settings, rules: Arc<RwLock<Rules>>, stop: Arc<AtomicBool>, tx: mpsc::Sender<ToMerger>) -> Worker {
+        let counter = Counter { worker, s, start: interval_start(now_ms(), s.interval_ms), tables: Tables::new(s.max_keys, s.flows), tx };
+        Worker { ring, rules, stop, counter }
+    }
+
+    fn run(mut self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.ring.wait(100) {
+                let _ = self.counter.tx.send(ToMerger::Warning(format!("worker {}: {}", self.counter.worker, error::message(&e))));
+            }
+            self.count_ready(usize::MAX);
+            let now = interval_start(now_ms(), self.counter.s.interval_ms);
+            if self.counter.start < now {
+                // Read only when an interval closes: PACKET_STATISTICS resets on every read.
+                self.counter.close_before(now, self.ring.stats());
+            }
+        }
+        self.finish();
+    }
+
+    /// Counts the blocks the kernel has handed over, at most `blocks` of them.
+    fn count_ready(&mut self, blocks: usize) {
+        let rules = self.rules.read().unwrap();
+        let noop = rules.is_noop();
+        let counter = &mut self.counter;
+        for _ in 0..blocks {
+            if !self.ring.next_block(|f| counter.frame(f, &rules, noop)) {
                 break;
             }
         }
-        drop(rules_guard);
-        let now_start = interval_start(now_ms(), l);
-        while cur < now_start {
-            close(&mut tables, cur, &r, false);
-            cur += l;
+    }
+
+    /// On stop: waits one retire timeout, so the kernel hands over its partly filled block,
+    /// counts every block it holds (one ring's worth, so a flood cannot keep the worker here),
+    /// and sends the open interval as the worker's last.
+    fn finish(mut self) {
+        let _ = self.ring.wait(2 * ring::BLOCK_TIMEOUT_MS as i32);
+        self.count_ready(self.ring.block_count());
+        let stats = self.ring.stats();
+        self.counter.close(stats, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contribution(start: i64, frames: u64, drops: u64, last: bool) -> Contribution {
+        let mut tables = Tables::new(16, false);
+        tables.totals.frames = frames;
+        Contribution { start, tables, ring: RingStats { drops, ..Default::default() }, last }
+    }
+
+    fn starts(m: &[Merged]) -> Vec<i64> {
+        m.iter().map(|m| m.start).collect()
+    }
+
+    #[test]
+    fn an_interval_is_merged_once_every_worker_has_moved_past_it() {
+        let mut m = Merger::new(2, 1000);
+        assert!(m.add(0, contribution(0, 1, 1, false)).is_empty(), "worker 1 may still send interval 0");
+        assert!(m.add(0, contribution(1000, 2, 0, false)).is_empty());
+        let out = m.add(1, contribution(0, 10, 5, false));
+        assert_eq!(starts(&out), [0]);
+        assert_eq!((out[0].tables.totals.frames, out[0].ring.drops, out[0].last), (11, 6, false));
+        // Worker 1 jumps ahead (it saw no frame of 1000 before its clock passed 2000).
+        let out = m.add(1, contribution(2000, 20, 0, false));
+        assert_eq!(starts(&out), [1000]);
+        assert_eq!(out[0].tables.totals.frames, 2);
+    }
+
+    #[test]
+    fn the_last_batch_is_the_final_interval_after_every_worker_sent_its_last() {
+        let mut m = Merger::new(2, 1000);
+        assert!(m.add(0, contribution(0, 1, 0, true)).is_empty());
+        let out = m.add(1, contribution(0, 1, 0, false));
+        assert_eq!(starts(&out), [0]);
+        assert!(!out[0].last, "worker 1 has not sent its last");
+        let out = m.add(1, contribution(1000, 3, 0, true));
+        assert_eq!(starts(&out), [1000]);
+        assert!(out[0].last);
+        assert_eq!(out[0].tables.totals.frames, 3);
+    }
+
+    #[test]
+    fn several_intervals_completed_at_once_come_oldest_first_and_only_the_newest_is_last() {
+        let mut m = Merger::new(2, 1000);
+        for s in [0, 1000, 2000] {
+            assert!(m.add(0, contribution(s, 1, 0, s == 2000)).is_empty());
         }
+        let out = m.add(1, contribution(2000, 1, 0, true));
+        assert_eq!(starts(&out), [0, 1000, 2000]);
+        assert_eq!(out.iter().map(|m| m.last).collect::<Vec<_>>(), [false, false, true]);
+    }
+
+    /// Opening AF_PACKET sockets and a network namespace needs root: without it the test says
+    /// so and passes, except under CI=true, where every privileged test must run.
+    fn privileged(name: &str) -> bool {
+        if unsafe { libc::geteuid() } == 0 {
+            return true;
+        }
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{name} needs root and cannot be skipped under CI=true");
+        eprintln!("skipped {name}: needs root (AF_PACKET, unshare(CLONE_NEWNET))");
+        false
+    }
+
+    /// Moves the calling thread into a new network namespace (namespaces are per thread, see
+    /// unshare(2)) and sets its loopback up (SIOCSIFFLAGS, netdevice(7)).
+    fn own_netns_with_loopback_up() {
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare: {}", std::io::Error::last_os_error());
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            assert!(fd >= 0);
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (i, b) in b"lo\0".iter().enumerate() {
+                req.ifr_name[i] = *b as libc::c_char;
+            }
+            assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req), 0, "SIOCSIFFLAGS: {}", std::io::Error::last_os_error());
+            libc::close(fd);
+        }
+    }
+
+    #[test]
+    fn on_stop_the_blocks_the_kernel_already_handed_over_are_counted() {
+        if !privileged("on_stop_the_blocks_the_kernel_already_handed_over_are_counted") {
+            return;
+        }
+        std::thread::spawn(|| {
+            own_netns_with_loopback_up();
+            let cfg = RingConfig { block_size: 1 << 16, block_count: 4, frame_size: crate::options::DEFAULT_FRAME_SIZE };
+            let r = Ring::open(&cfg).unwrap();
+            r.bind(ring::ifindex("lo").unwrap()).unwrap();
+            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            const N: u64 = 25;
+            for _ in 0..N {
+                tx.send_to(b"counted", rx.local_addr().unwrap()).unwrap();
+            }
+            // The kernel hands the block over after its retire timeout; wait for that (bounded),
+            // so the frames sit in a ready block when the worker, already told to stop, starts.
+            for _ in 0..50 {
+                if r.ready() {
+                    break;
+                }
+                r.wait(100).unwrap();
+            }
+            assert!(r.ready(), "the kernel handed no block over within 5 s");
+            let settings = Settings { linktype: linktype::ETHERNET, is_loopback: true, ebpf: false, interval_ms: 1000, max_keys: 64, flows: false };
+            let (to_merger, from_worker) = mpsc::channel();
+            let rules = Arc::new(RwLock::new(Rules::new(&[], None)));
+            let w = Worker::new(0, r, settings, rules, Arc::new(AtomicBool::new(true)), to_merger);
+            w.run();
+            let mut ipv4 = 0;
+            let mut last = 0;
+            for msg in from_worker.try_iter() {
+                if let ToMerger::Interval { c, .. } = msg {
+                    ipv4 += c.tables.totals.ipv4_packets;
+                    last += c.last as u32;
+                }
+            }
+            assert_eq!(last, 1, "one last interval");
+            assert_eq!(ipv4, N, "every datagram sent before the stop is counted");
+        })
+        .join()
+        .unwrap();
     }
 }

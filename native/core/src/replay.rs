@@ -17,12 +17,25 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("cannot open capture file {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    #[error("cannot open capture file {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is not a pcap or pcapng capture file ({why})")]
     NotACapture { path: String, why: String },
     #[error("{path}: link type {linktype} is not supported (supported: 0 NULL, 1 Ethernet, 12/14/101 raw IP, 108 LOOP, 113 Linux SLL, 228 IPv4, 229 IPv6, 276 Linux SLL2)")]
     LinkType { path: String, linktype: u32 },
+}
+
+impl crate::error::Coded for ReplayError {
+    fn code(&self) -> crate::error::Code {
+        match self {
+            ReplayError::Open { .. } => crate::error::Code::Open,
+            ReplayError::NotACapture { .. } | ReplayError::LinkType { .. } => crate::error::Code::NotACapture,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -17,10 +17,17 @@ pub enum RingError {
     BadOption(String),
     #[error("interface {0:?} does not exist (see `ip link`)")]
     NoInterface(String),
-    #[error("opening an AF_PACKET socket needs CAP_NET_RAW; run as root or grant CAP_NET_RAW: socket(AF_PACKET) failed: {0}")]
-    Permission(std::io::Error),
-    #[error("{call} failed: {source}")]
-    Sys { call: &'static str, source: std::io::Error },
+    #[error("opening an AF_PACKET socket needs CAP_NET_RAW; run as root or grant CAP_NET_RAW: socket(AF_PACKET) failed")]
+    Permission {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{call} failed")]
+    Sys {
+        call: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("PACKET_FANOUT group {group} is already in use on this host (by another capture, with another mode or interface); choose another --fanout-group")]
     FanoutTaken { group: u16 },
 }
@@ -133,7 +140,7 @@ impl Ring {
         if raw < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EACCES) {
-                return Err(RingError::Permission(e));
+                return Err(RingError::Permission { source: e });
             }
             return Err(RingError::Sys { call: "socket(AF_PACKET, SOCK_RAW)", source: e });
         }
@@ -196,7 +203,7 @@ impl Ring {
     pub fn fanout_group_taken(group: u16, ifindex: u32) -> Result<bool, RingError> {
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
-            return Err(RingError::Permission(std::io::Error::last_os_error()));
+            return Err(RingError::Permission { source: std::io::Error::last_os_error() });
         }
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -233,15 +240,26 @@ impl Ring {
         unsafe { self.map.add(i * self.block_size) }
     }
 
-    fn status_ptr(&self, i: usize) -> *mut u32 {
-        // struct tpacket_block_desc { u32 version; u32 offset_to_priv; union { tpacket_hdr_v1 } }
-        // tpacket_hdr_v1.block_status is the first field of the 8-aligned union at offset 8.
-        unsafe { self.block(i).add(8) as *mut u32 }
+    /// The header of block `i`: `struct tpacket_block_desc` with its `tpacket_hdr_v1`
+    /// (include/uapi/linux/if_packet.h), shared with the kernel, which hands the block over by
+    /// `block_status`.
+    fn desc(&self, i: usize) -> *mut libc::tpacket_block_desc {
+        self.block(i) as *mut libc::tpacket_block_desc
     }
 
-    fn ready(&self) -> bool {
+    fn status_ptr(&self, i: usize) -> *mut u32 {
+        // SAFETY: the block lies inside the mapping; only the pointer is formed, no reference.
+        unsafe { std::ptr::addr_of_mut!((*self.desc(i)).hdr.bh1.block_status) }
+    }
+
+    pub(crate) fn ready(&self) -> bool {
         let st = unsafe { std::ptr::read_volatile(self.status_ptr(self.cur)) };
         st & libc::TP_STATUS_USER != 0
+    }
+
+    /// Blocks in the ring.
+    pub fn block_count(&self) -> usize {
+        self.block_count
     }
 
     /// Hands every frame of the current block to `f` if the block is ready, returns it to the
@@ -253,8 +271,9 @@ impl Ring {
         fence(Ordering::Acquire);
         let base = self.block(self.cur);
         unsafe {
-            let num_pkts = std::ptr::read(base.add(12) as *const u32) as usize;
-            let first = std::ptr::read(base.add(16) as *const u32) as usize;
+            let bh1 = std::ptr::addr_of!((*self.desc(self.cur)).hdr.bh1);
+            let num_pkts = std::ptr::read(std::ptr::addr_of!((*bh1).num_pkts)) as usize;
+            let first = std::ptr::read(std::ptr::addr_of!((*bh1).offset_to_first_pkt)) as usize;
             let mut off = first;
             let hdr_len = (std::mem::size_of::<libc::tpacket3_hdr>() + 15) & !15;
             for _ in 0..num_pkts {
@@ -309,6 +328,21 @@ impl Drop for Ring {
 mod tests {
     use super::*;
     use crate::options::{DEFAULT_BLOCK_COUNT, DEFAULT_BLOCK_SIZE, DEFAULT_FRAME_SIZE};
+
+    #[test]
+    fn the_block_header_fields_sit_where_the_kernel_puts_them() {
+        // include/uapi/linux/if_packet.h: version, offset_to_priv, then the 8-aligned union
+        // whose tpacket_hdr_v1 starts with block_status, num_pkts, offset_to_first_pkt.
+        let d = std::mem::MaybeUninit::<libc::tpacket_block_desc>::uninit();
+        let base = d.as_ptr() as usize;
+        let at = |p: *const u32| p as usize - base;
+        unsafe {
+            let bh1 = std::ptr::addr_of!((*d.as_ptr()).hdr.bh1);
+            assert_eq!(at(std::ptr::addr_of!((*bh1).block_status)), 8);
+            assert_eq!(at(std::ptr::addr_of!((*bh1).num_pkts)), 12);
+            assert_eq!(at(std::ptr::addr_of!((*bh1).offset_to_first_pkt)), 16);
+        }
+    }
 
     #[test]
     fn ring_shape_messages() {

@@ -18,10 +18,20 @@ pub struct Cidr {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error("cannot read CIDR file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read CIDR file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {text:?} is not an IPv4 or IPv6 address or CIDR (expected e.g. 10.0.0.0/8 or 2001:db8::/32)")]
     BadLine { path: String, line: usize, text: String },
+}
+
+impl crate::error::Coded for RulesError {
+    fn code(&self) -> crate::error::Code {
+        crate::error::Code::CidrFile
+    }
 }
 
 fn mask(bytes: &mut [u8], prefix: u8) {
