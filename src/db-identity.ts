@@ -58,7 +58,8 @@ function ownerName(uid: number): string {
   return `uid ${uid}`;
 }
 
-const modeOf = (st: Stats) => `owner ${ownerName(st.uid)}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
+/** "owner root, mode 0644": who may do what with a file, for messages. */
+export const modeOf = (st: Stats) => `owner ${ownerName(st.uid)}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
 
 /**
  * Why `file` cannot be opened to read (or, with `write`, to write) by this process, in words

@@ -59,6 +59,18 @@ test('a window without intervals says what the file covers and what to type; jso
   }
 });
 
+test('a window inside the recorded span that no interval starts in says so; an empty export says what the file covers', () => {
+  // 16:00:21 to 16:00:24 lies inside the interval of 16:00:20, which belongs to the window its start lies in.
+  const t = query(['--db', alexa, 'top', '--since', '2017-03-31T16:00:21Z', '--until', '2017-03-31T16:00:24Z']);
+  assert.equal(t.status, 0, t.stderr);
+  assert.equal(t.stdout, '');
+  assert.match(t.stderr, /^tc-query: no interval starts in this window \(.*; an interval belongs to the window its start lies in\); the file covers 2017-03-31T16:00:20Z to 2017-03-31T16:03:20Z; widen the window, or try --all\n$/);
+  const out = path.join(tmp(), 'none.csv');
+  const e = query(['--db', alexa, 'export', '--since', '2020-01-01', '--until', '2020-01-02', '--out', out]);
+  assert.equal(e.status, 0, e.stderr);
+  assert.match(e.stderr, /^tc-query: no intervals in this window \(.*\); the file covers 2017-03-31T16:00:20Z to 2017-03-31T16:03:20Z; try --all\ntc-query: exported 0 rows to /);
+});
+
 test('flow answers on a file recorded without --flows say so instead of an empty table', () => {
   const note = /^tc-query: the file was recorded without --flows in this window \(none of its 35 intervals has flow rows\): flows, --by flow, --proto and --port need `traffic-counter record --flows`\n$/;
   for (const cmd of [['flows', '--ip', '172.16.42.216'], ['top', '--by', 'flow'], ['top', '--proto', 'tcp'], ['top', '--port', '443']]) {

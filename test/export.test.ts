@@ -196,6 +196,13 @@ test('export: the format follows --out, stdout takes csv and jsonl, and refusals
   assert.equal(parseText(file, 'csv').length, want.rows);
   refused(['--out', db, '--format', 'csv', '--force'], /is the database being read/);
   refused(['--out', path.join(d, 'fleet'), '--format', 'csv'], /is a folder; name a file/);
+  // A folder that does not exist is said, never created on the way (a typo scatters nothing).
+  refused(['--out', path.join(d, 'no', 'such', 'y.csv')], /--out .*y\.csv: the folder .*such does not exist; create it first/, path.join(d, 'no'));
+  refused(['--partition', '--out', path.join(d, 'no', 'fleet')], /the folder .*no does not exist/, path.join(d, 'no'));
+  const copied = query(['--db', db, 'copy', '--out', path.join(d, 'no', 'x.db')]);
+  assert.equal(copied.status, 1);
+  assert.match(copied.stderr, /the folder .*no does not exist/);
+  assert.ok(!existsSync(path.join(d, 'no')), 'copy created no folder');
 
   const fleet = path.join(d, 'fleet');
   mkdirSync(path.join(fleet, 'node=another-host'), { recursive: true });

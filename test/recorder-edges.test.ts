@@ -138,14 +138,14 @@ test('--pcap refuses the options of live capture, from the command line and from
   const db = path.join(dir, 'p.db');
   let r = recorder(['record', '--pcap', SMTP, '--iface', 'lo', '--db', db]);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /^traffic-counter: error: --pcap replays capture files; --iface sets up live capture .*drop it, or drop --pcap to record live\n$/);
+  assert.match(r.stderr, /^traffic-counter: error: --pcap replays capture files; --iface sets up live capture: drop it, or drop --pcap to record live\n$/);
   r = recorder(['record', '--pcap', SMTP, '--workers', '2', '--no-ebpf', '--db', db]);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /--workers, --no-ebpf set up live capture/);
+  assert.match(r.stderr, /--workers, --no-ebpf set up live capture: drop them/);
   writeFileSync(path.join(dir, 'c.json'), '{"retain-raw-ip": "1h", "fanout-group": 7}');
   r = recorder(['record', '--pcap', SMTP, '--db', db, '--config', path.join(dir, 'c.json')]);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /--fanout-group \(from --config\), --retain-raw-ip \(from --config\) set up live capture \(replays never prune either\)/);
+  assert.match(r.stderr, /--fanout-group \(from --config\), --retain-raw-ip \(from --config\) set up live capture \(replays never prune\)/);
   assert.equal(existsSync(db), false);
 });
 
@@ -167,11 +167,15 @@ test('a directory as --db, a read-only file and a read-only directory: said as s
   r = asNobody(['record', '--pcap', SMTP, '--db', db, '--quiet']);
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`^traffic-counter: error: ${db} is read-only \\(owner root, mode 0444\\): the recorder writes to it; make it writable, or record into another --db`));
+  // Root too: a file nobody may write was made read-only on purpose.
+  r = recorder(['record', '--pcap', SMTP, '--db', db, '--quiet']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^traffic-counter: error: ${db} is read-only \\(owner root, mode 0444\\)`));
   chmodSync(db, 0o666);
   chmodSync(dir, 0o555);
   r = asNobody(['record', '--pcap', SMTP, '--db', db, '--quiet']);
   assert.equal(r.status, 1, r.stderr);
-  assert.match(r.stderr, new RegExp(`${db} is read-only: its directory ${dir} is \\(owner root, mode 0555\\)`));
+  assert.match(r.stderr, new RegExp(`${db} is read-only: its directory ${dir} is not writable \\(owner root, mode 0555\\)`));
   assert.deepEqual(readdirSync(dir), ['ro.db'], 'no -wal, -shm or lock file');
   assert.deepEqual(rows(db, 'select count(*) as n from batches'), [{ n: 1 }]);
 
@@ -338,6 +342,33 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     assert.deepEqual(unclean(db), { n: 1 }, 'once');
     assert.equal(existsSync(`${db}.lock`), false, 'removed on a clean stop');
     assert.equal(inB(['rebuild', '--db', db]).status, 0);
+  });
+
+  test('a recorder killed and restarted within the interval in flight: the time it did not record is a gap', async (t) => {
+    if (!guard(t)) return;
+    const db = path.join(tmp(), 'kill.db');
+    const a = live(db, ['--interval-secs', '5']);
+    await waitForStderr(a, /recording veth-b/);
+    const written = () => (rows(db, 'select count(*) as n, max(end_ms) as last from batches')[0] as { n: number; last: number | null });
+    for (let i = 0; i < 100 && written().n === 0; i++) await sleep(100);
+    const lastEnd = written().last!;
+    assert.ok(lastEnd, 'the first interval was written');
+    a.kill('SIGKILL');
+    await exited(a);
+    const killedAt = Date.now();
+    // Restarted at once: its first interval is the one that was in flight, so no interval
+    // starts after the killed session's last end; only the unclean-shutdown event tells.
+    const c = live(db, ['--interval-secs', '5']);
+    await waitForStderr(c, /recording veth-b/);
+    c.kill('SIGINT');
+    assert.equal(await exited(c), 0);
+    const s = status(db) as { gaps: { count: number; seconds: number; list: { from: string; to: string }[] } };
+    assert.equal(s.gaps.count, 1, JSON.stringify(s.gaps));
+    assert.equal(Date.parse(s.gaps.list[0].from), lastEnd, 'from the end of the last interval written');
+    assert.ok(Date.parse(s.gaps.list[0].to) >= killedAt - 1000, `to the restart: ${JSON.stringify(s.gaps)}`);
+    const r = query(['--db', db, 'top', '--all']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /, 1 gap \(\d+ s\)/);
   });
 
   test('a replay holds the file too: a live recorder started meanwhile is refused', async (t) => {

@@ -20,7 +20,7 @@ const lazy = {
   copy: () => require('../query/copy') as typeof CopyMod,
 };
 import { makeWindow, parseStep, SERIES_STEPS } from '../query/window';
-import { renderError, type Answer, type Format } from '../query/output';
+import { counted, renderError, type Answer, type Format } from '../query/output';
 import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../query/filters';
 import { checkTz, formatTime } from '../query/time';
 import { bytes } from '../units';
@@ -167,7 +167,8 @@ program
     const { exportRows } = lazy.adhoc();
     const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition, force: opts.force });
     const where = r.out === '-' ? 'stdout' : r.out;
-    process.stderr.write(`tc-query: exported ${r.rows} rows to ${where}${opts.partition ? ` (${r.files} files)` : ''}\n`);
+    if (r.note) process.stderr.write(`tc-query: ${r.note}\n`);
+    process.stderr.write(`tc-query: exported ${r.rows} row${r.rows === 1 ? '' : 's'} to ${where}${opts.partition ? ` (${counted(r.files, 'file')})` : ''}\n`);
   });
 
 program
@@ -178,7 +179,7 @@ program
   .action((opts, cmd: Command) => {
     const { copyDatabase } = lazy.copy();
     const r = copyDatabase({ db: dbOf(cmd), out: opts.out, force: opts.force });
-    const span = r.firstMs === null ? 'no intervals' : `${r.intervals} intervals, ${formatTime(r.firstMs)} to ${formatTime(r.lastMs!)}`;
+    const span = r.firstMs === null ? 'no intervals' : `${counted(r.intervals, 'interval')}, ${formatTime(r.firstMs)} to ${formatTime(r.lastMs!)}`;
     process.stderr.write(`tc-query: copied ${dbOf(cmd)} to ${r.out} (${span}, ${bytes(r.bytes)}; a single file, no -wal needed)\n`);
   });
 

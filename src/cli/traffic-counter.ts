@@ -87,7 +87,7 @@ function refuseLiveOnlyWithPcap(cmd: Command): void {
   if (given.length === 0) return;
   const names = given.map((o) => `${o.long}${cmd.getOptionValueSource(o.attributeName()) === 'config' ? ' (from --config)' : ''}`);
   throw new InvalidArgumentError(
-    `--pcap replays capture files; ${names.join(', ')} ${given.length === 1 ? 'sets' : 'set'} up live capture (replays never prune either): drop ${given.length === 1 ? 'it' : 'them'}, or drop --pcap to record live`,
+    `--pcap replays capture files; ${names.join(', ')} ${given.length === 1 ? 'sets' : 'set'} up live capture${given.some((o) => o.attributeName().startsWith('retain')) ? ' (replays never prune)' : ''}: drop ${given.length === 1 ? 'it' : 'them'}, or drop --pcap to record live`,
   );
 }
 

@@ -6,8 +6,9 @@ import { DbError, openReadOnly } from './db';
 import type { Window } from './window';
 import { render, type Format } from './output';
 import { resolveWindow } from './plan';
+import { coverage, emptyWindowNote } from './coverage';
 import { loadTable, tablesIn, timeColumns } from './tables';
-import { checkFileOut, checkFolderOut, discard, publish, stagingPath } from './out';
+import { checkFileOut, checkFolderOut, discard, publish, stagingPath, writeFailed } from './out';
 
 /**
  * What a statement that DuckDB refused after lockDown() tried to do, in the words of the CLI;
@@ -125,7 +126,7 @@ async function writeText(duck: Duck, select: string, format: 'csv' | 'jsonl', st
  * TIMESTAMP in parquet and ISO-8601 UTC text in csv and jsonl. DuckDB may write only the
  * output's own paths (lockDown's allowed paths).
  */
-export async function exportRows(o: ExportOptions): Promise<{ rows: number; out: string; files: number }> {
+export async function exportRows(o: ExportOptions): Promise<{ rows: number; out: string; files: number; note?: string }> {
   const format = exportFormat(o);
   if (o.out !== '-') {
     if (o.partition) checkFolderOut(o.out, o.db, o.force);
@@ -147,25 +148,27 @@ export async function exportRows(o: ExportOptions): Promise<{ rows: number; out:
     const replace = o.partition ? isoTimes : [`${sqlString(node)} as node`, ...isoTimes];
     const select = `select * ${o.partition ? 'exclude (node) ' : ''}${replace.length ? `replace (${replace.join(', ')}) ` : ''}from rows`;
     const rows = Number((await duck.conn.runAndReadAll('select count(*) from rows')).getRows()[0][0]);
+    // Nothing to export: say what the file covers, as the table answers do.
+    const note = rows === 0 ? emptyWindowNote(sqlite, coverage(sqlite, window), window) : undefined;
     const opts = COPY_OPTIONS[format];
 
     if (o.out === '-') {
       await duck.lockDown();
       await writeText(duck, select, format as 'csv' | 'jsonl', process.stdout);
-      return { rows, out: o.out, files: 1 };
+      return { rows, out: o.out, files: 1, note };
     }
     if (!o.partition) {
       staged = stagingPath(o.out);
       await duck.lockDown([staged]);
       await duck.conn.run(`copy (${select}) to ${sqlString(staged)} (${opts})`);
       publish(staged, o.out);
-      return { rows, out: o.out, files: 1 };
+      return { rows, out: o.out, files: 1, note };
     }
 
     const dates = (await duck.conn.runAndReadAll(`select distinct strftime("${times[0]}", '%Y-%m-%d') as d from rows order by d`)).getRows().map((r) => String(r[0]));
-    mkdirSync(o.out, { recursive: true });
+    if (!existsSync(o.out)) mkdirSync(o.out);
     const nodeDir = path.join(o.out, `node=${hiveValue(node)}`);
-    if (dates.length === 0) return { rows, out: o.out, files: 0 };
+    if (dates.length === 0) return { rows, out: o.out, files: 0, note };
     staged = stagingPath(nodeDir);
     const files = dates.map((d) => path.join(staged!, `date=${d}`, `data_0.${FILE_EXT[format]}`));
     for (const f of files) mkdirSync(path.dirname(f), { recursive: true });
@@ -174,10 +177,10 @@ export async function exportRows(o: ExportOptions): Promise<{ rows: number; out:
       await duck.conn.run(`copy (${select} where strftime("${times[0]}", '%Y-%m-%d') = ${sqlString(dates[i])}) to ${sqlString(files[i])} (${opts})`);
     }
     publish(staged, nodeDir);
-    return { rows, out: o.out, files: files.length };
+    return { rows, out: o.out, files: files.length, note };
   } catch (err) {
     if (staged && existsSync(staged)) discard(staged);
-    throw err;
+    throw staged ? writeFailed(o.out, staged, err) : err;
   } finally {
     duck?.close();
     sqlite.close();

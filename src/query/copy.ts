@@ -9,7 +9,7 @@
 import Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { DbError, openReadOnly } from './db';
-import { checkFileOut, discard, publish, stagingPath } from './out';
+import { checkFileOut, discard, publish, stagingPath, writeFailed } from './out';
 
 export interface CopyResult {
   out: string;
@@ -39,8 +39,7 @@ export function copyDatabase(o: { db: string; out: string; force: boolean }): Co
     return { out: o.out, bytes: statSync(o.out).size, intervals: r.n, firstMs: r.first, lastMs: r.last };
   } catch (err) {
     discard(tmp);
-    if (err instanceof DbError) throw err;
-    throw new DbError(`copying ${o.db} to ${o.out} failed: ${(err as Error).message}`, 'ERR_TC_COPY');
+    throw writeFailed(o.out, tmp, err);
   } finally {
     src.close();
   }

@@ -33,14 +33,28 @@ export interface Coverage {
 }
 
 /**
- * Intervals of live sessions with the end of the same source's previous interval; a gap is a
- * row whose start lies after that end. Binds (from, to).
+ * Time a live source was not recorded, as (source, prev_end, start_ms) rows: where a source's
+ * next interval starts after the previous one ended, and where a recorder was killed (an
+ * `unclean-shutdown` event spans from the end of its last written interval to the restart).
+ * A restart inside the interval that was in flight writes that interval again, so the kill
+ * leaves no hole between interval starts: the event's span is the gap then, and a gap that
+ * starts where a killed session's last interval ended lasts at least to the restart.
+ * Binds (from, to).
  */
-export const GAPS_SQL = `select source, start_ms, prev_end from (
+export const GAPS_SQL = `with win(f, t) as (select ?, ?),
+  ivals as (
     select s.source, b.start_ms, lag(b.end_ms) over (partition by s.node_id, s.source order by b.start_ms) as prev_end
-    from batches b join sessions s on s.id = b.session_id
-    where s.kind = 'live' and b.start_ms >= ? and b.start_ms < ?)
-  where prev_end is not null and start_ms > prev_end`;
+    from batches b join sessions s on s.id = b.session_id, win
+    where s.kind = 'live' and b.start_ms >= win.f and b.start_ms < win.t),
+  holes as (select source, start_ms, prev_end from ivals where prev_end is not null and start_ms > prev_end),
+  kills as (
+    select s.source, e.start_ms, e.end_ms from events e join sessions s on s.id = e.session_id, win
+    where e.kind = 'unclean-shutdown' and e.start_ms is not null and e.end_ms > e.start_ms and e.start_ms >= win.f and e.start_ms < win.t)
+  select h.source, max(h.start_ms, coalesce((select max(k.end_ms) from kills k where k.source = h.source and k.start_ms = h.prev_end), h.start_ms)) as start_ms, h.prev_end
+  from holes h
+  union all
+  select k.source, k.end_ms as start_ms, k.start_ms as prev_end from kills k
+  where not exists (select 1 from holes h where h.source = k.source and h.prev_end = k.start_ms)`;
 
 /** Bounds of the rows and events a window covers: `--all` covers every one (also events after the last interval). */
 export function bounds(w: Window): [number, number] {
@@ -101,6 +115,10 @@ export function emptyWindowNote(db: Database.Database, c: Coverage, w: Window, t
   const sp = span(db);
   if (!sp) return 'the file holds no intervals yet (record into it with `traffic-counter record`)';
   const range = (a: number, b: number) => `${formatTime(a, tz)} to ${formatTime(b, tz)}`;
+  // A window inside the recorded span holds no interval start (an interval is counted where it starts).
+  if (w.fromMs < sp.toMs && w.toMs > sp.fromMs) {
+    return `no interval starts in this window (${range(w.fromMs, w.toMs)}; an interval belongs to the window its start lies in); the file covers ${range(sp.fromMs, sp.toMs)}; widen the window, or try --all`;
+  }
   return `no intervals in this window (${range(w.fromMs, w.toMs)}); the file covers ${range(sp.fromMs, sp.toMs)}; try --all`;
 }
 

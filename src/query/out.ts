@@ -4,9 +4,10 @@
  * --force; the output is written under a hidden name beside it and renamed into place, so a
  * failed run leaves nothing half written and a reader of --out sees the old or the new whole.
  */
-import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { DbError } from './db';
+import { modeOf } from '../db-identity';
 
 const usage = (msg: string) => new DbError(msg, 'ERR_TC_USAGE');
 
@@ -35,6 +36,7 @@ export function refuseDatabase(out: string, db: string): void {
  */
 export function checkFileOut(out: string, db: string, force: boolean, sidecars = false): void {
   refuseDatabase(out, db);
+  checkParent(out);
   if (existsSync(out) && statSync(out).isDirectory()) throw usage(`--out ${out} is a folder; name a file${sidecars ? '' : ' (or pass --partition to write a partitioned folder)'}`);
   const present = [out, ...(sidecars ? ['-wal', '-shm', '-journal'].map((s) => out + s) : [])].filter((p) => existsSync(p));
   if (present.length > 0 && !force) throw usage(`--out ${out}: ${present.join(', ')} already exist${present.length === 1 ? 's' : ''}; pass --force to replace ${present.length === 1 ? 'it' : 'them'}`);
@@ -43,16 +45,42 @@ export function checkFileOut(out: string, db: string, force: boolean, sidecars =
 /** Checks a folder output: not a file, and empty unless `force`. */
 export function checkFolderOut(out: string, db: string, force: boolean): void {
   refuseDatabase(out, db);
+  checkParent(out);
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) throw usage(`--out ${out} is a file; --partition writes a folder`);
   if (!force && readdirSync(out).length > 0) throw usage(`--out ${out} is not empty; pass --force to replace this database's node= folder in it`);
 }
 
-/** A hidden name beside `out` to write to before the rename (the folder is created if needed). */
-export function stagingPath(out: string): string {
+/**
+ * The folder that will hold --out exists and this user may write in it. No folder is created on
+ * the way: a mistyped path is said, not scattered over the file system.
+ */
+function checkParent(out: string): void {
   const dir = path.dirname(path.resolve(out));
-  mkdirSync(dir, { recursive: true });
-  return path.join(dir, `.${path.basename(out)}.tc-${process.pid}`);
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    throw usage(`--out ${out}: the folder ${dir} does not exist; create it first (mkdir -p ${dir}) or name another path`);
+  }
+  if (!st.isDirectory()) throw usage(`--out ${out}: ${dir} is not a folder`);
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch {
+    throw usage(`--out ${out}: the folder ${dir} is not writable for this user (${modeOf(st)}); name a path in a folder you can write`);
+  }
+}
+
+/** A hidden name beside `out` to write to before the rename. */
+export function stagingPath(out: string): string {
+  return path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.tc-${process.pid}`);
+}
+
+/** A failure while writing the staged `tmp`, said of --out (the hidden name means nothing to a user). */
+export function writeFailed(out: string, tmp: string, err: unknown): DbError {
+  if (err instanceof DbError) return err;
+  const msg = ((err as Error).message ?? String(err)).split(tmp).join(out).replace(/^IO Error: /, '');
+  return new DbError(`cannot write --out ${out}: ${msg}`, 'ERR_TC_WRITE_OUT');
 }
 
 /**

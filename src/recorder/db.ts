@@ -3,9 +3,9 @@ import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { accessSync, constants, readFileSync, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, statSync, type Stats } from 'node:fs';
 import { migrations, SCHEMA_VERSION } from '../../migrations';
-import { APPLICATION_ID, checkIdentity, DbError } from '../db-identity';
+import { APPLICATION_ID, checkIdentity, DbError, modeOf } from '../db-identity';
 import { build, get, run, type Database as Schema } from '../schema/database';
 import { AUTOCHECKPOINT_PAGES } from './checkpointer';
 import { loadRowsExtension } from './rows';
@@ -19,20 +19,8 @@ export interface WriteDb {
   nodeId: string;
 }
 
-/** The owner's name (from /etc/passwd) and the mode, as a reason: "owner root, mode 0444". */
-function ownerAndMode(st: Stats): string {
-  let owner = `uid ${st.uid}`;
-  try {
-    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(st.uid));
-    if (line) owner = line.split(':')[0];
-  } catch {
-    /* no passwd file: the uid says it */
-  }
-  return `owner ${owner}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
-}
-
 function readOnlyWhy(err: NodeJS.ErrnoException, st: Stats): string {
-  return err.code === 'EROFS' ? 'read-only file system' : ownerAndMode(st);
+  return err.code === 'EROFS' ? 'read-only file system' : modeOf(st);
 }
 
 /**
@@ -53,6 +41,9 @@ export function checkWritable(file: string): void {
   if (st) {
     try {
       accessSync(file, constants.W_OK);
+      // Root passes access(2) whatever the mode: a file nobody may write (chmod a-w) was made
+      // read-only on purpose, and is said so as for anyone else.
+      if ((st.mode & 0o222) === 0) throw Object.assign(new Error('no write permission bits'), { code: 'EACCES' });
     } catch (err) {
       throw new DbError(
         `${file} is read-only (${readOnlyWhy(err as NodeJS.ErrnoException, st)}): the recorder writes to it; make it writable, or record into another --db (tc-query reads it as it is)`,
@@ -70,7 +61,7 @@ export function checkWritable(file: string): void {
     accessSync(dir, constants.W_OK);
   } catch (err) {
     throw new DbError(
-      `${file} is read-only: its directory ${dir} is (${readOnlyWhy(err as NodeJS.ErrnoException, dst)}), and the recorder creates ${path.basename(file)}-wal, -shm and .lock beside it; make the directory writable, or record into another --db`,
+      `${file} is read-only: its directory ${dir} is not writable (${readOnlyWhy(err as NodeJS.ErrnoException, dst)}), and the recorder creates ${path.basename(file)}-wal, -shm and .lock beside it; make the directory writable, or record into another --db`,
       'ERR_TC_READ_ONLY',
     );
   }
