@@ -323,8 +323,6 @@ async function recordReplay(o: RecordOptions, files: string[], lock: WriterLock)
     }
     const run = engine.replay([file], countOptions(o), {
       batch: async (b) => {
-        // Counted as it arrives, whether or not a bar or interval lines are drawn.
-        metrics.observe(b);
         if (!sink) {
           sink = newSink();
           lock.setSession(sink.sessionId);
@@ -476,7 +474,6 @@ async function recordLiveInner(o: RecordOptions, log: Logger, lock: WriterLock, 
     {
       batch: async (b) => {
         const sink = await sinkReady!;
-        metrics.observe(b);
         printer.observe(b);
         sink.push(b);
       },
