@@ -1,8 +1,8 @@
 /**
- * Between the capture engine and the database: a bounded queue of batches, written in
- * transactions that each hold one or more whole batches (log rows, rollup upkeep, lost-interval
- * records), retries with back-off when the database is locked, full or read-only, and retention
- * in small separate steps.
+ * Between the capture engine and the database: a bounded queue of batches, handed to the
+ * appender in groups of whole batches (one transaction each), retries with back-off when the
+ * database is locked, full or read-only, and upkeep (retention in small separate steps, WAL
+ * checkpoints). Every batch that arrives is counted here, in the metrics.
  *
  * Group commit: when several batches wait (a replay, or live capture catching up after a slow
  * write), up to GROUP_ROWS rows of them go in one transaction. A batch is never split across
@@ -16,8 +16,8 @@
  */
 import { OPTION_DEFAULTS, type Batch } from '../native';
 import type { WriteDb } from './db';
-import { BatchWriter, type SessionSpec } from './writer';
-import { Rollups } from './rollups';
+import type { SessionSpec } from './writer';
+import { Appender, type LostInterval } from './appender';
 import { Pruner, type Retention } from './retention';
 import { Checkpointer } from './checkpointer';
 import type { Logger } from './log';
@@ -61,15 +61,14 @@ export function batchBytes(b: Batch): number {
 }
 
 export class BatchSink {
-  private readonly writer: BatchWriter;
-  private readonly rollups: Rollups;
+  private readonly appender: Appender;
   private readonly pruner: Pruner;
   private readonly checkpointer: Checkpointer;
   /** Waiting batches with their bytes (`batchBytes`, taken once). */
   private readonly queue: { b: Batch; bytes: number }[] = [];
   private queueBytes = 0;
   private readonly queueMaxBytes: number;
-  private readonly lost: { startMs: number; endMs: number; why: string }[] = [];
+  private readonly lost: LostInterval[] = [];
   private pumping = false;
   private retryMs = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -89,21 +88,20 @@ export class BatchSink {
 
   constructor(private readonly o: SinkOptions) {
     const db = o.db.sqlite;
-    this.writer = new BatchWriter(db, o.db.nodeId, o.spec);
-    this.rollups = new Rollups(db);
+    this.appender = new Appender(db, o.db.nodeId, o.spec);
     this.pruner = new Pruner(db, o.retention);
     this.checkpointer = new Checkpointer(o.db.file, db, o.log);
     this.queueMaxBytes = o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
-    this.newestMs = (db.prepare('select max(end_ms) from batches').pluck().get() as number | null) ?? 0;
+    this.newestMs = this.appender.newestEndMs();
   }
 
   get sessionId(): number {
-    return this.writer.sessionId;
+    return this.appender.sessionId;
   }
 
   event(kind: string, detail: string | null, startMs: number | null = null, endMs: number | null = null): void {
     try {
-      this.writer.event(kind, detail, startMs, endMs);
+      this.appender.event(kind, detail, startMs, endMs);
     } catch {
       /* the database is failing: the event is in the log output */
     }
@@ -111,7 +109,7 @@ export class BatchSink {
 
   /** Closes the rollup buckets that end by `ms` (left open by a session that was killed). */
   closeStaleBuckets(ms: number): void {
-    this.o.db.sqlite.transaction(() => this.rollups.closeUpTo(ms))();
+    this.appender.closeUpTo(ms);
   }
 
   /**
@@ -124,8 +122,9 @@ export class BatchSink {
     this.o.log.warn(`${why}: interval ${new Date(startMs).toISOString()} dropped and recorded as lost`, { event: 'lost-interval', start_ms: startMs });
   }
 
-  /** Live: queue the batch and return at once (it is written once the event loop is free). */
+  /** Live: count and queue the batch and return at once (it is written once the event loop is free). */
   push(b: Batch): void {
+    this.o.metrics.observe(b);
     this.enqueue(b, batchBytes(b));
   }
 
@@ -145,10 +144,12 @@ export class BatchSink {
   }
 
   /**
-   * Replay: queues the batch once the queue has room (never dropping one), and resolves then;
-   * `idle()` resolves once everything queued is in the database. Rejects once writes gave up.
+   * Replay: counts the batch, queues it once the queue has room (never dropping one), and
+   * resolves then; `idle()` resolves once everything queued is in the database. Rejects once
+   * writes gave up.
    */
   async write(b: Batch): Promise<void> {
+    this.o.metrics.observe(b);
     const size = batchBytes(b);
     const ahead = Math.min(REPLAY_AHEAD, this.o.queueMax);
     while (!this.failed && this.queue.length > 0 && (this.queue.length >= ahead || this.queueBytes + size > this.queueMaxBytes)) {
@@ -233,40 +234,13 @@ export class BatchSink {
 
   /** Appends the batches in one transaction; returns for each whether it was new to the log. */
   private writeGroup(group: Batch[]): boolean[] {
-    const db = this.o.db.sqlite;
-    const seq = this.writer.sequence;
-    let written: boolean[];
-    try {
-      written = db.transaction(() => {
-        const out = group.map((b) => {
-          const res = this.writer.write(b, this.rollups.minuteSums(b.startMs), this.rollups.flowMinuteSums(b.startMs));
-          this.writer.advance();
-          if (res.written) {
-            // Counted as a part of its minute now: a later batch of the group may close that minute.
-            this.rollups.summed(b.startMs);
-            this.rollups.markBatch(b.startMs, res.ipRows > 0, res.flowRows > 0);
-            this.rollups.closeUpTo(b.startMs);
-          }
-          return res.written;
-        });
-        for (const l of this.lost) this.writer.event('lost-interval', l.why, l.startMs, l.endMs);
-        return out;
-      })();
-    } catch (err) {
-      // The batches' rows may be in their minutes' running sums, and a rolled-back close may
-      // have consumed some: recompute those minutes in SQL. The group is retried from its
-      // first sequence number.
-      this.rollups.forget();
-      this.writer.sequence = seq;
-      throw err;
-    }
+    const written = this.appender.append(group, this.lost);
     this.lost.length = 0;
     return written;
   }
 
   private onWriteError(err: Error & { code?: string }): void {
     this.o.metrics.writeErrors++;
-    this.writer.forgetCache();
     this.failures++;
     if (this.o.giveUpAfter !== undefined && this.failures >= this.o.giveUpAfter) {
       const e = Object.assign(new Error(`cannot write to ${this.o.db.file} after ${this.failures} tries (${err.code ?? 'error'}: ${err.message}); the file is intact up to the last interval written`), {
@@ -340,10 +314,7 @@ export class BatchSink {
       this.o.log.error(`${this.queue.length} interval(s) could not be written before exit`, { event: 'lost-interval', count: this.queue.length });
     }
     try {
-      this.o.db.sqlite.transaction(() => {
-        this.rollups.closeAll();
-        if (end) this.writer.end();
-      })();
+      this.appender.finish(end);
     } catch (err) {
       this.o.log.warn(`closing the session failed: ${(err as Error).message}`);
     }

@@ -9,7 +9,7 @@ import { u64At, type Batch } from '../native';
 import { U32Map } from './u32map';
 import { putNum, putU64, RowInsert } from './rows';
 import { BATCH_COUNTERS } from '../schema/counters';
-import { build, get, run } from '../schema/database';
+import { all, build, get, run } from '../schema/database';
 import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../schema/columns';
 import { byFlowKey, byIpId } from './order';
 import { Rollups } from './rollups';
@@ -174,8 +174,8 @@ export class BatchWriter {
   }
 
   /**
-   * Appends one batch; call inside a transaction, then `advance()` (and set `sequence` back if
-   * the transaction rolls back).
+   * Appends one batch; the appender (appender.ts) calls it inside its transaction, then
+   * `advance()`, and sets `sequence` back if the transaction rolls back.
    * Appending a batch already in the log (same session and sequence) is a no-op. The per-IP
    * and flow rows written are also added to `sums` and `flowSums` (the running sums of the
    * batch's minute).
@@ -287,6 +287,60 @@ export class BatchWriter {
   end(): void {
     run(this.db, build.updateTable('sessions').set({ ended_at: Date.now() }).where('id', '=', this.sessionId));
   }
+}
+
+/** Newest interval end in the log (0 when it is empty). */
+export function newestEndMs(db: Database.Database): number {
+  return get(db, build.selectFrom('batches').select((e) => e.fn.max('end_ms').as('end')))?.end ?? 0;
+}
+
+/** A session as the replay's "already recorded" check reads it. */
+export interface PriorSession {
+  id: number;
+  session_key: string;
+  source: string;
+  started_at: number;
+  /** NULL: the replay was stopped or killed before the end of the file. */
+  ended_at: number | null;
+  options: string;
+}
+
+const priorSessions = () => build.selectFrom('sessions').select(['id', 'session_key', 'source', 'started_at', 'ended_at', 'options']);
+
+/** The session with this key, if any. */
+export function sessionByKey(db: Database.Database, key: string): PriorSession | undefined {
+  return get(db, priorSessions().where('session_key', '=', key));
+}
+
+/** Replay sessions keyed as earlier versions keyed them (without the `replay:<identity>` form), oldest first. */
+export function legacyReplaySessions(db: Database.Database): PriorSession[] {
+  return all(db, priorSessions().where('kind', '=', 'replay').where('session_key', 'not like', 'replay:%:%').orderBy('id'));
+}
+
+/**
+ * Marks the live sessions that never ended, other than `currentId`, as unclean shutdowns (a
+ * gap): an event each, and the session ended at its last interval. Call under the writer lock,
+ * so that none of them is still running. Returns the events' details.
+ */
+export function endUncleanSessions(db: Database.Database, currentId: number): string[] {
+  const rows = all(
+    db,
+    build
+      .selectFrom('sessions as s')
+      .select((e) => ['s.id', 's.source', e.selectFrom('batches as b').select((b) => b.fn.max('b.end_ms').as('m')).whereRef('b.session_id', '=', 's.id').as('last_end')])
+      .where('s.kind', '=', 'live')
+      .where('s.ended_at', 'is', null)
+      .where('s.id', '!=', currentId),
+  );
+  return rows.map((r) => {
+    const detail = `session ${r.id} on ${r.source} ended without a clean stop (killed or crashed); the interval in flight was lost`;
+    const last = r.last_end as number | null;
+    db.transaction(() => {
+      run(db, build.insertInto('events').values({ at_ms: Date.now(), session_id: r.id, kind: 'unclean-shutdown', start_ms: last, end_ms: Date.now(), detail }));
+      run(db, build.updateTable('sessions').set((e) => ({ ended_at: e.fn.coalesce(e.val(last), 'started_at') })).where('id', '=', r.id));
+    })();
+    return detail;
+  });
 }
 
 /**

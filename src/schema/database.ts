@@ -130,3 +130,9 @@ export function get<R>(db: SQLite.Database, q: Compilable<R>): R | undefined {
   const c = q.compile();
   return db.prepare(c.sql).get(...(c.parameters as unknown[])) as R | undefined;
 }
+
+/** Every row of a built query. */
+export function all<R>(db: SQLite.Database, q: Compilable<R>): R[] {
+  const c = q.compile();
+  return db.prepare(c.sql).all(...(c.parameters as unknown[])) as R[];
+}

@@ -1,0 +1,89 @@
+/**
+ * The write protocol of one session: appends whole batches to the log and keeps the rollups'
+ * running sums in step with it, in one transaction per group. It owns the transaction, the
+ * sequence numbers, the running sums and the rollback, so callers cannot order the steps
+ * wrongly: a group is written whole, or it leaves the appender as it was before (and is retried
+ * from its first sequence number).
+ */
+import type Database from 'better-sqlite3';
+import type { Batch } from '../native';
+import { BatchWriter, newestEndMs, type SessionSpec } from './writer';
+import { Rollups } from './rollups';
+
+/** An interval that will never be written (dropped from a full queue), recorded as an event. */
+export interface LostInterval {
+  startMs: number;
+  endMs: number;
+  why: string;
+}
+
+export class Appender {
+  private readonly writer: BatchWriter;
+  private readonly rollups: Rollups;
+
+  constructor(private readonly db: Database.Database, nodeId: string, spec: SessionSpec) {
+    this.writer = new BatchWriter(db, nodeId, spec);
+    this.rollups = new Rollups(db);
+  }
+
+  get sessionId(): number {
+    return this.writer.sessionId;
+  }
+
+  /** Newest interval end in the log (0 when empty). */
+  newestEndMs(): number {
+    return newestEndMs(this.db);
+  }
+
+  /**
+   * Appends the batches, then the `lost` intervals' events, in one transaction; returns for
+   * each batch whether it was new to the log. On failure nothing of the group stays: neither
+   * in the file nor in the sequence, the running sums or the address cache.
+   */
+  append(group: readonly Batch[], lost: readonly LostInterval[]): boolean[] {
+    const seq = this.writer.sequence;
+    try {
+      return this.db.transaction(() => {
+        const out = group.map((b) => {
+          const res = this.writer.write(b, this.rollups.minuteSums(b.startMs), this.rollups.flowMinuteSums(b.startMs));
+          this.writer.advance();
+          if (res.written) {
+            // Counted as a part of its minute now: a later batch of the group may close that minute.
+            this.rollups.summed(b.startMs);
+            this.rollups.markBatch(b.startMs, res.ipRows > 0, res.flowRows > 0);
+            this.rollups.closeUpTo(b.startMs);
+          }
+          return res.written;
+        });
+        for (const l of lost) this.writer.event('lost-interval', l.why, l.startMs, l.endMs);
+        return out;
+      })();
+    } catch (err) {
+      // The batches' rows may be in their minutes' running sums, and a rolled-back close may
+      // have consumed some: those minutes are recomputed in SQL. Cached dictionary ids may
+      // name rows that were rolled back.
+      this.rollups.forget();
+      this.writer.sequence = seq;
+      this.writer.forgetCache();
+      throw err;
+    }
+  }
+
+  /** Adds an event of this session (outside any group). */
+  event(kind: string, detail: string | null, startMs: number | null = null, endMs: number | null = null): void {
+    this.writer.event(kind, detail, startMs, endMs);
+  }
+
+  /** Closes the rollup buckets that end by `ms` (left open by a session that was killed). */
+  closeUpTo(ms: number): void {
+    this.db.transaction(() => this.rollups.closeUpTo(ms))();
+  }
+
+  /** Closes every open rollup bucket and, when `end`, ends the session, in one transaction. */
+  finish(end: boolean): void {
+    this.db.transaction(() => {
+      this.rollups.closeAll();
+      if (end) this.writer.end();
+    })();
+  }
+}

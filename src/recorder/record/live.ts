@@ -1,0 +1,140 @@
+/** `traffic-counter record` on an interface: live capture into the database. */
+import { randomUUID } from 'node:crypto';
+import * as engine from '../../native';
+import { openForWrite, type WriteDb } from '../db';
+import { endUncleanSessions, type SessionSpec } from '../writer';
+import { BatchSink } from '../sink';
+import { defaultRouteInterface, interfaceDown } from '../iface';
+import { Logger } from '../log';
+import { Metrics } from '../metrics';
+import type { WriterLock } from '../lock';
+import { DEFAULT_RETENTION } from '../retention';
+import { closeDb, countOptions, queueBounds, RecordError, startMetrics, type RecordOptions } from './options';
+import { IntervalPrinter } from './interval-line';
+import { dropPrivileges } from './privileges';
+import { StopSignals } from './stop';
+
+export async function recordLive(o: RecordOptions, lock: WriterLock): Promise<void> {
+  const log = new Logger(o.logFormat);
+  // Signal handlers come first: a stop requested while the capture is being set up is carried
+  // out as soon as it runs.
+  const stop = new StopSignals({ secondKills: false, hup: true });
+  try {
+    await capture(o, log, lock, stop);
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: StopSignals): Promise<void> {
+  const iface = o.iface ?? defaultRouteInterface();
+  if (!iface) throw new RecordError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
+  const spec: SessionSpec = {
+    key: `live:${randomUUID()}`,
+    kind: 'live',
+    source: iface,
+    intervalMs: o.intervalSecs * 1000,
+    flows: o.flows,
+    options: { ...countOptions(o), workers: o.workers ?? null, ebpf: o.ebpf, blockSize: o.blockSize ?? null, blockCount: o.blockCount ?? null, frameSize: o.frameSize ?? null },
+  };
+  const metrics = new Metrics(o.db);
+  const printer = new IntervalPrinter(log, o.quiet);
+  const bounds = queueBounds(o);
+  // The capture starts first, so every option (interface, ring shape, fanout group, filter) is
+  // checked before the database is touched; batches wait for the sink.
+  let sinkReady: Promise<BatchSink> | undefined;
+  const live = engine.startLive(
+    {
+      iface,
+      workers: o.workers,
+      blockSize: o.blockSize,
+      blockCount: o.blockCount,
+      frameSize: o.frameSize,
+      fanoutGroup: o.fanoutGroup,
+      ebpf: o.ebpf,
+      snaplen: o.snaplen,
+      count: countOptions(o),
+      // Batches waiting for this thread (while one write runs long) are bounded as the write queue is.
+      handoverMaxBatches: bounds.queueMax,
+      handoverMaxBytes: bounds.queueMaxBytes,
+    },
+    {
+      batch: async (b) => {
+        const sink = await sinkReady!;
+        printer.observe(b);
+        sink.push(b);
+      },
+      dropped: async (intervals) => {
+        const sink = await sinkReady!;
+        for (const d of intervals) sink.lose(d.startMs, d.endMs, 'engine queue full (the recorder was busy for several intervals)');
+      },
+      warning: (m) => log.warn(m),
+    },
+  );
+  let db: WriteDb;
+  let sink: BatchSink;
+  try {
+    sinkReady = openForWrite(o.db, o.nodeId).then((d) => {
+      db = d;
+      sink = new BatchSink({
+        db: d,
+        spec,
+        retention: o.retention ?? DEFAULT_RETENTION,
+        ...bounds,
+        log,
+        metrics,
+      });
+      return sink;
+    });
+    await sinkReady;
+  } catch (err) {
+    live.stop();
+    await live.done.catch(() => undefined);
+    throw err;
+  }
+  const stopMetrics = await startMetrics(o, metrics, log).catch((err) => {
+    live.stop();
+    throw err;
+  });
+  lock.setSession(sink!.sessionId);
+  sink!.event('start', `live capture on ${iface}`);
+  // This process holds the writer lock: a live session that never ended was killed or crashed.
+  for (const detail of endUncleanSessions(db!.sqlite, sink!.sessionId)) log.warn(detail);
+  // Close rollup buckets a crashed session left open.
+  sink!.closeStaleBuckets(Date.now());
+  const info = live.info;
+  log.info(
+    `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
+      `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
+      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}`,
+    { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets },
+  );
+  const down = interfaceDown(info.iface);
+  if (down) log.warn(down, { event: 'interface-down', iface: info.iface });
+  if (o.user) dropPrivileges(o.user, o.db, log);
+  stop.onReload(() => {
+    if (!o.ignoreFile && !o.acceptSourceFile) {
+      log.info('SIGHUP: nothing to reload (no --ignore-file or --accept-source-file was given)', { event: 'reload' });
+      return;
+    }
+    try {
+      live.reloadRules();
+      log.info('SIGHUP: CIDR files reloaded', { event: 'reload' });
+    } catch (err) {
+      log.error(`SIGHUP: reload failed, keeping the previous rules: ${(err as Error).message}`, { event: 'reload-failed' });
+    }
+  });
+  stop.onStop((name) => {
+    log.info(`${name}: flushing the partial interval`, { event: 'stop', signal: name });
+    live.stop();
+  });
+  try {
+    await live.done;
+    await sink!.close(Date.now() + 1500);
+    sink!.event('stop', 'clean stop');
+  } finally {
+    stopMetrics?.();
+    await sink!.release();
+    closeDb(db!);
+  }
+}

@@ -1,0 +1,151 @@
+/** `traffic-counter record --pcap FILE...`: replays capture files into the database. */
+import * as path from 'node:path';
+import { statSync } from 'node:fs';
+import { SingleBar } from 'cli-progress';
+import * as engine from '../../native';
+import { openForWrite } from '../db';
+import { deleteSession, type PriorSession, type SessionSpec } from '../writer';
+import { BatchSink } from '../sink';
+import { Logger } from '../log';
+import { Metrics } from '../metrics';
+import type { WriterLock } from '../lock';
+import { DEFAULT_RETENTION } from '../retention';
+import { grouped, isoUtc, plural } from '../../units';
+import { closeDb, countOptions, queueBounds, startMetrics, type RecordOptions } from './options';
+import { IntervalPrinter } from './interval-line';
+import { describeOptions, priorSession, replaySessionKey } from './session-key';
+import { StopSignals } from './stop';
+
+/**
+ * Replays the files one after the other, each as its own session keyed by its content: the
+ * result equals replaying them one by one, in any order. A capture already recorded (by any
+ * options) is skipped, or with `replace` recorded again in place of its earlier session; one
+ * whose replay was stopped or killed before the end of the file is recorded again in its place.
+ */
+export async function recordReplay(o: RecordOptions, files: string[], lock: WriterLock): Promise<void> {
+  const log = new Logger(o.logFormat);
+  const counting = { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, flows: o.flows, ignoreFile: o.ignoreFile ?? null, acceptSourceFile: o.acceptSourceFile ?? null };
+  const db = await openForWrite(o.db, o.nodeId);
+  const metrics = new Metrics(o.db);
+  const stopMetrics = await startMetrics(o, metrics, log);
+  const printer = new IntervalPrinter(log, o.quiet);
+  const showBar = o.progress ?? (process.stderr.isTTY === true && !o.quiet);
+  // noTTYOutput: a bar asked for with --progress is drawn on a pipe or file too.
+  const bar = showBar ? new SingleBar({ format: 'replay [{bar}] {percentage}% | {value}/{total} MiB | {eta}s left', stream: process.stderr, hideCursor: true, noTTYOutput: true }) : undefined;
+  const sizes = files.map((f) => statSync(f).size);
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const mib = (n: number) => Math.round(n / (1 << 20));
+  let before = 0;
+  const stop = new StopSignals({ secondKills: true, hup: false });
+  try {
+    const given = new Map<string, string>();
+    for (const [i, file] of files.entries()) {
+      if (stop.stopped) break;
+      const key = replaySessionKey(file);
+      const same = given.get(key);
+      if (same !== undefined) {
+        log.info(`${file} has the same content as ${same}, given before it; skipped`);
+        continue;
+      }
+      given.set(key, file);
+      const prior = priorSession(db, file, key);
+      if (prior && prior.ended_at !== null && !o.replace) {
+        const when = `replayed ${isoUtc(prior.started_at)}${prior.source !== path.resolve(file) ? ` from ${prior.source}` : ''}`;
+        log.info(
+          `${file} is already recorded in ${o.db} as session ${prior.id} (${when}, ${describeOptions(prior.options)}); skipped, nothing counted twice (--replace records it again with the options given now)`,
+          { event: 'skipped', file, session: prior.id },
+        );
+        continue;
+      }
+      const spec: SessionSpec = {
+        key,
+        kind: 'replay',
+        source: path.resolve(file),
+        intervalMs: o.intervalSecs * 1000,
+        flows: o.flows,
+        options: counting,
+      };
+      // A session stopped before the end of its file holds partial intervals (flushed on the
+      // stop): it is recorded again in its place.
+      const summary = await replayFile(file, spec, prior);
+      before += sizes[i];
+      if (!o.quiet && summary) log.info(`${summary.path}: ${plural(summary.frames, 'frame')} (${summary.format})${summary.truncated ? ', ends early' : ''}`);
+    }
+    bar?.stop();
+    if (!o.quiet) log.info(`${plural(metrics.batchesWritten, 'interval')} written to ${o.db}${metrics.batchesSkipped ? `, ${grouped(metrics.batchesSkipped)} already recorded (skipped)` : ''}`);
+  } finally {
+    bar?.stop();
+    stop.dispose();
+    stopMetrics?.();
+    closeDb(db);
+  }
+
+  /**
+   * One file as one session. Replacing, its earlier session's rows go and the new ones come in
+   * one transaction (the sink's group commits are savepoints inside it): a reader sees the
+   * old session or the new one, never a part of either.
+   */
+  async function replayFile(file: string, spec: SessionSpec, replaced: PriorSession | undefined): Promise<engine.FileSummary | undefined> {
+    let sink: BatchSink | undefined;
+    const newSink = () =>
+      new BatchSink({
+        db,
+        spec,
+        retention: o.retention ?? DEFAULT_RETENTION,
+        ...queueBounds(o),
+        giveUpAfter: 6,
+        log,
+        metrics,
+        onWritten: (wb) => {
+          if (!bar) printer.observe(wb);
+        },
+      });
+    if (replaced) {
+      db.sqlite.exec('begin immediate');
+      try {
+        deleteSession(db.sqlite, replaced.id);
+        sink = newSink();
+        lock.setSession(sink.sessionId);
+      } catch (err) {
+        db.sqlite.exec('rollback');
+        throw err;
+      }
+      log.info(
+        `${file}: replacing session ${replaced.id} (${describeOptions(replaced.options)}${replaced.ended_at === null ? '; stopped before the end of the file' : ''})`,
+        { event: 'replace', file, session: replaced.id },
+      );
+    }
+    const run = engine.replay([file], countOptions(o), {
+      batch: async (b) => {
+        if (!sink) {
+          sink = newSink();
+          lock.setSession(sink.sessionId);
+        }
+        await sink.write(b);
+      },
+      warning: (m) => log.warn(m),
+      progress: (done) => {
+        if (!bar) return;
+        if (!bar.isActive) bar.start(mib(total), 0);
+        bar.update(mib(before + done));
+      },
+    });
+    const unlisten = stop.onStop(() => run.stop());
+    try {
+      const [summary] = await run.done;
+      // Everything queued is written (or writing gave up: the error ends the replay).
+      await sink?.idle();
+      // A replay stopped before the end of the file stays open (ended_at NULL): the next
+      // replay of the file records it again in its place.
+      await sink?.close(Date.now() + 60_000, !stop.stopped);
+      if (replaced) db.sqlite.exec('commit');
+      return summary;
+    } catch (err) {
+      if (replaced && db.sqlite.inTransaction) db.sqlite.exec('rollback');
+      throw err;
+    } finally {
+      unlisten();
+      await sink?.release();
+    }
+  }
+}
