@@ -1,5 +1,5 @@
 -- top_ip: traffic per address, tx (as source) + rx (as destination), largest first.
--- Takes: tables ip_deltas(ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes) and
+-- Takes: tables window_ip_sums(ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes) and
 --        addresses(id, text) loaded for the window; parameter $limit (NULL = every row).
 -- Returns: ip, tx_packets, tx_bytes, rx_packets, rx_bytes, packets, bytes; total_rows (the rows before the limit).
 select a.text as ip,
@@ -10,7 +10,7 @@ select a.text as ip,
        (sum(d.tx_packets) + sum(d.rx_packets))::hugeint as packets,
        (sum(d.tx_bytes) + sum(d.rx_bytes))::hugeint as bytes,
        count(*) over () as total_rows
-from ip_deltas d
+from window_ip_sums d
 join addresses a on a.id = d.ip_id
 group by a.text
 -- a key whose rows were all subtracted (see plan.ts) sums to zero
