@@ -1,6 +1,7 @@
 -- top_flow: traffic per unidirectional 5-tuple, largest first.
--- Takes: tables window_flow_sums(src_id, dst_id, proto, sport, dport, packets, bytes) and
---        addresses(id, text) loaded for the window; parameter $limit (NULL = every row).
+-- Takes: window_flow_sums(src_id, dst_id, proto, sport, dport, packets, bytes), the window's sums
+--        per flow (a flow may have a row per part read), and addresses(id, text) for the ids
+--        they name; parameter $limit (NULL = every row).
 -- Returns: src, dst, proto, sport, dport, packets, bytes; total_rows (the rows before the limit).
 select s.text as src, t.text as dst, d.proto, d.sport, d.dport,
        sum(d.packets)::hugeint as packets,

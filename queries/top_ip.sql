@@ -1,6 +1,7 @@
 -- top_ip: traffic per address, tx (as source) + rx (as destination), largest first.
--- Takes: tables window_ip_sums(ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes) and
---        addresses(id, text) loaded for the window; parameter $limit (NULL = every row).
+-- Takes: window_ip_sums(ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes), the window's sums per
+--        address (an address may have a row per part read), and addresses(id, text) for the
+--        ids they name; parameter $limit (NULL = every row).
 -- Returns: ip, tx_packets, tx_bytes, rx_packets, rx_bytes, packets, bytes; total_rows (the rows before the limit).
 select a.text as ip,
        sum(d.tx_packets)::hugeint as tx_packets,
