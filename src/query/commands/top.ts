@@ -1,14 +1,14 @@
 /** `tc-query top` and `tc-query flows`: the top talkers or flows of a window. */
 import type Database from 'better-sqlite3';
-import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from './duck';
-import { openReadOnly } from './db';
-import type { Window } from './window';
-import { counted, render, type Answer, type ColumnSpec, type Format } from './output';
-import { planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from './plan';
-import { matchingIds, whereFor, type Filters } from './filters';
-import { coverage, completenessLine, emptyWindowNote, flowsNote } from './coverage';
-import type { ReadAhead } from './prefetch';
-import { bitRate, bytes, si } from '../units';
+import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from '../duck';
+import { openReadOnly } from '../db';
+import type { Window } from '../window';
+import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
+import { planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
+import { matchingIds, whereFor, type Filters } from '../filters';
+import { coverage, completenessLine, emptyWindowNote, flowsNote } from '../coverage';
+import type { ReadAhead } from '../prefetch';
+import { bitRate, bytes, si } from '../../units';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow';
 

@@ -2,16 +2,16 @@
  * `tc-query series`: traffic per step (total, or of an address / CIDR), with a bar chart. Steps
  * are aligned to multiples of the step in UTC, or with `--tz` follow that zone's calendar.
  */
-import { Duck, querySql, BIGINT } from './duck';
-import { DbError, openReadOnly } from './db';
-import { parseStep, SERIES_STEPS, stepText, type Window } from './window';
-import { counted, render, type Answer, type ColumnSpec, type Format } from './output';
-import { collectColumns, planWindow, resolveWindow, seriesSql } from './plan';
-import { matchingIds, whereFor, type Filters } from './filters';
-import { coverage, completenessLine, emptyWindowNote } from './coverage';
+import { Duck, querySql, BIGINT } from '../duck';
+import { DbError, openReadOnly } from '../db';
+import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
+import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
+import { collectColumns, planWindow, resolveWindow, seriesSql } from '../plan';
+import { matchingIds, whereFor, type Filters } from '../filters';
+import { coverage, completenessLine, emptyWindowNote } from '../coverage';
 import type Database from 'better-sqlite3';
-import { formatTime, localSteps } from './time';
-import { bitRate, bytes, si } from '../units';
+import { formatTime, localSteps } from '../time';
+import { bitRate, bytes, si } from '../../units';
 
 export interface SeriesOptions {
   db: string;
