@@ -1,5 +1,6 @@
 -- series: traffic per step, one row per step of the window (empty steps too).
--- Takes: series_rows(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) loaded for the window;
+-- Takes: window_time_sums(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes), the window's sums per
+--        interval or rollup bucket start (t_ms) over the addresses asked for (all without one);
 --        steps(start_ms, end_ms), the window's steps in order (UTC multiples of the step, or a
 --        zone's calendar, where a day may last 23 or 25 hours); $per_address (true: tx + rx).
 -- Returns: start_ms, end_ms, packets, bytes, tx_packets, tx_bytes, rx_packets, rx_bytes.
@@ -9,7 +10,7 @@ with sums as (
   select s.start_ms,
          sum(r.tx_packets) as tx_packets, sum(r.tx_bytes) as tx_bytes,
          sum(r.rx_packets) as rx_packets, sum(r.rx_bytes) as rx_bytes
-  from series_rows r asof join steps s on r.t_ms >= s.start_ms
+  from window_time_sums r asof join steps s on r.t_ms >= s.start_ms
   where r.t_ms < s.end_ms
   group by 1
 )

@@ -227,3 +227,27 @@ test('edges planned as a coarser bucket minus its outside part answer exactly wh
   const got = queryJson<IpRow[]>(['--db', file, 'top', '--since', String(from / 1000), '--until', String(to / 1000), '--limit', '0']);
   assert.equal(got.reduce((s, row) => s + row.bytes, 0), hourOnly);
 });
+
+test('series reads no delta rows it would throw away: a window without intervals, an address the file does not hold', () => {
+  // A copy whose per-IP delta table is gone: any read of those rows fails.
+  const file = path.join(tmp(), 'no-deltas.db');
+  const r = recorder(['record', '--pcap', P('zeek_smtp.pcap'), '--db', file, '--quiet', '--interval-secs', '1']);
+  assert.equal(r.status, 0, r.stderr);
+  const rw = new Database(file);
+  const first = rw.prepare('select min(start_ms) from batches').pluck().get() as number;
+  rw.exec('drop table ip_deltas');
+  rw.close();
+  // Five minutes from the first interval, edges off the minute: the plan reaches raw interval rows.
+  const [since, until] = [String((first - 1500) / 1000), String((first + 301_500) / 1000)];
+  const empty = query(['--db', file, 'series', '--since', '100', '--until', '200', '--step', '1m', '--format', 'json']);
+  assert.equal(empty.status, 0, empty.stdout + empty.stderr);
+  assert.equal(empty.stdout, '[]\n');
+  assert.match(empty.stderr, /no intervals in this window/);
+  const nobody = query(['--db', file, 'series', '--ip', '203.0.113.99', '--since', since, '--until', until, '--step', '1m', '--format', 'json']);
+  assert.equal(nobody.status, 0, nobody.stdout + nobody.stderr);
+  const rows = JSON.parse(nobody.stdout) as Record<string, number>[];
+  assert.ok(rows.length > 0);
+  assert.ok(rows.every((row) => row.packets === 0 && row.bytes === 0 && row.tx_bytes === 0 && row.rx_bytes === 0));
+  // The same file answers a window with intervals for all addresses only by reading the rows.
+  assert.equal(query(['--db', file, 'series', '--since', since, '--until', until, '--step', '1m', '--format', 'json']).status, 1);
+});

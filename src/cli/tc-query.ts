@@ -1,23 +1,23 @@
 #!/usr/bin/env node
 /** `tc-query`: questions to a traffic-counter database (read-only), answered through DuckDB. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { TopBy } from '../query/top';
-import type * as TopMod from '../query/top';
-import type * as SeriesMod from '../query/series';
-import type * as StatusMod from '../query/status';
-import type * as AdhocMod from '../query/adhoc';
+import type { TopBy } from '../query/commands/top';
+import type * as TopMod from '../query/commands/top';
+import type * as SeriesMod from '../query/commands/series';
+import type * as StatusMod from '../query/commands/status';
+import type * as AdhocMod from '../query/commands/adhoc';
 import type * as PrefetchMod from '../query/prefetch';
-import type * as CopyMod from '../query/copy';
+import type * as CopyMod from '../query/commands/copy';
 
 // Command modules load on use: DuckDB's native module alone takes ~0.1 s to load.
 /* eslint-disable @typescript-eslint/no-require-imports */
 const lazy = {
-  top: () => require('../query/top') as typeof TopMod,
-  series: () => require('../query/series') as typeof SeriesMod,
-  status: () => require('../query/status') as typeof StatusMod,
-  adhoc: () => require('../query/adhoc') as typeof AdhocMod,
+  top: () => require('../query/commands/top') as typeof TopMod,
+  series: () => require('../query/commands/series') as typeof SeriesMod,
+  status: () => require('../query/commands/status') as typeof StatusMod,
+  adhoc: () => require('../query/commands/adhoc') as typeof AdhocMod,
   prefetch: () => require('../query/prefetch') as typeof PrefetchMod,
-  copy: () => require('../query/copy') as typeof CopyMod,
+  copy: () => require('../query/commands/copy') as typeof CopyMod,
 };
 import { makeWindow, parseStep, SERIES_STEPS } from '../query/window';
 import { counted, renderError, type Answer, type Format } from '../query/output';

@@ -5,7 +5,6 @@
  */
 import type * as DuckDBApi from '@duckdb/node-api';
 import type { DuckDBConnection, DuckDBInstance, DuckDBType, DuckDBValue } from '@duckdb/node-api';
-import type Database from 'better-sqlite3';
 import duckdb from '@duckdb/node-bindings';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -44,39 +43,14 @@ export interface Column {
 }
 
 export class Duck {
-  /**
-   * Catalog prefix of the traffic-counter tables when DuckDB reads the SQLite file itself
-   * (`tc.`), or undefined when rows are moved in from better-sqlite3.
-   */
-  attached: string | undefined;
-
   private constructor(private readonly instance: DuckDBInstance, readonly conn: DuckDBConnection) {}
-
-  /**
-   * When the host has DuckDB's sqlite extension installed, attaches the file READ_ONLY as `tc`
-   * so the planned segments are read by DuckDB directly (the same SQL). Auto-install stays off:
-   * without the extension this fails at once and rows are moved in instead. The file is
-   * attached only where openReadOnly (db.ts) read it in place: a file it had to read into
-   * memory (a WAL file in a folder that is not writable) is not one SQLite can open there.
-   */
-  async attachSqlite(sqlite: Database.Database): Promise<boolean> {
-    if (sqlite.memory) return false;
-    try {
-      await this.conn.run('LOAD sqlite');
-      await this.conn.run(`ATTACH ${sqlString(sqlite.name)} AS tc (TYPE sqlite, READ_ONLY)`);
-      this.attached = 'tc.';
-      return true;
-    } catch {
-      return false;
-    }
-  }
 
   /**
    * Takes away DuckDB's access to the file system for the rest of this instance: no COPY TO,
    * ATTACH of a file, read_csv/read_parquet/read_text, INSTALL/LOAD or EXPORT DATABASE, and the
    * settings locked so that no statement turns it back on (SET, RESET and PRAGMA all refuse).
    * `allow`: the paths an export writes, which stay writable (DuckDB's allowed_paths).
-   * Called once the tables are loaded (and the file attached, where it is).
+   * Called once the tables are loaded.
    */
   async lockDown(allow: string[] = []): Promise<void> {
     if (allow.length > 0) await this.conn.run(`SET allowed_paths = [${allow.map(sqlString).join(', ')}]`);
@@ -118,10 +92,10 @@ export class Duck {
     return { duck: await opening, result };
   }
 
-  /** Creates `table` (in `catalog`, default the in-memory one) and appends `rows` in DataChunks. */
-  async load(table: string, columns: Column[], rows: Iterable<unknown[]>, catalog?: string): Promise<number> {
-    await this.conn.run(`create table ${catalog ? `${catalog}.` : ''}${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);
-    const appender = await this.conn.createAppender(table, null, catalog ?? null);
+  /** Creates `table` and appends `rows` in DataChunks. */
+  async load(table: string, columns: Column[], rows: Iterable<unknown[]>): Promise<number> {
+    await this.conn.run(`create table ${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);
+    const appender = await this.conn.createAppender(table);
     const types = columns.map((c) => c.type);
     let cols: DuckDBValue[][] = columns.map(() => []);
     let n = 0;

@@ -55,16 +55,13 @@ export function matchingIds(db: Database.Database, f: Filters): number[] | undef
   return undefined;
 }
 
-/**
- * SQL condition and parameters on a per-IP (`ip_id`) or per-flow (`src_id`, `dst_id`) row, in
- * SQLite's dialect or DuckDB's (when DuckDB reads the attached file itself).
- */
-export function whereFor(family: 'ip' | 'flow', ids: number[] | undefined, f: Filters, dialect: 'sqlite' | 'duckdb' = 'sqlite'): { where: string; params: unknown[] } {
+/** SQLite condition and parameters on a per-IP (`ip_id`) or per-flow (`src_id`, `dst_id`) row. */
+export function whereFor(family: 'ip' | 'flow', ids: number[] | undefined, f: Filters): { where: string; params: unknown[] } {
   const parts: string[] = [];
   const params: unknown[] = [];
   if (ids) {
     const json = JSON.stringify(ids);
-    const list = dialect === 'sqlite' ? '(select value from json_each(?))' : '(select unnest(?::BIGINT[]))';
+    const list = '(select value from json_each(?))';
     if (family === 'ip') {
       parts.push(`d.ip_id in ${list}`);
       params.push(json);

@@ -155,12 +155,12 @@ const KEYS: Record<Family, string[]> = { ip: ['ip_id'], flow: ['src_id', 'dst_id
 const VALUES: Record<Family, string[]> = { ip: ['tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'], flow: ['packets', 'bytes'] };
 
 /** One segment's rows (keys, then counters negated when the segment is subtracted). */
-function segmentRows(family: Family, s: Segment, where: string, t: (name: string) => string): string {
+function segmentRows(family: Family, s: Segment, where: string): string {
   const cols = [...KEYS[family].map((c) => `d.${c}`), ...VALUES[family].map((c) => `${s.sign < 0 ? '-' : ''}d.${c}`)].join(', ');
   const table = family === 'ip' ? 'ip_deltas' : 'flow_deltas';
-  if (s.source === 'raw') return `select ${cols} from ${t('batches')} b join ${t(table)} d on d.batch_id = b.id where b.start_ms >= ? and b.start_ms < ? ${where}`;
-  if (where) return `select * from (${bucketsCte(s)} select ${cols} from t join ${t(s.source)} d on d.bucket_ms = t.b where true ${where})`;
-  return `select ${cols} from ${t(s.source)} d where d.bucket_ms >= ? and d.bucket_ms < ?`;
+  if (s.source === 'raw') return `select ${cols} from batches b join ${table} d on d.batch_id = b.id where b.start_ms >= ? and b.start_ms < ? ${where}`;
+  if (where) return `select * from (${bucketsCte(s)} select ${cols} from t join ${s.source} d on d.bucket_ms = t.b where true ${where})`;
+  return `select ${cols} from ${s.source} d where d.bucket_ms >= ? and d.bucket_ms < ?`;
 }
 
 /**
@@ -171,11 +171,10 @@ function segmentRows(family: Family, s: Segment, where: string, t: (name: string
  * `windowParams`. One result set rather than one per segment: handing rows to JS costs more
  * than SQLite's grouping (measured here ~2 us per row).
  */
-export function windowSql(family: Family, segments: Segment[], where: string, schema = ''): string {
-  const t = (name: string) => `${schema}${name}`;
+export function windowSql(family: Family, segments: Segment[], where: string): string {
   const keys = KEYS[family].join(', ');
   const values = VALUES[family];
-  const members = segments.map((s) => segmentRows(family, s, where, t)).join('\n  union all\n  ');
+  const members = segments.map((s) => segmentRows(family, s, where)).join('\n  union all\n  ');
   const nonZero = family === 'ip' ? 'sum(tx_packets) != 0 or sum(rx_packets) != 0' : 'sum(packets) != 0';
   return `with u(${keys}, ${values.join(', ')}) as (\n  ${members}\n)
 select ${keys}, ${values.map((v) => `sum(${v})`).join(', ')} from u group by ${keys} having ${nonZero}`;
@@ -189,15 +188,14 @@ export function windowParams(segments: Segment[], params: unknown[]): unknown[] 
  * SQL reading one segment as a time series: (t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes)
  * per interval or bucket start, summed over the addresses matched by `where`.
  */
-export function seriesSql(s: Segment, where: string, schema = ''): string {
-  const t = (name: string) => `${schema}${name}`;
+export function seriesSql(s: Segment, where: string): string {
   if (s.sign !== 1) throw new Error('series plans add segments only');
   if (s.source === 'raw') {
-    return `select b.start_ms, ${IP_SUMS} from ${t('batches')} b join ${t('ip_deltas')} d on d.batch_id = b.id
+    return `select b.start_ms, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
             where b.start_ms >= ? and b.start_ms < ? ${where} group by b.start_ms`;
   }
-  if (where) return `${bucketsCte(s)} select d.bucket_ms, ${IP_SUMS} from t join ${t(s.source)} d on d.bucket_ms = t.b where true ${where} group by d.bucket_ms`;
-  return `select bucket_ms, ${IP_SUMS} from ${t(s.source)} d where bucket_ms >= ? and bucket_ms < ? ${where} group by bucket_ms`;
+  if (where) return `${bucketsCte(s)} select d.bucket_ms, ${IP_SUMS} from t join ${s.source} d on d.bucket_ms = t.b where true ${where} group by d.bucket_ms`;
+  return `select bucket_ms, ${IP_SUMS} from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by bucket_ms`;
 }
 
 /** Resolves the window: `--all` becomes the recorded span of the log. */

@@ -1,15 +1,14 @@
 /** `tc-query top` and `tc-query flows`: the top talkers or flows of a window. */
-import type { DuckDBValue } from '@duckdb/node-api';
 import type Database from 'better-sqlite3';
-import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from './duck';
-import { openReadOnly } from './db';
-import type { Window } from './window';
-import { counted, render, type Answer, type ColumnSpec, type Format } from './output';
-import { planWindow, readSegments, resolveWindow, windowParams, windowSql, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from './plan';
-import { matchingIds, whereFor, type Filters } from './filters';
-import { coverage, completenessLine, emptyWindowNote, flowsNote } from './coverage';
-import type { ReadAhead } from './prefetch';
-import { bitRate, bytes, si } from '../units';
+import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from '../duck';
+import { openReadOnly } from '../db';
+import type { Window } from '../window';
+import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
+import { planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
+import { matchingIds, whereFor, type Filters } from '../filters';
+import { coverage, completenessLine, emptyWindowNote, flowsNote } from '../coverage';
+import type { ReadAhead } from '../prefetch';
+import { bitRate, bytes, si } from '../../units';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow';
 
@@ -27,17 +26,20 @@ export interface TopOptions {
 
 export const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
 
-export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>, family: Family = 'ip'): Promise<void> {
-  if (duck.attached) {
-    const used = family === 'ip' ? 'select ip_id from ip_deltas' : 'select src_id from flow_deltas union select dst_id from flow_deltas';
-    await duck.conn.run(`create table addresses as select id, text from ${duck.attached}addresses where id in (${used})`);
-    return;
-  }
+/** Loads addresses(id, text) for the dictionary ids the window's rows refer to. */
+export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>): Promise<void> {
   const stmt = sqlite.prepare('select id, text from addresses where id in (select value from json_each(?))').safeIntegers(true).raw(true);
   await duck.load('addresses', [{ name: 'id', sqlType: 'BIGINT', type: BIGINT }, { name: 'text', sqlType: 'VARCHAR', type: VARCHAR }], stmt.iterate(JSON.stringify([...ids])) as Iterable<unknown[]>);
 }
 
-/** Loads the window's per-IP or per-flow rows (partially summed per segment) into DuckDB. */
+/** The DuckDB table of a family's window sums (the SQL headers of queries/ say what each holds). */
+export const WINDOW_TABLE: Record<Family, string> = { ip: 'window_ip_sums', flow: 'window_flow_sums' };
+
+/**
+ * Loads the window's per-IP or per-flow sums into DuckDB as WINDOW_TABLE[family]: read from
+ * SQLite summed per key (the part read ahead on a worker summed apart, so a key may have two
+ * rows) and copied in as typed columns.
+ */
 export async function loadWindow(
   sqlite: Database.Database,
   duck: Duck,
@@ -48,19 +50,7 @@ export async function loadWindow(
   params: unknown[] = [],
   preRead?: ReadAhead,
 ): Promise<void> {
-  const segments = preRead ? preRead.mine : planWindow(sqlite, family, w);
-  if (duck.attached && !preRead) {
-    // DuckDB reads the attached file itself: the same segment SQL, run there.
-    const cols =
-      family === 'ip'
-        ? 'ip_id BIGINT, tx_packets HUGEINT, tx_bytes HUGEINT, rx_packets HUGEINT, rx_bytes HUGEINT'
-        : 'src_id BIGINT, dst_id BIGINT, proto UTINYINT, sport USMALLINT, dport USMALLINT, packets HUGEINT, bytes HUGEINT';
-    const table = family === 'ip' ? 'ip_deltas' : 'flow_deltas';
-    await duck.conn.run(`create table ${table} (${cols})`);
-    if (segments.length > 0) await duck.conn.run(`insert into ${table} ${windowSql(family, segments, where, duck.attached)}`, windowParams(segments, params).map(duckParam));
-    return;
-  }
-  const parts = [preRead?.mineRows ?? readSegments(sqlite, family, segments, where, params)];
+  const parts = [preRead?.mineRows ?? readSegments(sqlite, family, preRead ? preRead.mine : planWindow(sqlite, family, w), where, params)];
   if (preRead) parts.push(await preRead.theirs);
   for (const p of parts) for (const id of p.ids) ids.add(id);
   const cols = SEGMENT_COLUMNS[family];
@@ -69,7 +59,7 @@ export async function loadWindow(
   const spec = cols.map((k, i) =>
     k === 'i64' ? { name: names[i], sqlType: 'BIGINT', type: BIGINT } : k === 'u8' ? { name: names[i], sqlType: 'UTINYINT', type: UTINYINT } : { name: names[i], sqlType: 'USMALLINT', type: USMALLINT },
   );
-  await duck.loadColumns(family === 'ip' ? 'ip_deltas' : 'flow_deltas', spec, parts);
+  await duck.loadColumns(WINDOW_TABLE[family], spec, parts);
 }
 
 const IP_COLS: ColumnSpec[] = [
@@ -96,11 +86,6 @@ const FLOW_COLS: ColumnSpec[] = [
   { key: 'bytes', human: (v) => bytes(v as bigint) },
 ];
 
-/** Integers go to DuckDB as BIGINT. */
-export function duckParam(v: unknown): DuckDBValue {
-  return typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : (v as DuckDBValue);
-}
-
 export async function top(o: TopOptions): Promise<Answer> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
@@ -110,8 +95,6 @@ export async function top(o: TopOptions): Promise<Answer> {
     ({ duck } = await Duck.openAlongside(() => {
       if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params);
     }));
-    // With rows already read on a worker, moving them in beats attaching.
-    if (!o.prefetched) await duck.attachSqlite(sqlite);
     return await answerTop(sqlite, duck, o);
   } finally {
     duck?.close();
@@ -119,28 +102,27 @@ export async function top(o: TopOptions): Promise<Answer> {
   }
 }
 
-/** The top answer over an open database and DuckDB session (rows moved in, or read by DuckDB). */
-export async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): Promise<Answer> {
+/** The top answer over an open database and DuckDB session. */
+async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): Promise<Answer> {
   {
-    const pre = o.prefetched && !duck.attached ? o.prefetched : undefined;
-    const dialect = duck.attached ? 'duckdb' : 'sqlite';
+    const pre = o.prefetched;
     const ids = new Set<number>();
     const window = pre ? pre.window : resolveWindow(sqlite, o.window);
     const f = o.filters ?? {};
     const match = pre ? pre.match : matchingIds(sqlite, f);
     const l4 = f.proto !== undefined || f.port !== undefined;
     if (o.by === 'flow' || l4) {
-      const w = whereFor('flow', match, f, dialect);
+      const w = whereFor('flow', match, f);
       await loadWindow(sqlite, duck, 'flow', window, ids, w.where, w.params, pre);
       if (o.by !== 'flow') {
         await duck.conn.run(querySql('ip_from_flows'));
-        if (match) await duck.conn.run('delete from ip_deltas where ip_id not in (select unnest($ids::bigint[]))', { ids: JSON.stringify(match) });
+        if (match) await duck.conn.run(`delete from ${WINDOW_TABLE.ip} where ip_id not in (select unnest($ids::bigint[]))`, { ids: JSON.stringify(match) });
       }
     } else {
-      const w = whereFor('ip', match, f, dialect);
+      const w = whereFor('ip', match, f);
       await loadWindow(sqlite, duck, 'ip', window, ids, w.where, w.params, pre);
     }
-    await loadAddresses(sqlite, duck, ids, o.by === 'flow' ? 'flow' : 'ip');
+    await loadAddresses(sqlite, duck, ids);
     await duck.lockDown();
     const sqlName = { ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by];
     const rows = await duck.rows(querySql(sqlName), { limit: o.limit === 0 ? null : o.limit });

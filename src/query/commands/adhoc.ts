@@ -1,14 +1,14 @@
 /** `tc-query sql` (ad hoc DuckDB SQL over the documented tables) and `tc-query export`. */
 import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { Duck, sqlString } from './duck';
-import { DbError, openReadOnly } from './db';
-import type { Window } from './window';
-import { render, type Format } from './output';
-import { resolveWindow } from './plan';
-import { coverage, emptyWindowNote } from './coverage';
-import { loadTable, tablesIn, timeColumns } from './tables';
-import { checkFileOut, checkFolderOut, discard, publish, stagingPath, writeFailed } from './out';
+import { Duck, sqlString } from '../duck';
+import { DbError, openReadOnly } from '../db';
+import type { Window } from '../window';
+import { render, type Format } from '../output';
+import { resolveWindow } from '../plan';
+import { coverage, emptyWindowNote } from '../coverage';
+import { loadTable, tablesIn, timeColumns } from '../tables';
+import { checkFileOut, checkFolderOut, discard, publish, stagingPath, writeFailed } from '../out';
 
 /**
  * What a statement that DuckDB refused after lockDown() tried to do, in the words of the CLI;

@@ -2,18 +2,16 @@
  * `tc-query series`: traffic per step (total, or of an address / CIDR), with a bar chart. Steps
  * are aligned to multiples of the step in UTC, or with `--tz` follow that zone's calendar.
  */
-import { Duck, querySql, BIGINT } from './duck';
-import { DbError, openReadOnly } from './db';
-import { parseStep, SERIES_STEPS, stepText, type Window } from './window';
-import { counted, render, type Answer, type ColumnSpec, type Format } from './output';
-import { collectColumns, planWindow, seriesSql } from './plan';
-import { matchingIds, whereFor, type Filters } from './filters';
-import { coverage, completenessLine, emptyWindowNote } from './coverage';
-import { resolveWindow } from './plan';
-import { duckParam } from './top';
+import { Duck, querySql, BIGINT } from '../duck';
+import { DbError, openReadOnly } from '../db';
+import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
+import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
+import { collectColumns, planWindow, resolveWindow, seriesSql } from '../plan';
+import { matchingIds, whereFor, type Filters } from '../filters';
+import { coverage, completenessLine, emptyWindowNote } from '../coverage';
 import type Database from 'better-sqlite3';
-import { formatTime, localSteps } from './time';
-import { bitRate, bytes, si } from '../units';
+import { formatTime, localSteps } from '../time';
+import { bitRate, bytes, si } from '../../units';
 
 export interface SeriesOptions {
   db: string;
@@ -69,56 +67,51 @@ type SeriesRows = { columns: ArrayBufferView[]; count: number };
 
 const seriesKeys = (perAddress: boolean) => (perAddress ? ['start', 'end', 'packets', 'bytes', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['start', 'end', 'packets', 'bytes']);
 
-/** Reads series rows (t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) into typed columns. */
+/** The DuckDB table of the window's sums per interval or bucket start (see queries/series.sql). */
+const TIME_SUMS = 'window_time_sums';
+const TIME_SUMS_COLUMNS = ['t_ms', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'];
+
+/**
+ * Reads the window's sums per interval or bucket start (t_ms, tx_packets, tx_bytes, rx_packets,
+ * rx_bytes) over the addresses `ids` (all without a filter) into typed columns.
+ */
 function readSeries(sqlite: Database.Database, window: Window, stepMs: number, ids: number[] | undefined): SeriesRows {
-  const w = whereFor('ip', ids, {}, 'sqlite');
+  const kinds = TIME_SUMS_COLUMNS.map(() => 'i64' as const);
+  // A filter that matches no address has no rows: the steps are all zero.
+  if (ids?.length === 0) return collectColumns([], kinds);
+  const w = whereFor('ip', ids, {});
   const segments = planWindow(sqlite, 'ip', window, { stepMs });
   // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
   function* rows(): Generator<bigint[]> {
     for (const s of segments) yield* sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params) as Iterable<bigint[]>;
   }
-  return collectColumns(rows(), ['i64', 'i64', 'i64', 'i64', 'i64']);
-}
-
-/** Loads series_rows(t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes) for the window. */
-export async function loadSeries(sqlite: Database.Database, duck: Duck, window: Window, stepMs: number, ids: number[] | undefined, preRead?: SeriesRows): Promise<void> {
-  if (duck.attached) {
-    const w = whereFor('ip', ids, {}, 'duckdb');
-    const segments = planWindow(sqlite, 'ip', window, { stepMs });
-    await duck.conn.run('create table series_rows (t_ms BIGINT, tx_packets HUGEINT, tx_bytes HUGEINT, rx_packets HUGEINT, rx_bytes HUGEINT)');
-    for (const s of segments) {
-      await duck.conn.run(`insert into series_rows ${seriesSql(s, w.where, duck.attached)}`, [s.fromMs, s.toMs, ...w.params].map(duckParam));
-    }
-    return;
-  }
-  const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
-  await duck.loadColumns('series_rows', [big('t_ms'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')], [preRead ?? readSeries(sqlite, window, stepMs, ids)]);
+  return collectColumns(rows(), kinds);
 }
 
 export async function series(o: SeriesOptions): Promise<Answer> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
-    // SQLite is read here while DuckDB starts (if DuckDB then reads the attached file itself,
-    // these rows go unused).
+    // SQLite is read here while DuckDB starts; a window without intervals reads no rows (its
+    // note is the answer).
     const opened = await Duck.openAlongside(() => {
       const window = resolveWindow(sqlite, o.window);
       const bounds = stepBounds(window, o.stepMs, o.tz);
       const alignMs = alignment(bounds, o.stepMs);
       const ids = matchingIds(sqlite, o.filters);
-      return { window, bounds, alignMs, ids, pre: readSeries(sqlite, window, alignMs, ids) };
+      const cov = coverage(sqlite, window);
+      const empty = emptyWindowNote(sqlite, cov, window, o.tz);
+      const read: { empty: string } | { sums: SeriesRows } = empty ? { empty } : { sums: readSeries(sqlite, window, alignMs, ids) };
+      return { bounds, ids, cov, read };
     });
     duck = opened.duck;
-    const { window, bounds, alignMs, ids, pre } = opened.result;
+    const { bounds, ids, cov, read } = opened.result;
     const perAddress = ids !== undefined;
-    const cov = coverage(sqlite, window);
-    const empty = emptyWindowNote(sqlite, cov, window, o.tz);
-    if (empty) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress).join(',')}\n` : '', notes: [empty] };
-    await duck.attachSqlite(sqlite);
-    await loadSeries(sqlite, duck, window, alignMs, ids, pre);
+    if ('empty' in read) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress).join(',')}\n` : '', notes: [read.empty] };
+    const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
+    await duck.loadColumns(TIME_SUMS, TIME_SUMS_COLUMNS.map(big), [read.sums]);
     const starts = BigInt64Array.from(bounds.slice(0, -1), BigInt);
     const ends = BigInt64Array.from(bounds.slice(1), BigInt);
-    const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
     await duck.loadColumns('steps', [big('start_ms'), big('end_ms')], [{ columns: [starts, ends], count: starts.length }]);
     await duck.lockDown();
     const result = await duck.rows(querySql('series'), { per_address: perAddress });

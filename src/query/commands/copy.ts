@@ -8,8 +8,8 @@
  */
 import Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
-import { DbError, openReadOnly } from './db';
-import { checkFileOut, discard, publish, stagingPath, writeFailed } from './out';
+import { DbError, openReadOnly } from '../db';
+import { checkFileOut, discard, publish, stagingPath, writeFailed } from '../out';
 
 export interface CopyResult {
   out: string;

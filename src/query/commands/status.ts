@@ -1,11 +1,11 @@
 /** `tc-query status`: what the file covers and how complete it is. */
-import { openReadOnly } from './db';
-import type { Window } from './window';
-import { counted, toJson, type Format } from './output';
-import { resolveWindow } from './plan';
-import { bounds, coverage, GAPS_SQL } from './coverage';
-import { formatTime } from './time';
-import { bytes, grouped } from '../units';
+import { openReadOnly } from '../db';
+import type { Window } from '../window';
+import { counted, toJson, type Format } from '../output';
+import { resolveWindow } from '../plan';
+import { bounds, coverage, GAPS_SQL } from '../coverage';
+import { formatTime } from '../time';
+import { bytes, grouped } from '../../units';
 
 export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<string> {
   const db = openReadOnly(o.db);
