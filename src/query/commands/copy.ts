@@ -21,8 +21,14 @@ export interface CopyResult {
 
 export function copyDatabase(o: { db: string; out: string; force: boolean }): CopyResult {
   if (o.out === '-') throw new DbError('--out -: a database copy is a file; name one (e.g. --out traffic-copy.db)', 'ERR_TC_USAGE');
-  checkFileOut(o.out, o.db, o.force, true);
+  // The database first: a file that cannot be read is the problem to say, whatever --out is.
   const src = openReadOnly(o.db);
+  try {
+    checkFileOut(o.out, o.db, o.force, true);
+  } catch (err) {
+    src.close();
+    throw err;
+  }
   const tmp = stagingPath(o.out);
   try {
     src.prepare('vacuum into ?').run(tmp);
