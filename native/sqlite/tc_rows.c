@@ -4,8 +4,8 @@
  *
  * The recorder's bulk insert: `INSERT INTO t SELECT c0, .., c5 FROM tc_rows(?, 6)` puts a whole
  * batch in with one bound value, where a multi-row VALUES statement binds six JS values per row
- * (better-sqlite3 binds each through V8; measured here that binding was ~20% of a bare insert
- * loop, and a loop through this function reaches 1.2-1.4x its rate). SQLite's own carray extension does not fit:
+ * (better-sqlite3 binds each through V8, a large share of an insert's time). SQLite's own carray
+ * extension does not fit:
  * it takes a pointer binding, which JS cannot make. Built after the pattern of carray.c and
  * series.c of SQLite's ext/misc; compiled into the native addon, which exports the entry point
  * `sqlite3_tcrows_init` for better-sqlite3's loadExtension(). Only the writer loads it: files

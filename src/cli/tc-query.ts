@@ -9,7 +9,7 @@ import type * as AdhocMod from '../query/commands/adhoc';
 import type * as PrefetchMod from '../query/prefetch';
 import type * as CopyMod from '../query/commands/copy';
 
-// Command modules load on use: DuckDB's native module alone takes ~0.1 s to load.
+// Command modules load on use: DuckDB's native module alone is slow to load.
 /* eslint-disable @typescript-eslint/no-require-imports */
 const lazy = {
   top: () => require('../query/commands/top') as typeof TopMod,

@@ -11,8 +11,8 @@ import * as path from 'node:path';
 
 /**
  * @duckdb/node-api from its one-file bundle (`npm run build:vendor`, made by `npm run build`),
- * else from the package. The package is about a hundred small modules: resolving and compiling
- * them took ~0.1 s of every answer here, the bundle ~70 ms less. The only module that loads it.
+ * else from the package: the package is about a hundred small modules, and resolving and
+ * compiling them is a visible part of every answer. The only module that loads it.
  */
 function loadApi(): typeof DuckDBApi {
   /* eslint-disable @typescript-eslint/no-require-imports */
@@ -124,7 +124,7 @@ export class Duck {
   /**
    * Creates `table` and appends typed columns (each part: `count` rows per column) in
    * DataChunks whose vectors are filled by one memory copy each: no value is converted one by
-   * one (measured here ~4 us per 5-column row through DuckDBValues; a copy is a few ns).
+   * one (converting through DuckDBValues costs microseconds a row, a copy nanoseconds).
    */
   async loadColumns(table: string, columns: Column[], parts: { columns: ArrayBufferView[]; count: number }[]): Promise<void> {
     await this.conn.run(`create table ${table} (${columns.map((c) => `${c.name} ${c.sqlType}`).join(', ')})`);

@@ -38,9 +38,8 @@ export function render(format: Format, allCols: ColumnSpec[], rows: Record<strin
 }
 
 /**
- * A boxed table, one line per row. Written here rather than with cli-table3: that library spent
- * ~0.7 ms a row here (4,000 rows in 2.9 s), so a long series took minutes; this is one pass
- * for the widths and one for the lines. Widths count code points (every cell is ASCII, or the
+ * A boxed table, one line per row. Written here rather than with cli-table3, whose cost per row
+ * makes a long series take minutes; this is one pass for the widths and one for the lines. Widths count code points (every cell is ASCII, or the
  * one-column block characters of the bar chart).
  */
 function boxTable(head: string[], align: ('left' | 'right')[], rows: string[][]): string {

@@ -1,7 +1,7 @@
 /**
  * Read-ahead for `tc-query top`: plans the window, then reads about half of its segments on a
  * worker thread while the main thread loads DuckDB and reads the other half, so SQLite's work
- * runs on both cores and overlaps with DuckDB's start-up (each ~0.1 s here). Light on purpose:
+ * runs on both cores and overlaps with DuckDB's start-up (of the same order). Light on purpose:
  * this module loads no DuckDB.
  */
 import { Worker } from 'node:worker_threads';

@@ -1,6 +1,6 @@
 /**
  * The capabilities live capture needs, checked up front from /proc/self/status, so that one
- * message lists every one that is missing (capabilities(7)). Measured on Linux 6.18 with
+ * message lists every one that is missing (capabilities(7)). Checked on Linux 6.18 with
  * `setpriv --bounding-set`: AF_PACKET sockets need CAP_NET_RAW; loading the socket filter and
  * its LPM maps needs CAP_BPF (CAP_SYS_ADMIN before Linux 5.8, or instead of it); attaching it
  * (SO_ATTACH_BPF) and PACKET_FANOUT need nothing more, so CAP_NET_ADMIN is not required.

@@ -1,8 +1,8 @@
 /**
  * WAL checkpoints on a worker thread with a connection of its own, so that copying the WAL
  * into the database file (and the fsync that ends it) never stalls the thread that writes
- * batches: measured here, inline auto-checkpoints took ~7% of the writer's time, and an fsync
- * on a busy disk can take much longer. PASSIVE checkpoints never block the writer or readers.
+ * batches: inline auto-checkpoints take a share of the writer's time, and an fsync on a busy
+ * disk can take much longer. PASSIVE checkpoints never block the writer or readers.
  *
  * While the worker runs, the writing connection's auto-checkpoint threshold is raised (not
  * removed): should the worker fall behind or fail, SQLite still checkpoints inline and the

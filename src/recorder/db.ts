@@ -83,10 +83,7 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
     // Checked before anything writes to the file: a foreign or newer file is never altered.
     if (checkIdentity(sqlite, file, true) === 'ok' && nodeId !== undefined) checkNodeId(sqlite, file, nodeId);
     // No auto_vacuum: pages freed by retention are reused by later writes, so the file levels
-    // off at the size its retention holds. (Measured here: auto_vacuum = INCREMENTAL and its
-    // pointer-map pages cost ~15% of the insert rate, and handing pages back only for later
-    // writes to grow the file again is churn. Files made with it by earlier versions keep it
-    // and retention still vacuums them in small steps.)
+    // off at the size its retention holds, and inserts skip the pointer-map pages it costs.
     sqlite.pragma('journal_mode = WAL');
     // Keep the WAL small: checkpoint every ~4 MiB of commits (the sink moves this to a thread of
     // its own, see checkpointer.ts) and truncate it to 64 MiB after.
@@ -96,9 +93,8 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
     // Short: a locked database must not stall the event loop; the sink retries with back-off.
     sqlite.pragma('busy_timeout = 100');
     // Rollup closes that group in SQL (flow minutes, fallbacks) sort many rows: their sorters
-    // spill to temp files past the cache (the default temp_store). Measured here on a flow
-    // minute of 6M rows: peak RSS 278-301 MiB and 11-12 s, against 554 MiB and 12.5 s with
-    // temp_store = MEMORY, which keeps every sorted run in RAM however many rows there are.
+    // spill to temp files past the cache (the default temp_store), where temp_store = MEMORY
+    // would keep every sorted run in RAM however many rows there are.
     sqlite.pragma('cache_size = -65536');
     // The bulk-insert table function tc_rows (rows.ts); loaded into this connection only.
     loadRowsExtension(sqlite);
@@ -139,7 +135,7 @@ export function hostNodeId(): string {
 /**
  * The node id is set once per file, when it is created (the host's name, or `record --node-id`),
  * and kept: it names the node of every session and of the `node=` partitions of an export, so
- * one file is one node's history. A file made before this rule keeps the id it has.
+ * one file is one node's history.
  */
 function ensureMeta(db: Database.Database, wanted: string | undefined): string {
   const put = (key: string, value: string) => run(db, build.insertInto('meta').orIgnore().values({ key, value }));

@@ -1,8 +1,7 @@
 /**
  * Retention: old rows leave in small steps (a few buckets or batches per step, each step its
  * own short transaction), so a write never waits on a large delete; freed pages are reused by
- * later writes (in files made with auto_vacuum = INCREMENTAL by earlier versions, they are
- * also handed back to the file system in small steps).
+ * later writes.
  */
 import type Database from 'better-sqlite3';
 import ms from 'ms';
@@ -40,7 +39,6 @@ export const DEFAULT_RETENTION: Retention = Object.fromEntries(
 
 const BATCHES_PER_STEP = 16;
 const BUCKETS_PER_STEP = 2;
-const VACUUM_PAGES_PER_STEP = 512;
 
 export class Pruner {
   private readonly stmts;
@@ -86,7 +84,6 @@ export class Pruner {
       // Interval records (small) stay as long as minute rollups, for status and gap reports.
       removed += this.stmts.delBatchRows.run(now - Math.max(this.r.minutesMs, this.r.rawIpMs, this.r.rawFlowMs)).changes;
     })();
-    if (removed > 0) this.db.pragma(`incremental_vacuum(${VACUUM_PAGES_PER_STEP})`);
     return removed;
   }
 }

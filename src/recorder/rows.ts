@@ -5,10 +5,9 @@
  * `INSERT INTO t (...) SELECT c0, .. FROM tc_rows(?, width)`, binding one BLOB: the table
  * function of native/sqlite/tc_rows.c, loaded into the writer's connection by db.ts.
  *
- * Measured here against multi-row VALUES statements (values spread into `run()`): better-sqlite3
- * binds every value through V8 (~20% of a bare insert loop's time), and a bare loop through
- * tc_rows reaches 1.2-1.4x the rate of one with 256-row VALUES statements. Counters go in as the
- * engine's own 64-bit words, without a JS number or BigInt on the way.
+ * Faster than multi-row VALUES statements (values spread into `run()`), whose every value
+ * better-sqlite3 binds through V8. Counters go in as the engine's own 64-bit words, without a JS
+ * number or BigInt on the way.
  */
 import type Database from 'better-sqlite3';
 import { sqliteExtension } from '../native';

@@ -6,8 +6,8 @@
  *
  * Group commit: when several batches wait (a replay, or live capture catching up after a slow
  * write), up to GROUP_ROWS rows of them go in one transaction. A batch is never split across
- * transactions, so appends stay atomic and idempotent per batch; a commit per batch would cost
- * about a tenth of the write rate (measured in bench/writer.ts). Live capture at its own pace
+ * transactions, so appends stay atomic and idempotent per batch; a commit per batch writes
+ * markedly slower (bench:writer measures both). Live capture at its own pace
  * queues one batch per interval, so each batch still commits on its own.
  *
  * Live capture never waits on the database: past `queueMax` batches the oldest is dropped and a

@@ -312,11 +312,6 @@ export function sessionByKey(db: Database.Database, key: string): PriorSession |
   return get(db, priorSessions().where('session_key', '=', key));
 }
 
-/** Replay sessions keyed as earlier versions keyed them (without the `replay:<identity>` form), oldest first. */
-export function legacyReplaySessions(db: Database.Database): PriorSession[] {
-  return all(db, priorSessions().where('kind', '=', 'replay').where('session_key', 'not like', 'replay:%:%').orderBy('id'));
-}
-
 /**
  * Marks the live sessions that never ended, other than `currentId`, as unclean shutdowns (a
  * gap): an event each, and the session ended at its last interval. Call under the writer lock,

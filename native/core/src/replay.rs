@@ -284,7 +284,7 @@ pub fn replay(
 
 /// The identity of a capture file by its whole content: its length and the 128-bit XXH3 of
 /// every byte (a file differing from another anywhere, even in one byte in the middle, has
-/// another identity). Measured on a 1 GiB capture in the page cache: see the README.
+/// another identity). What it costs: docs/recording.md.
 pub fn identity(path: &Path) -> Result<String, ReplayError> {
     let p = path.display().to_string();
     let f = File::open(path).map_err(|source| ReplayError::Open { path: p.clone(), source })?;

@@ -48,7 +48,7 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
         continue;
       }
       given.set(key, file);
-      const prior = priorSession(db, file, key);
+      const prior = priorSession(db, key);
       if (prior && prior.ended_at !== null && !o.replace) {
         const when = `replayed ${isoUtc(prior.started_at)}${prior.source !== path.resolve(file) ? ` from ${prior.source}` : ''}`;
         log.info(
