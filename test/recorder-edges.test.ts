@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import * as engine from '../src/native';
-import { generate } from '../bench/gen';
+import { generate } from './support/gen';
 import { exited, needRoot, pcapsDir, query, queryJson, recorder, RECORDER, ROOT, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
 
 const SMTP = path.join(pcapsDir(), 'zeek_smtp.pcap');

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { tmp } from './helpers';
-import { openForWrite } from '../src/recorder/db';
+import { openForWrite } from '../src/recorder/write/db';
 import { addonCounterNames } from '../src/native';
 import { BATCH_COUNTERS, COUNTER_NAMES } from '../src/schema/counters';
 import { FLOW_DELTA_COLUMNS, FLOW_ROLLUP_COLUMNS, IP_DELTA_COLUMNS, IP_ROLLUP_COLUMNS } from '../src/schema/columns';

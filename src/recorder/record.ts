@@ -6,10 +6,10 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as engine from '../native';
-import { checkWritable, openForWrite } from './db';
-import { missingCapabilities } from './caps';
-import { WriterLock } from './lock';
-import { Rollups } from './rollups';
+import { checkWritable, openForWrite } from './write/db';
+import { missingCapabilities } from './record/caps';
+import { WriterLock } from './write/lock';
+import { Rollups } from './rollups/rollups';
 import { closeDb, RecordError, type RecordOptions } from './record/options';
 import { userIds } from './record/privileges';
 import { recordLive } from './record/live';

@@ -1,14 +1,14 @@
 /** `traffic-counter record` on an interface: live capture into the database. */
 import { randomUUID } from 'node:crypto';
 import * as engine from '../../native';
-import { openForWrite, type WriteDb } from '../db';
-import { endUncleanSessions, type SessionSpec } from '../writer';
-import { BatchSink } from '../sink';
-import { defaultRouteInterface, interfaceDown } from '../iface';
-import { Logger } from '../log';
-import { Metrics } from '../metrics';
-import type { WriterLock } from '../lock';
-import { DEFAULT_RETENTION } from '../retention';
+import { openForWrite, type WriteDb } from '../write/db';
+import { endUncleanSessions, type SessionSpec } from '../write/writer';
+import { BatchSink } from '../write/sink';
+import { defaultRouteInterface, interfaceDown } from './iface';
+import { Logger } from '../observe/log';
+import { Metrics } from '../observe/metrics';
+import type { WriterLock } from '../write/lock';
+import { DEFAULT_RETENTION } from '../upkeep/retention';
 import { closeDb, countOptions, queueBounds, RecordError, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
 import { dropPrivileges } from './privileges';

@@ -1,8 +1,8 @@
 /** `--user`: the live recorder gives up root once its sockets, rings and filter exist. */
 import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync } from 'node:fs';
-import type { Logger } from '../log';
-import { WriterLock } from '../lock';
+import type { Logger } from '../observe/log';
+import { WriterLock } from '../write/lock';
 import { RecordError } from './options';
 
 export function userIds(name: string): { uid: number; gid: number } {

@@ -2,8 +2,8 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import * as engine from '../../native';
-import type { WriteDb } from '../db';
-import { legacyReplaySessions, sessionByKey, type PriorSession } from '../writer';
+import type { WriteDb } from '../write/db';
+import { legacyReplaySessions, sessionByKey, type PriorSession } from '../write/writer';
 
 /** A replay's session key: the capture file's content alone, whatever its name or the options. */
 export function replaySessionKey(file: string): string {

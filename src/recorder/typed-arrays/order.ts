@@ -3,7 +3,7 @@
  * that their B-trees grow by appends (measured here: rows in dictionary-id arrival order halved
  * the write rate).
  */
-import type { Batch } from '../native';
+import type { Batch } from '../../native';
 
 /** Scratch of `byIpId`'s dense path: row + 1 by id - min (0: no row), kept between batches. */
 let denseSlots = new Uint32Array(0);

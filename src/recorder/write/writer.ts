@@ -4,16 +4,16 @@
  * database.
  */
 import type Database from 'better-sqlite3';
-import { formatAddr } from '../addr';
-import { u64At, type Batch } from '../native';
-import { U32Map } from './u32map';
+import { formatAddr } from '../../addr';
+import { u64At, type Batch } from '../../native';
+import { U32Map } from '../typed-arrays/u32map';
 import { putNum, putU64, RowInsert } from './rows';
-import { BATCH_COUNTERS } from '../schema/counters';
-import { all, build, get, run } from '../schema/database';
-import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../schema/columns';
-import { byFlowKey, byIpId } from './order';
-import { Rollups } from './rollups';
-import { bucketOf, LEVELS } from '../schema/levels';
+import { BATCH_COUNTERS } from '../../schema/counters';
+import { all, build, get, run } from '../../schema/database';
+import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../../schema/columns';
+import { byFlowKey, byIpId } from '../typed-arrays/order';
+import { Rollups } from '../rollups/rollups';
+import { bucketOf, LEVELS } from '../../schema/levels';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */

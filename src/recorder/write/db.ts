@@ -4,10 +4,10 @@ import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { accessSync, constants, statSync, type Stats } from 'node:fs';
-import { migrations, SCHEMA_VERSION } from '../../migrations';
-import { APPLICATION_ID, checkIdentity, DbError, modeOf } from '../db-identity';
-import { build, get, run, type Database as Schema } from '../schema/database';
-import { AUTOCHECKPOINT_PAGES } from './checkpointer';
+import { migrations, SCHEMA_VERSION } from '../../../migrations';
+import { APPLICATION_ID, checkIdentity, DbError, modeOf } from '../../db-identity';
+import { build, get, run, type Database as Schema } from '../../schema/database';
+import { AUTOCHECKPOINT_PAGES } from '../upkeep/checkpointer';
 import { loadRowsExtension } from './rows';
 
 export { DbError };

@@ -6,7 +6,7 @@
  */
 import type Database from 'better-sqlite3';
 import ms from 'ms';
-import { ALL_LEVELS, LEVELS } from '../schema/levels';
+import { ALL_LEVELS, LEVELS } from '../../schema/levels';
 
 export interface Retention {
   rawIpMs: number;

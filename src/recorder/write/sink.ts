@@ -14,14 +14,14 @@
  * "lost-interval" event records it in the next transaction that succeeds. A replay waits
  * instead (nothing is lost; the engine thread blocks behind the bounded native queue).
  */
-import { OPTION_DEFAULTS, type Batch } from '../native';
+import { OPTION_DEFAULTS, type Batch } from '../../native';
 import type { WriteDb } from './db';
 import type { SessionSpec } from './writer';
 import { Appender, type LostInterval } from './appender';
-import { Pruner, type Retention } from './retention';
-import { Checkpointer } from './checkpointer';
-import type { Logger } from './log';
-import type { Metrics } from './metrics';
+import { Pruner, type Retention } from '../upkeep/retention';
+import { Checkpointer } from '../upkeep/checkpointer';
+import type { Logger } from '../observe/log';
+import type { Metrics } from '../observe/metrics';
 
 export interface SinkOptions {
   db: WriteDb;

@@ -1,7 +1,7 @@
 /** The recorder's own health in the Prometheus text exposition format (`--metrics-listen`). */
 import * as http from 'node:http';
 import { statSync } from 'node:fs';
-import type { Batch, CounterName } from '../native';
+import type { Batch, CounterName } from '../../native';
 
 /**
  * The frames of a batch that are not counted, split as the interval line, `tc-query status`

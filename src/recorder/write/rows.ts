@@ -11,7 +11,7 @@
  * engine's own 64-bit words, without a JS number or BigInt on the way.
  */
 import type Database from 'better-sqlite3';
-import { sqliteExtension } from '../native';
+import { sqliteExtension } from '../../native';
 
 /** Rows per statement: buffers stay small (at most 256 KiB for eight columns). */
 export const ROWS_PER_INSERT = 4096;

@@ -5,8 +5,8 @@
  * crash never leaves a stale lock. The file names the holder, for the refusal's message.
  */
 import { closeSync, ftruncateSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import * as engine from '../native';
-import { DbError } from '../db-identity';
+import * as engine from '../../native';
+import { DbError } from '../../db-identity';
 
 interface Holder {
   pid: number;
