@@ -133,6 +133,12 @@ test('one rule per option where it enters, with one message from the command lin
   await assert.rejects(engine.replay([SMTP], { maxKeys: 0 }, { batch: () => undefined }).done, /--max-keys must be at least 1/);
 });
 
+test('every refusal carries its code: a --metrics-listen that is not ADDR:PORT', () => {
+  const r = recorder(['record', '--pcap', SMTP, '--db', path.join(tmp(), 'm.db'), '--quiet', '--metrics-listen', 'nowhere']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'traffic-counter: error: --metrics-listen "nowhere" is not ADDR:PORT (e.g. 127.0.0.1:9464) [ERR_TC_BAD_OPTION]\n');
+});
+
 test('--pcap refuses the options of live capture, from the command line and from --config', () => {
   const dir = tmp();
   const db = path.join(dir, 'p.db');

@@ -37,12 +37,6 @@ export interface RecordOptions {
   nodeId?: string;
 }
 
-export class RecordError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
-  }
-}
-
 export function countOptions(o: RecordOptions): engine.CountOptions {
   return {
     intervalMs: o.intervalSecs * 1000,

@@ -4,6 +4,7 @@
  * the write rate).
  */
 import type { Batch } from '../../native';
+import { TcError } from '../../errors';
 
 /** Scratch of `byIpId`'s dense path: row + 1 by id - min (0: no row), kept between batches. */
 let denseSlots = new Uint32Array(0);
@@ -53,7 +54,7 @@ function byDenseId(ids: ArrayLike<number>, min: number, max: number): Uint32Arra
       slots[s] = 0;
     }
   }
-  if (k !== count) throw new Error(`byIpId: ${count - k} duplicate dictionary ids in one batch`);
+  if (k !== count) throw new TcError(`byIpId: ${count - k} duplicate dictionary ids in one batch`, 'ERR_TC_INTERNAL');
   return order;
 }
 

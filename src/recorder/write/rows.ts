@@ -38,7 +38,8 @@ export function putNum(w: Uint32Array, o: number, v: number): void {
  */
 export function putU64(w: Uint32Array, o: number, col: Uint32Array, i: number): void {
   const hi = col[2 * i + 1];
-  if (hi >= 0x80000000) throw new RangeError(`counter value ${(BigInt(hi) << 32n) | BigInt(col[2 * i])} is past SQLite's 64-bit signed range`);
+  // A RangeError (as Node's own out-of-range errors are), with a code like every other error.
+  if (hi >= 0x80000000) throw Object.assign(new RangeError(`counter value ${(BigInt(hi) << 32n) | BigInt(col[2 * i])} is past SQLite's 64-bit signed range`), { code: 'ERR_TC_COUNTER_RANGE' });
   w[o] = col[2 * i];
   w[o + 1] = hi;
 }

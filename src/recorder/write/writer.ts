@@ -14,6 +14,7 @@ import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../../schema/columns';
 import { byFlowKey, byIpId } from '../typed-arrays/order';
 import { Rollups } from '../rollups/rollups';
 import { bucketOf, LEVELS } from '../../schema/levels';
+import { TcError } from '../../errors';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
@@ -356,9 +357,9 @@ export function deleteSession(db: Database.Database, sessionId: number): void {
     const to = bucketOf(Math.max(...touched.map((t) => t.start_ms)), 'ip_1d') + LEVELS.ip_1d.ms;
     const pruned = db.prepare('select count(*) from batches where pruned != 0 and start_ms >= ? and start_ms < ?').pluck().get(from, to) as number;
     if (pruned > 0) {
-      throw Object.assign(
-        new Error(`session ${sessionId} cannot be replaced: retention removed the raw rows of ${pruned} interval(s) of the days it covers, so their minute, hour and day sums cannot be recomputed without it; replay into another file instead`),
-        { code: 'ERR_TC_REPLACE' },
+      throw new TcError(
+        `session ${sessionId} cannot be replaced: retention removed the raw rows of ${pruned} interval(s) of the days it covers, so their minute, hour and day sums cannot be recomputed without it; replay into another file instead`,
+        'ERR_TC_REPLACE',
       );
     }
   }
