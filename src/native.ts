@@ -116,8 +116,8 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
     endMs: b.endMs,
     last: b.last,
     counters,
-    hasRing: counters.hasRing === 1n,
-    hasFilter: counters.hasFilter === 1n,
+    hasRing: b.hasRing,
+    hasFilter: b.hasFilter,
     addr: { count: b.addrCount, fam: b.addrFam, bytes: b.addrBytes },
     ip: {
       count: n,
