@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { generate } from './gen';
+import { generate } from '../test/support/gen';
 import { arg, median } from './common';
 
 const ROOT = path.join(__dirname, '..', '..');

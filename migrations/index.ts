@@ -13,7 +13,8 @@ export const migrations: Record<string, Migration> = {
 
 export { SCHEMA_VERSION } from './version';
 import { SCHEMA_VERSION } from './version';
+import { TcError } from '../src/errors';
 
 if (Object.keys(migrations).length !== SCHEMA_VERSION) {
-  throw new Error(`migrations/version.ts says ${SCHEMA_VERSION} but migrations/index.ts lists ${Object.keys(migrations).length}`);
+  throw new TcError(`migrations/version.ts says ${SCHEMA_VERSION} but migrations/index.ts lists ${Object.keys(migrations).length}`, 'ERR_TC_MIGRATION');
 }

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import type * as Addon from '../native/index';
 import { COUNTER_NAMES, type CounterName } from './schema/counters';
+import { TcError } from './errors';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const addon: typeof Addon = require(path.join(__dirname, '..', '..', 'native', 'index.js'));
@@ -15,7 +16,7 @@ export type { CounterName };
 // The counter buffer is read by position: an addon built from other sources is refused here
 // rather than read into the wrong columns.
 if (addon.counterNames().join() !== COUNTER_NAMES.join()) {
-  throw new Error(`the native addon's counters (${addon.counterNames().join(', ')}) are not src/schema/counters.ts's; rebuild it (npm run build)`);
+  throw new TcError(`the native addon's counters (${addon.counterNames().join(', ')}) are not src/schema/counters.ts's; rebuild it (npm run build)`, 'ERR_TC_ADDON');
 }
 
 /** The counter names the addon reports, in its buffer's order. */
@@ -28,7 +29,7 @@ export const addonCounterNames = (): string[] => addon.counterNames();
 export function sqliteExtension(): { file: string; entry: string } {
   const dir = path.join(__dirname, '..', '..', 'native');
   const file = Object.keys(require.cache).find((k) => k.endsWith('.node') && path.dirname(k) === dir);
-  if (!file) throw new Error(`the native addon in ${dir} is not loaded from a .node file`);
+  if (!file) throw new TcError(`the native addon in ${dir} is not loaded from a .node file`, 'ERR_TC_ADDON');
   return { file, entry: 'sqlite3_tcrows_init' };
 }
 
@@ -115,8 +116,8 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
     endMs: b.endMs,
     last: b.last,
     counters,
-    hasRing: counters.hasRing === 1n,
-    hasFilter: counters.hasFilter === 1n,
+    hasRing: b.hasRing,
+    hasFilter: b.hasFilter,
     addr: { count: b.addrCount, fam: b.addrFam, bytes: b.addrBytes },
     ip: {
       count: n,
@@ -160,12 +161,6 @@ export interface EngineHandlers {
   progress?(done: number, total: number): void;
 }
 
-export class EngineError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
-  }
-}
-
 export type FileSummary = Addon.FileSummary;
 
 /** Replays capture files, each counted on its own (its own intervals); resolves with one summary per file. */
@@ -198,7 +193,7 @@ export function replay(files: string[], opts: CountOptions, h: EngineHandlers): 
               resolve(e.files);
               break;
             case 'error':
-              reject(new EngineError(e.message, e.code));
+              reject(new TcError(e.message, e.code));
               break;
           }
         })
@@ -217,9 +212,9 @@ export function replay(files: string[], opts: CountOptions, h: EngineHandlers): 
   return { done, stop: () => handle?.stop() };
 }
 
-export function toEngineError(err: unknown): EngineError {
+export function toEngineError(err: unknown): TcError {
   const e = err as { message?: string; code?: string };
-  return new EngineError(e?.message ?? String(err), e?.code ?? 'ERR_TC');
+  return new TcError(e?.message ?? String(err), e?.code ?? 'ERR_TC');
 }
 
 export interface LiveOptions {
@@ -248,7 +243,7 @@ export interface LiveHandle {
   reloadRules(): void;
 }
 
-/** Starts a live capture; throws EngineError (with `code`) when it cannot start. */
+/** Starts a live capture; throws TcError (with `code`) when it cannot start. */
 export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
   let resolveDone!: () => void;
   let rejectDone!: (e: unknown) => void;
@@ -288,7 +283,7 @@ export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
   };
 }
 
-/** Validates a CIDR file; returns its number of entries or throws EngineError. */
+/** Validates a CIDR file; returns its number of entries or throws TcError. */
 export function checkCidrFile(file: string): number {
   try {
     return addon.checkCidrFile(file);
@@ -297,7 +292,7 @@ export function checkCidrFile(file: string): number {
   }
 }
 
-/** Checks that each file is a capture this engine reads (without counting); throws EngineError. */
+/** Checks that each file is a capture this engine reads (without counting); throws TcError. */
 export function probeCaptures(files: string[]): void {
   try {
     addon.probeCaptures(files);
@@ -309,7 +304,7 @@ export function probeCaptures(files: string[]): void {
 /**
  * Takes the exclusive writer lock on `file` without waiting (native/core/src/lock.rs): the
  * open descriptor, which the kernel releases when it is closed or the process ends, or null
- * when another process holds it. Throws EngineError (ERR_TC_LOCK) when the file cannot be opened.
+ * when another process holds it. Throws TcError (ERR_TC_LOCK) when the file cannot be opened.
  */
 export function tryLockFile(file: string): number | null {
   try {
@@ -321,7 +316,7 @@ export function tryLockFile(file: string): number | null {
 
 /**
  * A capture file's identity by its whole content ("LENGTH:XXH3-128 hex"): a replay session is
- * the file's content, whatever it is called or how it is counted. Throws EngineError.
+ * the file's content, whatever it is called or how it is counted. Throws TcError.
  */
 export function captureIdentity(file: string): string {
   try {

@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { tmp } from './helpers';
-import { openForWrite } from '../src/recorder/db';
-import { Appender } from '../src/recorder/appender';
-import { makeBatch } from '../bench/synth';
+import { openForWrite } from '../src/recorder/write/db';
+import { Appender } from '../src/recorder/write/appender';
+import { makeBatch } from './support/synth';
 
 test('a group that fails half-way is rolled back whole; retried, every row counts once and the rollups equal the log', async () => {
   const db = await openForWrite(path.join(tmp(), 'appender.db'));

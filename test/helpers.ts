@@ -4,7 +4,7 @@ import { mkdtempSync, existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
-import { generate, type GenOptions } from '../bench/gen';
+import { generate, type GenOptions } from './support/gen';
 
 export const ROOT = path.join(__dirname, '..', '..');
 export const RECORDER = path.join(ROOT, 'dist', 'src', 'cli', 'traffic-counter.js');
@@ -15,7 +15,7 @@ export function seeded(seed: number): () => number {
   return () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
 }
 
-/** Generates a capture (bench/gen.ts) in a new temp folder and replays it with flows into a new database there. */
+/** Generates a capture (test/support/gen.ts) in a new temp folder and replays it with flows into a new database there. */
 export function recordGenerated(o: GenOptions, intervalSecs: number): string {
   const dir = tmp();
   const cap = path.join(dir, 'generated.pcap');

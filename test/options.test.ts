@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { recorder } from './helpers';
 import { OPTION_DEFAULTS as D } from '../src/native';
-import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../src/recorder/sink';
+import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../src/recorder/write/sink';
 
 /** The `(default: ...)` commander prints for each long option of `record --help`. */
 function helpDefaults(): Map<string, string> {

@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { generate } from '../bench/gen';
+import { generate } from './support/gen';
 import { exited, needRoot, pcapsDir, query, QUERY, RECORDER, recorder, sleep, tmp } from './helpers';
 
 const P = (f: string) => path.join(pcapsDir(), f);

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import * as engine from '../src/native';
-import { generate } from '../bench/gen';
+import { generate } from './support/gen';
 import { exited, needRoot, pcapsDir, query, queryJson, recorder, RECORDER, ROOT, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
 
 const SMTP = path.join(pcapsDir(), 'zeek_smtp.pcap');
@@ -131,6 +131,12 @@ test('one rule per option where it enters, with one message from the command lin
   assert.equal(existsSync(db), false);
   // The engine itself no longer turns --max-keys 0 into 1 for a replay (live capture refused it).
   await assert.rejects(engine.replay([SMTP], { maxKeys: 0 }, { batch: () => undefined }).done, /--max-keys must be at least 1/);
+});
+
+test('every refusal carries its code: a --metrics-listen that is not ADDR:PORT', () => {
+  const r = recorder(['record', '--pcap', SMTP, '--db', path.join(tmp(), 'm.db'), '--quiet', '--metrics-listen', 'nowhere']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'traffic-counter: error: --metrics-listen "nowhere" is not ADDR:PORT (e.g. 127.0.0.1:9464) [ERR_TC_BAD_OPTION]\n');
 });
 
 test('--pcap refuses the options of live capture, from the command line and from --config', () => {

@@ -10,7 +10,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { exited, query, queryJson, recorder, RECORDER, sleep, tmp, waitForStderr } from './helpers';
-import { generate } from '../bench/gen';
+import { generate } from './support/gen';
 
 /** A copy of a little-endian microsecond pcap with every timestamp moved by `secs`. */
 function shifted(src: string, dst: string, secs: number): string {

@@ -5,15 +5,27 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { tmp } from './helpers';
-import { openForWrite } from '../src/recorder/db';
-import { addonCounterNames } from '../src/native';
+import { pcapsDir, tmp } from './helpers';
+import { openForWrite } from '../src/recorder/write/db';
+import { addonCounterNames, replay, type Batch } from '../src/native';
 import { BATCH_COUNTERS, COUNTER_NAMES } from '../src/schema/counters';
 import { FLOW_DELTA_COLUMNS, FLOW_ROLLUP_COLUMNS, IP_DELTA_COLUMNS, IP_ROLLUP_COLUMNS } from '../src/schema/columns';
 import { ALL_LEVELS, CLOSING_ORDER, LEVELS } from '../src/schema/levels';
 
 test('the TS counter list is the addon\'s, in the order of its counter buffer', () => {
   assert.deepEqual([...COUNTER_NAMES], addonCounterNames());
+});
+
+test('the counter buffer holds counts only: each is a batches column; whether ring and filter counters are present are fields of the batch', async () => {
+  assert.deepEqual(BATCH_COUNTERS.map((k) => k.name), addonCounterNames());
+  const batches: Batch[] = [];
+  await replay([path.join(pcapsDir(), 'zeek_smtp.pcap')], {}, { batch: (b) => void batches.push(b) }).done;
+  assert.ok(batches.length > 0);
+  for (const b of batches) {
+    assert.equal(b.hasRing, false);
+    assert.equal(b.hasFilter, false);
+    assert.deepEqual(Object.keys(b.counters), addonCounterNames());
+  }
 });
 
 test('the batches table has one column per stored counter, in the list\'s order', async () => {

@@ -54,9 +54,9 @@ fn u16s(v: &[u16]) -> Buffer {
 
 /// The u64 values of `NativeBatch.counters`, in order: each counter's name (src/schema/counters.ts
 /// holds the same list; src/native.ts refuses an addon whose `counterNames()` differ) and how it
-/// is read from a batch. Ring and filter counters are 0 when the batch has none (`hasRing`,
-/// `hasFilter` say which).
-const COUNTERS: [(&str, fn(&Batch) -> u64); 25] = [
+/// is read from a batch. Ring and filter counters are 0 when the batch has none
+/// (`NativeBatch::has_ring`, `has_filter` say which).
+const COUNTERS: [(&str, fn(&Batch) -> u64); 23] = [
     ("frames", |b| b.totals.frames),
     ("ipPackets", |b| b.totals.ip_packets),
     ("ipBytes", |b| b.totals.ip_bytes),
@@ -80,8 +80,6 @@ const COUNTERS: [(&str, fn(&Batch) -> u64); 25] = [
     ("filterNotAccepted", |b| b.filter.unwrap_or_default().not_accepted),
     ("ipOverflowKeys", |b| b.ip_overflow_keys),
     ("flowOverflowKeys", |b| b.flow_overflow_keys),
-    ("hasRing", |b| b.ring.is_some() as u64),
-    ("hasFilter", |b| b.filter.is_some() as u64),
 ];
 
 /// One interval, columnar. u64 columns are little-endian Buffers of 8 bytes per row, u32 of 4,
@@ -94,6 +92,10 @@ pub struct NativeBatch {
     pub last: bool,
     /// u64 values in the order of `counterNames()`.
     pub counters: Buffer,
+    /// Kernel ring statistics present (live capture); without them the ring counters are 0.
+    pub has_ring: bool,
+    /// eBPF filter counters present (live capture with the filter); without them they are 0.
+    pub has_filter: bool,
     pub addr_count: u32,
     pub addr_fam: Buffer,
     pub addr_bytes: Buffer,
@@ -122,6 +124,8 @@ fn to_native(b: Batch) -> NativeBatch {
         end_ms: b.end_ms,
         last: b.last,
         counters: u64s(&counters),
+        has_ring: b.ring.is_some(),
+        has_filter: b.filter.is_some(),
         addr_count: b.addrs.len() as u32,
         addr_fam: b.addrs.fam.into(),
         addr_bytes: b.addrs.addr.into(),

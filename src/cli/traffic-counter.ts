@@ -3,9 +3,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { rebuild, record } from '../recorder/record';
-import { DEFAULT_RETENTION, DEFAULT_RETENTION_TEXT, parseRetention, type Retention } from '../recorder/retention';
-import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/sink';
-import { quietOnClosedOutput } from '../recorder/log';
+import { DEFAULT_RETENTION, DEFAULT_RETENTION_TEXT, parseRetention, type Retention } from '../recorder/upkeep/retention';
+import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/write/sink';
+import { quietOnClosedOutput } from '../recorder/observe/log';
 import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
 import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
 

@@ -5,9 +5,9 @@
 import Database from 'better-sqlite3';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { accessProblem, checkIdentity, DbError } from '../db-identity';
+import { accessProblem, checkIdentity } from '../db-identity';
+import { TcError } from '../errors';
 
-export { DbError };
 
 /** A WAL file this size or smaller holds no frame (its header is 32 bytes): nothing to replay. */
 const WAL_HEADER_BYTES = 32;
@@ -49,11 +49,11 @@ function openInMemory(file: string, cause: Error): Database.Database {
   const dir = path.dirname(path.resolve(file));
   const head = header(file);
   if (head.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
-    throw new DbError(`${file} is not a SQLite database`, 'ERR_TC_NOT_A_DATABASE');
+    throw new TcError(`${file} is not a SQLite database`, 'ERR_TC_NOT_A_DATABASE');
   }
-  if (!FORMAT_VERSION_BYTES.every((i) => head[i] === 2)) throw new DbError(`cannot open database ${file}: ${cause.message}`, 'ERR_TC_OPEN_DB');
+  if (!FORMAT_VERSION_BYTES.every((i) => head[i] === 2)) throw new TcError(`cannot open database ${file}: ${cause.message}`, 'ERR_TC_OPEN_DB');
   const unreadable = () =>
-    new DbError(
+    new TcError(
       `${file} has changes in ${file}-wal that cannot be read here: SQLite needs to create ${path.basename(file)}-shm beside it and the folder ${dir} is not writable for this user; ` +
         `copy ${file} and ${file}-wal together to a writable folder and query the copy (or run \`tc-query copy --out FILE\` where the folder is writable)`,
       'ERR_TC_WAL_UNREADABLE',
@@ -64,7 +64,7 @@ function openInMemory(file: string, cause: Error): Database.Database {
     buf = readFileSync(file);
   } catch (err) {
     const size = statSync(file).size;
-    throw new DbError(
+    throw new TcError(
       `cannot read ${file} (${(size / 2 ** 30).toFixed(1)} GiB) without a writable folder: ${(err as Error).message}; copy it to a writable folder and query the copy`,
       'ERR_TC_OPEN_DB',
     );
@@ -78,15 +78,15 @@ function openInMemory(file: string, cause: Error): Database.Database {
 export function openReadOnly(file: string): Database.Database {
   const problem = accessProblem(file);
   if (problem === 'does not exist') {
-    throw new DbError(`database ${file} does not exist (record into it with \`traffic-counter record --db ${file}\`, or pass --db / TC_DB)`, 'ERR_TC_NO_DATABASE');
+    throw new TcError(`database ${file} does not exist (record into it with \`traffic-counter record --db ${file}\`, or pass --db / TC_DB)`, 'ERR_TC_NO_DATABASE');
   }
-  if (problem === 'is a directory') throw new DbError(`${file} is a directory, not a database file (pass the file: --db ${path.join(file, 'traffic.db')})`, 'ERR_TC_OPEN_DB');
-  if (problem) throw new DbError(`cannot open database ${file}: ${problem}; ask its owner for read access, or query a copy (\`tc-query copy\` where it is readable)`, 'ERR_TC_OPEN_DB');
+  if (problem === 'is a directory') throw new TcError(`${file} is a directory, not a database file (pass the file: --db ${path.join(file, 'traffic.db')})`, 'ERR_TC_OPEN_DB');
+  if (problem) throw new TcError(`cannot open database ${file}: ${problem}; ask its owner for read access, or query a copy (\`tc-query copy\` where it is readable)`, 'ERR_TC_OPEN_DB');
   let db: Database.Database;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });
   } catch (err) {
-    throw new DbError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
+    throw new TcError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
   }
   try {
     // SQLite opens lazily: the first read is where a WAL file without its -shm fails.
@@ -94,8 +94,8 @@ export function openReadOnly(file: string): Database.Database {
   } catch (err) {
     db.close();
     if (!NEEDS_SHM.has((err as { code?: string }).code ?? '')) {
-      if ((err as { code?: string }).code === 'SQLITE_NOTADB') throw new DbError(`${file} is not a SQLite database`, 'ERR_TC_NOT_A_DATABASE');
-      throw new DbError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
+      if ((err as { code?: string }).code === 'SQLITE_NOTADB') throw new TcError(`${file} is not a SQLite database`, 'ERR_TC_NOT_A_DATABASE');
+      throw new TcError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
     }
     db = openInMemory(file, err as Error);
   }

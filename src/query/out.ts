@@ -6,10 +6,10 @@
  */
 import { accessSync, constants, existsSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { DbError } from './db';
 import { modeOf } from '../db-identity';
+import { TcError } from '../errors';
 
-const usage = (msg: string) => new DbError(msg, 'ERR_TC_USAGE');
+const usage = (msg: string) => new TcError(msg, 'ERR_TC_USAGE');
 
 const real = (p: string): string | undefined => {
   try {
@@ -77,10 +77,10 @@ export function stagingPath(out: string): string {
 }
 
 /** A failure while writing the staged `tmp`, said of --out (the hidden name means nothing to a user). */
-export function writeFailed(out: string, tmp: string, err: unknown): DbError {
-  if (err instanceof DbError) return err;
+export function writeFailed(out: string, tmp: string, err: unknown): TcError {
+  if (err instanceof TcError) return err;
   const msg = ((err as Error).message ?? String(err)).split(tmp).join(out).replace(/^IO Error: /, '');
-  return new DbError(`cannot write --out ${out}: ${msg}`, 'ERR_TC_WRITE_OUT');
+  return new TcError(`cannot write --out ${out}: ${msg}`, 'ERR_TC_WRITE_OUT');
 }
 
 /**

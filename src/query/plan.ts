@@ -10,6 +10,7 @@
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { ALL_LEVELS, DAY_MS, IP_LEVELS, LEVELS, levelsOf, type Family } from '../schema/levels';
+import { TcError } from '../errors';
 
 export type { Family };
 
@@ -189,7 +190,7 @@ export function windowParams(segments: Segment[], params: unknown[]): unknown[] 
  * per interval or bucket start, summed over the addresses matched by `where`.
  */
 export function seriesSql(s: Segment, where: string): string {
-  if (s.sign !== 1) throw new Error('series plans add segments only');
+  if (s.sign !== 1) throw new TcError('series plans add segments only', 'ERR_TC_INTERNAL');
   if (s.source === 'raw') {
     return `select b.start_ms, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
             where b.start_ms >= ? and b.start_ms < ? ${where} group by b.start_ms`;

@@ -10,6 +10,7 @@ import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { matchingIds, whereFor, type Filters } from './filters';
 import { BUCKET_MS, planWindow, readSegments, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
+import { TcError } from '../errors';
 
 export interface ReadRequest {
   db: string;
@@ -82,7 +83,7 @@ export function readAhead(sqlite: Database.Database, file: string, family: Famil
     worker.once('message', resolve);
     worker.once('error', reject);
     worker.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`segment reader stopped with code ${code}`));
+      if (code !== 0) reject(new TcError(`segment reader stopped with code ${code}`, 'ERR_TC_READ'));
     });
   });
   rows.catch(() => undefined);

@@ -4,6 +4,7 @@
  * (the local calendar). A zone is `UTC`, an IANA name, `local` (the system zone, which honours
  * the TZ environment variable) or a fixed offset (`+02:00`, `-0530`, `+05`), kept as `+HH:MM`.
  */
+import { TcError } from '../errors';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -30,14 +31,14 @@ export function checkTz(tz: string): string {
   if (m) {
     const h = Number(m[2]);
     const min = Number(m[3] ?? 0);
-    if (h > 14 || min > 59) throw new Error(`--tz ${JSON.stringify(tz)} is not an offset between -14:00 and +14:00`);
+    if (h > 14 || min > 59) throw new TcError(`--tz ${JSON.stringify(tz)} is not an offset between -14:00 and +14:00`, 'ERR_TC_USAGE');
     return `${m[1]}${m[2]}:${String(min).padStart(2, '0')}`;
   }
   try {
     new Intl.DateTimeFormat('en', { timeZone: v });
     return v;
   } catch {
-    throw new Error(`--tz ${JSON.stringify(tz)} is not a time zone (UTC, local, an IANA name such as Europe/Berlin, or an offset such as +02:00)`);
+    throw new TcError(`--tz ${JSON.stringify(tz)} is not a time zone (UTC, local, an IANA name such as Europe/Berlin, or an offset such as +02:00)`, 'ERR_TC_USAGE');
   }
 }
 

@@ -6,16 +6,17 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as engine from '../native';
-import { checkWritable, openForWrite } from './db';
-import { missingCapabilities } from './caps';
-import { WriterLock } from './lock';
-import { Rollups } from './rollups';
-import { closeDb, RecordError, type RecordOptions } from './record/options';
+import { checkWritable, openForWrite } from './write/db';
+import { missingCapabilities } from './record/caps';
+import { WriterLock } from './write/lock';
+import { Rollups } from './rollups/rollups';
+import { closeDb, type RecordOptions } from './record/options';
 import { userIds } from './record/privileges';
 import { recordLive } from './record/live';
 import { recordReplay } from './record/replay';
+import { TcError } from '../errors';
 
-export { RecordError, type RecordOptions } from './record/options';
+export type { RecordOptions } from './record/options';
 
 export async function record(o: RecordOptions): Promise<void> {
   // Everything the user gave is checked before the database is touched.
@@ -23,12 +24,12 @@ export async function record(o: RecordOptions): Promise<void> {
   if (o.acceptSourceFile) engine.checkCidrFile(o.acceptSourceFile);
   if (o.user) userIds(o.user);
   const replaying = o.pcap !== undefined && o.pcap.length > 0;
-  if (o.replace && !replaying) throw new RecordError('--replace applies to replays only (--pcap FILE...)', 'ERR_TC_BAD_OPTION');
+  if (o.replace && !replaying) throw new TcError('--replace applies to replays only (--pcap FILE...)', 'ERR_TC_BAD_OPTION');
   if (replaying) engine.probeCaptures(o.pcap!);
   else {
     const missing = missingCapabilities({ ebpf: o.ebpf, user: o.user });
     if (missing.length > 0) {
-      throw new RecordError(
+      throw new TcError(
         `live capture needs ${missing.join(', ')}, which this process does not have; run as root, or grant ${missing.length === 1 ? 'it' : 'them'} (AmbientCapabilities= in contrib/traffic-counter.service)`,
         'ERR_TC_PERMISSION',
       );
@@ -48,7 +49,7 @@ export async function record(o: RecordOptions): Promise<void> {
 
 /** `traffic-counter rebuild`: recomputes every projection from the log. */
 export async function rebuild(dbFile: string): Promise<{ buckets: number }> {
-  if (!existsSync(dbFile)) throw new RecordError(`database ${dbFile} does not exist`, 'ERR_TC_NO_DATABASE');
+  if (!existsSync(dbFile)) throw new TcError(`database ${dbFile} does not exist`, 'ERR_TC_NO_DATABASE');
   checkWritable(dbFile);
   const lock = WriterLock.acquire(dbFile, 'rebuild');
   try {

@@ -9,21 +9,20 @@ export const COUNTER_NAMES = [
   'frames', 'ipPackets', 'ipBytes', 'ipv4Packets', 'ipv4Bytes', 'ipv6Packets', 'ipv6Bytes', 'nonIp',
   'ipHeaderIncomplete', 'fragmentsFirst', 'fragmentsNonFirst', 'ipLengthFieldZero', 'ignored', 'late',
   'ringPackets', 'ringDrops', 'ringFreezeQCnt', 'filterPassed', 'filterNonIp', 'filterIgnored',
-  'filterNotAccepted', 'ipOverflowKeys', 'flowOverflowKeys', 'hasRing', 'hasFilter',
+  'filterNotAccepted', 'ipOverflowKeys', 'flowOverflowKeys',
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
-/** Flags in the buffer (0 or 1), not counts: whether the kernel ring / eBPF filter counters are present. */
+/** The batch's flags (NativeBatch fields, not counters): whether the kernel ring / eBPF filter counters are present. */
 export type CounterFlag = 'hasRing' | 'hasFilter';
-const FLAGS: readonly CounterName[] = ['hasRing', 'hasFilter'] satisfies CounterFlag[];
 
 type Snake<S extends string> = S extends `${infer H}${infer T}` ? `${H extends Lowercase<H> ? H : `_${Lowercase<H>}`}${Snake<T>}` : S;
 /** A counter's column in `batches`. */
-export type CounterColumn = Snake<Exclude<CounterName, CounterFlag>>;
+export type CounterColumn = Snake<CounterName>;
 
 export interface BatchCounter {
-  name: Exclude<CounterName, CounterFlag>;
+  name: CounterName;
   column: CounterColumn;
   /** Ring and filter counters are NULL in a batch without a ring (replays) / filter (--no-ebpf). */
   presentIf?: CounterFlag;
@@ -32,8 +31,8 @@ export interface BatchCounter {
 const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** The counters stored in `batches`, in column order. */
-export const BATCH_COUNTERS: readonly BatchCounter[] = COUNTER_NAMES.filter((n) => !FLAGS.includes(n)).map((n) => ({
-  name: n as BatchCounter['name'],
+export const BATCH_COUNTERS: readonly BatchCounter[] = COUNTER_NAMES.map((n) => ({
+  name: n,
   column: snake(n) as CounterColumn,
   presentIf: n.startsWith('ring') ? 'hasRing' : n.startsWith('filter') ? 'hasFilter' : undefined,
 }));

@@ -2,7 +2,7 @@
  * Kysely table types of the database (the tables migrations/ creates, all 13), and a cold
  * Kysely instance that builds the recorder's cold-path statements (sessions, events, meta) for
  * better-sqlite3 to run synchronously, inside its transactions. The hot path (batches, delta
- * and rollup rows) keeps its prepared statements and tc_rows (src/recorder/rows.ts).
+ * and rollup rows) keeps its prepared statements and tc_rows (src/recorder/write/rows.ts).
  */
 import type SQLite from 'better-sqlite3';
 import { DummyDriver, Kysely, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, type Compilable, type Generated } from 'kysely';

@@ -2,22 +2,23 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Duck, sqlString } from '../duck';
-import { DbError, openReadOnly } from '../db';
+import { openReadOnly } from '../db';
 import type { Window } from '../window';
 import { render, type Format } from '../output';
 import { resolveWindow } from '../plan';
 import { coverage, emptyWindowNote } from '../coverage';
 import { loadTable, tablesIn, timeColumns } from '../tables';
 import { checkFileOut, checkFolderOut, discard, publish, stagingPath, writeFailed } from '../out';
+import { TcError } from '../../errors';
 
 /**
  * What a statement that DuckDB refused after lockDown() tried to do, in the words of the CLI;
  * undefined for any other error (a typo, a missing column), which is shown as DuckDB said it.
  */
-function lockedOut(err: unknown): DbError | undefined {
+function lockedOut(err: unknown): TcError | undefined {
   const msg = ((err as Error).message ?? String(err)).split('\n')[0];
-  if (/disabled (by|through) configuration/.test(msg)) return new DbError(`sql: statements cannot read or write files (${msg})`, 'ERR_TC_SQL_FILES');
-  if (/configuration has been locked/.test(msg)) return new DbError(`sql: statements cannot change DuckDB's settings (${msg})`, 'ERR_TC_SQL_SETTINGS');
+  if (/disabled (by|through) configuration/.test(msg)) return new TcError(`sql: statements cannot read or write files (${msg})`, 'ERR_TC_SQL_FILES');
+  if (/configuration has been locked/.test(msg)) return new TcError(`sql: statements cannot change DuckDB's settings (${msg})`, 'ERR_TC_SQL_SETTINGS');
   return undefined;
 }
 
@@ -63,7 +64,7 @@ export interface ExportOptions {
   force: boolean;
 }
 
-const usage = (msg: string) => new DbError(msg, 'ERR_TC_USAGE');
+const usage = (msg: string) => new TcError(msg, 'ERR_TC_USAGE');
 
 /** The format of an export, or the reason it cannot be written: decided before anything is created. */
 export function exportFormat(o: Pick<ExportOptions, 'what' | 'resolution' | 'format' | 'out' | 'partition'>): ExportFormat {

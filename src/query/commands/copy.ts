@@ -8,8 +8,9 @@
  */
 import Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
-import { DbError, openReadOnly } from '../db';
+import { openReadOnly } from '../db';
 import { checkFileOut, discard, publish, stagingPath, writeFailed } from '../out';
+import { TcError } from '../../errors';
 
 export interface CopyResult {
   out: string;
@@ -20,7 +21,7 @@ export interface CopyResult {
 }
 
 export function copyDatabase(o: { db: string; out: string; force: boolean }): CopyResult {
-  if (o.out === '-') throw new DbError('--out -: a database copy is a file; name one (e.g. --out traffic-copy.db)', 'ERR_TC_USAGE');
+  if (o.out === '-') throw new TcError('--out -: a database copy is a file; name one (e.g. --out traffic-copy.db)', 'ERR_TC_USAGE');
   // The database first: a file that cannot be read is the problem to say, whatever --out is.
   const src = openReadOnly(o.db);
   try {

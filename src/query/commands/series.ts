@@ -3,7 +3,7 @@
  * are aligned to multiples of the step in UTC, or with `--tz` follow that zone's calendar.
  */
 import { Duck, querySql, BIGINT } from '../duck';
-import { DbError, openReadOnly } from '../db';
+import { openReadOnly } from '../db';
 import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { collectColumns, planWindow, resolveWindow, seriesSql } from '../plan';
@@ -12,6 +12,7 @@ import { coverage, completenessLine, emptyWindowNote } from '../coverage';
 import type Database from 'better-sqlite3';
 import { formatTime, localSteps } from '../time';
 import { bitRate, bytes, si } from '../../units';
+import { TcError } from '../../errors';
 
 export interface SeriesOptions {
   db: string;
@@ -44,7 +45,7 @@ export function stepBounds(w: Window, stepMs: number, tz?: string): number[] {
   if (n > MAX_STEPS) {
     const fits = SERIES_STEPS.find((s) => parseStep(s) > stepMs && stepCount(w, parseStep(s), tz) <= MAX_STEPS);
     const range = `${formatTime(w.fromMs, tz)} to ${formatTime(w.toMs, tz)}`;
-    throw new DbError(
+    throw new TcError(
       `--step ${stepText(stepMs)} over ${range} would make ${counted(n, 'row')} (at most ${counted(MAX_STEPS, 'row')}): ${fits ? `use --step ${fits} (${counted(stepCount(w, parseStep(fits), tz), 'row')}) or ` : ''}narrow the window with --since/--until`,
       'ERR_TC_USAGE',
     );

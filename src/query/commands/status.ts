@@ -34,7 +34,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       detail: e.detail,
     }));
     const meta = Object.fromEntries((db.prepare('select key, value from meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
-    // Not counted, in the words of the recorder's interval line and /metrics (recorder/metrics.ts notCounted).
+    // Not counted, in the words of the recorder's interval line and /metrics (recorder/observe/metrics.ts notCounted).
     const nonIp = db.prepare('select coalesce(sum(non_ip + coalesce(filter_non_ip, 0)), 0) from batches where start_ms >= ? and start_ms < ?').pluck().get(w.fromMs, w.toMs) as number;
     const rollupsPending = db.prepare('select level, count(*) as n from rollup_dirty group by level').all();
     const result = {

@@ -1,7 +1,7 @@
 /** The line a recorder prints per interval (text or JSON, through the logger). */
 import type * as engine from '../../native';
-import type { Logger } from '../log';
-import { notCounted } from '../metrics';
+import type { Logger } from '../observe/log';
+import { notCounted } from '../observe/metrics';
 import { bytes, grouped, isoUtc, si } from '../../units';
 
 export class IntervalPrinter {

@@ -1,18 +1,19 @@
 /** `traffic-counter record` on an interface: live capture into the database. */
 import { randomUUID } from 'node:crypto';
 import * as engine from '../../native';
-import { openForWrite, type WriteDb } from '../db';
-import { endUncleanSessions, type SessionSpec } from '../writer';
-import { BatchSink } from '../sink';
-import { defaultRouteInterface, interfaceDown } from '../iface';
-import { Logger } from '../log';
-import { Metrics } from '../metrics';
-import type { WriterLock } from '../lock';
-import { DEFAULT_RETENTION } from '../retention';
-import { closeDb, countOptions, queueBounds, RecordError, startMetrics, type RecordOptions } from './options';
+import { openForWrite, type WriteDb } from '../write/db';
+import { endUncleanSessions, type SessionSpec } from '../write/writer';
+import { BatchSink } from '../write/sink';
+import { defaultRouteInterface, interfaceDown } from './iface';
+import { Logger } from '../observe/log';
+import { Metrics } from '../observe/metrics';
+import type { WriterLock } from '../write/lock';
+import { DEFAULT_RETENTION } from '../upkeep/retention';
+import { closeDb, countOptions, queueBounds, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
 import { dropPrivileges } from './privileges';
 import { StopSignals } from './stop';
+import { TcError } from '../../errors';
 
 export async function recordLive(o: RecordOptions, lock: WriterLock): Promise<void> {
   const log = new Logger(o.logFormat);
@@ -28,7 +29,7 @@ export async function recordLive(o: RecordOptions, lock: WriterLock): Promise<vo
 
 async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: StopSignals): Promise<void> {
   const iface = o.iface ?? defaultRouteInterface();
-  if (!iface) throw new RecordError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
+  if (!iface) throw new TcError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
   const spec: SessionSpec = {
     key: `live:${randomUUID()}`,
     kind: 'live',

@@ -1,10 +1,10 @@
 /** What `traffic-counter record` is given, and what its live and replay paths share. */
 import * as engine from '../../native';
-import type { WriteDb } from '../db';
-import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../sink';
-import type { Logger, LogFormat } from '../log';
-import type { Metrics } from '../metrics';
-import type { Retention } from '../retention';
+import type { WriteDb } from '../write/db';
+import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../write/sink';
+import type { Logger, LogFormat } from '../observe/log';
+import type { Metrics } from '../observe/metrics';
+import type { Retention } from '../upkeep/retention';
 
 export interface RecordOptions {
   db: string;
@@ -35,12 +35,6 @@ export interface RecordOptions {
   user?: string;
   /** The node id of a new database file (default: the host's name); an existing file keeps its own. */
   nodeId?: string;
-}
-
-export class RecordError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
-  }
 }
 
 export function countOptions(o: RecordOptions): engine.CountOptions {

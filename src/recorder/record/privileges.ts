@@ -1,14 +1,14 @@
 /** `--user`: the live recorder gives up root once its sockets, rings and filter exist. */
 import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync } from 'node:fs';
-import type { Logger } from '../log';
-import { WriterLock } from '../lock';
-import { RecordError } from './options';
+import type { Logger } from '../observe/log';
+import { WriterLock } from '../write/lock';
+import { TcError } from '../../errors';
 
 export function userIds(name: string): { uid: number; gid: number } {
   const r = spawnSync('id', ['-u', name], { encoding: 'utf8' });
   const g = spawnSync('id', ['-g', name], { encoding: 'utf8' });
-  if (r.status !== 0 || g.status !== 0) throw new RecordError(`--user ${name}: no such user`, 'ERR_TC_BAD_OPTION');
+  if (r.status !== 0 || g.status !== 0) throw new TcError(`--user ${name}: no such user`, 'ERR_TC_BAD_OPTION');
   return { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()) };
 }
 

@@ -1,7 +1,7 @@
 /** Which session of the file a replay's capture is: its key, and the session already holding it. */
 import * as engine from '../../native';
-import type { WriteDb } from '../db';
-import { sessionByKey, type PriorSession } from '../writer';
+import type { WriteDb } from '../write/db';
+import { sessionByKey, type PriorSession } from '../write/writer';
 
 /** A replay's session key: the capture file's content alone, whatever its name or the options. */
 export function replaySessionKey(file: string): string {

@@ -5,7 +5,8 @@
  */
 import type Database from 'better-sqlite3';
 import ms from 'ms';
-import { ALL_LEVELS, LEVELS } from '../schema/levels';
+import { ALL_LEVELS, LEVELS } from '../../schema/levels';
+import { TcError } from '../../errors';
 
 export interface Retention {
   rawIpMs: number;
@@ -29,7 +30,7 @@ export const DEFAULT_RETENTION_TEXT: Record<keyof Retention, string> = {
 export function parseRetention(v: string): number {
   if (/^(forever|never|inf)$/i.test(v.trim())) return Infinity;
   const d = ms(v.trim() as ms.StringValue);
-  if (typeof d !== 'number' || !Number.isFinite(d) || d <= 0) throw new Error(`${JSON.stringify(v)} is not a retention period (e.g. 48h, 14d, forever)`);
+  if (typeof d !== 'number' || !Number.isFinite(d) || d <= 0) throw new TcError(`${JSON.stringify(v)} is not a retention period (e.g. 48h, 14d, forever)`, 'ERR_TC_BAD_OPTION');
   return d;
 }
 

@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type Database from 'better-sqlite3';
-import type { Logger } from './log';
+import type { Logger } from '../observe/log';
 
 /** How often the worker checkpoints. */
 const EVERY_MS = 500;

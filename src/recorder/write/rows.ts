@@ -10,7 +10,7 @@
  * number or BigInt on the way.
  */
 import type Database from 'better-sqlite3';
-import { sqliteExtension } from '../native';
+import { sqliteExtension } from '../../native';
 
 /** Rows per statement: buffers stay small (at most 256 KiB for eight columns). */
 export const ROWS_PER_INSERT = 4096;
@@ -37,7 +37,8 @@ export function putNum(w: Uint32Array, o: number, v: number): void {
  */
 export function putU64(w: Uint32Array, o: number, col: Uint32Array, i: number): void {
   const hi = col[2 * i + 1];
-  if (hi >= 0x80000000) throw new RangeError(`counter value ${(BigInt(hi) << 32n) | BigInt(col[2 * i])} is past SQLite's 64-bit signed range`);
+  // A RangeError (as Node's own out-of-range errors are), with a code like every other error.
+  if (hi >= 0x80000000) throw Object.assign(new RangeError(`counter value ${(BigInt(hi) << 32n) | BigInt(col[2 * i])} is past SQLite's 64-bit signed range`), { code: 'ERR_TC_COUNTER_RANGE' });
   w[o] = col[2 * i];
   w[o + 1] = hi;
 }

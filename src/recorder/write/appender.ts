@@ -6,9 +6,9 @@
  * from its first sequence number).
  */
 import type Database from 'better-sqlite3';
-import type { Batch } from '../native';
+import type { Batch } from '../../native';
 import { BatchWriter, newestEndMs, type SessionSpec } from './writer';
-import { Rollups } from './rollups';
+import { Rollups } from '../rollups/rollups';
 
 /** An interval that will never be written (dropped from a full queue), recorded as an event. */
 export interface LostInterval {

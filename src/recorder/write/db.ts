@@ -4,13 +4,13 @@ import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { accessSync, constants, statSync, type Stats } from 'node:fs';
-import { migrations, SCHEMA_VERSION } from '../../migrations';
-import { APPLICATION_ID, checkIdentity, DbError, modeOf } from '../db-identity';
-import { build, get, run, type Database as Schema } from '../schema/database';
-import { AUTOCHECKPOINT_PAGES } from './checkpointer';
+import { migrations, SCHEMA_VERSION } from '../../../migrations';
+import { APPLICATION_ID, checkIdentity, modeOf } from '../../db-identity';
+import { build, get, run, type Database as Schema } from '../../schema/database';
+import { AUTOCHECKPOINT_PAGES } from '../upkeep/checkpointer';
 import { loadRowsExtension } from './rows';
+import { TcError } from '../../errors';
 
-export { DbError };
 
 export interface WriteDb {
   file: string;
@@ -37,7 +37,7 @@ export function checkWritable(file: string): void {
   } catch {
     /* a new file */
   }
-  if (st?.isDirectory()) throw new DbError(`${file} is a directory; pass a database file to --db (e.g. --db ${path.join(file, 'traffic.db')})`, 'ERR_TC_OPEN_DB');
+  if (st?.isDirectory()) throw new TcError(`${file} is a directory; pass a database file to --db (e.g. --db ${path.join(file, 'traffic.db')})`, 'ERR_TC_OPEN_DB');
   if (st) {
     try {
       accessSync(file, constants.W_OK);
@@ -45,7 +45,7 @@ export function checkWritable(file: string): void {
       // read-only on purpose, and is said so as for anyone else.
       if ((st.mode & 0o222) === 0) throw Object.assign(new Error('no write permission bits'), { code: 'EACCES' });
     } catch (err) {
-      throw new DbError(
+      throw new TcError(
         `${file} is read-only (${readOnlyWhy(err as NodeJS.ErrnoException, st)}): the recorder writes to it; make it writable, or record into another --db (tc-query reads it as it is)`,
         'ERR_TC_READ_ONLY',
       );
@@ -55,12 +55,12 @@ export function checkWritable(file: string): void {
   try {
     dst = statSync(dir);
   } catch {
-    throw new DbError(`cannot create ${file}: the directory ${dir} does not exist`, 'ERR_TC_OPEN_DB');
+    throw new TcError(`cannot create ${file}: the directory ${dir} does not exist`, 'ERR_TC_OPEN_DB');
   }
   try {
     accessSync(dir, constants.W_OK);
   } catch (err) {
-    throw new DbError(
+    throw new TcError(
       `${file} is read-only: its directory ${dir} is not writable (${readOnlyWhy(err as NodeJS.ErrnoException, dst)}), and the recorder creates ${path.basename(file)}-wal, -shm and .lock beside it; make the directory writable, or record into another --db`,
       'ERR_TC_READ_ONLY',
     );
@@ -77,7 +77,7 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
   try {
     sqlite = new Database(file);
   } catch (err) {
-    throw new DbError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
+    throw new TcError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
   }
   try {
     // Checked before anything writes to the file: a foreign or newer file is never altered.
@@ -103,15 +103,15 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
       const failed = results?.find((r) => r.status === 'Error')?.migrationName;
-      throw new DbError(`migrating ${file} failed${failed ? ` at ${failed}` : ''}: ${(error as Error).message ?? error}`, 'ERR_TC_MIGRATION');
+      throw new TcError(`migrating ${file} failed${failed ? ` at ${failed}` : ''}: ${(error as Error).message ?? error}`, 'ERR_TC_MIGRATION');
     }
     sqlite.pragma(`application_id = ${APPLICATION_ID}`);
     sqlite.pragma(`user_version = ${SCHEMA_VERSION}`);
     return { file, sqlite, kysely, nodeId: ensureMeta(sqlite, nodeId) };
   } catch (err) {
     sqlite.close();
-    if (err instanceof DbError) throw err;
-    throw new DbError(`cannot prepare database ${file} for writing: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
+    if (err instanceof TcError) throw err;
+    throw new TcError(`cannot prepare database ${file} for writing: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
   }
 }
 
@@ -119,7 +119,7 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
 function checkNodeId(db: Database.Database, file: string, wanted: string): void {
   const stored = metaValue(db, 'node_id');
   if (stored !== undefined && stored !== wanted) {
-    throw new DbError(
+    throw new TcError(
       `--node-id ${wanted}: ${file} is the history of node ${stored} (set when it was created); record node ${wanted} into another --db`,
       'ERR_TC_NODE_ID',
     );

@@ -4,16 +4,17 @@
  * database.
  */
 import type Database from 'better-sqlite3';
-import { formatAddr } from '../addr';
-import { u64At, type Batch } from '../native';
-import { U32Map } from './u32map';
+import { formatAddr } from '../../addr';
+import { u64At, type Batch } from '../../native';
+import { U32Map } from '../typed-arrays/u32map';
 import { putNum, putU64, RowInsert } from './rows';
-import { BATCH_COUNTERS } from '../schema/counters';
-import { all, build, get, run } from '../schema/database';
-import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../schema/columns';
-import { byFlowKey, byIpId } from './order';
-import { Rollups } from './rollups';
-import { bucketOf, LEVELS } from '../schema/levels';
+import { BATCH_COUNTERS } from '../../schema/counters';
+import { all, build, get, run } from '../../schema/database';
+import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../../schema/columns';
+import { byFlowKey, byIpId } from '../typed-arrays/order';
+import { Rollups } from '../rollups/rollups';
+import { bucketOf, LEVELS } from '../../schema/levels';
+import { TcError } from '../../errors';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
@@ -351,9 +352,9 @@ export function deleteSession(db: Database.Database, sessionId: number): void {
     const to = bucketOf(Math.max(...touched.map((t) => t.start_ms)), 'ip_1d') + LEVELS.ip_1d.ms;
     const pruned = db.prepare('select count(*) from batches where pruned != 0 and start_ms >= ? and start_ms < ?').pluck().get(from, to) as number;
     if (pruned > 0) {
-      throw Object.assign(
-        new Error(`session ${sessionId} cannot be replaced: retention removed the raw rows of ${pruned} interval(s) of the days it covers, so their minute, hour and day sums cannot be recomputed without it; replay into another file instead`),
-        { code: 'ERR_TC_REPLACE' },
+      throw new TcError(
+        `session ${sessionId} cannot be replaced: retention removed the raw rows of ${pruned} interval(s) of the days it covers, so their minute, hour and day sums cannot be recomputed without it; replay into another file instead`,
+        'ERR_TC_REPLACE',
       );
     }
   }

@@ -5,8 +5,8 @@
  * crash never leaves a stale lock. The file names the holder, for the refusal's message.
  */
 import { closeSync, ftruncateSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import * as engine from '../native';
-import { DbError } from '../db-identity';
+import * as engine from '../../native';
+import { TcError } from '../../errors';
 
 interface Holder {
   pid: number;
@@ -26,14 +26,14 @@ export class WriterLock {
     return `${dbFile}.lock`;
   }
 
-  /** Takes the lock of `dbFile` or throws DbError ERR_TC_LOCKED naming the process that holds it. */
+  /** Takes the lock of `dbFile` or throws TcError ERR_TC_LOCKED naming the process that holds it. */
   static acquire(dbFile: string, doing: string): WriterLock {
     const file = WriterLock.lockFile(dbFile);
     const fd = engine.tryLockFile(file);
     if (fd === null) {
       const h = readHolder(file);
       const who = h ? `pid ${h.pid}${h.session !== undefined ? `, session ${h.session}` : ''}` : 'pid unknown';
-      throw new DbError(
+      throw new TcError(
         `another recorder (${who}) is writing ${dbFile}${h ? ` (${h.doing})` : ''}; stop it first${h ? ` (kill -INT ${h.pid})` : ''} or record into another --db`,
         'ERR_TC_LOCKED',
       );

@@ -9,12 +9,12 @@
  */
 import type Database from 'better-sqlite3';
 
-import { U32Map } from './u32map';
-import { putNum, RowInsert } from './rows';
-import { byIpId } from './order';
-import { FlowSums } from './flowsums';
-import { FLOW_KEY as FLOW_KEY_COLUMNS, FLOW_ROLLUP_COLUMNS, IP_ROLLUP_COLUMNS, IP_VALUES } from '../schema/columns';
-import { bucketOf, CLOSING_ORDER, FLOW_LEVELS, IP_LEVELS, isIpLevel, LEVELS, type FlowLevel, type IpLevel, type Level } from '../schema/levels';
+import { U32Map } from '../typed-arrays/u32map';
+import { putNum, RowInsert } from '../write/rows';
+import { byIpId } from '../typed-arrays/order';
+import { FlowSums } from '../typed-arrays/flowsums';
+import { FLOW_KEY as FLOW_KEY_COLUMNS, FLOW_ROLLUP_COLUMNS, IP_ROLLUP_COLUMNS, IP_VALUES } from '../../schema/columns';
+import { bucketOf, CLOSING_ORDER, FLOW_LEVELS, IP_LEVELS, isIpLevel, LEVELS, type FlowLevel, type IpLevel, type Level } from '../../schema/levels';
 
 /** How a level's buckets are computed from the level below (its length and next level: LEVELS). */
 interface LevelSql {

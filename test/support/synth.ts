@@ -1,6 +1,6 @@
 /** Synthetic interval batches (the shape the capture engine hands the recorder) for benchmarks. */
-import type { Batch } from '../src/native';
-import { COUNTER_NAMES, type CounterName } from '../src/schema/counters';
+import type { Batch } from '../../src/native';
+import { COUNTER_NAMES, type CounterName } from '../../src/schema/counters';
 
 function u64(values: number[]): Uint32Array {
   const a = new Uint32Array(values.length * 2);

@@ -14,14 +14,15 @@
  * "lost-interval" event records it in the next transaction that succeeds. A replay waits
  * instead (nothing is lost; the engine thread blocks behind the bounded native queue).
  */
-import { OPTION_DEFAULTS, type Batch } from '../native';
+import { OPTION_DEFAULTS, type Batch } from '../../native';
 import type { WriteDb } from './db';
 import type { SessionSpec } from './writer';
 import { Appender, type LostInterval } from './appender';
-import { Pruner, type Retention } from './retention';
-import { Checkpointer } from './checkpointer';
-import type { Logger } from './log';
-import type { Metrics } from './metrics';
+import { Pruner, type Retention } from '../upkeep/retention';
+import { Checkpointer } from '../upkeep/checkpointer';
+import type { Logger } from '../observe/log';
+import type { Metrics } from '../observe/metrics';
+import { TcError } from '../../errors';
 
 export interface SinkOptions {
   db: WriteDb;
@@ -243,9 +244,10 @@ export class BatchSink {
     this.o.metrics.writeErrors++;
     this.failures++;
     if (this.o.giveUpAfter !== undefined && this.failures >= this.o.giveUpAfter) {
-      const e = Object.assign(new Error(`cannot write to ${this.o.db.file} after ${this.failures} tries (${err.code ?? 'error'}: ${err.message}); the file is intact up to the last interval written`), {
-        code: 'ERR_TC_WRITE',
-      });
+      const e = new TcError(
+        `cannot write to ${this.o.db.file} after ${this.failures} tries (${err.code ?? 'error'}: ${err.message}); the file is intact up to the last interval written`,
+        'ERR_TC_WRITE',
+      );
       this.failed = e;
       this.queue.length = 0;
       this.queueBytes = 0;

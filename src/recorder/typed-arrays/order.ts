@@ -2,7 +2,8 @@
  * Row orders for the writer: rows go into the delta and rollup tables in primary-key order, so
  * that their B-trees grow by appends (rows in arrival order write markedly slower).
  */
-import type { Batch } from '../native';
+import type { Batch } from '../../native';
+import { TcError } from '../../errors';
 
 /** Scratch of `byIpId`'s dense path: row + 1 by id - min (0: no row), kept between batches. */
 let denseSlots = new Uint32Array(0);
@@ -52,7 +53,7 @@ function byDenseId(ids: ArrayLike<number>, min: number, max: number): Uint32Arra
       slots[s] = 0;
     }
   }
-  if (k !== count) throw new Error(`byIpId: ${count - k} duplicate dictionary ids in one batch`);
+  if (k !== count) throw new TcError(`byIpId: ${count - k} duplicate dictionary ids in one batch`, 'ERR_TC_INTERNAL');
   return order;
 }
 

@@ -1,7 +1,8 @@
 /** The recorder's own health in the Prometheus text exposition format (`--metrics-listen`). */
 import * as http from 'node:http';
 import { statSync } from 'node:fs';
-import type { Batch, CounterName } from '../native';
+import type { Batch, CounterName } from '../../native';
+import { TcError } from '../../errors';
 
 /**
  * The frames of a batch that are not counted, split as the interval line, `tc-query status`
@@ -94,7 +95,7 @@ export class Metrics {
   /** Serves /metrics on ADDR:PORT ("[::1]:9464", "127.0.0.1:9464", ":9464"). */
   listen(addr: string): Promise<http.Server> {
     const m = addr.match(/^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/);
-    if (!m) throw new Error(`--metrics-listen ${JSON.stringify(addr)} is not ADDR:PORT (e.g. 127.0.0.1:9464)`);
+    if (!m) throw new TcError(`--metrics-listen ${JSON.stringify(addr)} is not ADDR:PORT (e.g. 127.0.0.1:9464)`, 'ERR_TC_BAD_OPTION');
     const host = m[1] ?? (m[2] || '0.0.0.0');
     const port = Number(m[3]);
     const server = http.createServer((req, res) => {
