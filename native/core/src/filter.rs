@@ -222,15 +222,8 @@ mod tests {
     }
     const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
-    /// Loading the filter needs CAP_BPF: without root the test says so and passes, except under
-    /// CI=true, where every privileged test must run.
     fn privileged(name: &str) -> bool {
-        if unsafe { libc::geteuid() } == 0 {
-            return true;
-        }
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{name} needs root (bpf()) and cannot be skipped under CI=true");
-        eprintln!("skipped {name}: needs root (bpf())");
-        false
+        crate::testing::privileged(name, "bpf()")
     }
 
     /// Runs the loaded program once on `frame` in the kernel and returns its verdict: the bytes

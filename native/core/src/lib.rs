@@ -25,3 +25,5 @@ pub mod replay;
 pub mod ring;
 pub mod rules;
 pub mod table;
+#[cfg(test)]
+mod testing;

@@ -437,15 +437,8 @@ mod tests {
         assert_eq!(out.iter().map(|m| m.last).collect::<Vec<_>>(), [false, false, true]);
     }
 
-    /// Opening AF_PACKET sockets and a network namespace needs root: without it the test says
-    /// so and passes, except under CI=true, where every privileged test must run.
     fn privileged(name: &str) -> bool {
-        if unsafe { libc::geteuid() } == 0 {
-            return true;
-        }
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{name} needs root and cannot be skipped under CI=true");
-        eprintln!("skipped {name}: needs root (AF_PACKET, unshare(CLONE_NEWNET))");
-        false
+        crate::testing::privileged(name, "AF_PACKET, unshare(CLONE_NEWNET)")
     }
 
     /// Moves the calling thread into a new network namespace (namespaces are per thread, see
