@@ -212,6 +212,15 @@ export function replay(files: string[], opts: CountOptions, h: EngineHandlers): 
   return { done, stop: () => handle?.stop() };
 }
 
+/** Runs one addon call, its failure turned into a TcError with the engine's code. */
+function engineCall<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    throw toEngineError(err);
+  }
+}
+
 export function toEngineError(err: unknown): TcError {
   const e = err as { message?: string; code?: string };
   return new TcError(e?.message ?? String(err), e?.code ?? 'ERR_TC');
@@ -285,20 +294,12 @@ export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
 
 /** Validates a CIDR file; returns its number of entries or throws TcError. */
 export function checkCidrFile(file: string): number {
-  try {
-    return addon.checkCidrFile(file);
-  } catch (err) {
-    throw toEngineError(err);
-  }
+  return engineCall(() => addon.checkCidrFile(file));
 }
 
 /** Checks that each file is a capture this engine reads (without counting); throws TcError. */
 export function probeCaptures(files: string[]): void {
-  try {
-    addon.probeCaptures(files);
-  } catch (err) {
-    throw toEngineError(err);
-  }
+  engineCall(() => addon.probeCaptures(files));
 }
 
 /**
@@ -307,11 +308,7 @@ export function probeCaptures(files: string[]): void {
  * when another process holds it. Throws TcError (ERR_TC_LOCK) when the file cannot be opened.
  */
 export function tryLockFile(file: string): number | null {
-  try {
-    return addon.tryLockFile(file);
-  } catch (err) {
-    throw toEngineError(err);
-  }
+  return engineCall(() => addon.tryLockFile(file));
 }
 
 /**
@@ -319,11 +316,7 @@ export function tryLockFile(file: string): number | null {
  * the file's content, whatever it is called or how it is counted. Throws TcError.
  */
 export function captureIdentity(file: string): string {
-  try {
-    return addon.captureIdentity(file);
-  } catch (err) {
-    throw toEngineError(err);
-  }
+  return engineCall(() => addon.captureIdentity(file));
 }
 
 /**
