@@ -140,13 +140,8 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
   };
 }
 
-export interface CountOptions {
-  intervalMs?: number;
-  maxKeys?: number;
-  flows?: boolean;
-  ignoreFile?: string;
-  acceptSourceFile?: string;
-}
+/** Counting options (ranges and defaults: their docs, from native/core/src/options.rs). */
+export type CountOptions = Addon.CountOptions;
 
 export interface EngineHandlers {
   /** Called for every batch in interval order; may return a promise (back-pressure for replays). */
@@ -226,21 +221,8 @@ export function toEngineError(err: unknown): TcError {
   return new TcError(e?.message ?? String(err), e?.code ?? 'ERR_TC');
 }
 
-export interface LiveOptions {
-  iface: string;
-  workers?: number;
-  blockSize?: number;
-  blockCount?: number;
-  frameSize?: number;
-  fanoutGroup?: number;
-  ebpf?: boolean;
-  snaplen?: number;
-  count: CountOptions;
-  /** Batches that may wait for the JS thread at once (default OPTION_DEFAULTS.queueMaxBatches); newer ones are dropped and named. */
-  handoverMaxBatches?: number;
-  /** Bytes of batches that may wait for the JS thread at once (default OPTION_DEFAULTS.queueMaxBytes). */
-  handoverMaxBytes?: number;
-}
+/** Live capture options (ranges and defaults: their docs, from native/core/src/options.rs). */
+export type LiveOptions = Addon.LiveCaptureOptions;
 
 export type CaptureInfo = Addon.CaptureInfo;
 

@@ -204,21 +204,37 @@ pub struct DroppedInterval {
     pub end_ms: f64,
 }
 
-/// Options shared by replay and live capture (defaults and ranges: core `options.rs`).
-#[napi(object)]
-pub struct CountOptions {
-    /// Interval length in ms: a whole number of seconds from 1 s to 86400 s; default 5000.
-    pub interval_ms: Option<i64>,
-    /// Distinct addresses / flows per interval and table before the rest fold into an overflow
-    /// row: at least 1; default 1,000,000.
-    pub max_keys: Option<u32>,
-    /// Also count per unidirectional 5-tuple flow; default false.
-    pub flows: Option<bool>,
-    /// CIDR file whose addresses are not counted (source or destination); default none.
-    pub ignore_file: Option<String>,
-    /// CIDR file: only frames whose source is in it are counted; default none (every source).
-    pub accept_source_file: Option<String>,
+/// Declares a napi object from one of the core's option field lists (`count_option_fields!`,
+/// `capture_option_fields!`: the fields and their documented ranges and defaults live there),
+/// with fields of its own and `core()`, the core struct holding the listed ones. Types are
+/// matched as identifiers (`String`, `Option<String>`), not `ty` fragments: napi-derive does not
+/// see through a `ty` fragment to tell an `Option` (optional in JS) from a required field.
+macro_rules! napi_options {
+    ([$(#[$sm:meta])* $name:ident => $core:ident { $($(#[$om:meta])* $own:ident: $ot:ident $(<$oi:ident>)?,)* }] $($(#[$m:meta])* $f:ident: Option<$t:ident>,)*) => {
+        $(#[$sm])*
+        #[napi(object)]
+        pub struct $name {
+            $($(#[$om])* pub $own: $ot $(<$oi>)?,)*
+            $($(#[$m])* pub $f: Option<$t>,)*
+        }
+
+        impl $name {
+            fn core(&self) -> options::$core {
+                options::$core { $($f: self.$f,)* }
+            }
+        }
+    };
 }
+
+traffic_counter_core::count_option_fields!(napi_options! [
+    #[doc = " Options shared by replay and live capture (defaults and ranges: core `options.rs`)."]
+    CountOptions => CountOptions {
+        #[doc = " CIDR file whose addresses are not counted (source or destination); default none."]
+        ignore_file: Option<String>,
+        #[doc = " CIDR file: only frames whose source is in it are counted; default none (every source)."]
+        accept_source_file: Option<String>,
+    }
+]);
 
 /// The defaults (and the ranges the CLI checks at entry) of `CountOptions` and
 /// `LiveCaptureOptions`, from core `options.rs`.
@@ -255,11 +271,6 @@ pub fn option_defaults() -> OptionDefaults {
         queue_max_batches: DEFAULT_QUEUE_MAX_BATCHES,
         queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES as f64,
     }
-}
-
-/// The counting options as the core checks them (live capture adds its own).
-fn count_options(c: &CountOptions) -> Options {
-    Options { interval_ms: c.interval_ms, max_keys: c.max_keys, flows: c.flows, ..Options::default() }
 }
 
 fn bad_option(e: options::OptionError) -> Error<String> {
@@ -301,7 +312,7 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
         return Err(err(Code::BadOption, "--pcap needs at least one file"));
     }
     let (ignore, accept) = load_rules(&options.ignore_file, &options.accept_source_file)?;
-    let v = count_options(&options).validate().map_err(bad_option)?;
+    let v = Options { count: options.core(), ..Options::default() }.validate().map_err(bad_option)?;
     let opts = ReplayOptions { interval_ms: v.interval_ms, max_keys: v.max_keys, flows: v.flows, rules: Rules::new(&ignore, accept.as_deref()) };
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -344,38 +355,15 @@ pub fn capture_identity(file: String) -> Result<String, String> {
     replay::identity(&PathBuf::from(file)).map_err(js_error)
 }
 
-/// Live capture options (see `traffic-counter record --help`; defaults and ranges: core
-/// `options.rs`, checked by `Options::validate`).
-#[napi(object)]
-pub struct LiveCaptureOptions {
-    /// Interface to capture on (required).
-    pub iface: String,
-    /// Capture workers, one ring each: 1 to 64; default the number of CPUs.
-    pub workers: Option<u32>,
-    /// TPACKET_V3 block size in bytes: a power of two, a multiple of the page size, at most
-    /// 1 GiB; default 1 MiB.
-    pub block_size: Option<u32>,
-    /// Blocks per ring: at least 1 (the ring at most 8 GiB); default 64.
-    pub block_count: Option<u32>,
-    /// TPACKET_V3 frame size in bytes: a multiple of 16, room for a frame header and 64 bytes,
-    /// at most the block size; default 2048.
-    pub frame_size: Option<u32>,
-    /// PACKET_FANOUT group id: 0 to 65535; default derived from the process id.
-    pub fanout_group: Option<u32>,
-    /// Load the eBPF socket filter; default true (false: rules are applied in userspace).
-    pub ebpf: Option<bool>,
-    /// Bytes of each frame the eBPF filter keeps; default 128 (the CLI takes 64 to 65535).
-    pub snaplen: Option<u32>,
-    pub count: CountOptions,
-    /// Batches that may wait for the JS thread at once: at least 1; default 64 (the recorder's
-    /// queue bound, `queueMaxBatches` of `optionDefaults()`). While JS is busy for longer (a long
-    /// synchronous write), newer batches are dropped, not queued without bound, and the next
-    /// batch delivered names them.
-    pub handover_max_batches: Option<u32>,
-    /// Bytes of batch columns that may wait for the JS thread at once: at least 0; default
-    /// 256 MiB; one batch may always wait, however large.
-    pub handover_max_bytes: Option<f64>,
-}
+traffic_counter_core::capture_option_fields!(napi_options! [
+    #[doc = " Live capture options (see `traffic-counter record --help`; defaults and ranges: core"]
+    #[doc = " `options.rs`, checked by `Options::validate`)."]
+    LiveCaptureOptions => CaptureOptions {
+        #[doc = " Interface to capture on (required)."]
+        iface: String,
+        count: CountOptions,
+    }
+]);
 
 #[napi(object)]
 pub struct CaptureInfo {
@@ -404,18 +392,7 @@ impl LiveCapture {
     pub fn start(options: LiveCaptureOptions, on_event: Function<'_, LiveEvent, ()>) -> Result<LiveCapture, String> {
         let c = &options.count;
         let (ignore, accept) = load_rules(&c.ignore_file, &c.accept_source_file)?;
-        let v = Options {
-            workers: options.workers,
-            block_size: options.block_size,
-            block_count: options.block_count,
-            frame_size: options.frame_size,
-            fanout_group: options.fanout_group,
-            ebpf: options.ebpf,
-            snaplen: options.snaplen,
-            queue_max_batches: options.handover_max_batches,
-            queue_max_bytes: options.handover_max_bytes,
-            ..count_options(c)
-        }
+        let v = Options { count: c.core(), capture: options.core() }
         .validate()
         .map_err(bad_option)?;
         let group = v.fanout_group;
@@ -433,7 +410,7 @@ impl LiveCapture {
             accept_source: accept,
         };
         let workers = lo.workers as u32;
-        let mut handover = Handover::new(v.queue_max_batches, v.queue_max_bytes);
+        let mut handover = Handover::new(v.handover_max_batches, v.handover_max_bytes);
         // Runs on the JS thread as each event is delivered: the batch is taken, its place given back.
         let deliver = on_event
             .build_threadsafe_function::<Delivery>()
