@@ -26,13 +26,19 @@ import { checkTz, formatTime } from '../query/time';
 import { bytes } from '../units';
 import { defaultDb, intIn } from './options';
 import { openReadOnly } from '../query/db';
+import { KEY_BYS, type KeySources } from '../query/keys';
+import { LABELS_ENV, readLabels } from '../query/labels';
+import { ASN_ENV, readAsn } from '../query/asn';
+import * as path from 'node:path';
 
 const { version } = require('../../../package.json') as { version: string };
 
 const program = new Command('tc-query')
   .description('Query a traffic-counter database (opened read-only, never changed)')
   .version(version)
-  .option('--db <file>', 'database file (env TC_DB)', defaultDb());
+  .option('--db <file>', 'database file (env TC_DB)', defaultDb())
+  .option('--labels <file>', `label file: lines "CIDR label", the longest prefix wins (env ${LABELS_ENV}); for --by label, --label and a label column`, process.env[LABELS_ENV] || undefined)
+  .option('--asn <file>', `ASN table in the ip2asn TSV layout (iptoasn.com), plain or .gz; twice for separate IPv4 and IPv6 files (env ${ASN_ENV}, files separated by "${path.delimiter}")`, (v: string, prev?: string[]) => [...(prev ?? []), v]);
 
 let format: Format = 'table';
 
@@ -65,13 +71,31 @@ function filterOptions(cmd: Command): Command {
   return cmd
     .option('--ip <addr>', 'only this address', parseIpOption)
     .option('--cidr <net>', 'only addresses in this network', parseCidrOption)
+    .option('--label <name>', 'only addresses with this label (of --labels); a flow counts when either end has it')
     .option('--proto <p>', 'only this IP protocol (tcp, udp, icmp, ... or a number; uses flow rows)', parseProto)
     .option('--port <n>', 'only this source or destination port (uses flow rows)', intIn(0, 65535));
 }
 
 function filtersOf(opts: Filters): Filters {
   if (opts.ip && opts.cidr) throw new InvalidArgumentError('give --ip or --cidr, not both');
-  return { ip: opts.ip, cidr: opts.cidr, proto: opts.proto, port: opts.port };
+  return { ip: opts.ip, cidr: opts.cidr, label: opts.label, proto: opts.proto, port: opts.port };
+}
+
+/**
+ * The label file, ASN table and --by net prefixes of a command: the label file read now (small;
+ * a filter needs it), the ASN table when first asked for (large; top parses it while DuckDB
+ * starts). Only the commands that use them read them.
+ */
+function keySources(cmd: Command, opts: { v4Prefix?: number; v6Prefix?: number }): KeySources {
+  const g = cmd.parent!.opts() as { labels?: string; asn?: string[] };
+  const asnFiles = g.asn ?? (process.env[ASN_ENV] ? process.env[ASN_ENV].split(path.delimiter).filter((f) => f.length > 0) : []);
+  let table: ReturnType<typeof readAsn> | undefined;
+  return {
+    labels: g.labels ? readLabels(g.labels) : undefined,
+    asn: asnFiles.length > 0 ? () => (table ??= readAsn(asnFiles)) : undefined,
+    v4Prefix: opts.v4Prefix ?? 24,
+    v6Prefix: opts.v6Prefix ?? 64,
+  };
 }
 
 const dbOf = (cmd: Command) => cmd.parent!.opts().db as string;
@@ -87,47 +111,62 @@ filterOptions(
   common(
     program
       .command('top')
-      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver) or flow; largest bytes first')
-      .addOption(new Option('--by <what>', 'group by').choices(['ip', 'src', 'dst', 'flow']).default('ip')),
+      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver), flow, or the tx + rx of each label, AS or network; largest bytes first')
+      .addOption(new Option('--by <what>', 'group by').choices(['ip', 'src', 'dst', 'flow', ...KEY_BYS]).default('ip')),
     '1h',
   ),
 )
   .option('--limit <n>', 'rows to show (0 = every row)', intIn(0, 1e9), 20)
+  .option('--v4-prefix <n>', '--by net: IPv4 prefix length', intIn(0, 32), 24)
+  .option('--v6-prefix <n>', '--by net: IPv6 prefix length', intIn(0, 128), 64)
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
     const filters = filtersOf(opts);
+    const keys = keySources(cmd, opts);
     // Plan the window and start reading half of it on a worker before DuckDB loads here.
     const family = opts.by === 'flow' || filters.proto !== undefined || filters.port !== undefined ? 'flow' : 'ip';
     const planning = openReadOnly(dbOf(cmd));
     let prefetched;
     try {
-      prefetched = lazy.prefetch().readAhead(planning, dbOf(cmd), family, window, filters);
+      prefetched = lazy.prefetch().readAhead(planning, dbOf(cmd), family, window, filters, keys.labels);
     } finally {
       planning.close();
     }
     const { top } = lazy.top();
-    print(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched }));
+    print(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched, keys }));
   });
 
-common(program.command('flows').description('the top flows to and from an address').requiredOption('--ip <addr>', 'the address', parseIpOption), '1h')
+common(
+  program
+    .command('flows')
+    .description('the top flows to and from an address (--ip), or of a label\'s addresses (--label), or both: the flows of the address with the label at either end')
+    .option('--ip <addr>', 'the address', parseIpOption)
+    .option('--label <name>', 'flows with an address of this label (of --labels) at either end'),
+  '1h',
+)
   .option('--limit <n>', 'rows to show (0 = every row)', intIn(0, 1e9), 20)
   .action(async (opts, cmd: Command) => {
     format = opts.format;
+    if (opts.ip === undefined && opts.label === undefined) throw new InvalidArgumentError('flows needs --ip ADDR or --label NAME (or both)');
     const window = makeWindow(opts);
+    const keys = keySources(cmd, opts);
     const { top } = lazy.top();
-    print(await top({ db: dbOf(cmd), by: 'flow', window, limit: opts.limit, format: opts.format, filters: { ip: opts.ip }, tz: tzOf(opts) }));
+    print(await top({ db: dbOf(cmd), by: 'flow', window, limit: opts.limit, format: opts.format, filters: { ip: opts.ip, label: opts.label }, tz: tzOf(opts), keys }));
   });
 
 common(program.command('series').description('traffic per step: the total (each packet once), or of --ip / --cidr; with --tz, steps follow that zone\'s calendar'), '1h')
   .option('--ip <addr>', 'traffic of this address (tx + rx)', parseIpOption)
   .option('--cidr <net>', 'traffic of the addresses in this network', parseCidrOption)
+  .option('--label <name>', 'traffic of the addresses with this label (of --labels; tx + rx, as --cidr)')
   .option('--step <d>', `step (${SERIES_STEPS.join(', ')} or any whole number of seconds)`, parseStep, 60_000)
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
     const { series } = lazy.series();
-    print(await series({ db: dbOf(cmd), window, stepMs: opts.step as number, format: opts.format, filters: filtersOf(opts), tz: tzOf(opts) }));
+    const filters = filtersOf(opts);
+    const labels = filters.label !== undefined ? keySources(cmd, opts).labels : undefined;
+    print(await series({ db: dbOf(cmd), window, stepMs: opts.step as number, format: opts.format, filters, tz: tzOf(opts), labels }));
   });
 
 common(program.command('status').description('what the file covers and how complete it is: intervals, gaps, drops, overflow'), 'the whole file').action(async (opts, cmd: Command) => {
@@ -162,10 +201,12 @@ program
   .requiredOption('--out <path>', 'output file, - for stdout (csv, jsonl), or a folder with --partition')
   .option('--partition', 'write a Hive-partitioned folder by node and date', false)
   .option('--force', "replace an existing --out file (with --partition: this database's node= folder in it)", false)
+  .option('--label <name>', 'only rows of addresses with this label (of --labels); a flow row when either end has it')
   .action(async (opts, cmd: Command) => {
     const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
     const { exportRows } = lazy.adhoc();
-    const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition, force: opts.force });
+    const keys = keySources(cmd, opts);
+    const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition, force: opts.force, label: opts.label, keys });
     const where = r.out === '-' ? 'stdout' : r.out;
     if (r.note) process.stderr.write(`tc-query: ${r.note}\n`);
     process.stderr.write(`tc-query: exported ${r.rows} row${r.rows === 1 ? '' : 's'} to ${where}${opts.partition ? ` (${counted(r.files, 'file')})` : ''}\n`);
@@ -186,7 +227,7 @@ program
 /** The subcommand named on the command line (for the hint of a usage error), if any. */
 function commandOf(argv: string[]): Command | undefined {
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--db') i++;
+    if (argv[i] === '--db' || argv[i] === '--labels' || argv[i] === '--asn') i++;
     else if (!argv[i].startsWith('-')) return program.commands.find((c) => c.name() === argv[i]);
   }
   return undefined;

@@ -8,7 +8,8 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
-import { matchingIds, whereFor, type Filters } from './filters';
+import { matchingIds, whereFor, type AddressMatch, type Filters } from './filters';
+import type { LabelTable } from './labels';
 import { BUCKET_MS, planWindow, readSegments, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
 import { TcError } from '../errors';
 
@@ -23,8 +24,8 @@ export interface ReadRequest {
 export interface ReadAhead {
   /** The window with `--all` resolved. */
   window: Window;
-  /** The address filter's ids (undefined without --ip / --cidr). */
-  match: number[] | undefined;
+  /** The address filter's conditions (undefined without --ip / --cidr / --label). */
+  match: AddressMatch | undefined;
   family: Family;
   where: string;
   params: unknown[];
@@ -66,9 +67,9 @@ export function split(db: Database.Database, segments: Segment[]): [Segment[], S
   return [a, b];
 }
 
-export function readAhead(sqlite: Database.Database, file: string, family: Family, w: Window, filters: Filters): ReadAhead {
+export function readAhead(sqlite: Database.Database, file: string, family: Family, w: Window, filters: Filters, labels?: LabelTable): ReadAhead {
   const window = resolveWindow(sqlite, w);
-  const match = matchingIds(sqlite, filters);
+  const match = matchingIds(sqlite, filters, labels);
   const { where, params } = whereFor(family, match, filters);
   const segments = planWindow(sqlite, family, window);
   if (sqlite.memory) {

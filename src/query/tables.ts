@@ -35,18 +35,30 @@ const id = (name: string): Col => ({ name, sqlType: 'BIGINT', type: BIGINT });
 
 const NODE = '(select node_id from sessions s where s.id = b.session_id)';
 
-const rollupIp = (t: string) => ({
+/**
+ * A documented table: its columns and the SQL that reads them for [from, to) (binding from, to);
+ * `ids` are the SQL's dictionary-id columns of its addresses (an address filter's terms).
+ */
+interface TableDef {
+  cols: Col[];
+  sql: string;
+  ids?: string[];
+}
+
+const rollupIp = (t: string): TableDef => ({
+  ids: ['r.ip_id'],
   cols: [txt('node'), ts('bucket'), txt('ip'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')],
   sql: `select (select value from meta where key = 'node_id'), r.bucket_ms, a.text, r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes
         from ${t} r join addresses a on a.id = r.ip_id where r.bucket_ms >= ? and r.bucket_ms < ?`,
 });
-const rollupFlow = (t: string) => ({
+const rollupFlow = (t: string): TableDef => ({
+  ids: ['r.src_id', 'r.dst_id'],
   cols: [txt('node'), ts('bucket'), txt('src'), txt('dst'), int('proto'), int('sport'), int('dport'), big('packets'), big('bytes')],
   sql: `select (select value from meta where key = 'node_id'), r.bucket_ms, s.text, d.text, r.proto, r.sport, r.dport, r.packets, r.bytes
         from ${t} r join addresses s on s.id = r.src_id join addresses d on d.id = r.dst_id where r.bucket_ms >= ? and r.bucket_ms < ?`,
 });
 
-export const TABLES: Record<string, { cols: Col[]; sql: string }> = {
+export const TABLES: Record<string, TableDef> = {
   intervals: {
     cols: [txt('node'), txt('source'), id('session'), id('seq'), ts('start'), ts('end'), big('frames'), big('ip_packets'), big('ip_bytes'), big('non_ip'),
       big('kernel_packets'), big('kernel_drops'), big('filter_passed'), big('filter_ignored'), big('filter_not_accepted'), big('ip_overflow_keys'), big('flow_overflow_keys')],
@@ -55,11 +67,13 @@ export const TABLES: Record<string, { cols: Col[]; sql: string }> = {
           from batches b where b.start_ms >= ? and b.start_ms < ?`,
   },
   ip_deltas: {
+    ids: ['d.ip_id'],
     cols: [txt('node'), ts('start'), ts('end'), txt('ip'), big('tx_packets'), big('tx_bytes'), big('rx_packets'), big('rx_bytes')],
     sql: `select ${NODE}, b.start_ms, b.end_ms, a.text, d.tx_packets, d.tx_bytes, d.rx_packets, d.rx_bytes
           from batches b join ip_deltas d on d.batch_id = b.id join addresses a on a.id = d.ip_id where b.start_ms >= ? and b.start_ms < ?`,
   },
   flow_deltas: {
+    ids: ['d.src_id', 'd.dst_id'],
     cols: [txt('node'), ts('start'), ts('end'), txt('src'), txt('dst'), int('proto'), int('sport'), int('dport'), big('packets'), big('bytes')],
     sql: `select ${NODE}, b.start_ms, b.end_ms, s.text, t.text, d.proto, d.sport, d.dport, d.packets, d.bytes
           from batches b join flow_deltas d on d.batch_id = b.id join addresses s on s.id = d.src_id join addresses t on t.id = d.dst_id
@@ -75,21 +89,33 @@ export const TABLES: Record<string, { cols: Col[]; sql: string }> = {
 /** The TIMESTAMP columns of a documented table. */
 export const timeColumns = (name: string): string[] => TABLES[name].cols.filter((c) => c.sqlType === 'TIMESTAMP').map((c) => c.name);
 
+/** Columns computed from each row (e.g. an address's label), appended to a loaded table. */
+export interface ExtraColumns {
+  cols: { name: string; sqlType: string; type: DuckDBType }[];
+  /** The values of `cols` for a row (its values in the table's column order). */
+  of(row: unknown[]): unknown[];
+}
+
 /**
  * Loads `name` for the window into DuckDB. `--all` reads whole UTC days (readRange), so the
- * rollup buckets that hold the first and last intervals are loaded too.
+ * rollup buckets that hold the first and last intervals are loaded too. `ids`: only rows with
+ * an address among these dictionary ids (either end of a flow); `extra`: computed columns.
  */
-export async function loadTable(sqlite: Database.Database, duck: Duck, name: string, window: Window, as = name): Promise<void> {
+export async function loadTable(sqlite: Database.Database, duck: Duck, name: string, window: Window, as = name, o: { ids?: number[]; extra?: ExtraColumns } = {}): Promise<void> {
   const w = readRange(window);
   const t = TABLES[name];
-  const stmt = sqlite.prepare(t.sql).safeIntegers(true).raw(true);
+  const filter = o.ids && t.ids ? ` and (${t.ids.map((c) => `${c} in (select value from json_each(?))`).join(' or ')})` : '';
+  const params = filter ? t.ids!.map(() => JSON.stringify(o.ids)) : [];
+  const stmt = sqlite.prepare(t.sql + filter).safeIntegers(true).raw(true);
   const convs = t.cols.map((c) => c.conv);
+  const extra = o.extra;
   function* rows(): Generator<unknown[]> {
-    for (const r of stmt.iterate(w.fromMs, w.toMs) as Iterable<unknown[]>) {
-      yield r.map((v, i) => (convs[i] ? convs[i]!(v) : v));
+    for (const r of stmt.iterate(w.fromMs, w.toMs, ...params) as Iterable<unknown[]>) {
+      const out = r.map((v, i) => (convs[i] ? convs[i]!(v) : v));
+      yield extra ? [...out, ...extra.of(r)] : out;
     }
   }
-  await duck.load(as, t.cols.map((c) => ({ ...c, name: `"${c.name}"` })), rows());
+  await duck.load(as, [...t.cols.map((c) => ({ ...c, name: `"${c.name}"` })), ...(extra?.cols ?? []).map((c) => ({ ...c, name: `"${c.name}"` }))], rows());
 }
 
 /** Names of the documented tables that `sql` mentions. */

@@ -7,7 +7,12 @@ import type { Window } from '../window';
 import { render, type Format } from '../output';
 import { resolveWindow } from '../plan';
 import { coverage, emptyWindowNote } from '../coverage';
-import { loadTable, tablesIn, timeColumns } from '../tables';
+import { loadTable, tablesIn, timeColumns, TABLES, type ExtraColumns } from '../tables';
+import { BIGINT, VARCHAR } from '../duck';
+import { idsOfEvery, matchingIds } from '../filters';
+import { rowKeys, fieldsOf, type AddressKey, type AddressRow, type KeyContext, type KeySources } from '../keys';
+import { parseAddr } from '../../addr';
+import type Database from 'better-sqlite3';
 import { checkFileOut, checkFolderOut, discard, publish, stagingPath, writeFailed } from '../out';
 import { TcError } from '../../errors';
 
@@ -62,6 +67,42 @@ export interface ExportOptions {
   out: string;
   partition: boolean;
   force: boolean;
+  /** Only rows of addresses with this label (a flow row: either end). */
+  label?: string;
+  /** With --labels / --asn, per-IP rows gain label / asn, as_name, country columns. */
+  keys?: KeySources;
+}
+
+const SQL_TYPES: Record<string, { sqlType: string; type: typeof BIGINT }> = { asn: { sqlType: 'BIGINT', type: BIGINT } };
+
+/** The key columns of per-IP rows (label; asn, as_name, country), computed once per address. */
+function keyColumns(keys: AddressKey[], table: string, ctx: KeyContext): ExtraColumns | undefined {
+  const ip = TABLES[table].cols.findIndex((c) => c.name === 'ip');
+  if (keys.length === 0 || ip < 0) return undefined;
+  const fields = keys.flatMap((k) => k.fields.map((f) => f.key));
+  const cache = new Map<string, unknown[]>();
+  return {
+    cols: fields.map((name) => ({ name, ...(SQL_TYPES[name] ?? { sqlType: 'VARCHAR', type: VARCHAR }) })),
+    of(row) {
+      const text = row[ip] as string;
+      let v = cache.get(text);
+      if (!v) {
+        const a: AddressRow = { id: 0, addr: parseAddr(text) ?? new Uint8Array(0), text };
+        const values = keys.flatMap((k) => {
+          const f = fieldsOf(k, k.keysOf([a], ctx)[0]);
+          return k.fields.map((c) => f[c.key]);
+        });
+        v = values.map((x, i) => (fields[i] === 'asn' && x !== null ? BigInt(x as number) : x));
+        cache.set(text, v);
+      }
+      return v;
+    },
+  };
+}
+
+function labelIds(sqlite: Database.Database, o: ExportOptions): number[] | undefined {
+  const m = o.label !== undefined ? matchingIds(sqlite, { label: o.label }, o.keys?.labels) : undefined;
+  return m ? idsOfEvery(m) : undefined;
 }
 
 const usage = (msg: string) => new TcError(msg, 'ERR_TC_USAGE');
@@ -140,7 +181,8 @@ export async function exportRows(o: ExportOptions): Promise<{ rows: number; out:
     duck = await Duck.open();
     const window = resolveWindow(sqlite, o.window);
     const table = o.resolution === 'raw' ? `${o.what}_deltas` : `${o.what}_${o.resolution}`;
-    await loadTable(sqlite, duck, table, window, 'rows');
+    const extra = o.what === 'ip' && o.keys ? keyColumns(rowKeys(o.keys), table, { sqlite, window }) : undefined;
+    await loadTable(sqlite, duck, table, window, 'rows', { ids: labelIds(sqlite, o), extra });
     // One file, one node: rows carry the node id the file was created with.
     const node = (sqlite.prepare("select value from meta where key = 'node_id'").pluck().get() as string | undefined) ?? 'unknown';
     const times = timeColumns(table);

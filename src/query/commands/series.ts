@@ -7,7 +7,8 @@ import { openReadOnly } from '../db';
 import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { collectColumns, planWindow, resolveWindow, seriesSql } from '../plan';
-import { matchingIds, whereFor, type Filters } from '../filters';
+import { matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
+import type { LabelTable } from '../labels';
 import { coverage, completenessLine, emptyWindowNote } from '../coverage';
 import type Database from 'better-sqlite3';
 import { formatTime, localSteps } from '../time';
@@ -21,6 +22,8 @@ export interface SeriesOptions {
   format: Format;
   filters: Filters;
   tz?: string;
+  /** The label file of --label. */
+  labels?: LabelTable;
 }
 
 const BAR_WIDTH = 40;
@@ -76,10 +79,10 @@ const TIME_SUMS_COLUMNS = ['t_ms', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_b
  * Reads the window's sums per interval or bucket start (t_ms, tx_packets, tx_bytes, rx_packets,
  * rx_bytes) over the addresses `ids` (all without a filter) into typed columns.
  */
-function readSeries(sqlite: Database.Database, window: Window, stepMs: number, ids: number[] | undefined): SeriesRows {
+function readSeries(sqlite: Database.Database, window: Window, stepMs: number, ids: AddressMatch | undefined): SeriesRows {
   const kinds = TIME_SUMS_COLUMNS.map(() => 'i64' as const);
   // A filter that matches no address has no rows: the steps are all zero.
-  if (ids?.length === 0) return collectColumns([], kinds);
+  if (ids?.some((c) => c.length === 0)) return collectColumns([], kinds);
   const w = whereFor('ip', ids, {});
   const segments = planWindow(sqlite, 'ip', window, { stepMs });
   // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
@@ -99,7 +102,7 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       const window = resolveWindow(sqlite, o.window);
       const bounds = stepBounds(window, o.stepMs, o.tz);
       const alignMs = alignment(bounds, o.stepMs);
-      const ids = matchingIds(sqlite, o.filters);
+      const ids = matchingIds(sqlite, o.filters, o.labels);
       const cov = coverage(sqlite, window);
       const empty = emptyWindowNote(sqlite, cov, window, o.tz);
       const read: { empty: string } | { sums: SeriesRows } = empty ? { empty } : { sums: readSeries(sqlite, window, alignMs, ids) };

@@ -5,12 +5,13 @@ import { openReadOnly } from '../db';
 import type { Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
-import { matchingIds, whereFor, type Filters } from '../filters';
+import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
+import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, rowKeys, type AddressRow, type KeyBy, type KeySources } from '../keys';
 import { coverage, completenessLine, emptyWindowNote, flowsNote } from '../coverage';
 import type { ReadAhead } from '../prefetch';
 import { bitRate, bytes, si } from '../../units';
 
-export type TopBy = 'ip' | 'src' | 'dst' | 'flow';
+export type TopBy = 'ip' | 'src' | 'dst' | 'flow' | KeyBy;
 
 export interface TopOptions {
   db: string;
@@ -22,14 +23,20 @@ export interface TopOptions {
   tz?: string;
   /** The window already planned, part of it being read on a worker thread (see prefetch.ts). */
   prefetched?: ReadAhead;
+  /** Labels, ASN table, prefixes: for --by label|asn|net, --label and the columns of --by ip rows. */
+  keys?: KeySources;
 }
+
+const NO_KEYS: KeySources = { v4Prefix: 24, v6Prefix: 64 };
 
 export const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
 
-/** Loads addresses(id, text) for the dictionary ids the window's rows refer to. */
-export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>): Promise<void> {
-  const stmt = sqlite.prepare('select id, text from addresses where id in (select value from json_each(?))').safeIntegers(true).raw(true);
-  await duck.load('addresses', [{ name: 'id', sqlType: 'BIGINT', type: BIGINT }, { name: 'text', sqlType: 'VARCHAR', type: VARCHAR }], stmt.iterate(JSON.stringify([...ids])) as Iterable<unknown[]>);
+/** Loads addresses(id, text) for the dictionary ids the window's rows refer to; returns them (with their bytes, for keys). */
+export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>): Promise<AddressRow[]> {
+  const stmt = sqlite.prepare('select id, addr, text from addresses where id in (select value from json_each(?))').raw(true);
+  const rows = (stmt.all(JSON.stringify([...ids])) as [number, Buffer, string][]).map(([id, addr, text]) => ({ id, addr, text }));
+  await duck.load('addresses', [{ name: 'id', sqlType: 'BIGINT', type: BIGINT }, { name: 'text', sqlType: 'VARCHAR', type: VARCHAR }], rows.map((a) => [BigInt(a.id), a.text]));
+  return rows;
 }
 
 /** The DuckDB table of a family's window sums (the SQL headers of queries/ say what each holds). */
@@ -94,6 +101,8 @@ export async function top(o: TopOptions): Promise<Answer> {
     const p = o.prefetched;
     ({ duck } = await Duck.openAlongside(() => {
       if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params);
+      // The ASN table is parsed (or read from its cache) while DuckDB starts.
+      o.keys?.asn?.();
     }));
     return await answerTop(sqlite, duck, o);
   } finally {
@@ -109,23 +118,38 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const ids = new Set<number>();
     const window = pre ? pre.window : resolveWindow(sqlite, o.window);
     const f = o.filters ?? {};
-    const match = pre ? pre.match : matchingIds(sqlite, f);
+    const sources = o.keys ?? NO_KEYS;
+    const match = pre ? pre.match : matchingIds(sqlite, f, sources.labels);
     const l4 = f.proto !== undefined || f.port !== undefined;
     if (o.by === 'flow' || l4) {
       const w = whereFor('flow', match, f);
       await loadWindow(sqlite, duck, 'flow', window, ids, w.where, w.params, pre);
       if (o.by !== 'flow') {
         await duck.conn.run(querySql('ip_from_flows'));
-        if (match) await duck.conn.run(`delete from ${WINDOW_TABLE.ip} where ip_id not in (select unnest($ids::bigint[]))`, { ids: JSON.stringify(match) });
+        if (match) await duck.conn.run(`delete from ${WINDOW_TABLE.ip} where ip_id not in (select unnest($ids::bigint[]))`, { ids: JSON.stringify(idsOfEvery(match)) });
       }
     } else {
       const w = whereFor('ip', match, f);
       await loadWindow(sqlite, duck, 'ip', window, ids, w.where, w.params, pre);
     }
-    await loadAddresses(sqlite, duck, ids);
+    const addrs = await loadAddresses(sqlite, duck, ids);
+    const ctx = { sqlite, window };
+    const limit = o.limit === 0 ? null : o.limit;
+    // --by label|asn|net: the window's addresses keyed, summed per key; else per address or flow.
+    const key = isKeyBy(o.by) ? addressKey(o.by, sources) : undefined;
+    const keys = key ? await loadAddressKeys(duck, key, addrs, ctx) : [];
     await duck.lockDown();
-    const sqlName = { ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by];
-    const rows = await duck.rows(querySql(sqlName), { limit: o.limit === 0 ? null : o.limit });
+    let rows: Record<string, unknown>[];
+    let extra: ColumnSpec[] = [];
+    if (key) {
+      rows = (await duck.rows(querySql('top_key'), { limit })).map(({ key: k, ...sums }) => ({ ...fieldsOf(key, k === null ? null : keys[k as number]), ...sums }));
+    } else {
+      rows = await duck.rows(querySql({ ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by as 'ip' | 'src' | 'dst' | 'flow']), { limit });
+      // Per-address rows gain their label and AS as columns (appended in json and csv).
+      const annotate = o.by === 'flow' ? [] : rowKeys(sources);
+      addRowKeys(rows, annotate, addrs, ctx);
+      extra = annotate.flatMap((k) => k.fields);
+    }
     const cov = coverage(sqlite, window);
     const empty = emptyWindowNote(sqlite, cov, window, o.tz);
     const noFlows = o.by === 'flow' || l4 ? flowsNote(cov) : undefined;
@@ -138,12 +162,17 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
       { key: 'bytes', header: 'avg bit/s', human: (v) => bitRate(v as bigint, secs), tableOnly: true },
       { key: 'packets', header: 'avg pkt/s', human: (v) => si(Number(v) / Math.max(secs, 1e-9)), tableOnly: true },
     ];
-    const cols = [...(o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS), ...rates];
-    if (o.format !== 'table') return { out: render(o.format, cols, rows), notes };
+    const base = key ? [...key.fields, ...IP_COLS.slice(1)] : o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS;
+    // json and csv: the new fields after the existing ones; a table shows them beside the address.
+    if (o.format !== 'table') return { out: render(o.format, [...base, ...extra], rows), notes };
+    const cols = [base[0], ...extra, ...base.slice(1), ...rates];
     const footer = [completenessLine(cov, o.tz)];
     const total = rows.length > 0 ? Number(rows[0].total_rows) : 0;
-    if (total > rows.length) footer.unshift(`${rows.length} of ${counted(total, o.by === 'flow' ? 'flow' : 'address', o.by === 'flow' ? 'flows' : 'addresses')} (--limit 0 for all)`);
+    const noun: [string, string] = key ? key.noun : o.by === 'flow' ? ['flow', 'flows'] : ['address', 'addresses'];
+    if (total > rows.length) footer.unshift(`${rows.length} of ${counted(total, ...noun)} (--limit 0 for all)`);
     if (rows.length === 0) return { out: `${footer.join('\n')}\n`, notes };
-    return { out: render('table', cols, rows, footer.join('\n')), notes };
+    // The row of addresses without a key is named in the table (null in json and csv).
+    const shown = key ? rows.map((r) => (r[key.fields[0].key] === null ? { ...r, [key.fields[0].key]: key.none } : r)) : rows;
+    return { out: render('table', cols, shown, footer.join('\n')), notes };
   }
 }
