@@ -5,12 +5,14 @@
  * `tc-query top` over the last 1 h, 24 h and 30 d, `top --by flow` over 1 h and `series --ip X
  * --step 5m` over 24 h (windows ending at an unaligned moment inside the recorded day) against
  * sqlite3 summing the raw rows of the same window and a SQLite-only plan over the same rollups,
- * medians of several runs in the same command.
- * Usage: node dist/bench/query.js [--hours 24] [--runs 3]
+ * medians of several runs in the same command. Then `top --by asn --asn TABLE` over 24 h against
+ * `top` over the same window (runs alternating), TABLE a synthetic 520,000-range ip2asn file
+ * (test/support/asn.ts), with its parsed-table cache and without, and the table's parse time.
+ * Usage: node dist/bench/query.js [--hours 24] [--runs 3] [--asn-only]
  */
 import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { openForWrite } from '../src/recorder/write/db';
 import { BatchSink } from '../src/recorder/write/sink';
@@ -19,6 +21,8 @@ import { Metrics } from '../src/recorder/observe/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/upkeep/retention';
 import { plan, windowParams, windowSql } from '../src/query/plan';
 import { makeBatch } from '../test/support/synth';
+import { writeIp2Asn } from '../test/support/asn';
+import { readAsn } from '../src/query/asn';
 import { arg, median } from './common';
 
 const HOURS = arg('hours', 24);
@@ -68,8 +72,14 @@ function time(f: () => void): number {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
+const CACHE = path.join(OUT, 'cache');
+
 function cli(args: string[]): void {
-  execFileSync(process.execPath, [path.join(ROOT, 'dist', 'src', 'cli', 'tc-query.js'), '--db', FILE, ...args, '--format', 'json'], { stdio: ['ignore', 'ignore', 'inherit'], maxBuffer: 1 << 28 });
+  execFileSync(process.execPath, [path.join(ROOT, 'dist', 'src', 'cli', 'tc-query.js'), '--db', FILE, ...args, '--format', 'json'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    maxBuffer: 1 << 28,
+    env: { ...process.env, XDG_CACHE_HOME: CACHE },
+  });
 }
 
 function sqlite3Raw(fromMs: number, toMs: number): void {
@@ -108,14 +118,40 @@ async function main(): Promise<void> {
   const win = (ms: number) => ['--since', iso(now - ms), '--until', iso(now)];
   const ip = '10.0.0.1';
   const rows: [string, string][] = [];
-  for (const [label, ms] of [['1h', 3_600_000], ['24h', 86_400_000], ['30d', 30 * 86_400_000]] as const) {
+  const asnOnly = process.argv.includes('--asn-only');
+  const windows = [['1h', 3_600_000], ['24h', 86_400_000], ['30d', 30 * 86_400_000]] as const;
+  for (const [label, ms] of asnOnly ? [] : windows) {
     const ours = median(Array.from({ length: RUNS }, () => time(() => cli(['top', ...win(ms)]))));
     const rollups = median(Array.from({ length: RUNS }, () => time(() => sqliteRollups(now - ms, now))));
     const raw = label === '30d' ? NaN : median(Array.from({ length: label === '24h' ? 1 : RUNS }, () => time(() => sqlite3Raw(now - ms, now))));
     rows.push([`top --since ${label}`, `${ours.toFixed(3)} s  | SQLite-only rollup plan ${rollups.toFixed(3)} s | sqlite3 raw sum ${Number.isNaN(raw) ? 'n/a (raw kept 48 h)' : `${raw.toFixed(2)} s (${(raw / ours).toFixed(0)}x slower)`}`]);
   }
-  rows.push(['top --by flow --since 1h', `${median(Array.from({ length: RUNS }, () => time(() => cli(['top', '--by', 'flow', ...win(3_600_000)])))).toFixed(3)} s`]);
-  rows.push([`series --ip ${ip} --since 24h --step 5m`, `${median(Array.from({ length: RUNS }, () => time(() => cli(['series', '--ip', ip, ...win(86_400_000), '--step', '5m'])))).toFixed(3)} s`]);
+  if (!asnOnly) rows.push(['top --by flow --since 1h', `${median(Array.from({ length: RUNS }, () => time(() => cli(['top', '--by', 'flow', ...win(3_600_000)])))).toFixed(3)} s`]);
+  if (!asnOnly) rows.push([`series --ip ${ip} --since 24h --step 5m`, `${median(Array.from({ length: RUNS }, () => time(() => cli(['series', '--ip', ip, ...win(86_400_000), '--step', '5m'])))).toFixed(3)} s`]);
+  // --by asn over a full-size table: alternating with the plain top, cache warm, then cold.
+  const table = path.join(OUT, 'ip2asn-synth.tsv');
+  if (!existsSync(table)) writeIp2Asn(table, { v4: 430_000, v6: 90_000 });
+  const day = win(86_400_000);
+  const asn = ['top', '--by', 'asn', '--asn', table, ...day];
+  cli(asn); // fills the cache
+  const plain: number[] = [];
+  const warm: number[] = [];
+  const cold: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    plain.push(time(() => cli(['top', ...day])));
+    warm.push(time(() => cli(asn)));
+    rmSync(CACHE, { recursive: true, force: true });
+    cold.push(time(() => cli(asn)));
+  }
+  const p = median(plain);
+  rows.push(['top --since 24h (same runs)', `${p.toFixed(3)} s`]);
+  rows.push(['top --by asn --since 24h (cached table)', `${median(warm).toFixed(3)} s (${(median(warm) / p).toFixed(2)}x)`]);
+  rows.push(['top --by asn --since 24h (parsed)', `${median(cold).toFixed(3)} s (${(median(cold) / p).toFixed(2)}x)`]);
+  process.env.XDG_CACHE_HOME = CACHE;
+  const parse = median(Array.from({ length: RUNS }, () => (rmSync(CACHE, { recursive: true, force: true }), time(() => readAsn([table])))));
+  const cached = median(Array.from({ length: RUNS }, () => time(() => readAsn([table]))));
+  rmSync(CACHE, { recursive: true, force: true });
+  rows.push(['ASN table parse (520,000 ranges)', `${parse.toFixed(3)} s once (the first run; then cached) | from the cache ${cached.toFixed(3)} s`]);
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(40)} ${v}\n`);
 }
 
