@@ -118,7 +118,7 @@ program
   .addOption(retainOption('--retain-minutes <period>', 'live: keep minute rollups this long', 'minutesMs'))
   .addOption(retainOption('--retain-hours <period>', 'live: keep hour rollups this long', 'hoursMs'))
   .addOption(retainOption('--retain-days <period>', 'live: keep day rollups this long ("forever")', 'daysMs'))
-  .addOption(new Option('--max-db-size <size>', `most bytes the database file may take: old detail is shed, oldest first, and a flood's interval keeps its heaviest keys (${SIZE_FORMS}); the WAL beside it has its own bound`).default(undefined, DEFAULT_MAX_DB_SIZE_TEXT))
+  .addOption(new Option('--max-db-size <size>', `most bytes the database file may take: old detail is shed, oldest first, and a flood's interval keeps its heaviest keys (${SIZE_FORMS}); the WAL beside it has its own bound (default: ${DEFAULT_MAX_DB_SIZE_TEXT})`))
   .option('--queue-max <batches>', 'batches kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 100_000), DEFAULT_QUEUE_MAX)
   .option('--queue-max-mib <MiB>', 'MiB of batch data kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 1_048_576), DEFAULT_QUEUE_MAX_BYTES / 2 ** 20)
   .addOption(new Option('--log-format <fmt>', 'log lines as text or JSON objects').choices(['text', 'json']).default('text'))

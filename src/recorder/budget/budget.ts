@@ -33,6 +33,9 @@ export const INTERVAL_SHARE = 1 / 400;
  */
 export const BYTES_PER_IP_KEY = 160;
 export const BYTES_PER_FLOW_KEY = 150;
+/** A rollup row (minute, hour or day) an open bucket's close will write. */
+export const BYTES_PER_IP_ROLLUP_ROW = 30;
+export const BYTES_PER_FLOW_ROLLUP_ROW = 40;
 /** A `batches` row and its index entries. */
 export const BYTES_PER_BATCH = 400;
 

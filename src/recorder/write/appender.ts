@@ -69,6 +69,11 @@ export class Appender {
     }
   }
 
+  /** Rows the closes of the open rollup buckets will write (the disk budget keeps room for them). */
+  pendingRollupRows(): { ip: number; flow: number } {
+    return this.rollups.pendingRows();
+  }
+
   /** Addresses left the `addresses` table: the writer's cached ids are reloaded. */
   reloadDictionary(): void {
     this.writer.reloadDictionary();

@@ -40,6 +40,8 @@ export interface SinkOptions {
   checkpointThread?: boolean;
   /** Bytes the database file may take (0 or absent: no budget). */
   maxDbBytes?: number;
+  /** Tests only: 0 leaves the budget to its hard stop (SQLITE_FULL and retries), see enforce.ts. */
+  budgetEstimateScale?: number;
   /** Called after each batch is written (interval line). */
   onWritten?(b: Batch, written: boolean): void;
 }
@@ -100,7 +102,7 @@ export class BatchSink {
     this.checkpointer = new Checkpointer(o.db.file, db, o.log);
     this.queueMaxBytes = o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
     this.newestMs = this.appender.newestEndMs();
-    this.budget = o.maxDbBytes ? new DiskBudget(db, o.maxDbBytes, this.appender.sessionId, o.metrics, o.log, () => this.appender.reloadDictionary()) : undefined;
+    this.budget = o.maxDbBytes ? new DiskBudget(db, o.maxDbBytes, this.appender.sessionId, o.metrics, o.log, () => this.appender.reloadDictionary(), () => this.appender.pendingRollupRows(), o.budgetEstimateScale) : undefined;
   }
 
   get sessionId(): number {
