@@ -5,10 +5,12 @@
 import type { Migration } from 'kysely';
 import * as m0001 from './2026-11-27_0001_event_log';
 import * as m0002 from './2026-11-27_0002_rollups';
+import * as m0003 from './2026-12-01_0003_budget';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-27_0001_event_log': m0001,
   '2026-11-27_0002_rollups': m0002,
+  '2026-12-01_0003_budget': m0003,
 };
 
 export { SCHEMA_VERSION } from './version';

@@ -8,6 +8,7 @@ import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/write/si
 import { quietOnClosedOutput } from '../recorder/observe/log';
 import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
 import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
+import { DEFAULT_MAX_DB_SIZE_TEXT, parseSize, SIZE_FORMS } from '../recorder/budget/budget';
 
 quietOnClosedOutput();
 
@@ -117,6 +118,7 @@ program
   .addOption(retainOption('--retain-minutes <period>', 'live: keep minute rollups this long', 'minutesMs'))
   .addOption(retainOption('--retain-hours <period>', 'live: keep hour rollups this long', 'hoursMs'))
   .addOption(retainOption('--retain-days <period>', 'live: keep day rollups this long ("forever")', 'daysMs'))
+  .addOption(new Option('--max-db-size <size>', `most bytes the database file may take: old detail is shed, oldest first, and a flood's interval keeps its heaviest keys (${SIZE_FORMS}); the WAL beside it has its own bound (default: ${DEFAULT_MAX_DB_SIZE_TEXT})`))
   .option('--queue-max <batches>', 'batches kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 100_000), DEFAULT_QUEUE_MAX)
   .option('--queue-max-mib <MiB>', 'MiB of batch data kept in memory while the database cannot be written (and, again, waiting for the writer\'s thread)', intIn(1, 1_048_576), DEFAULT_QUEUE_MAX_BYTES / 2 ** 20)
   .addOption(new Option('--log-format <fmt>', 'log lines as text or JSON objects').choices(['text', 'json']).default('text'))
@@ -164,6 +166,8 @@ program
       metricsListen: opts.metricsListen,
       user: opts.user,
       nodeId: opts.nodeId,
+      // Parsed here, not by commander, so that a wrong size is an ERR_TC_BAD_OPTION error like the recorder's others.
+      maxDbSize: opts.maxDbSize === undefined ? undefined : parseSize(String(opts.maxDbSize)),
     });
   });
 
@@ -178,7 +182,12 @@ program
 
 for (const c of program.commands) usageErrors(c, 'traffic-counter');
 
+/** `--log-format json` given on the command line: an error is then one JSON document too. */
+const jsonLog = process.argv.some((a, i) => a === '--log-format=json' || (a === '--log-format' && process.argv[i + 1] === 'json'));
+
 program.parseAsync(process.argv).catch((err: Error & { code?: string }) => {
-  process.stderr.write(`traffic-counter: error: ${err.message}${err.code && err.code.startsWith('ERR_TC') ? ` [${err.code}]` : ''}\n`);
+  const code = err.code && err.code.startsWith('ERR_TC') ? err.code : undefined;
+  if (jsonLog) process.stdout.write(`${JSON.stringify({ error: { message: err.message, code: code ?? 'ERR_TC_INTERNAL' } })}\n`);
+  else process.stderr.write(`traffic-counter: error: ${err.message}${code ? ` [${code}]` : ''}\n`);
   process.exitCode = 1;
 });

@@ -26,6 +26,15 @@ export interface Coverage {
   filter_drops: number;
   ip_overflow_keys: number;
   flow_overflow_keys: number;
+  /** Intervals the disk budget stored as their heaviest keys, and the keys it folded into the overflow row. */
+  budget_folded_intervals: number;
+  budget_folded_ip_keys: number;
+  budget_folded_flow_keys: number;
+  /** Fewest / most addresses and flows a folded interval kept (null when none was folded). */
+  budget_kept_ip_min: number | null;
+  budget_kept_ip_max: number | null;
+  budget_kept_flow_min: number | null;
+  budget_kept_flow_max: number | null;
   /** Frames counted in a later interval than their own (replay: beyond the reorder window; live: handed over late). */
   late: number;
   /** Percentage of packets the kernel dropped (of those it received). */
@@ -69,7 +78,12 @@ export function coverage(db: Database.Database, w: Window): Coverage {
               count(ring_packets) as ring_intervals, coalesce(sum(ring_packets), 0) as ring_packets, coalesce(sum(ring_drops), 0) as ring_drops,
               coalesce(sum(coalesce(filter_ignored, 0) + coalesce(filter_not_accepted, 0) + ignored), 0) as filter_drops,
               coalesce(sum(ip_overflow_keys), 0) as ip_overflow_keys, coalesce(sum(flow_overflow_keys), 0) as flow_overflow_keys,
-              coalesce(sum(s.flows = 1), 0) as flow_intervals, coalesce(sum(late), 0) as late
+              coalesce(sum(s.flows = 1), 0) as flow_intervals, coalesce(sum(late), 0) as late,
+              coalesce(sum(budget_folded_ip_keys + budget_folded_flow_keys > 0), 0) as budget_folded_intervals,
+              coalesce(sum(budget_folded_ip_keys), 0) as budget_folded_ip_keys, coalesce(sum(budget_folded_flow_keys), 0) as budget_folded_flow_keys,
+              -- a folded table's rows are its kept keys and the overflow row
+              min(case when budget_folded_ip_keys > 0 then ip_rows - 1 end) as budget_kept_ip_min, max(case when budget_folded_ip_keys > 0 then ip_rows - 1 end) as budget_kept_ip_max,
+              min(case when budget_folded_flow_keys > 0 then flow_rows - 1 end) as budget_kept_flow_min, max(case when budget_folded_flow_keys > 0 then flow_rows - 1 end) as budget_kept_flow_max
        from batches b join sessions s on s.id = b.session_id where start_ms >= ? and start_ms < ?`,
     )
     .get(from, to) as Omit<Coverage, 'gaps' | 'gap_ms' | 'lost_intervals' | 'unclean_shutdowns' | 'drop_pct'>;
@@ -103,7 +117,22 @@ export function completenessLine(c: Coverage, tz?: string): string {
   if (c.filter_drops) parts.push(`${counted(c.filter_drops, 'frame')} filtered by CIDR rules`);
   if (c.late) parts.push(`${counted(c.late, 'frame')} counted late (outside ${c.late === 1 ? 'its' : 'their'} own interval)`);
   if (c.ip_overflow_keys + c.flow_overflow_keys) parts.push(`~${counted(c.ip_overflow_keys + c.flow_overflow_keys, 'key')} overflowed`);
+  if (c.budget_folded_intervals) parts.push(budgetLine(c));
   return parts.join(', ');
+}
+
+const range = (a: number | null, b: number | null) => (a === b ? grouped(a ?? 0) : `${grouped(a ?? 0)}-${grouped(b ?? 0)}`);
+
+/**
+ * "3 intervals kept as the top 240 addresses and 120 flows during a flood (...)": intervals the
+ * disk budget stored as their heaviest keys; their totals and kept keys are exact.
+ */
+function budgetLine(c: Coverage): string {
+  const kept = [
+    c.budget_folded_ip_keys ? `${range(c.budget_kept_ip_min, c.budget_kept_ip_max)} addresses` : '',
+    c.budget_folded_flow_keys ? `${range(c.budget_kept_flow_min, c.budget_kept_flow_max)} flows` : '',
+  ].filter(Boolean);
+  return `${counted(c.budget_folded_intervals, 'interval')} kept as the top ${kept.join(' and ')} by bytes during a flood (disk budget; ${counted(c.budget_folded_ip_keys + c.budget_folded_flow_keys, 'other key')} folded into the overflow row, totals exact)`;
 }
 
 /**

@@ -97,7 +97,21 @@ export function plan(db: Database.Database, family: Family, fromMs: number, toMs
         return;
       }
     }
-    cover(from, to, li + 1, sign, out);
+    const finer: Segment[] = [];
+    cover(from, to, li + 1, sign, finer);
+    // Finer rows of this part are gone (retention, the disk budget): the whole bucket is the
+    // exact answer when every interval of it starts inside the part.
+    if (!finer.every((s) => s.fromMs >= floorOf(s.source)) && bucket >= floorOf(L.table) && (dirtyStmt.all(L.table, bucket, bucket + 1) as number[]).length === 0) {
+      const outside = db
+        .prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and (start_ms < ? or start_ms >= ?) and ${family}_rows > 0 limit 1`)
+        .pluck()
+        .get(bucket, bucket + L.ms, from, to);
+      if (!outside) {
+        out.push({ source: L.table, fromMs: bucket, toMs: bucket + L.ms, sign });
+        return;
+      }
+    }
+    out.push(...finer);
   };
   const out: Segment[] = [];
   cover(fromMs, toMs, 0, 1, out);

@@ -4,7 +4,7 @@
  *
  *   intervals(node, source, session, seq, start, "end", frames, ip_packets, ip_bytes, non_ip,
  *             kernel_packets, kernel_drops, filter_passed, filter_ignored, filter_not_accepted,
- *             ip_overflow_keys, flow_overflow_keys)
+ *             ip_overflow_keys, flow_overflow_keys, budget_folded_ip_keys, budget_folded_flow_keys)
  *   ip_deltas(node, start, "end", ip, tx_packets, tx_bytes, rx_packets, rx_bytes)
  *   flow_deltas(node, start, "end", src, dst, proto, sport, dport, packets, bytes)
  *   ip_1m / ip_1h / ip_1d(node, bucket, ip, tx_packets, tx_bytes, rx_packets, rx_bytes)
@@ -19,6 +19,7 @@ import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { readRange } from './plan';
 import { ALL_LEVELS, LEVELS } from '../schema/levels';
+import { BUDGET_COUNTERS } from '../schema/counters';
 
 interface Col {
   name: string;
@@ -61,9 +62,10 @@ const rollupFlow = (t: string): TableDef => ({
 export const TABLES: Record<string, TableDef> = {
   intervals: {
     cols: [txt('node'), txt('source'), id('session'), id('seq'), ts('start'), ts('end'), big('frames'), big('ip_packets'), big('ip_bytes'), big('non_ip'),
-      big('kernel_packets'), big('kernel_drops'), big('filter_passed'), big('filter_ignored'), big('filter_not_accepted'), big('ip_overflow_keys'), big('flow_overflow_keys')],
+      big('kernel_packets'), big('kernel_drops'), big('filter_passed'), big('filter_ignored'), big('filter_not_accepted'), big('ip_overflow_keys'), big('flow_overflow_keys'),
+      ...BUDGET_COUNTERS.map((k) => big(k.column))],
     sql: `select ${NODE}, (select source from sessions s where s.id = b.session_id), b.session_id, b.seq, b.start_ms, b.end_ms, b.frames, b.ip_packets, b.ip_bytes, b.non_ip,
-                 b.ring_packets, b.ring_drops, b.filter_passed, b.filter_ignored, b.filter_not_accepted, b.ip_overflow_keys, b.flow_overflow_keys
+                 b.ring_packets, b.ring_drops, b.filter_passed, b.filter_ignored, b.filter_not_accepted, b.ip_overflow_keys, b.flow_overflow_keys, ${BUDGET_COUNTERS.map((k) => `b.${k.column}`).join(', ')}
           from batches b where b.start_ms >= ? and b.start_ms < ?`,
   },
   ip_deltas: {

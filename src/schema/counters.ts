@@ -36,3 +36,13 @@ export const BATCH_COUNTERS: readonly BatchCounter[] = COUNTER_NAMES.map((n) => 
   column: snake(n) as CounterColumn,
   presentIf: n.startsWith('ring') ? 'hasRing' : n.startsWith('filter') ? 'hasFilter' : undefined,
 }));
+
+/**
+ * The writer's own per-interval counters (not the engine's): keys of the interval the disk
+ * budget folded into the overflow row (src/recorder/budget/fold.ts), one `batches` column each.
+ */
+export const BUDGET_COUNTERS = [
+  { name: 'budgetFoldedIpKeys', column: 'budget_folded_ip_keys' },
+  { name: 'budgetFoldedFlowKeys', column: 'budget_folded_flow_keys' },
+] as const;
+export type BudgetCounterColumn = (typeof BUDGET_COUNTERS)[number]['column'];

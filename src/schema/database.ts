@@ -6,7 +6,7 @@
  */
 import type SQLite from 'better-sqlite3';
 import { DummyDriver, Kysely, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, type Compilable, type Generated } from 'kysely';
-import type { CounterColumn } from './counters';
+import type { BudgetCounterColumn, CounterColumn } from './counters';
 import type { Level } from './levels';
 
 export interface MetaTable {
@@ -39,7 +39,10 @@ export interface SessionsTable {
 /** One column per counter (counters.ts); ring and filter counters are NULL when absent. */
 type BatchCounters = { [C in CounterColumn]: C extends `ring_${string}` | `filter_${string}` ? number | null : number };
 
-export interface BatchesTable extends BatchCounters {
+/** Keys the disk budget folded into the overflow row (counters.ts BUDGET_COUNTERS). */
+type BudgetCounters = { [C in BudgetCounterColumn]: Generated<number> };
+
+export interface BatchesTable extends BatchCounters, BudgetCounters {
   id: Generated<number>;
   session_id: number;
   seq: number;

@@ -7,6 +7,40 @@ import { bounds, coverage, GAPS_SQL } from '../coverage';
 import { formatTime } from '../time';
 import { bytes, grouped } from '../../units';
 
+interface ShedDetail {
+  level: string;
+  rows: number;
+  parts: number;
+  bytes_freed: number;
+  addresses_removed: number;
+  text: string;
+}
+
+function shedOf(detail: string): ShedDetail | undefined {
+  try {
+    return JSON.parse(detail) as ShedDetail;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the disk budget shed in the window, per level: events, rows, bytes, and the span. */
+function shedTotals(db: import('better-sqlite3').Database, from: number, to: number) {
+  const per = new Map<string, { level: string; events: number; rows: number; bytes_freed: number; from: number; to: number }>();
+  for (const e of db.prepare("select start_ms, end_ms, detail from events where kind = 'budget-shed' and at_ms >= ? and at_ms < ? order by id").all(from, to) as { start_ms: number; end_ms: number; detail: string }[]) {
+    const d = shedOf(e.detail);
+    if (!d) continue;
+    const l = per.get(d.level) ?? { level: d.level, events: 0, rows: 0, bytes_freed: 0, from: e.start_ms, to: e.end_ms };
+    l.events++;
+    l.rows += d.rows;
+    l.bytes_freed += d.bytes_freed;
+    l.from = Math.min(l.from, e.start_ms);
+    l.to = Math.max(l.to, e.end_ms);
+    per.set(d.level, l);
+  }
+  return [...per.values()];
+}
+
 export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<string> {
   const db = openReadOnly(o.db);
   try {
@@ -26,14 +60,23 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         id: number; node_id: string; kind: string; source: string; interval_ms: number; flows: number; started_at: number; ended_at: number | null;
       }[]
     ).map((s) => ({ ...s, started_at: t(s.started_at), ended_at: t(s.ended_at), flows: s.flows === 1 }));
-    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(from, to) as Record<string, number | string | null>[]).map((e) => ({
-      at: t(e.at_ms as number),
-      kind: e.kind,
-      start: t(e.start_ms as number | null),
-      end: t(e.end_ms as number | null),
-      detail: e.detail,
-    }));
     const meta = Object.fromEntries((db.prepare('select key, value from meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(from, to) as Record<string, number | string | null>[]).map((e) => {
+      // A budget-shed event's detail is a JSON object: its text, and the figures as fields.
+      const shed = e.kind === 'budget-shed' ? shedOf(e.detail as string) : undefined;
+      return {
+        at: t(e.at_ms as number),
+        kind: e.kind,
+        start: t(e.start_ms as number | null),
+        end: t(e.end_ms as number | null),
+        detail: shed ? shed.text : e.detail,
+        ...(shed ? { shed: { level: shed.level, rows: shed.rows, parts: shed.parts, bytes_freed: shed.bytes_freed, addresses_removed: shed.addresses_removed } } : {}),
+      };
+    });
+    const budgetShed = shedTotals(db, from, to);
+    const maxDb = meta.max_db_size === undefined ? null : Number(meta.max_db_size);
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    const usedBytes = ((db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number)) * pageSize;
     // Not counted, in the words of the recorder's interval line and /metrics (recorder/observe/metrics.ts notCounted).
     const nonIp = db.prepare('select coalesce(sum(non_ip + coalesce(filter_non_ip, 0)), 0) from batches where start_ms >= ? and start_ms < ?').pluck().get(w.fromMs, w.toMs) as number;
     const rollupsPending = db.prepare('select level, count(*) as n from rollup_dirty group by level').all();
@@ -56,6 +99,10 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       ip_overflow_keys: c.ip_overflow_keys,
       flow_overflow_keys: c.flow_overflow_keys,
       late_frames: c.late,
+      budget_folded_intervals: c.budget_folded_intervals,
+      budget_folded_ip_keys: c.budget_folded_ip_keys,
+      budget_folded_flow_keys: c.budget_folded_flow_keys,
+      budget: { max_db_size: maxDb || null, used_bytes: usedBytes, shed: budgetShed.map((l) => ({ ...l, from: t(l.from), to: t(l.to) })) },
       rollups_pending: rollupsPending,
       sessions,
       events,
@@ -66,7 +113,9 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['first', result.first], ['last', result.last], ['intervals', result.intervals], ['gaps', c.gaps], ['gap_seconds', c.gap_ms / 1000],
         ['lost_intervals', c.lost_intervals], ['unclean_shutdowns', c.unclean_shutdowns], ['kernel_packets', c.ring_packets], ['kernel_drops', c.ring_drops],
         ['filter_drops', c.filter_drops], ['non_ip_frames', nonIp], ['ip_overflow_keys', c.ip_overflow_keys], ['flow_overflow_keys', c.flow_overflow_keys],
-        ['late_frames', c.late],
+        ['late_frames', c.late], ['budget_folded_intervals', c.budget_folded_intervals], ['budget_folded_ip_keys', c.budget_folded_ip_keys],
+        ['budget_folded_flow_keys', c.budget_folded_flow_keys], ['max_db_size', maxDb || ''], ['used_bytes', usedBytes],
+        ['budget_shed_events', budgetShed.reduce((s, l) => s + l.events, 0)], ['budget_shed_bytes', budgetShed.reduce((s, l) => s + l.bytes_freed, 0)],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -84,6 +133,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `not counted     ${counted(nonIp, 'non-IP frame')}, ${counted(c.filter_drops, 'frame')} filtered by CIDR rules`,
       `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,
       `late            ${counted(c.late, 'frame')} counted outside ${c.late === 1 ? 'its' : 'their'} own interval`,
+      `budget          ${maxDb ? `${bytes(usedBytes)} used of ${bytes(maxDb)}` : 'none'}${c.budget_folded_intervals ? `; ${counted(c.budget_folded_intervals, 'interval')} kept as their heaviest keys (${counted(c.budget_folded_ip_keys, 'address', 'addresses')} and ${counted(c.budget_folded_flow_keys, 'flow')} folded)` : ''}${budgetShed.map((l) => `\n                  shed ${l.level}: ${counted(l.events, 'event')}, ${counted(l.rows, 'row')}, ${bytes(l.bytes_freed)} freed, ${t(l.from)} to ${t(l.to)}`).join('')}`,
       `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];

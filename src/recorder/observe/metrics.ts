@@ -33,6 +33,16 @@ export class Metrics {
   writeTransactions = 0;
   ipKeys = 0;
   flowKeys = 0;
+  /** The disk budget (0: none), the pages in use, and what it shed and folded. */
+  budgetBytes = 0;
+  usedBytes = 0;
+  budgetFoldedIntervals = 0;
+  budgetFoldedIpKeys = 0;
+  budgetFoldedFlowKeys = 0;
+  budgetFullWrites = 0;
+  private readonly shedBytes = new Map<string, number>();
+  private readonly shedRows = new Map<string, number>();
+  private readonly shedSteps = new Map<string, number>();
   private readonly started = Date.now();
 
   constructor(private readonly dbFile: string) {}
@@ -51,6 +61,13 @@ export class Metrics {
     this.lateFrames += Number(c.late);
     this.ipKeys = b.ip.count;
     this.flowKeys = b.flow.count;
+  }
+
+  /** A budget shedding step removed `rows` of `level`, freeing `bytesFreed`. */
+  shed(level: string, bytesFreed: number, rows: number): void {
+    this.shedBytes.set(level, (this.shedBytes.get(level) ?? 0) + bytesFreed);
+    this.shedRows.set(level, (this.shedRows.get(level) ?? 0) + rows);
+    this.shedSteps.set(level, (this.shedSteps.get(level) ?? 0) + 1);
   }
 
   private dbSize(): number {
@@ -89,7 +106,23 @@ export class Metrics {
       ['tc_database_bytes', 'gauge', 'size of the database file and its WAL', this.dbSize()],
       ['tc_uptime_seconds', 'gauge', 'seconds since the recorder started', (Date.now() - this.started) / 1000],
     ];
-    return m.map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`).join('');
+    m.push(
+      ['tc_database_budget_bytes', 'gauge', 'the disk budget of the database file (--max-db-size; 0 = none)', this.budgetBytes],
+      ['tc_database_used_bytes', 'gauge', 'bytes of the database file\'s pages in use (page_count - freelist_count) at the last write', this.usedBytes],
+      ['tc_budget_folded_intervals_total', 'counter', 'intervals the disk budget stored as their heaviest keys (the rest folded into the overflow row)', this.budgetFoldedIntervals],
+      ['tc_budget_folded_ip_keys_total', 'counter', 'addresses the disk budget folded into the overflow row', this.budgetFoldedIpKeys],
+      ['tc_budget_folded_flow_keys_total', 'counter', 'flows the disk budget folded into the overflow row', this.budgetFoldedFlowKeys],
+      ['tc_budget_full_writes_total', 'counter', 'write groups that reached the budget\'s hard stop (SQLITE_FULL), rolled back and retried', this.budgetFullWrites],
+    );
+    const out = m.map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
+    for (const [name, help, map] of [
+      ['tc_budget_shed_steps_total', 'disk budget shedding steps, by level', this.shedSteps],
+      ['tc_budget_shed_rows_total', 'rows the disk budget shed, by level', this.shedRows],
+      ['tc_budget_shed_bytes_total', 'bytes of pages the disk budget freed by shedding, by level', this.shedBytes],
+    ] as const) {
+      out.push(`# HELP ${name} ${help}\n# TYPE ${name} counter\n${[...map].map(([l, v]) => `${name}{level="${l}"} ${v}\n`).join('')}`);
+    }
+    return out.join('');
   }
 
   /** Serves /metrics on ADDR:PORT ("[::1]:9464", "127.0.0.1:9464", ":9464"). */

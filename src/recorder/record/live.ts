@@ -9,7 +9,7 @@ import { Logger } from '../observe/log';
 import { Metrics } from '../observe/metrics';
 import type { WriterLock } from '../write/lock';
 import { DEFAULT_RETENTION } from '../upkeep/retention';
-import { closeDb, countOptions, queueBounds, startMetrics, type RecordOptions } from './options';
+import { closeDb, countOptions, diskBudget, queueBounds, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
 import { dropPrivileges } from './privileges';
 import { StopSignals } from './stop';
@@ -74,14 +74,17 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   );
   let db: WriteDb;
   let sink: BatchSink;
+  let budget: ReturnType<typeof diskBudget>;
   try {
     sinkReady = openForWrite(o.db, o.nodeId).then((d) => {
       db = d;
+      budget = diskBudget(o, true, d);
       sink = new BatchSink({
         db: d,
         spec,
         retention: o.retention ?? DEFAULT_RETENTION,
         ...bounds,
+        maxDbBytes: budget.maxBytes,
         log,
         metrics,
       });
@@ -107,8 +110,8 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   log.info(
     `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
       `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
-      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}`,
-    { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets },
+      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}; ${budget!.text}`,
+    { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets, ...budget!.fields },
   );
   const down = interfaceDown(info.iface);
   if (down) log.warn(down, { event: 'interface-down', iface: info.iface });

@@ -5,6 +5,8 @@ import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../write/sink';
 import type { Logger, LogFormat } from '../observe/log';
 import type { Metrics } from '../observe/metrics';
 import type { Retention } from '../upkeep/retention';
+import { resolveBudget, WAL_SIZE_LIMIT } from '../budget/budget';
+import { bytes } from '../../units';
 
 export interface RecordOptions {
   db: string;
@@ -35,6 +37,20 @@ export interface RecordOptions {
   user?: string;
   /** The node id of a new database file (default: the host's name); an existing file keeps its own. */
   nodeId?: string;
+  /** --max-db-size in bytes (0 = no budget); undefined: the default (budget.ts resolveBudget). */
+  maxDbSize?: number;
+}
+
+/**
+ * The recording's disk budget, resolved (budget.ts) and said: one line for the log, and the
+ * fields JSON logs carry. Also kept in the file's `meta` (`max_db_size`) for `tc-query status`.
+ */
+export function diskBudget(o: RecordOptions, live: boolean, db: WriteDb): { maxBytes: number; text: string; fields: Record<string, number> } {
+  const r = resolveBudget(o.maxDbSize, live, o.db);
+  const text = r.maxBytes > 0 ? `disk budget ${bytes(r.maxBytes)} (${r.why}) + WAL up to ${bytes(WAL_SIZE_LIMIT)}` : `${r.why}; WAL up to ${bytes(WAL_SIZE_LIMIT)}`;
+  const put = db.sqlite.prepare("insert or replace into meta (key, value) values ('max_db_size', ?)");
+  put.run(String(r.maxBytes));
+  return { maxBytes: r.maxBytes, text, fields: { max_db_size: r.maxBytes, wal_size_limit: WAL_SIZE_LIMIT } };
 }
 
 export function countOptions(o: RecordOptions): engine.CountOptions {

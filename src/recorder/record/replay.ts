@@ -11,7 +11,7 @@ import { Metrics } from '../observe/metrics';
 import type { WriterLock } from '../write/lock';
 import { DEFAULT_RETENTION } from '../upkeep/retention';
 import { grouped, isoUtc, plural } from '../../units';
-import { closeDb, countOptions, queueBounds, startMetrics, type RecordOptions } from './options';
+import { closeDb, countOptions, diskBudget, queueBounds, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
 import { describeOptions, priorSession, replaySessionKey } from './session-key';
 import { StopSignals } from './stop';
@@ -27,6 +27,8 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   const counting = { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, flows: o.flows, ignoreFile: o.ignoreFile ?? null, acceptSourceFile: o.acceptSourceFile ?? null };
   const db = await openForWrite(o.db, o.nodeId);
   const metrics = new Metrics(o.db);
+  const budget = diskBudget(o, false, db);
+  if (budget.maxBytes > 0 && !o.quiet) log.info(`replaying into ${o.db}: ${budget.text}`, { event: 'budget', ...budget.fields });
   const stopMetrics = await startMetrics(o, metrics, log);
   const printer = new IntervalPrinter(log, o.quiet);
   const showBar = o.progress ?? (process.stderr.isTTY === true && !o.quiet);
@@ -94,6 +96,7 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
         retention: o.retention ?? DEFAULT_RETENTION,
         ...queueBounds(o),
         giveUpAfter: 6,
+        maxDbBytes: budget.maxBytes,
         log,
         metrics,
         onWritten: (wb) => {

@@ -216,6 +216,18 @@ export class Rollups {
     return a;
   }
 
+  /**
+   * Rows the closes of the open buckets will write (per-IP and flow): the keys of their running
+   * sums, or ACC_MAX_KEYS for a bucket whose sums went to SQL. The disk budget keeps room for them.
+   */
+  pendingRows(): { ip: number; flow: number } {
+    let ip = 0;
+    let flow = 0;
+    for (const l of IP_LEVELS) for (const a of this.acc[l].values()) ip += a.exact ? a.ids.length : ACC_MAX_KEYS;
+    for (const l of FLOW_LEVELS) for (const a of this.flowAcc[l].values()) flow += a.exact ? a.size : ACC_MAX_KEYS;
+    return { ip, flow };
+  }
+
   /** A transaction that added to or closed running sums failed: forget them all. */
   forget(): void {
     for (const l of IP_LEVELS) this.acc[l].clear();

@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import ms from 'ms';
-import { ALL_LEVELS, LEVELS } from '../../schema/levels';
+import { ALL_LEVELS, bucketOf, LEVELS, levelsOf, type Level } from '../../schema/levels';
 import { TcError } from '../../errors';
 
 export interface Retention {
@@ -87,4 +87,111 @@ export class Pruner {
     })();
     return removed;
   }
+}
+
+/**
+ * What the disk budget sheds, in order: one kind at a time, each oldest first. Raw flows go
+ * first and per-IP hours and days last (together, oldest first: a day only once its hours are
+ * gone).
+ */
+export const SHED_ORDER = ['flow_deltas', 'ip_deltas', 'flow_1m', 'ip_1m', 'flow_1h', 'ip_1h+ip_1d'] as const;
+export type ShedKind = (typeof SHED_ORDER)[number];
+/** What a shed step removed (for its `budget-shed` event). */
+export interface Shed {
+  /** The table the rows left: ip_deltas, flow_deltas, or a rollup level. */
+  level: string;
+  rows: number;
+  /** Span of the intervals or buckets removed. */
+  startMs: number;
+  endMs: number;
+  /** Bytes of pages freed (free pages are reused by later writes). */
+  bytesFreed: number;
+  /** Intervals (raw) or buckets (rollups) removed. */
+  parts: number;
+  /** Addresses no row refers to any more, removed from `addresses`. */
+  addresses: number;
+}
+
+const SHED_BATCHES = 64;
+
+/** Tables and columns that refer to address ids (every one but `addresses` itself). */
+const ADDRESS_REFS: [string, string][] = [
+  ['ip_deltas', 'ip_id'], ['flow_deltas', 'src_id'], ['flow_deltas', 'dst_id'],
+  ...ALL_LEVELS.flatMap((l): [string, string][] => (LEVELS[l].family === 'ip' ? [[l, 'ip_id']] : [[l, 'src_id'], [l, 'dst_id']])),
+];
+
+/**
+ * One step of the disk budget's shedding: removes the oldest rows of the first kind in
+ * SHED_ORDER that has any it may remove, in the current transaction. Rules: raw rows only of
+ * intervals whose minute is closed (rolled up, not dirty); a rollup bucket only when it is
+ * closed, its coarser bucket is closed (has summed it) and no finer level holds rows of it.
+ * Returns undefined when nothing may be removed. Shedding the coarsest level of a family (per-IP
+ * days, flow hours) also removes the addresses no row refers to any more.
+ */
+export function shedStep(db: Database.Database): Shed | undefined {
+  const page = db.pragma('page_size', { simple: true }) as number;
+  const free = () => db.pragma('freelist_count', { simple: true }) as number;
+  for (const kind of SHED_ORDER) {
+    const before = free();
+    const s = kind === 'flow_deltas' || kind === 'ip_deltas' ? shedRaw(db, kind) : shedBucket(db, kind);
+    if (s) return { ...s, bytesFreed: (free() - before) * page };
+  }
+  return undefined;
+}
+
+function shedRaw(db: Database.Database, table: 'ip_deltas' | 'flow_deltas'): Omit<Shed, 'bytesFreed'> | undefined {
+  const family = table === 'ip_deltas' ? 'ip' : 'flow';
+  const bit = family === 'ip' ? 1 : 2;
+  // Raw rows of a minute still dirty are what closing it reads.
+  const openFrom = db.prepare("select min(bucket_ms) from rollup_dirty where level = ?").pluck().get(`${family}_1m`) as number | null;
+  const rows = db
+    .prepare('select id, pruned, start_ms, end_ms from batches where pruned != 3 and (pruned & ?) = 0 and start_ms < ? order by start_ms limit ?')
+    .all(bit, openFrom ?? 8.64e15, SHED_BATCHES) as { id: number; pruned: number; start_ms: number; end_ms: number }[];
+  if (rows.length === 0) return undefined;
+  const del = db.prepare(`delete from ${table} where batch_id = ?`);
+  const mark = db.prepare('update batches set pruned = ? where id = ?');
+  let n = 0;
+  for (const b of rows) {
+    n += del.run(b.id).changes;
+    mark.run(b.pruned | bit, b.id);
+  }
+  return { level: table, rows: n, startMs: rows[0].start_ms, endMs: Math.max(...rows.map((r) => r.end_ms)), parts: rows.length, addresses: 0 };
+}
+
+function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' | 'flow_deltas'>): Omit<Shed, 'bytesFreed'> | undefined {
+  const levels: Level[] = kind === 'ip_1h+ip_1d' ? ['ip_1d', 'ip_1h'] : [kind];
+  for (const level of levels) {
+    const L = LEVELS[level];
+    const bucket = db.prepare(`select bucket_ms from ${level} order by bucket_ms limit 1`).pluck().get() as number | undefined;
+    if (bucket === undefined) continue;
+    const end = bucket + L.ms;
+    const dirty = db.prepare('select 1 from rollup_dirty where level = ? and bucket_ms = ?').pluck();
+    if (dirty.get(level, bucket)) continue;
+    if (L.next && dirty.get(L.next, bucketOf(bucket, L.next))) continue;
+    const finer = levelsOf(L.family).find((l) => LEVELS[l].next === level);
+    const finerHolds = finer
+      ? db.prepare(`select 1 from ${finer} where bucket_ms >= ? and bucket_ms < ? limit 1`).pluck().get(bucket, end)
+      : db
+          .prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and (pruned & ?) = 0 and ${L.family}_rows > 0 limit 1`)
+          .pluck()
+          .get(bucket, end, L.family === 'ip' ? 1 : 2);
+    if (finerHolds) continue;
+    const coarsest = L.next === undefined;
+    if (coarsest) {
+      db.exec('create temp table if not exists shed_ids (id integer primary key)');
+      const cols = L.family === 'ip' ? ['ip_id'] : ['src_id', 'dst_id'];
+      for (const c of cols) db.prepare(`insert or ignore into temp.shed_ids select ${c} from ${level} where bucket_ms = ?`).run(bucket);
+    }
+    const rows = db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket).changes;
+    return { level, rows, startMs: bucket, endMs: end, parts: 1, addresses: coarsest ? dropUnreferenced(db) : 0 };
+  }
+  return undefined;
+}
+
+/** Removes the addresses in temp.shed_ids that no table refers to any more (one pass over each). */
+function dropUnreferenced(db: Database.Database): number {
+  for (const [t, c] of ADDRESS_REFS) db.prepare(`delete from temp.shed_ids where id in (select ${c} from ${t} where ${c} in temp.shed_ids)`).run();
+  const n = db.prepare('delete from addresses where id in temp.shed_ids').run().changes;
+  db.prepare('delete from temp.shed_ids').run();
+  return n;
 }

@@ -6,7 +6,7 @@
  * from its first sequence number).
  */
 import type Database from 'better-sqlite3';
-import type { Batch } from '../../native';
+import type { StoredBatch } from '../budget/fold';
 import { BatchWriter, newestEndMs, type SessionSpec } from './writer';
 import { Rollups } from '../rollups/rollups';
 
@@ -40,7 +40,7 @@ export class Appender {
    * each batch whether it was new to the log. On failure nothing of the group stays: neither
    * in the file nor in the sequence, the running sums or the address cache.
    */
-  append(group: readonly Batch[], lost: readonly LostInterval[]): boolean[] {
+  append(group: readonly StoredBatch[], lost: readonly LostInterval[]): boolean[] {
     const seq = this.writer.sequence;
     try {
       return this.db.transaction(() => {
@@ -67,6 +67,16 @@ export class Appender {
       this.writer.forgetCache();
       throw err;
     }
+  }
+
+  /** Rows the closes of the open rollup buckets will write (the disk budget keeps room for them). */
+  pendingRollupRows(): { ip: number; flow: number } {
+    return this.rollups.pendingRows();
+  }
+
+  /** Addresses left the `addresses` table: the writer's cached ids are reloaded. */
+  reloadDictionary(): void {
+    this.writer.reloadDictionary();
   }
 
   /** Adds an event of this session (outside any group). */

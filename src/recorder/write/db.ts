@@ -10,6 +10,7 @@ import { build, get, run, type Database as Schema } from '../../schema/database'
 import { AUTOCHECKPOINT_PAGES } from '../upkeep/checkpointer';
 import { loadRowsExtension } from './rows';
 import { TcError } from '../../errors';
+import { WAL_SIZE_LIMIT } from '../budget/budget';
 
 
 export interface WriteDb {
@@ -86,9 +87,10 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
     // off at the size its retention holds, and inserts skip the pointer-map pages it costs.
     sqlite.pragma('journal_mode = WAL');
     // Keep the WAL small: checkpoint every ~4 MiB of commits (the sink moves this to a thread of
-    // its own, see checkpointer.ts) and truncate it to 64 MiB after.
+    // its own, see checkpointer.ts) and truncate it to WAL_SIZE_LIMIT after (the bound the
+    // start line names beside the disk budget).
     sqlite.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
-    sqlite.pragma('journal_size_limit = 67108864');
+    sqlite.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
     sqlite.pragma('synchronous = NORMAL');
     // Short: a locked database must not stall the event loop; the sink retries with back-off.
     sqlite.pragma('busy_timeout = 100');

@@ -23,6 +23,7 @@ import { Checkpointer } from '../upkeep/checkpointer';
 import type { Logger } from '../observe/log';
 import type { Metrics } from '../observe/metrics';
 import { TcError } from '../../errors';
+import { DiskBudget } from '../budget/enforce';
 
 export interface SinkOptions {
   db: WriteDb;
@@ -37,6 +38,10 @@ export interface SinkOptions {
   giveUpAfter?: number;
   /** WAL checkpoints on a thread of their own (default); false: inline, on the writer's thread. */
   checkpointThread?: boolean;
+  /** Bytes the database file may take (0 or absent: no budget). */
+  maxDbBytes?: number;
+  /** Tests only: 0 leaves the budget to its hard stop (SQLITE_FULL and retries), see enforce.ts. */
+  budgetEstimateScale?: number;
   /** Called after each batch is written (interval line). */
   onWritten?(b: Batch, written: boolean): void;
 }
@@ -52,6 +57,8 @@ export const DEFAULT_QUEUE_MAX_BYTES = OPTION_DEFAULTS.queueMaxBytes;
 const GROUP_ROWS = 100_000;
 /** Batches a replay may have queued before `write` waits (fewer when `queueMax` is lower). */
 const REPLAY_AHEAD = 16;
+/** Retries of a group that hit the budget's hard stop, each keeping half the keys (the last, none). */
+const MAX_FULL_RETRIES = 24;
 
 /** Bytes of a batch's columns (what it holds in memory while queued). */
 export function batchBytes(b: Batch): number {
@@ -65,6 +72,7 @@ export class BatchSink {
   private readonly appender: Appender;
   private readonly pruner: Pruner;
   private readonly checkpointer: Checkpointer;
+  private readonly budget: DiskBudget | undefined;
   /** Waiting batches with their bytes (`batchBytes`, taken once). */
   private readonly queue: { b: Batch; bytes: number }[] = [];
   private queueBytes = 0;
@@ -94,6 +102,7 @@ export class BatchSink {
     this.checkpointer = new Checkpointer(o.db.file, db, o.log);
     this.queueMaxBytes = o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
     this.newestMs = this.appender.newestEndMs();
+    this.budget = o.maxDbBytes ? new DiskBudget(db, o.maxDbBytes, this.appender.sessionId, o.metrics, o.log, () => this.appender.reloadDictionary(), () => this.appender.pendingRollupRows(), o.budgetEstimateScale) : undefined;
   }
 
   get sessionId(): number {
@@ -233,9 +242,26 @@ export class BatchSink {
     }
   }
 
-  /** Appends the batches in one transaction; returns for each whether it was new to the log. */
+  /**
+   * Appends the batches in one transaction; returns for each whether it was new to the log.
+   * Under a budget the group is first brought within it (budget/enforce.ts); a write that
+   * still reaches the hard stop (SQLITE_FULL) was rolled back whole, and is retried with more
+   * detail shed and fewer keys kept, down to the totals alone.
+   */
   private writeGroup(group: Batch[]): boolean[] {
-    const written = this.appender.append(group, this.lost);
+    let written: boolean[];
+    if (!this.budget) written = this.appender.append(group, this.lost);
+    else {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          written = this.appender.append(this.budget.prepare(group, attempt), this.lost);
+          break;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_FULL' || attempt >= MAX_FULL_RETRIES) throw err;
+          this.budget.onFull(attempt);
+        }
+      }
+    }
     this.lost.length = 0;
     return written;
   }

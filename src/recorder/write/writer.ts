@@ -8,7 +8,8 @@ import { formatAddr } from '../../addr';
 import { u64At, type Batch } from '../../native';
 import { U32Map } from '../typed-arrays/u32map';
 import { putNum, putU64, RowInsert } from './rows';
-import { BATCH_COUNTERS } from '../../schema/counters';
+import { BATCH_COUNTERS, BUDGET_COUNTERS } from '../../schema/counters';
+import type { StoredBatch } from '../budget/fold';
 import { all, build, get, run } from '../../schema/database';
 import { FLOW_DELTA_COLUMNS, IP_DELTA_COLUMNS } from '../../schema/columns';
 import { byFlowKey, byIpId } from '../typed-arrays/order';
@@ -26,7 +27,7 @@ function int(v: bigint): number | bigint {
 }
 
 /** A `batches` row: the interval, its counters (BATCH_COUNTERS), then what the writer adds. */
-const BATCH_COLUMNS = ['session_id', 'seq', 'start_ms', 'end_ms', ...BATCH_COUNTERS.map((k) => k.column), 'ip_rows', 'flow_rows', 'last', 'written_at'];
+const BATCH_COLUMNS = ['session_id', 'seq', 'start_ms', 'end_ms', ...BATCH_COUNTERS.map((k) => k.column), 'ip_rows', 'flow_rows', 'last', 'written_at', ...BUDGET_COUNTERS.map((k) => k.column)];
 
 export interface SessionSpec {
   key: string;
@@ -181,7 +182,7 @@ export class BatchWriter {
    * and flow rows written are also added to `sums` and `flowSums` (the running sums of the
    * batch's minute).
    */
-  write(b: Batch, sums?: RowSums, flowSums?: FlowRowSums): WriteResult {
+  write(b: StoredBatch, sums?: RowSums, flowSums?: FlowRowSums): WriteResult {
     const batchId = this.insertBatchRow(b);
     if (batchId === undefined) return { written: false, batchId: 0, ipRows: 0, flowRows: 0 };
     const ids = this.resolve(b);
@@ -191,11 +192,12 @@ export class BatchWriter {
   }
 
   /** The batch's `batches` row: its id, or undefined when the log already holds it. */
-  private insertBatchRow(b: Batch): number | undefined {
+  private insertBatchRow(b: StoredBatch): number | undefined {
     const c = b.counters;
     const values: (number | bigint | null)[] = [this.sessionId, this.seq, b.startMs, b.endMs];
     for (const k of BATCH_COUNTERS) values.push(k.presentIf && !b[k.presentIf] ? null : int(c[k.name]));
     values.push(b.ip.count, b.flow.count, b.last ? 1 : 0, Date.now());
+    for (const k of BUDGET_COUNTERS) values.push(b[k.name] ?? 0);
     const r = this.stmts.batch.run(values);
     return r.changes === 0 ? undefined : Number(r.lastInsertRowid);
   }
@@ -278,6 +280,12 @@ export class BatchWriter {
     this.v6.clear();
     this.overflowId = undefined;
     this.complete = false;
+  }
+
+  /** After addresses left the `addresses` table (budget shedding): the cached ids may name them. */
+  reloadDictionary(): void {
+    this.forgetCache();
+    this.loadDictionary(this.db);
   }
 
   /** Adds an event of this session to the `events` table. */
