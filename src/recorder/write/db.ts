@@ -12,6 +12,13 @@ import { loadRowsExtension } from './rows';
 import { TcError } from '../../errors';
 
 
+/**
+ * SQLite's page cache of the writer's connection. Rows go in in key order (appends), so a small
+ * cache holds the pages being written; a sorter of a rollup grouped in SQL may take as much
+ * again before it spills to a temp file (`budget.ts` counts both).
+ */
+export const SQLITE_CACHE_BYTES = 32 * 2 ** 20;
+
 export interface WriteDb {
   file: string;
   sqlite: Database.Database;
@@ -95,7 +102,7 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
     // Rollup closes that group in SQL (flow minutes, fallbacks) sort many rows: their sorters
     // spill to temp files past the cache (the default temp_store), where temp_store = MEMORY
     // would keep every sorted run in RAM however many rows there are.
-    sqlite.pragma('cache_size = -65536');
+    sqlite.pragma(`cache_size = -${SQLITE_CACHE_BYTES / 1024}`);
     // The bulk-insert table function tc_rows (rows.ts); loaded into this connection only.
     loadRowsExtension(sqlite);
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
