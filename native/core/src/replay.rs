@@ -280,8 +280,8 @@ pub fn replay(
         let mut s = FileSummary { path: f.path.clone(), ..Default::default() };
         let data = &f.map[..];
         let res = match f.format {
-            Format::Pcap => replay_pcap(data, &mut c, &mut s, &stop, done_before, total, sink),
-            Format::PcapNg => replay_pcapng(data, &mut c, &mut s, &stop, done_before, total, sink),
+            Format::Pcap => replay_pcap(&f.map, &mut c, &mut s, &stop, done_before, total, sink),
+            Format::PcapNg => replay_pcapng(&f.map, &mut c, &mut s, &stop, done_before, total, sink),
         };
         if let Err(why) = res {
             s.truncated = true;
@@ -335,26 +335,39 @@ const PROGRESS_EVERY: u64 = 1 << 24;
 const STOP_CHECK_EVERY: u64 = 1 << 16;
 
 /** Progress events every PROGRESS_EVERY bytes of input, and the stop check that goes with them. */
-struct Progress {
+struct Progress<'m> {
     next: u64,
     before: u64,
     total: u64,
+    map: &'m memmap2::Mmap,
 }
 
-impl Progress {
+impl<'m> Progress<'m> {
+    fn new(map: &'m memmap2::Mmap, before: u64, total: u64) -> Progress<'m> {
+        Progress { next: PROGRESS_EVERY, before, total, map }
+    }
+
     /// Reports `done` bytes of the current file if due; returns whether the replay should stop.
+    /// The pages read before `done` leave this process: the mapped file otherwise stays
+    /// resident, and counts in its memory, up to the whole capture's size.
     fn tick(&mut self, done: u64, stop: &AtomicBool, sink: &mut dyn FnMut(ReplayEvent)) -> bool {
         if done < self.next {
             return false;
         }
         self.next = done + PROGRESS_EVERY;
+        let page = 1 << 16;
+        let upto = (done as usize) / page * page;
+        // SAFETY: a private read-only mapping of a file that is not rewritten in place (see
+        // `open_all`): pages dropped here read back the same bytes if touched again, and no
+        // frame before `done` is still borrowed.
+        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, upto) };
         sink(ReplayEvent::Progress { done: self.before + done, total: self.total });
         stop.load(Ordering::Relaxed)
     }
 }
 
 fn replay_pcap(
-    data: &[u8],
+    map: &memmap2::Mmap,
     c: &mut Counter,
     s: &mut FileSummary,
     stop: &AtomicBool,
@@ -362,6 +375,7 @@ fn replay_pcap(
     total: u64,
     sink: &mut dyn FnMut(ReplayEvent),
 ) -> Result<(), String> {
+    let data = &map[..];
     let (mut rem, parser) = PcapParser::new(data).map_err(|e| e.to_string())?;
     let hdr = parser.header();
     let lt = u32::from(hdr.datalink) & 0x0FFF_FFFF;
@@ -372,7 +386,7 @@ fn replay_pcap(
         if nanos { "nanosecond" } else { "microsecond" },
         hdr.snaplen
     );
-    let mut progress = Progress { next: PROGRESS_EVERY, before: done_before, total };
+    let mut progress = Progress::new(map, done_before, total);
     while !rem.is_empty() {
         // The raw parser does not reject records whose on-wire length exceeds the snap length
         // (normal for captures taken with a small snaplen).
@@ -396,7 +410,7 @@ fn replay_pcap(
 }
 
 fn replay_pcapng(
-    data: &[u8],
+    map: &memmap2::Mmap,
     c: &mut Counter,
     s: &mut FileSummary,
     stop: &AtomicBool,
@@ -404,12 +418,13 @@ fn replay_pcapng(
     total: u64,
     sink: &mut dyn FnMut(ReplayEvent),
 ) -> Result<(), String> {
+    let data = &map[..];
     let (mut rem, mut parser) = PcapNgParser::new(data).map_err(|e| e.to_string())?;
     s.format = format!(
         "pcapng, {}-endian",
         if parser.section().endianness == pcap_file::Endianness::Big { "big" } else { "little" }
     );
-    let mut progress = Progress { next: PROGRESS_EVERY, before: done_before, total };
+    let mut progress = Progress::new(map, done_before, total);
     // (link type, if_tsresol, snaplen) of the current section's interfaces
     let iface = |parser: &PcapNgParser, id: u32| -> Result<(u32, u8, u32), String> {
         let idb = parser.interfaces().get(id as usize).ok_or_else(|| format!("packet names interface {id}, which is not described"))?;
