@@ -39,8 +39,7 @@ fn u64s(v: Vec<u64>) -> Buffer {
     out.into()
 }
 
-/// A column as little-endian bytes; the column's own memory goes at once (a batch is converted
-/// one column at a time, not held twice).
+/// As `u64s`.
 fn u32s(v: Vec<u32>) -> Buffer {
     let mut out = Vec::with_capacity(v.len() * 4);
     for x in v {
@@ -49,8 +48,7 @@ fn u32s(v: Vec<u32>) -> Buffer {
     out.into()
 }
 
-/// A column as little-endian bytes; the column's own memory goes at once (a batch is converted
-/// one column at a time, not held twice).
+/// As `u64s`.
 fn u16s(v: Vec<u16>) -> Buffer {
     let mut out = Vec::with_capacity(v.len() * 2);
     for x in v {
