@@ -1,4 +1,5 @@
 /** Helpers shared by the benchmarks. */
+import { spawnSync } from 'node:child_process';
 
 /** `--name N` from the command line, or `fallback`. */
 export function arg(name: string, fallback: number): number {
@@ -8,4 +9,33 @@ export function arg(name: string, fallback: number): number {
 
 export function median(xs: number[]): number {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
+
+/** The namespace pair of the live benchmarks: A sends on veth-a, B records on veth-b (MAC_B). */
+export const A = 'tcbencha';
+export const B = 'tcbenchb';
+export const MAC_B = '02:00:00:00:77:02';
+
+export function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+export function setupNetns(): void {
+  teardownNetns();
+  sh('ip', ['netns', 'add', A]);
+  sh('ip', ['netns', 'add', B]);
+  sh('ip', ['link', 'add', 'veth-a', 'netns', A, 'type', 'veth', 'peer', 'name', 'veth-b', 'netns', B]);
+  sh('ip', ['-n', B, 'link', 'set', 'veth-b', 'address', MAC_B]);
+  sh('ip', ['-n', B, 'addr', 'add', '10.77.0.2/24', 'dev', 'veth-b']);
+  sh('ip', ['-n', A, 'addr', 'add', '10.77.0.1/24', 'dev', 'veth-a']);
+  for (const [ns, dev] of [[A, 'veth-a'], [B, 'veth-b']]) {
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+}
+
+export function teardownNetns(): void {
+  for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
 }

@@ -8,11 +8,11 @@
  * grouped in SQL cost while batches keep coming).
  * Usage (root): node dist/bench/live.js [--packets 3000000] [--sources 100000] [--seconds 30] [--runs 3]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { arg, median } from './common';
+import { A, arg, B, MAC_B, median, setupNetns, sh, teardownNetns } from './common';
 
 const ROOT = path.join(__dirname, '..', '..');
 const FLOOD = path.join(ROOT, 'target', 'release', 'examples', 'flood');
@@ -23,30 +23,7 @@ const MAX_KEYS = arg('max-keys', 1_000_000);
 const RUNS = arg('runs', 3);
 /** The flood's time limit. */
 const SECONDS = arg('seconds', 30);
-const A = 'tcbencha';
-const B = 'tcbenchb';
-const MAC_B = '02:00:00:00:77:02';
 const TICK_NS = 1e9 / 100;
-
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-function setup(): void {
-  for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
-  sh('ip', ['netns', 'add', A]);
-  sh('ip', ['netns', 'add', B]);
-  sh('ip', ['link', 'add', 'veth-a', 'netns', A, 'type', 'veth', 'peer', 'name', 'veth-b', 'netns', B]);
-  sh('ip', ['-n', B, 'link', 'set', 'veth-b', 'address', MAC_B]);
-  sh('ip', ['-n', B, 'addr', 'add', '10.77.0.2/24', 'dev', 'veth-b']);
-  sh('ip', ['-n', A, 'addr', 'add', '10.77.0.1/24', 'dev', 'veth-a']);
-  for (const [ns, dev] of [[A, 'veth-a'], [B, 'veth-b']]) {
-    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-  }
-}
 
 /** utime + stime of a process and all its threads, in ns. */
 function cpuNs(pid: number): number {
@@ -134,7 +111,7 @@ async function runTcpdump(): Promise<{ nsPerPkt: number; drops: string }> {
 }
 
 async function main(): Promise<void> {
-  setup();
+  setupNetns();
   try {
     const ours: Awaited<ReturnType<typeof runRecorder>>[] = [];
     const tcpd: Awaited<ReturnType<typeof runTcpdump>>[] = [];
@@ -153,7 +130,7 @@ async function main(): Promise<void> {
     print('tcpdump kernel drops', tcpd.map((o) => o.drops).join(', '));
     print('ratio (ours / tcpdump CPU per packet)', `${(median(ours.map((o) => o.nsPerPkt)) / median(tcpd.map((o) => o.nsPerPkt))).toFixed(1)}x`);
   } finally {
-    for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
+    teardownNetns();
   }
 }
 

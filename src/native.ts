@@ -171,12 +171,19 @@ export function replay(files: string[], opts: CountOptions, h: EngineHandlers): 
       chain = chain
         .then(async () => {
           if (failed !== undefined) {
+            if (e.kind === 'batch') handle?.handled();
             if (e.kind === 'end' || e.kind === 'error') reject(failed);
             return;
           }
           switch (e.kind) {
             case 'batch':
-              await h.batch(decodeBatch(e.batch));
+              // The engine waits while a few batches are in this thread and not yet handled:
+              // the chain of events never holds more than those.
+              try {
+                await h.batch(decodeBatch(e.batch));
+              } finally {
+                handle?.handled();
+              }
               break;
             case 'warning':
               h.warning?.(e.message);
@@ -272,6 +279,16 @@ export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
       }
     },
   };
+}
+
+export type EngineMemory = Addon.EngineMemory;
+
+/**
+ * What the capture engine may hold in memory at most with these options (native/core/src/budget.rs):
+ * a live capture's, or with `live` false a replay's. Throws TcError on an option out of range.
+ */
+export function engineMemory(opts: LiveOptions, live: boolean): EngineMemory {
+  return engineCall(() => addon.engineMemory(opts, live));
 }
 
 /** Validates a CIDR file; returns its number of entries or throws TcError. */

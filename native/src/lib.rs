@@ -6,9 +6,10 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use traffic_counter_core::batch::Batch;
+use traffic_counter_core::budget;
 use traffic_counter_core::error::{self, Code, Coded};
 use traffic_counter_core::handover::{self, Handover, Held};
 use traffic_counter_core::live::{self, Capture as CoreCapture, LiveOptions};
@@ -28,7 +29,9 @@ fn err(code: Code, msg: impl std::fmt::Display) -> Error<String> {
     Error::new(code.as_str().to_string(), msg.to_string())
 }
 
-fn u64s(v: &[u64]) -> Buffer {
+/// A column as little-endian bytes; the column's own memory goes at once (a batch is converted
+/// one column at a time, not held twice).
+fn u64s(v: Vec<u64>) -> Buffer {
     let mut out = Vec::with_capacity(v.len() * 8);
     for x in v {
         out.extend_from_slice(&x.to_le_bytes());
@@ -36,7 +39,8 @@ fn u64s(v: &[u64]) -> Buffer {
     out.into()
 }
 
-fn u32s(v: &[u32]) -> Buffer {
+/// As `u64s`.
+fn u32s(v: Vec<u32>) -> Buffer {
     let mut out = Vec::with_capacity(v.len() * 4);
     for x in v {
         out.extend_from_slice(&x.to_le_bytes());
@@ -44,7 +48,8 @@ fn u32s(v: &[u32]) -> Buffer {
     out.into()
 }
 
-fn u16s(v: &[u16]) -> Buffer {
+/// As `u64s`.
+fn u16s(v: Vec<u16>) -> Buffer {
     let mut out = Vec::with_capacity(v.len() * 2);
     for x in v {
         out.extend_from_slice(&x.to_le_bytes());
@@ -123,26 +128,26 @@ fn to_native(b: Batch) -> NativeBatch {
         start_ms: b.start_ms,
         end_ms: b.end_ms,
         last: b.last,
-        counters: u64s(&counters),
+        counters: u64s(counters.to_vec()),
         has_ring: b.ring.is_some(),
         has_filter: b.filter.is_some(),
         addr_count: b.addrs.len() as u32,
         addr_fam: b.addrs.fam.into(),
         addr_bytes: b.addrs.addr.into(),
         ip_count: ips.idx.len() as u32,
-        ip_idx: u32s(&ips.idx),
-        ip_tx_packets: u64s(&ips.tx_packets),
-        ip_tx_bytes: u64s(&ips.tx_bytes),
-        ip_rx_packets: u64s(&ips.rx_packets),
-        ip_rx_bytes: u64s(&ips.rx_bytes),
+        ip_idx: u32s(ips.idx),
+        ip_tx_packets: u64s(ips.tx_packets),
+        ip_tx_bytes: u64s(ips.tx_bytes),
+        ip_rx_packets: u64s(ips.rx_packets),
+        ip_rx_bytes: u64s(ips.rx_bytes),
         flow_count: fl.proto.len() as u32,
-        flow_src: u32s(&fl.src),
-        flow_dst: u32s(&fl.dst),
+        flow_src: u32s(fl.src),
+        flow_dst: u32s(fl.dst),
         flow_proto: fl.proto.into(),
-        flow_sport: u16s(&fl.sport),
-        flow_dport: u16s(&fl.dport),
-        flow_packets: u64s(&fl.packets),
-        flow_bytes: u64s(&fl.bytes),
+        flow_sport: u16s(fl.sport),
+        flow_dport: u16s(fl.dport),
+        flow_packets: u64s(fl.packets),
+        flow_bytes: u64s(fl.bytes),
     }
 }
 
@@ -273,6 +278,36 @@ pub fn option_defaults() -> OptionDefaults {
     }
 }
 
+/// What the capture engine may hold in memory at most, in bytes (core `budget.rs`).
+#[napi(object)]
+pub struct EngineMemory {
+    /// TPACKET_V3 rings (live capture only).
+    pub rings: f64,
+    /// Counting tables, and the conversion of an interval into a batch.
+    pub tables: f64,
+    /// Batches converted and not yet taken by JS.
+    pub batches: f64,
+    /// The columns of the largest batch these options allow.
+    pub batch_bytes: f64,
+    /// The most distinct addresses one batch holds.
+    pub batch_addrs: f64,
+}
+
+/// The engine's memory at most for a live capture with `options`, or a replay (`live` false,
+/// only the counting options are read).
+#[napi]
+pub fn engine_memory(options: LiveCaptureOptions, live: bool) -> Result<EngineMemory, String> {
+    let v = Options { count: options.count.core(), capture: options.core() }.validate().map_err(bad_option)?;
+    let m = if live { budget::live(&v) } else { budget::replay(&v) };
+    Ok(EngineMemory {
+        rings: m.rings as f64,
+        tables: m.tables as f64,
+        batches: m.batches as f64,
+        batch_bytes: budget::batch_bytes(v.max_keys, v.flows) as f64,
+        batch_addrs: budget::batch_addrs(v.max_keys, v.flows) as f64,
+    })
+}
+
 fn bad_option(e: options::OptionError) -> Error<String> {
     err(Code::BadOption, e)
 }
@@ -290,24 +325,58 @@ fn load_rules(ignore: &Option<String>, accept: &Option<String>) -> Result<(Vec<C
 }
 
 
+/// Batches handed to JS and not yet handled (`ReplayHandle::handled`): the replay thread waits
+/// while `budget::REPLAY_QUEUE_BATCHES` are, however fast JS takes them off the napi queue.
+#[derive(Default)]
+struct InJs {
+    batches: Mutex<usize>,
+    room: Condvar,
+}
+
+impl InJs {
+    /// Waits for room (or a stop), then counts one more batch in JS.
+    fn admit(&self, stop: &AtomicBool) {
+        let mut n = self.batches.lock().unwrap();
+        while *n >= budget::REPLAY_QUEUE_BATCHES && !stop.load(Ordering::SeqCst) {
+            n = self.room.wait_timeout(n, std::time::Duration::from_millis(100)).unwrap().0;
+        }
+        *n += 1;
+    }
+}
+
 /// A running replay; `stop()` ends it early (the partial interval is still flushed).
 #[napi]
 pub struct ReplayHandle {
     stop: Arc<AtomicBool>,
+    in_js: Arc<InJs>,
 }
 
 #[napi]
 impl ReplayHandle {
     #[napi]
     pub fn stop(&self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+        self.in_js.room.notify_all();
+    }
+
+    /// JS is done with a batch event (handled, or dropped after a failure): its room goes back.
+    #[napi]
+    pub fn handled(&self) {
+        let mut n = self.in_js.batches.lock().unwrap();
+        *n = n.saturating_sub(1);
+        self.in_js.room.notify_all();
     }
 }
 
 /// Replays capture files on a worker thread. Events arrive through `onEvent`, batches in
-/// interval order; the replay thread waits while JS is behind (bounded queue of 4).
+/// interval order; the replay thread waits while `budget::REPLAY_QUEUE_BATCHES` batches are in
+/// JS and not yet `handled()` (the napi queue bounds the events in flight the same way).
 #[napi]
-pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFunction<ReplayEvent, (), ReplayEvent, Status, false, false, 4>) -> Result<ReplayHandle, String> {
+pub fn replay(
+    files: Vec<String>,
+    options: CountOptions,
+    on_event: ThreadsafeFunction<ReplayEvent, (), ReplayEvent, Status, false, false, { budget::REPLAY_QUEUE_BATCHES }>,
+) -> Result<ReplayHandle, String> {
     if files.is_empty() {
         return Err(err(Code::BadOption, "--pcap needs at least one file"));
     }
@@ -316,6 +385,8 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
     let opts = ReplayOptions { interval_ms: v.interval_ms, max_keys: v.max_keys, flows: v.flows, rules: Rules::new(&ignore, accept.as_deref()) };
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
+    let in_js = Arc::new(InJs::default());
+    let in_js2 = in_js.clone();
     let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
     std::thread::Builder::new()
         .name("tc-replay".into())
@@ -323,8 +394,12 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
             let send = |e: ReplayEvent| {
                 on_event.call(e, ThreadsafeFunctionCallMode::Blocking);
             };
+            let stop3 = stop2.clone();
             let res = replay::replay(&paths, &opts, stop2, &mut |ev| match ev {
-                replay::ReplayEvent::Batch(b) => send(ReplayEvent::Batch { batch: to_native(b) }),
+                replay::ReplayEvent::Batch(b) => {
+                    in_js2.admit(&stop3);
+                    send(ReplayEvent::Batch { batch: to_native(b) })
+                }
                 replay::ReplayEvent::Warning(message) => send(ReplayEvent::Warning { message }),
                 replay::ReplayEvent::Progress { done, total } => send(ReplayEvent::Progress { done: done as f64, total: total as f64 }),
             });
@@ -339,7 +414,7 @@ pub fn replay(files: Vec<String>, options: CountOptions, on_event: ThreadsafeFun
             }
         })
         .map_err(|e| err(Code::Thread, e))?;
-    Ok(ReplayHandle { stop })
+    Ok(ReplayHandle { stop, in_js })
 }
 
 /// How long before the newest frame of its file a replayed frame may be stamped and still be

@@ -8,7 +8,8 @@ import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/write/si
 import { quietOnClosedOutput } from '../recorder/observe/log';
 import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
 import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
-import { DEFAULT_MAX_DB_SIZE_TEXT, parseSize, SIZE_FORMS } from '../recorder/budget/budget';
+import { DEFAULT_MAX_DB_SIZE_TEXT, parseSize, SIZE_FORMS } from '../recorder/budget/disk';
+import { describeBudget, memoryBudget } from '../recorder/budget/memory';
 
 quietOnClosedOutput();
 
@@ -80,6 +81,22 @@ function applyConfig(cmd: Command, file: string): void {
   }
 }
 
+/**
+ * What the recorder may use in memory at most with the defaults (docs/recording.md, "Memory"),
+ * from the one function the start line uses too.
+ */
+function memoryHelp(): string {
+  const defaults = { intervalSecs: D.intervalMs / 1000, maxKeys: D.maxKeys, flows: false, blockSize: D.blockSize, blockCount: D.blockCount, frameSize: D.frameSize };
+  const line = (flows: boolean, live: boolean) => describeBudget(memoryBudget({ ...defaults, flows }, live));
+  return [
+    '',
+    'Memory (a bound, computed from the options: the start line states it for the options given):',
+    `  live, defaults (${D.blockSize / 2 ** 20} MiB x ${D.blockCount} ring blocks per worker, one worker per CPU): ${line(false, true)}`,
+    `  live, defaults and --flows: ${line(true, true)}`,
+    `  replay, defaults and --flows: ${line(true, false)}`,
+  ].join('\n');
+}
+
 /** Options that set up live capture: a replay (--pcap) refuses them instead of ignoring them. */
 const LIVE_ONLY = ['iface', 'workers', 'blockSize', 'blockCount', 'frameSize', 'fanoutGroup', 'ebpf', 'snaplen', 'user', 'retainRawIp', 'retainRawFlows', 'retainMinutes', 'retainHours', 'retainDays'];
 
@@ -128,6 +145,7 @@ program
   .option('-q, --quiet', 'no per-interval lines', false)
   .option('--progress', 'draw the progress bar while replaying even when stderr is not a terminal')
   .option('--no-progress', 'no progress bar while replaying')
+  .addHelpText('after', memoryHelp)
   .action(async (opts, cmd: Command) => {
     if (opts.config) {
       applyConfig(cmd, opts.config);

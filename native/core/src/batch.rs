@@ -3,7 +3,6 @@
 
 use crate::parse::Addr;
 use crate::table::{FlowCounters, FlowKey, IpCounters, Tables, Totals};
-use hashbrown::{HashMap, HashSet};
 
 /// Kernel ring statistics for the interval (PACKET_STATISTICS resets on read, so these are
 /// deltas). See packet(7) and `struct tpacket_stats_v3` in include/uapi/linux/if_packet.h.
@@ -97,32 +96,38 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch of an interval's tables. The tables are consumed as their rows are taken out
+    /// (their memory goes before the columns are built), and rows find their address by binary
+    /// search in the sorted address table: a conversion holds the rows and the columns, never
+    /// a second map of the keys (`budget::conversion_bytes`).
     pub fn from_tables(start_ms: i64, end_ms: i64, t: Tables) -> Batch {
+        let (ip_overflow, flow_overflow) = (t.ip_overflow_row(), t.flow_overflow_row());
+        let (ip_overflow_keys, flow_overflow_keys) = (t.ip_overflow_sketch.estimate(), t.flow_overflow_sketch.estimate());
+        let Tables { ips, flows, totals, .. } = t;
         // Rows sorted by key, so the database's primary-key B-trees are filled in order.
-        let mut ip_rows: Vec<(Addr, IpCounters)> = t.ips.iter().map(|(a, c)| (*a, *c)).collect();
-        if let Some(c) = t.ip_overflow_row() {
+        let mut ip_rows: Vec<(Addr, IpCounters)> = ips.into_iter().collect();
+        if let Some(c) = ip_overflow {
             ip_rows.push((Addr::OVERFLOW, c));
         }
         ip_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut flow_rows: Vec<(FlowKey, FlowCounters)> = t.flows.iter().map(|(k, c)| (*k, *c)).collect();
-        if let Some(c) = t.flow_overflow_row() {
+        let mut flow_rows: Vec<(FlowKey, FlowCounters)> = flows.into_iter().collect();
+        if let Some(c) = flow_overflow {
             flow_rows.push((FlowKey::OVERFLOW, c));
         }
         flow_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
-        // The address table: every per-IP address, plus flow addresses that overflowed the
-        // per-IP table; sorted.
+        // The address table: every per-IP address (the overflow row's too), plus flow addresses
+        // that overflowed the per-IP table; sorted.
         let mut addrs: Vec<Addr> = ip_rows.iter().map(|r| r.0).collect();
-        let extra: HashSet<Addr> = flow_rows
-            .iter()
-            .flat_map(|(k, _)| [k.src, k.dst])
-            .filter(|a| !t.ips.contains_key(a) && !(a.fam == 0 && t.ip_overflow_row().is_some()))
-            .collect();
+        let mut extra: Vec<Addr> = flow_rows.iter().flat_map(|(k, _)| [k.src, k.dst]).filter(|a| addrs.binary_search(a).is_err()).collect();
         if !extra.is_empty() {
-            addrs.extend(extra);
+            extra.sort_unstable();
+            extra.dedup();
+            addrs.append(&mut extra);
             addrs.sort_unstable();
         }
-        let index: HashMap<Addr, u32> = addrs.iter().enumerate().map(|(i, a)| (*a, i as u32)).collect();
+        drop(extra);
+        let index = |a: &Addr| addrs.binary_search(a).expect("every row's address is in the table") as u32;
         let mut table = AddrTable { fam: Vec::with_capacity(addrs.len()), addr: Vec::with_capacity(addrs.len() * 16) };
         for a in &addrs {
             table.fam.push(a.fam);
@@ -138,7 +143,7 @@ impl Batch {
             rx_bytes: Vec::with_capacity(n),
         };
         for (a, c) in &ip_rows {
-            ips.idx.push(index[a]);
+            ips.idx.push(index(a));
             ips.tx_packets.push(c.tx_packets);
             ips.tx_bytes.push(c.tx_bytes);
             ips.rx_packets.push(c.rx_packets);
@@ -155,8 +160,8 @@ impl Batch {
             bytes: Vec::with_capacity(n),
         };
         for (k, c) in &flow_rows {
-            flows.src.push(index[&k.src]);
-            flows.dst.push(index[&k.dst]);
+            flows.src.push(index(&k.src));
+            flows.dst.push(index(&k.dst));
             flows.proto.push(k.proto);
             flows.sport.push(k.sport);
             flows.dport.push(k.dport);
@@ -169,11 +174,11 @@ impl Batch {
             addrs: table,
             ips,
             flows,
-            totals: t.totals,
+            totals,
             ring: None,
             filter: None,
-            ip_overflow_keys: t.ip_overflow_sketch.estimate(),
-            flow_overflow_keys: t.flow_overflow_sketch.estimate(),
+            ip_overflow_keys,
+            flow_overflow_keys,
             last: false,
         }
     }

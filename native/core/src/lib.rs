@@ -3,6 +3,7 @@
 //! - [`parse`]: link-layer and IP header parsing (the counting rules)
 //! - [`table`]: per-IP and per-flow counting tables with bounded keys
 //! - [`batch`]: the columnar interval batch
+//! - [`budget`]: the engine's memory at most, from its options
 //! - [`rules`]: CIDR rule files and their userspace matcher
 //! - [`replay`]: pcap / pcapng replay
 //! - [`ring`]: AF_PACKET TPACKET_V3 rings with PACKET_FANOUT
@@ -14,6 +15,7 @@
 //! - [`options`]: every option's default and range, checked in one place
 
 pub mod batch;
+pub mod budget;
 pub mod error;
 pub mod filter;
 pub mod handover;

@@ -138,7 +138,9 @@ impl Capture {
         let filter = filter.map(|f| Arc::new(Mutex::new(f)));
         let rules = Arc::new(RwLock::new(Rules::new(&o.ignore, o.accept_source.as_deref())));
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<ToMerger>();
+        // A rendezvous: a worker hands its closed interval to the merger itself, so each worker
+        // holds at most one closed interval besides its open one (`budget::live`).
+        let (tx, rx) = mpsc::sync_channel::<ToMerger>(0);
         let settings = Settings { linktype: lt, is_loopback, ebpf: o.ebpf, interval_ms: o.interval_ms, max_keys: o.max_keys, flows: o.flows };
 
         let mut workers = Vec::new();
@@ -225,23 +227,38 @@ struct Pending {
 
 /// Joins the workers' tables interval by interval. An interval is complete when no worker can
 /// still send for it: each worker sends its intervals in order, so once it has sent interval k
-/// it sends nothing before k + 1.
+/// it sends nothing before k + 1. At most `MAX_PENDING` intervals are joined at once: past that
+/// (a worker is behind by more), the oldest goes out without the late worker's part, which is
+/// then counted in the oldest interval still joined, as `late` frames.
 struct Merger {
     interval_ms: i64,
     pending: BTreeMap<i64, Pending>,
     /// Per worker: the smallest interval start it may still send; None once it sent its last.
     low: Vec<Option<i64>>,
+    /// End of the newest interval emitted: a part for an interval before it is late.
+    emitted_end: i64,
 }
+
+/// Intervals the merger joins at once (each holds one table set: `budget::live`).
+pub const MAX_PENDING: usize = 2;
 
 impl Merger {
     fn new(workers: usize, interval_ms: i64) -> Merger {
-        Merger { interval_ms, pending: BTreeMap::new(), low: vec![Some(i64::MIN); workers] }
+        Merger { interval_ms, pending: BTreeMap::new(), low: vec![Some(i64::MIN); workers], emitted_end: i64::MIN }
     }
 
     /// Adds a worker's contribution; returns the intervals it completes, oldest first.
-    fn add(&mut self, worker: usize, c: Contribution) -> Vec<Merged> {
+    fn add(&mut self, worker: usize, mut c: Contribution) -> Vec<Merged> {
         self.low[worker] = (!c.last).then_some(c.start + self.interval_ms);
-        match self.pending.entry(c.start) {
+        let start = if c.start < self.emitted_end {
+            // Its interval already went out: every frame of it is counted late, in the oldest
+            // interval still joined (or the next one), so the totals stay whole.
+            c.tables.totals.late = c.tables.totals.frames;
+            self.pending.keys().next().copied().unwrap_or(self.emitted_end)
+        } else {
+            c.start
+        };
+        match self.pending.entry(start) {
             Entry::Vacant(v) => {
                 v.insert(Pending { tables: c.tables, ring: c.ring });
             }
@@ -253,11 +270,14 @@ impl Merger {
         }
         let floor = self.low.iter().map(|l| l.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX);
         let mut out = Vec::new();
-        while let Some(e) = self.pending.first_entry() {
-            if *e.key() >= floor {
+        loop {
+            let over = self.pending.len() > MAX_PENDING;
+            let Some(e) = self.pending.first_entry() else { break };
+            if *e.key() >= floor && !over {
                 break;
             }
             let (start, p) = e.remove_entry();
+            self.emitted_end = start + self.interval_ms;
             out.push(Merged { start, tables: p.tables, ring: p.ring, last: false });
         }
         let finished = self.low.iter().all(Option::is_none) && self.pending.is_empty();
@@ -287,7 +307,7 @@ struct Counter {
     s: Settings,
     start: i64,
     tables: Tables,
-    tx: mpsc::Sender<ToMerger>,
+    tx: mpsc::SyncSender<ToMerger>,
 }
 
 impl Counter {
@@ -342,7 +362,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(worker: usize, ring: Ring, s: Settings, rules: Arc<RwLock<Rules>>, stop: Arc<AtomicBool>, tx: mpsc::Sender<ToMerger>) -> Worker {
+    fn new(worker: usize, ring: Ring, s: Settings, rules: Arc<RwLock<Rules>>, stop: Arc<AtomicBool>, tx: mpsc::SyncSender<ToMerger>) -> Worker {
         let counter = Counter { worker, s, start: interval_start(now_ms(), s.interval_ms), tables: Tables::new(s.max_keys, s.flows), tx };
         Worker { ring, rules, stop, counter }
     }
@@ -429,12 +449,31 @@ mod tests {
     #[test]
     fn several_intervals_completed_at_once_come_oldest_first_and_only_the_newest_is_last() {
         let mut m = Merger::new(2, 1000);
-        for s in [0, 1000, 2000] {
-            assert!(m.add(0, contribution(s, 1, 0, s == 2000)).is_empty());
+        for s in [0, 1000] {
+            assert!(m.add(0, contribution(s, 1, 0, s == 1000)).is_empty());
         }
-        let out = m.add(1, contribution(2000, 1, 0, true));
-        assert_eq!(starts(&out), [0, 1000, 2000]);
-        assert_eq!(out.iter().map(|m| m.last).collect::<Vec<_>>(), [false, false, true]);
+        let out = m.add(1, contribution(1000, 1, 0, true));
+        assert_eq!(starts(&out), [0, 1000]);
+        assert_eq!(out.iter().map(|m| m.last).collect::<Vec<_>>(), [false, true]);
+    }
+
+    #[test]
+    fn a_worker_behind_by_more_than_max_pending_intervals_has_its_part_counted_late() {
+        let mut m = Merger::new(2, 1000);
+        // Worker 1 is stuck before interval 0; worker 0 runs ahead.
+        let mut out = Vec::new();
+        for s in [0, 1000, 2000] {
+            out.extend(m.add(0, contribution(s, 1, 0, false)));
+        }
+        assert_eq!(starts(&out), [0], "past MAX_PENDING joined intervals the oldest goes out");
+        assert!(m.pending.len() <= MAX_PENDING);
+        // Worker 1's part of interval 0 arrives after it went out: counted in 1000, as late.
+        let out = m.add(1, contribution(0, 7, 0, false));
+        assert!(out.is_empty());
+        let out = m.add(1, contribution(1000, 2, 0, false));
+        assert_eq!(starts(&out), [1000]);
+        let t = &out[0].tables.totals;
+        assert_eq!((t.frames, t.late), (1 + 7 + 2, 7), "every frame counted once, the late part as late");
     }
 
     fn privileged(name: &str) -> bool {
@@ -485,7 +524,7 @@ mod tests {
             }
             assert!(r.ready(), "the kernel handed no block over within 5 s");
             let settings = Settings { linktype: linktype::ETHERNET, is_loopback: true, ebpf: false, interval_ms: 1000, max_keys: 64, flows: false };
-            let (to_merger, from_worker) = mpsc::channel();
+            let (to_merger, from_worker) = mpsc::sync_channel(16);
             let rules = Arc::new(RwLock::new(Rules::new(&[], None)));
             let w = Worker::new(0, r, settings, rules, Arc::new(AtomicBool::new(true)), to_merger);
             w.run();

@@ -9,13 +9,15 @@ use crate::ring::RingConfig;
 pub const DEFAULT_INTERVAL_MS: i64 = 5000;
 pub const MIN_INTERVAL_MS: i64 = 1000;
 pub const MAX_INTERVAL_MS: i64 = 86_400_000;
-/// Distinct addresses / flows per interval and table before the rest fold into an overflow row.
-pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+/// Distinct addresses / flows per interval and table before the rest fold into an overflow row;
+/// the default holds the recorder's memory under 512 MiB on a 2-CPU host under a spoofed flood
+/// (`budget`, bench/README.md).
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// Capture workers (one ring each); the default is the number of CPUs.
 pub const MAX_WORKERS: u32 = 64;
 /// TPACKET_V3 ring shape per worker (checked by `RingConfig::validate`).
 pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
-pub const DEFAULT_BLOCK_COUNT: u32 = 64;
+pub const DEFAULT_BLOCK_COUNT: u32 = 32;
 pub const DEFAULT_FRAME_SIZE: u32 = 2048;
 /// PACKET_FANOUT group ids are 16 bits; the default is derived from the process id.
 pub const MAX_FANOUT_GROUP: u32 = 0xFFFF;
@@ -24,7 +26,7 @@ pub const DEFAULT_SNAPLEN: u32 = crate::filter::consts::DEFAULT_SNAPLEN;
 /// Batches, and bytes of batch columns, that may wait for the JS thread (live capture) and in the
 /// recorder's write queue at once; one batch may always wait, however large.
 pub const DEFAULT_QUEUE_MAX_BATCHES: u32 = 64;
-pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 256 << 20;
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 16 << 20;
 
 /// An option out of its range, said the way the CLI spells it.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,7 @@ macro_rules! count_option_fields {
             #[doc = " Interval length in ms: a whole number of seconds from 1 s to 86400 s; default 5000."]
             interval_ms: Option<i64>,
             #[doc = " Distinct addresses / flows per interval and table before the rest fold into an"]
-            #[doc = " overflow row: at least 1; default 1,000,000."]
+            #[doc = " overflow row: at least 1; default 100,000."]
             max_keys: Option<u32>,
             #[doc = " Also count per unidirectional 5-tuple flow; default false."]
             flows: Option<bool>,
@@ -61,7 +63,7 @@ macro_rules! capture_option_fields {
             #[doc = " TPACKET_V3 block size in bytes: a power of two, a multiple of the page size, at"]
             #[doc = " most 1 GiB; default 1 MiB."]
             block_size: Option<u32>,
-            #[doc = " Blocks per ring: at least 1 (the ring at most 8 GiB); default 64."]
+            #[doc = " Blocks per ring: at least 1 (the ring at most 8 GiB); default 32."]
             block_count: Option<u32>,
             #[doc = " TPACKET_V3 frame size in bytes: a multiple of 16, room for a frame header and 64"]
             #[doc = " bytes, at most the block size; default 2048."]
@@ -78,7 +80,7 @@ macro_rules! capture_option_fields {
             #[doc = " delivered names them."]
             handover_max_batches: Option<u32>,
             #[doc = " Bytes of batch columns that may wait for the JS thread at once: at least 0; default"]
-            #[doc = " 256 MiB; one batch may always wait, however large."]
+            #[doc = " 16 MiB; one batch may always wait, however large."]
             handover_max_bytes: Option<f64>,
         }
     };

@@ -133,8 +133,10 @@ fn open_all(paths: &[PathBuf]) -> Result<Vec<Mapped>, ReplayError> {
 pub const REORDER_WINDOW_MS: i64 = 60_000;
 
 /// Counting state of one file: each file of a replay is its own session. Several intervals are
-/// open at once (those within the reorder window of the newest frame), each with its own tables,
-/// so memory stays bounded by `max_keys` per table and interval.
+/// open at once (those within the reorder window of the newest frame), each with its own tables.
+/// Their tables hold at most `OPEN_TABLES` full tables' room in all (`open_room`): past that the
+/// oldest open interval is flushed before the window has passed it, and a frame of it read
+/// later is counted late, as beyond the window.
 struct Counter<'a> {
     opts: &'a ReplayOptions,
     /// Open intervals by start.
@@ -148,11 +150,23 @@ struct Counter<'a> {
     late: u64,
     /// Keys of the last interval flushed: the capacity new intervals start with.
     keys_hint: usize,
+    /// Room (hash table capacity, addresses and flows) of the open intervals' tables.
+    open_room: usize,
 }
+
+/// Full tables' room the open intervals of a replayed file may hold in all (`budget::replay`).
+pub const OPEN_TABLES: usize = 2;
+/// Keys a new interval's tables have room for at least.
+const MIN_CAPACITY: usize = 16;
 
 impl<'a> Counter<'a> {
     fn new(opts: &'a ReplayOptions) -> Counter<'a> {
-        Counter { opts, open: BTreeMap::new(), newest_ms: i64::MIN, flushed_end: i64::MIN, last_ts_ms: 0, late: 0, keys_hint: 1024 }
+        Counter { opts, open: BTreeMap::new(), newest_ms: i64::MIN, flushed_end: i64::MIN, last_ts_ms: 0, late: 0, keys_hint: MIN_CAPACITY, open_room: 0 }
+    }
+
+    /// The room the open intervals may hold: `OPEN_TABLES` tables filled to `max_keys`.
+    fn max_room(&self) -> usize {
+        OPEN_TABLES * crate::budget::table_room(self.opts.max_keys) * (1 + self.opts.flows as usize)
     }
 
     /// Whether the interval starting at `start` is past the window of the newest frame.
@@ -175,6 +189,18 @@ impl<'a> Counter<'a> {
         }
         let start = interval_start(ts_ms, self.opts.interval_ms);
         let late = start < self.flushed_end || self.due(start);
+        if !late && !self.open.contains_key(&start) {
+            // Sized like the last interval flushed (a trickle keeps many small intervals open),
+            // within the room the open intervals have left.
+            let left = self.max_room().saturating_sub(self.open_room) / (1 + self.opts.flows as usize);
+            let mut hint = self.keys_hint;
+            while hint > MIN_CAPACITY && crate::budget::table_room(hint) > left {
+                hint /= 2;
+            }
+            let t = Tables::with_capacity(self.opts.max_keys, self.opts.flows, hint);
+            self.open_room += t.room();
+            self.open.insert(start, t);
+        }
         let tables = if late {
             // The newest frame's interval is never due, so one interval is always open here.
             let t = self.open.values_mut().next().expect("the newest frame's interval is open");
@@ -182,10 +208,9 @@ impl<'a> Counter<'a> {
             self.late += 1;
             t
         } else {
-            // Sized like the last interval flushed: a trickle keeps many small intervals open.
-            let (max_keys, flows, hint) = (self.opts.max_keys, self.opts.flows, self.keys_hint);
-            self.open.entry(start).or_insert_with(|| Tables::with_capacity(max_keys, flows, hint))
+            self.open.get_mut(&start).expect("opened above")
         };
+        let before = tables.room();
         let parsed = parse::parse_frame(lt, data).unwrap_or(Parsed::NonIp);
         if let Parsed::Ip(ip) = &parsed {
             if !self.opts.rules.is_noop() && self.opts.rules.verdict(ip) != Verdict::Keep {
@@ -194,6 +219,11 @@ impl<'a> Counter<'a> {
             }
         }
         tables.count(&parsed);
+        self.open_room = self.open_room + tables.room() - before;
+        // Past the room, the oldest intervals go early (never the one just counted in).
+        while self.open_room > self.max_room() && self.open.len() > 1 && self.open.keys().next() != Some(&start) {
+            self.flush_first(false, sink);
+        }
     }
 
     /// Flushes the oldest open interval (`last`: the final batch of the file).
@@ -203,7 +233,8 @@ impl<'a> Counter<'a> {
         };
         let end = start + self.opts.interval_ms;
         self.flushed_end = end;
-        self.keys_hint = t.ips.len().max(t.flows.len()).max(1024);
+        self.open_room -= t.room();
+        self.keys_hint = t.ips.len().max(t.flows.len()).max(MIN_CAPACITY);
         let mut b = Batch::from_tables(start, end, t);
         b.last = last;
         sink(ReplayEvent::Batch(b));
@@ -249,8 +280,8 @@ pub fn replay(
         let mut s = FileSummary { path: f.path.clone(), ..Default::default() };
         let data = &f.map[..];
         let res = match f.format {
-            Format::Pcap => replay_pcap(data, &mut c, &mut s, &stop, done_before, total, sink),
-            Format::PcapNg => replay_pcapng(data, &mut c, &mut s, &stop, done_before, total, sink),
+            Format::Pcap => replay_pcap(&f.map, &mut c, &mut s, &stop, done_before, total, sink),
+            Format::PcapNg => replay_pcapng(&f.map, &mut c, &mut s, &stop, done_before, total, sink),
         };
         if let Err(why) = res {
             s.truncated = true;
@@ -304,26 +335,39 @@ const PROGRESS_EVERY: u64 = 1 << 24;
 const STOP_CHECK_EVERY: u64 = 1 << 16;
 
 /** Progress events every PROGRESS_EVERY bytes of input, and the stop check that goes with them. */
-struct Progress {
+struct Progress<'m> {
     next: u64,
     before: u64,
     total: u64,
+    map: &'m memmap2::Mmap,
 }
 
-impl Progress {
+impl<'m> Progress<'m> {
+    fn new(map: &'m memmap2::Mmap, before: u64, total: u64) -> Progress<'m> {
+        Progress { next: PROGRESS_EVERY, before, total, map }
+    }
+
     /// Reports `done` bytes of the current file if due; returns whether the replay should stop.
+    /// The pages read before `done` leave this process: the mapped file otherwise stays
+    /// resident, and counts in its memory, up to the whole capture's size.
     fn tick(&mut self, done: u64, stop: &AtomicBool, sink: &mut dyn FnMut(ReplayEvent)) -> bool {
         if done < self.next {
             return false;
         }
         self.next = done + PROGRESS_EVERY;
+        let page = 1 << 16;
+        let upto = (done as usize) / page * page;
+        // SAFETY: a private read-only mapping of a file that is not rewritten in place (see
+        // `open_all`): pages dropped here read back the same bytes if touched again, and no
+        // frame before `done` is still borrowed.
+        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, upto) };
         sink(ReplayEvent::Progress { done: self.before + done, total: self.total });
         stop.load(Ordering::Relaxed)
     }
 }
 
 fn replay_pcap(
-    data: &[u8],
+    map: &memmap2::Mmap,
     c: &mut Counter,
     s: &mut FileSummary,
     stop: &AtomicBool,
@@ -331,6 +375,7 @@ fn replay_pcap(
     total: u64,
     sink: &mut dyn FnMut(ReplayEvent),
 ) -> Result<(), String> {
+    let data = &map[..];
     let (mut rem, parser) = PcapParser::new(data).map_err(|e| e.to_string())?;
     let hdr = parser.header();
     let lt = u32::from(hdr.datalink) & 0x0FFF_FFFF;
@@ -341,7 +386,7 @@ fn replay_pcap(
         if nanos { "nanosecond" } else { "microsecond" },
         hdr.snaplen
     );
-    let mut progress = Progress { next: PROGRESS_EVERY, before: done_before, total };
+    let mut progress = Progress::new(map, done_before, total);
     while !rem.is_empty() {
         // The raw parser does not reject records whose on-wire length exceeds the snap length
         // (normal for captures taken with a small snaplen).
@@ -365,7 +410,7 @@ fn replay_pcap(
 }
 
 fn replay_pcapng(
-    data: &[u8],
+    map: &memmap2::Mmap,
     c: &mut Counter,
     s: &mut FileSummary,
     stop: &AtomicBool,
@@ -373,12 +418,13 @@ fn replay_pcapng(
     total: u64,
     sink: &mut dyn FnMut(ReplayEvent),
 ) -> Result<(), String> {
+    let data = &map[..];
     let (mut rem, mut parser) = PcapNgParser::new(data).map_err(|e| e.to_string())?;
     s.format = format!(
         "pcapng, {}-endian",
         if parser.section().endianness == pcap_file::Endianness::Big { "big" } else { "little" }
     );
-    let mut progress = Progress { next: PROGRESS_EVERY, before: done_before, total };
+    let mut progress = Progress::new(map, done_before, total);
     // (link type, if_tsresol, snaplen) of the current section's interfaces
     let iface = |parser: &PcapNgParser, id: u32| -> Result<(u32, u8, u32), String> {
         let idb = parser.interfaces().get(id as usize).ok_or_else(|| format!("packet names interface {id}, which is not described"))?;
@@ -567,6 +613,57 @@ mod tests {
         let (both, _) = replay_collect(&[&older, &older], &opts(5000)).unwrap();
         let (one, _) = replay_collect(&[&older], &opts(5000)).unwrap();
         assert_eq!(summary(&both), [summary(&one), summary(&one)].concat());
+    }
+
+    /// An Ethernet frame: UDP from 11.0.0.0 + `src` to 10.0.0.1.
+    fn udp_from(src: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 42];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&28u16.to_be_bytes());
+        f[23] = 17;
+        f[26..30].copy_from_slice(&(0x0b00_0000 + src).to_be_bytes());
+        f[30..34].copy_from_slice(&[10, 0, 0, 1]);
+        f
+    }
+
+    #[test]
+    fn the_open_intervals_hold_at_most_open_tables_full_tables_and_the_totals_stay_whole() {
+        // 1 s intervals, every frame a new source, frames of each second interleaved with a
+        // few of two seconds before: the window would keep 61 intervals of 1000 keys open.
+        let o = ReplayOptions { max_keys: 1000, ..opts(1000) };
+        let mut frames = Vec::new();
+        for s in 0..120i64 {
+            for k in 0..1500u32 {
+                frames.push((s * 1000 + (k as i64 % 1000), s as u32 * 1500 + k));
+                if s > 1 && k % 100 == 0 {
+                    frames.push(((s - 2) * 1000 + 500, 900_000 + s as u32 * 100 + k / 100));
+                }
+            }
+        }
+        let mut c = Counter::new(&o);
+        let mut batches = Vec::new();
+        let mut most_room = 0;
+        for &(ts, src) in &frames {
+            c.packet(ts, 1, &udp_from(src), &mut |e| {
+                if let ReplayEvent::Batch(b) = e {
+                    batches.push(b)
+                }
+            });
+            most_room = most_room.max(c.open_room);
+        }
+        c.flush_all(&mut |e| {
+            if let ReplayEvent::Batch(b) = e {
+                batches.push(b)
+            }
+        });
+        assert!(most_room <= c.max_room(), "open room {most_room} past {}", c.max_room());
+        assert!(c.open.is_empty());
+        let ip: u64 = batches.iter().map(|b| b.totals.ip_packets).sum();
+        let tx: u64 = batches.iter().map(|b| b.ips.tx_packets.iter().sum::<u64>()).sum();
+        assert_eq!((ip, tx), (frames.len() as u64, frames.len() as u64), "every frame counted once, in a key or the overflow row");
+        assert!(batches.iter().map(|b| b.totals.late).sum::<u64>() > 0, "frames of an interval flushed early are counted late");
+        assert!(batches.iter().all(|b| b.ip_overflow_keys > 0), "each second's 1500 sources overflow its 1000 keys");
     }
 
     #[test]

@@ -194,6 +194,12 @@ impl Tables {
         t
     }
 
+    /// Keys the tables have room for without growing (addresses and flows): what they hold in
+    /// memory, in keys.
+    pub fn room(&self) -> usize {
+        self.ips.capacity() + self.flows.capacity()
+    }
+
     /// Counts one parsed frame.
     #[inline]
     pub fn count(&mut self, parsed: &Parsed) {

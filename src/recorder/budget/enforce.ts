@@ -1,5 +1,5 @@
 /**
- * Keeps the database file within its budget (budget.ts): PRAGMA max_page_count is the hard stop
+ * Keeps the database file within its budget (disk.ts): PRAGMA max_page_count is the hard stop
  * (a write past it fails with SQLITE_FULL and its group rolls back); before each write group,
  * detail is shed oldest first (retention.ts shedStep) until the group fits under the high-water
  * mark, and an interval larger than its share keeps only its heaviest keys (fold.ts). Each
@@ -9,7 +9,7 @@
 import type Database from 'better-sqlite3';
 import type { Batch } from '../../native';
 import { foldBatch, type StoredBatch } from './fold';
-import { BYTES_PER_BATCH, BYTES_PER_FLOW_KEY, BYTES_PER_FLOW_ROLLUP_ROW, BYTES_PER_IP_KEY, BYTES_PER_IP_ROLLUP_ROW, HIGH_WATER, INTERVAL_SHARE } from './budget';
+import { BYTES_PER_BATCH, BYTES_PER_FLOW_KEY, BYTES_PER_FLOW_ROLLUP_ROW, BYTES_PER_IP_KEY, BYTES_PER_IP_ROLLUP_ROW, HIGH_WATER, INTERVAL_SHARE } from './disk';
 import { shedStep, type Shed } from '../upkeep/retention';
 import type { Metrics } from '../observe/metrics';
 import type { Logger } from '../observe/log';

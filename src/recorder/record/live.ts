@@ -11,6 +11,7 @@ import type { WriterLock } from '../write/lock';
 import { DEFAULT_RETENTION } from '../upkeep/retention';
 import { closeDb, countOptions, diskBudget, queueBounds, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
+import { describeBudget, memoryBudget } from '../budget/memory';
 import { dropPrivileges } from './privileges';
 import { StopSignals } from './stop';
 import { TcError } from '../../errors';
@@ -107,11 +108,12 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   // Close rollup buckets a crashed session left open.
   sink!.closeStaleBuckets(Date.now());
   const info = live.info;
+  const memory = memoryBudget(o, true);
   log.info(
     `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
       `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
-      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}; ${budget!.text}`,
-    { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets, ...budget!.fields },
+      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}; ${budget!.text}; ${describeBudget(memory)}`,
+    { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets, ...budget!.fields, memory_max_bytes: memory.total },
   );
   const down = interfaceDown(info.iface);
   if (down) log.warn(down, { event: 'interface-down', iface: info.iface });

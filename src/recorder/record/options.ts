@@ -5,7 +5,7 @@ import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../write/sink';
 import type { Logger, LogFormat } from '../observe/log';
 import type { Metrics } from '../observe/metrics';
 import type { Retention } from '../upkeep/retention';
-import { resolveBudget, WAL_SIZE_LIMIT } from '../budget/budget';
+import { resolveBudget, WAL_SIZE_LIMIT } from '../budget/disk';
 import { bytes } from '../../units';
 
 export interface RecordOptions {
@@ -37,12 +37,12 @@ export interface RecordOptions {
   user?: string;
   /** The node id of a new database file (default: the host's name); an existing file keeps its own. */
   nodeId?: string;
-  /** --max-db-size in bytes (0 = no budget); undefined: the default (budget.ts resolveBudget). */
+  /** --max-db-size in bytes (0 = no budget); undefined: the default (budget/disk.ts resolveBudget). */
   maxDbSize?: number;
 }
 
 /**
- * The recording's disk budget, resolved (budget.ts) and said: one line for the log, and the
+ * The recording's disk budget, resolved (budget/disk.ts) and said: one line for the log, and the
  * fields JSON logs carry. Also kept in the file's `meta` (`max_db_size`) for `tc-query status`.
  */
 export function diskBudget(o: RecordOptions, live: boolean, db: WriteDb): { maxBytes: number; text: string; fields: Record<string, number> } {

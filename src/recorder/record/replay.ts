@@ -13,6 +13,7 @@ import { DEFAULT_RETENTION } from '../upkeep/retention';
 import { grouped, isoUtc, plural } from '../../units';
 import { closeDb, countOptions, diskBudget, queueBounds, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
+import { describeBudget, memoryBudget } from '../budget/memory';
 import { describeOptions, priorSession, replaySessionKey } from './session-key';
 import { StopSignals } from './stop';
 
@@ -39,6 +40,7 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   const mib = (n: number) => Math.round(n / (1 << 20));
   let before = 0;
   const stop = new StopSignals({ secondKills: true, hup: false });
+  if (!o.quiet) log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}`, { event: 'start', memory_max_bytes: memoryBudget(o, false).total });
   try {
     const given = new Map<string, string>();
     for (const [i, file] of files.entries()) {

@@ -13,6 +13,7 @@ import { U32Map } from '../typed-arrays/u32map';
 import { putNum, RowInsert } from '../write/rows';
 import { byIpId } from '../typed-arrays/order';
 import { FlowSums } from '../typed-arrays/flowsums';
+import { SUMS_MAX_KEYS, SumsRoom } from '../typed-arrays/sums-room';
 import { FLOW_KEY as FLOW_KEY_COLUMNS, FLOW_ROLLUP_COLUMNS, IP_ROLLUP_COLUMNS, IP_VALUES } from '../../schema/columns';
 import { bucketOf, CLOSING_ORDER, FLOW_LEVELS, IP_LEVELS, isIpLevel, LEVELS, type FlowLevel, type IpLevel, type Level } from '../../schema/levels';
 
@@ -78,8 +79,8 @@ interface RunningSums<S> {
 /**
  * Running per-address sums of one open per-IP bucket: a minute's from the batches this writer
  * committed, an hour's from the minutes it closed, a day's from the hours. `exact` drops when a
- * part went another way (a value past 2^53, a bucket recomputed in SQL, too many addresses):
- * the bucket is then recomputed from the level below in SQL.
+ * part went another way (a value past 2^53, a bucket recomputed in SQL, no room left for its
+ * keys in `SumsRoom`): the bucket is then recomputed from the level below in SQL.
  */
 export class Acc {
   /** Parts (batches, minutes or hours) summed in. */
@@ -91,12 +92,14 @@ export class Acc {
   /** Four sums per slot: tx packets, tx bytes, rx packets, rx bytes. */
   sums = new Float64Array(4 * 1024);
 
+  constructor(private readonly room: SumsRoom) {}
+
   /** Adds one key's values (ids up to U32Map.MAX_VALUE; a no-op once spoiled). */
   add(id: number, txp: number, txb: number, rxp: number, rxb: number): void {
     if (!this.exact) return;
     let s = this.slot.get(id);
     if (s === 0) {
-      if (this.ids.length >= ACC_MAX_KEYS) {
+      if (!this.room.take()) {
         this.spoil();
         return;
       }
@@ -131,23 +134,23 @@ export class Acc {
     for (let o = 0; o < 4 * this.ids.length && this.exact; o++) if (a[o] > Number.MAX_SAFE_INTEGER) this.spoil();
   }
 
-  /** From now on the bucket is recomputed in SQL; the sums' memory goes. */
+  /** From now on the bucket is recomputed in SQL (or it was written); the sums' memory and room go. */
   spoil(): void {
     this.exact = false;
+    this.room.give(this.ids.length);
     this.slot = new U32Map(1);
     this.ids = [];
     this.sums = new Float64Array(0);
   }
 }
 
-/** Past this many addresses in one bucket (a spoofed flood), sums are left to SQL: bounded memory. */
-const ACC_MAX_KEYS = 300_000;
-
 export class Rollups {
   private readonly stmts;
   private readonly acc = Object.fromEntries(IP_LEVELS.map((l) => [l, new Map()])) as Record<IpLevel, Map<number, Acc>>;
   /** Running sums of open flow minutes and hours, by bucket. */
   private readonly flowAcc = Object.fromEntries(FLOW_LEVELS.map((l) => [l, new Map()])) as Record<FlowLevel, Map<number, FlowSums>>;
+  /** The keys every open bucket's sums hold in all. */
+  private readonly room = new SumsRoom(SUMS_MAX_KEYS);
 
   constructor(private readonly db: Database.Database) {
     const per = (level: Level) => {
@@ -200,7 +203,7 @@ export class Rollups {
 
   private flowSumsOf(level: FlowLevel, bucket: number): FlowSums {
     let a = this.flowAcc[level].get(bucket);
-    if (!a) this.flowAcc[level].set(bucket, (a = new FlowSums()));
+    if (!a) this.flowAcc[level].set(bucket, (a = new FlowSums(this.room)));
     return a;
   }
 
@@ -212,26 +215,35 @@ export class Rollups {
 
   private accOf(level: IpLevel, bucket: number): Acc {
     let a = this.acc[level].get(bucket);
-    if (!a) this.acc[level].set(bucket, (a = new Acc()));
+    if (!a) this.acc[level].set(bucket, (a = new Acc(this.room)));
     return a;
   }
 
   /**
    * Rows the closes of the open buckets will write (per-IP and flow): the keys of their running
-   * sums, or ACC_MAX_KEYS for a bucket whose sums went to SQL. The disk budget keeps room for them.
+   * sums, or SUMS_MAX_KEYS for a bucket whose sums went to SQL. The disk budget keeps room for them.
    */
   pendingRows(): { ip: number; flow: number } {
     let ip = 0;
     let flow = 0;
-    for (const l of IP_LEVELS) for (const a of this.acc[l].values()) ip += a.exact ? a.ids.length : ACC_MAX_KEYS;
-    for (const l of FLOW_LEVELS) for (const a of this.flowAcc[l].values()) flow += a.exact ? a.size : ACC_MAX_KEYS;
+    for (const l of IP_LEVELS) for (const a of this.acc[l].values()) ip += a.exact ? a.ids.length : SUMS_MAX_KEYS;
+    for (const l of FLOW_LEVELS) for (const a of this.flowAcc[l].values()) flow += a.exact ? a.size : SUMS_MAX_KEYS;
     return { ip, flow };
   }
 
   /** A transaction that added to or closed running sums failed: forget them all. */
   forget(): void {
-    for (const l of IP_LEVELS) this.acc[l].clear();
-    for (const l of FLOW_LEVELS) this.flowAcc[l].clear();
+    for (const l of IP_LEVELS) this.drop(this.acc[l], () => true);
+    for (const l of FLOW_LEVELS) this.drop(this.flowAcc[l], () => true);
+  }
+
+  /** Drops the sums of the buckets `which` picks, giving their room back. */
+  private drop<S extends RunningSums<S>>(open: Map<number, S>, which: (bucket: number) => boolean): void {
+    for (const [b, a] of open) {
+      if (!which(b)) continue;
+      a.spoil();
+      open.delete(b);
+    }
   }
 
   /** Recomputes one bucket from the level below and marks the next level dirty. */
@@ -269,8 +281,10 @@ export class Rollups {
         nextSums.parts++;
         nextSums.addAll(a);
       }
+      a.spoil();
       return true;
     }
+    a?.spoil();
     nextSums?.spoil();
     return false;
   }
@@ -334,8 +348,8 @@ export class Rollups {
       }
     }
     // Sums of buckets that ended without being dirty (intervals without per-IP rows) go.
-    for (const l of IP_LEVELS) for (const b of this.acc[l].keys()) if (b + LEVELS[l].ms <= ms) this.acc[l].delete(b);
-    for (const l of FLOW_LEVELS) for (const b of this.flowAcc[l].keys()) if (b + LEVELS[l].ms <= ms) this.flowAcc[l].delete(b);
+    for (const l of IP_LEVELS) this.drop(this.acc[l], (b) => b + LEVELS[l].ms <= ms);
+    for (const l of FLOW_LEVELS) this.drop(this.flowAcc[l], (b) => b + LEVELS[l].ms <= ms);
     return n;
   }
 

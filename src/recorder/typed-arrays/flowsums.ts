@@ -7,12 +7,11 @@
  * typed arrays (written here for the same reason as `U32Map`: a JS Map would need a string or
  * BigInt key per row).
  *
- * Past FLOW_SUMS_MAX_KEYS flows in one bucket (a spoofed flood) the sums are dropped and the
- * bucket is grouped in SQL: memory stays bounded (~25 MB at the bound).
+ * When the running sums of all open buckets are at their bound (`SumsRoom`, a spoofed flood)
+ * the bucket's sums are dropped and it is grouped in SQL: memory stays bounded.
  */
 import { byFlowWords } from './order';
-
-const FLOW_SUMS_MAX_KEYS = 300_000;
+import type { SumsRoom } from './sums-room';
 
 /** Mixes the four key words (murmur3-style steps, so the low bits the table uses vary). */
 function hash(src: number, dst: number, proto: number, ports: number): number {
@@ -38,6 +37,8 @@ export class FlowSums {
   /** Hash slot -> flow index + 1 (0: empty). */
   private table = new Int32Array(4096);
 
+  constructor(private readonly room: SumsRoom) {}
+
   /** Adds one flow row (ids below 2^32, values below 2^53; a no-op once spoiled). */
   add(src: number, dst: number, proto: number, ports: number, packets: number, bytes: number): void {
     if (!this.exact) return;
@@ -55,7 +56,7 @@ export class FlowSums {
       }
       h = (h + 1) & mask;
     }
-    if (this.size >= FLOW_SUMS_MAX_KEYS) {
+    if (!this.room.take()) {
       this.spoil();
       return;
     }
@@ -85,9 +86,10 @@ export class FlowSums {
     }
   }
 
-  /** From now on the minute is grouped in SQL; the sums' memory goes. */
+  /** From now on the minute is grouped in SQL (or it was written); the sums' memory and room go. */
   spoil(): void {
     this.exact = false;
+    this.room.give(this.size);
     this.size = 0;
     this.src = this.dst = this.proto = this.ports = new Uint32Array(0);
     this.packets = this.bytes = new Float64Array(0);

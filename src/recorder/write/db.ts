@@ -10,8 +10,15 @@ import { build, get, run, type Database as Schema } from '../../schema/database'
 import { AUTOCHECKPOINT_PAGES } from '../upkeep/checkpointer';
 import { loadRowsExtension } from './rows';
 import { TcError } from '../../errors';
-import { WAL_SIZE_LIMIT } from '../budget/budget';
+import { WAL_SIZE_LIMIT } from '../budget/disk';
 
+
+/**
+ * SQLite's page cache of the writer's connection. Rows go in in key order (appends), so a small
+ * cache holds the pages being written; a sorter of a rollup grouped in SQL may take as much
+ * again before it spills to a temp file (`budget/memory.ts` counts both).
+ */
+export const SQLITE_CACHE_BYTES = 32 * 2 ** 20;
 
 export interface WriteDb {
   file: string;
@@ -97,7 +104,7 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
     // Rollup closes that group in SQL (flow minutes, fallbacks) sort many rows: their sorters
     // spill to temp files past the cache (the default temp_store), where temp_store = MEMORY
     // would keep every sorted run in RAM however many rows there are.
-    sqlite.pragma('cache_size = -65536');
+    sqlite.pragma(`cache_size = -${SQLITE_CACHE_BYTES / 1024}`);
     // The bulk-insert table function tc_rows (rows.ts); loaded into this connection only.
     loadRowsExtension(sqlite);
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });

@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import { formatAddr } from '../../addr';
 import { u64At, type Batch } from '../../native';
 import { U32Map } from '../typed-arrays/u32map';
+import { Bytes16Map } from '../typed-arrays/bytes16map';
 import { putNum, putU64, RowInsert } from './rows';
 import { BATCH_COUNTERS, BUDGET_COUNTERS } from '../../schema/counters';
 import type { StoredBatch } from '../budget/fold';
@@ -19,7 +20,9 @@ import { TcError } from '../../errors';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
-const DICT_CACHE_MAX = 2_000_000;
+export const DICT_CACHE_MAX = 500_000;
+/** What the dictionary cache holds at most (IPv6 keys are the larger; U32Map's are 3 x 8 bytes). */
+export const DICT_CACHE_BYTES = DICT_CACHE_MAX * Bytes16Map.BYTES_PER_KEY;
 
 /** JS number when exact, BigInt otherwise (better-sqlite3 binds both as INTEGER). */
 function int(v: bigint): number | bigint {
@@ -88,9 +91,9 @@ function addIpRow(sums: RowSums, id: number, tp: Uint32Array, tb: Uint32Array, r
 export class BatchWriter {
   readonly sessionId: number;
   private seq: number;
-  /** Address -> dictionary id: IPv4 by its 32-bit value, IPv6 by its 16 bytes as latin1. */
+  /** Address -> dictionary id: IPv4 by its 32-bit value, IPv6 by its 16 bytes. */
   private readonly v4 = new U32Map();
-  private readonly v6 = new Map<string, number>();
+  private readonly v6 = new Bytes16Map();
   private overflowId: number | undefined;
   /** Whether the maps hold the whole dictionary (then a miss is a new address, no SELECT). */
   private complete = false;
@@ -131,7 +134,7 @@ export class BatchWriter {
     const n = db.prepare('select count(*) from addresses').pluck().get() as number;
     if (n > DICT_CACHE_MAX / 2) return;
     for (const [id, addr] of db.prepare('select id, addr from addresses').raw().iterate() as Iterable<[number, Buffer]>) {
-      this.remember(addr.length === 4 ? 4 : addr.length === 16 ? 6 : 0, addr.length === 4 ? addr.readUInt32BE(0) : 0, addr.length === 16 ? addr.toString('latin1') : '', id);
+      this.remember(addr.length === 4 ? 4 : addr.length === 16 ? 6 : 0, addr.length === 4 ? addr.readUInt32BE(0) : 0, addr, 0, id);
     }
     this.complete = true;
   }
@@ -146,13 +149,11 @@ export class BatchWriter {
       const off = i * 16;
       let id: number | undefined;
       let v4 = 0;
-      let v6 = '';
       if (f === 4) {
         v4 = ((bytes[off] << 24) | (bytes[off + 1] << 16) | (bytes[off + 2] << 8) | bytes[off + 3]) >>> 0;
         id = this.v4.get(v4) || undefined;
       } else if (f === 6) {
-        v6 = String.fromCharCode(...bytes.subarray(off, off + 16));
-        id = this.v6.get(v6);
+        id = this.v6.get(bytes, off) || undefined;
       } else {
         id = this.overflowId;
       }
@@ -161,17 +162,18 @@ export class BatchWriter {
         if (!this.complete) id = this.stmts.addrGet.get(raw) as number | undefined;
         if (id === undefined) id = Number(this.stmts.addrPut.run(raw, f === 0 ? 'overflow' : formatAddr(bytes, off, f)).lastInsertRowid);
         if (this.v4.size + this.v6.size >= DICT_CACHE_MAX) this.forgetCache();
-        this.remember(f, v4, v6, id);
+        this.remember(f, v4, bytes, off, id);
       }
       ids[i] = id;
     }
     return ids;
   }
 
-  private remember(fam: number, v4: number, v6: string, id: number): void {
-    if (fam === 4) {
-      if (id <= U32Map.MAX_VALUE) this.v4.set(v4, id);
-    } else if (fam === 6) this.v6.set(v6, id);
+  /** Caches `id` for an IPv4 address (`v4`) or the IPv6 address at `off` of `bytes`. */
+  private remember(fam: number, v4: number, bytes: Uint8Array, off: number, id: number): void {
+    if (id > U32Map.MAX_VALUE) return;
+    if (fam === 4) this.v4.set(v4, id);
+    else if (fam === 6) this.v6.set(bytes, off, id);
     else this.overflowId = id;
   }
 

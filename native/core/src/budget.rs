@@ -1,0 +1,172 @@
+//! What the capture engine may hold in memory at most, computed from its options: the rings,
+//! the counting tables (per worker, in the merger, in a replayed file's open intervals), the
+//! conversion of an interval into a batch, and the batches waiting for the consumer. Each
+//! structure that grows with the keys of an interval is bounded by `max_keys` and counted here,
+//! so the figure the recorder states (`traffic-counter record --help`, its start line) is a sum
+//! over these bounds, not an estimate of a typical load.
+
+use crate::live::MAX_PENDING;
+use crate::options::Valid;
+use crate::parse::Addr;
+use crate::replay::OPEN_TABLES;
+use crate::table::{FlowCounters, FlowKey, IpCounters};
+use std::mem::size_of;
+
+/// Batches a replay may have converted and not yet handed to the consumer (the napi queue; the
+/// replay thread waits past it).
+pub const REPLAY_QUEUE_BATCHES: usize = 4;
+
+/// Hash buckets of a hashbrown table holding `keys` (its sizing rule: a power of two, at most 7/8 full).
+fn buckets(keys: usize) -> usize {
+    if keys < 4 {
+        4
+    } else if keys < 8 {
+        8
+    } else {
+        (keys * 8).div_ceil(7).next_power_of_two()
+    }
+}
+
+/// Keys a table filled to `max_keys` has room for before it grows (`Tables::room` counts this way).
+pub fn table_room(max_keys: usize) -> usize {
+    let b = buckets(max_keys);
+    if b < 8 {
+        b - 1
+    } else {
+        b / 8 * 7
+    }
+}
+
+fn map_bytes<E>(keys: usize) -> u64 {
+    // One control byte per bucket plus a group's worth (16) past the end.
+    (buckets(keys) * (size_of::<E>() + 1) + 16) as u64
+}
+
+/// One worker's (or one interval's) tables filled to `max_keys`: per-IP, and per-flow with
+/// `flows`, plus the two overflow sketches.
+pub fn table_bytes(max_keys: usize, flows: bool) -> u64 {
+    let ip = map_bytes::<(Addr, IpCounters)>(max_keys);
+    let flow = if flows { map_bytes::<(FlowKey, FlowCounters)>(max_keys) } else { 0 };
+    ip + flow + 2 * 8192
+}
+
+/// The same while a table grows past its last power of two: the old buckets and the new.
+pub fn growing_table_bytes(max_keys: usize, flows: bool) -> u64 {
+    table_bytes(max_keys, flows) + table_bytes(max_keys / 2, flows)
+}
+
+/// Distinct addresses a batch may hold: each per-IP row's, plus (with flows) addresses of flows
+/// that overflowed the per-IP table, two per flow.
+pub fn batch_addrs(max_keys: usize, flows: bool) -> usize {
+    (max_keys + 1) * if flows { 3 } else { 1 }
+}
+
+/// The columns of the largest batch (`batch::Batch`, and the napi Buffers made from them).
+pub fn batch_bytes(max_keys: usize, flows: bool) -> u64 {
+    let rows = max_keys + 1;
+    let addrs = batch_addrs(max_keys, flows) * 17;
+    let ip = rows * (4 + 4 * 8);
+    let flow = if flows { rows * (4 + 4 + 1 + 2 + 2 + 8 + 8) } else { 0 };
+    (addrs + ip + flow + 23 * 8) as u64
+}
+
+/// Turning an interval's tables into a batch: the rows taken out of the tables, the sorted
+/// addresses and the columns, and one column copied into its Buffer at a time.
+pub fn conversion_bytes(max_keys: usize, flows: bool) -> u64 {
+    let rows = max_keys + 1;
+    let ip_rows = rows * size_of::<(Addr, IpCounters)>();
+    let flow_rows = if flows { rows * size_of::<(FlowKey, FlowCounters)>() } else { 0 };
+    let addrs = batch_addrs(max_keys, flows) * size_of::<Addr>();
+    let column = batch_addrs(max_keys, flows) * 16;
+    (ip_rows + flow_rows + addrs + column) as u64 + batch_bytes(max_keys, flows)
+}
+
+/// The engine's memory at most, in bytes, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineMemory {
+    /// TPACKET_V3 rings: workers x block size x block count (mapped, filled by the kernel).
+    pub rings: u64,
+    /// Counting tables and the conversion of an interval into a batch.
+    pub tables: u64,
+    /// Batches converted and not yet taken by the consumer.
+    pub batches: u64,
+}
+
+impl EngineMemory {
+    pub fn total(&self) -> u64 {
+        self.rings + self.tables + self.batches
+    }
+}
+
+/// Live capture: each worker's open tables (growing) and at most one closed interval it waits
+/// to hand over (the merger's input is a rendezvous), the one the merger is adding, at most
+/// `MAX_PENDING` intervals being joined (growing as they are), one conversion, and the
+/// hand-over's bound plus the one batch that may always wait.
+pub fn live(v: &Valid) -> EngineMemory {
+    let (k, f, w) = (v.max_keys, v.flows, v.workers as u64);
+    let rings = w * v.ring.block_size as u64 * v.ring.block_count as u64;
+    let tables = (w + MAX_PENDING as u64) * growing_table_bytes(k, f) + (w + 1) * table_bytes(k, f) + conversion_bytes(k, f);
+    let batches = v.handover_max_bytes as u64 + batch_bytes(k, f);
+    EngineMemory { rings, tables, batches }
+}
+
+/// Replay: the open intervals' tables (at most `OPEN_TABLES` full tables' room, the newest
+/// growing), one conversion, and `REPLAY_QUEUE_BATCHES` batches waiting for the consumer.
+pub fn replay(v: &Valid) -> EngineMemory {
+    let (k, f) = (v.max_keys, v.flows);
+    let tables = OPEN_TABLES as u64 * table_bytes(k, f) + growing_table_bytes(k, f) + conversion_bytes(k, f);
+    EngineMemory { rings: 0, tables, batches: REPLAY_QUEUE_BATCHES as u64 * batch_bytes(k, f) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{CaptureOptions, CountOptions, Options};
+    use crate::table::Tables;
+
+    #[test]
+    fn table_room_is_what_a_full_table_has_room_for() {
+        for k in [1, 5, 100, 1000, 20_000, 100_000] {
+            let mut t = Tables::new(k, true);
+            t.ips.reserve(k);
+            t.flows.reserve(k);
+            assert_eq!(t.room(), 2 * table_room(k), "max_keys {k}");
+            assert!(table_room(k) >= k);
+        }
+    }
+
+    #[test]
+    fn every_part_grows_with_its_option() {
+        let v = |k: u32, w: u32, flows: bool, blocks: u32, hand: f64| {
+            Options {
+                count: CountOptions { max_keys: Some(k), flows: Some(flows), ..Default::default() },
+                capture: CaptureOptions { workers: Some(w), block_count: Some(blocks), handover_max_bytes: Some(hand), ..Default::default() },
+            }
+            .validate()
+            .unwrap()
+        };
+        let base = live(&v(10_000, 2, true, 8, 1e6));
+        assert_eq!(base.rings, 2 * 8 * crate::options::DEFAULT_BLOCK_SIZE as u64);
+        assert!(live(&v(20_000, 2, true, 8, 1e6)).tables > base.tables);
+        assert!(live(&v(10_000, 2, false, 8, 1e6)).tables < base.tables);
+        assert!(live(&v(10_000, 3, true, 8, 1e6)).tables > base.tables);
+        assert_eq!(live(&v(10_000, 2, true, 16, 1e6)).rings, 2 * base.rings);
+        assert_eq!(live(&v(10_000, 2, true, 8, 2e6)).batches, base.batches + 1_000_000);
+        assert_eq!(replay(&v(10_000, 2, true, 8, 1e6)).rings, 0);
+    }
+
+    #[test]
+    fn a_full_batch_fits_its_stated_bytes() {
+        // Every key distinct and every flow's addresses outside the per-IP table: the largest batch.
+        let k = 1000;
+        let mut t = Tables::new(k, true);
+        for i in 0..3 * k as u32 {
+            let a = |n: u32| Addr::v4(&n.to_be_bytes());
+            let p = crate::parse::IpPacket { src: a(i), dst: a(1 << 31 | i), proto: 17, sport: 1, dport: 2, bytes: 64, fragment: crate::parse::Fragment::None };
+            t.count(&crate::parse::Parsed::Ip(p));
+        }
+        let b = crate::batch::Batch::from_tables(0, 1000, t);
+        let bytes = b.addrs.fam.len() + b.addrs.addr.len() + b.ips.idx.len() * 36 + b.flows.proto.len() * 29;
+        assert!(bytes as u64 <= batch_bytes(k, true), "{bytes} > {}", batch_bytes(k, true));
+    }
+}
