@@ -5,13 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { needRoot, RECORDER, recorder, ROOT, sh, sleep, spawnIn, tmp } from './helpers';
+import { needRoot, RECORDER, recorder, sleep, spawnIn, tmp } from './helpers';
 import { generate } from './support/gen';
+import { sendFrames, spoofedUdp, vethPair } from './support/netns';
 
 const MIB = 2 ** 20;
 
@@ -81,32 +82,15 @@ test('a replayed flood of distinct sources keeps the peak RSS under the stated f
   }
 });
 
-const A = 'tcmema';
-const B = 'tcmemb';
+const NS = 'tcmem';
 const MAC_B = '02:00:00:00:78:02';
-const SENDER = path.join(ROOT, 'test', 'fixtures', 'afpacket_send.py');
-
-/** A 60-byte UDP/IPv4 frame to 10.78.0.2 from 11.0.0.0 + `src`. */
-function floodFrame(src: number): string {
-  const ip = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].map((b) => b.toString(16).padStart(2, '0')).join('');
-  const port = (1024 + (src % 50_000)).toString(16).padStart(4, '0');
-  return `${MAC_B.replace(/:/g, '')}020000007801` + '0800' + `4500002e000000004011${'0000'}${ip(0x0b000000 + src)}0a4e0002` + `${port}270f001a0000` + '00'.repeat(18);
-}
 
 test('a live flood of distinct sources keeps the peak RSS under the figure of the start line, with exact totals and the overflow counted', async (t) => {
   if (!needRoot(t)) return;
-  for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  sh('ip', ['netns', 'add', A]);
-  sh('ip', ['netns', 'add', B]);
+  const net = vethPair(NS, 'veth', { b: MAC_B });
   try {
-    sh('ip', ['link', 'add', 'veth-a', 'netns', A, 'type', 'veth', 'peer', 'name', 'veth-b', 'netns', B]);
-    sh('ip', ['-n', B, 'link', 'set', 'veth-b', 'address', MAC_B]);
-    for (const [ns, dev] of [[A, 'veth-a'], [B, 'veth-b']]) {
-      sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-      sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    }
     const db = path.join(tmp(), 'flood.db');
-    const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--flows', '--workers', '2', '--interval-secs', '1', '--max-keys', '20000', '--quiet']);
+    const child = spawnIn(net.b, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--flows', '--workers', '2', '--interval-secs', '1', '--max-keys', '20000', '--quiet']);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const watch = watchPeak(child);
@@ -114,8 +98,7 @@ test('a live flood of distinct sources keeps the peak RSS under the figure of th
     const stated = statedMiB(stderr);
     // 60,000 frames from 60,000 sources, sent within 20 s at most.
     const N = 60_000;
-    const frames = Array.from({ length: N }, (_, i) => `1 ${floodFrame(i)}`).join('\n');
-    const sent = Number(spawnSync('ip', ['netns', 'exec', A, 'python3', SENDER, 'veth-a', '20'], { input: frames, encoding: 'utf8', timeout: 30_000 }).stdout.trim());
+    const sent = sendFrames(net, Array.from({ length: N }, (_, i) => spoofedUdp(MAC_B, i)), 20);
     assert.equal(sent, N, 'every frame sent');
     await sleep(2500);
     child.kill('SIGINT');
@@ -137,6 +120,6 @@ test('a live flood of distinct sources keeps the peak RSS under the figure of th
       d.close();
     }
   } finally {
-    for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    net.remove();
   }
 });

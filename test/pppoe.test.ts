@@ -12,8 +12,9 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { exited, needRoot, queryJson, RECORDER, recorder, ROOT, sh, sleep, spawnIn, tmp, waitForStderr } from './helpers';
+import { exited, needRoot, queryJson, RECORDER, recorder, ROOT, sleep, spawnIn, tmp, waitForStderr } from './helpers';
 import { DST_MAC, SRC_MAC, ethernet, ipcpRequest, ipv4WithTotal, lcpEcho, padi, pppoe, udp, writePcap } from './fixtures/frames';
+import { vethPair, type VethPair } from './support/netns';
 
 const S4 = '100.64.0.1';
 const S4_VLAN = '100.64.0.2';
@@ -109,44 +110,25 @@ test('replay: IP in PPPoE sessions (untagged, 802.1Q, 0x9100, QinQ) counts per a
   assert.equal(sums(db).ip_header_incomplete, 0, 'whole but unusable headers are not "incomplete"');
 });
 
-const A = `tcpp${process.pid}a`;
-const B = `tcpp${process.pid}b`;
 const SENDER = path.join(ROOT, 'test', 'fixtures', 'afpacket_send.py');
-let ready = false;
-
-/** Two namespaces joined by a veth pair with no addresses and IPv6 off: the only frames on the wire are the test's. */
-function setupNetns(): void {
-  for (const ns of [A, B]) {
-    sh('ip', ['netns', 'add', ns]);
-    sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-  }
-  sh('ip', ['link', 'add', 'pp-a', 'netns', A, 'address', SRC_MAC, 'type', 'veth', 'peer', 'name', 'pp-b', 'netns', B, 'address', DST_MAC]);
-  sh('ip', ['-n', A, 'link', 'set', 'pp-a', 'up']);
-  sh('ip', ['-n', B, 'link', 'set', 'pp-b', 'up']);
-}
+let net: VethPair | undefined;
 
 describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pair', () => {
   before(() => {
-    if (process.getuid?.() !== 0) return;
-    setupNetns();
-    ready = true;
+    if (process.getuid?.() === 0) net = vethPair(`tcpp${process.pid}`, 'pp', { a: SRC_MAC, b: DST_MAC });
   });
-  after(() => {
-    if (!ready) return;
-    spawnSync('ip', ['netns', 'del', A]);
-    spawnSync('ip', ['netns', 'del', B]);
-  });
+  after(() => net?.remove());
 
   /** Records pp-b while the sender floods MIX from pp-a; returns the database. */
   async function recordFlood(extra: string[]): Promise<string> {
     const db = path.join(tmp(), 'live.db');
-    const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...extra]);
+    const child = spawnIn(net!.b, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...extra]);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     await waitForStderr(child, /recording pp-b/);
     if (!extra.includes('--no-ebpf')) assert.match(stderr, /eBPF filter attached to 2 socket\(s\)/);
     const input = MIX.map((m) => `${m.count} ${m.frame.toString('hex')}`).join('\n');
-    const send = spawnSync('ip', ['netns', 'exec', A, 'python3', SENDER, 'pp-a', '20'], { input, encoding: 'utf8', timeout: 30_000 });
+    const send = spawnSync('ip', ['netns', 'exec', net!.a, 'python3', SENDER, 'pp-a', '20'], { input, encoding: 'utf8', timeout: 30_000 });
     assert.equal(send.status, 0, send.stderr);
     assert.equal(Number(send.stdout), IP_PACKETS + NON_IP, 'all frames sent within the time bound');
     await sleep(300);
@@ -158,7 +140,7 @@ describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pai
   for (const ebpf of [true, false]) {
     test(`exact per-address and per-flow counts ${ebpf ? 'through the eBPF filter' : 'with --no-ebpf'}; the non-IP frames counted once`, async (t: TestContext) => {
       if (!needRoot(t)) return;
-      assert.ok(ready, 'namespaces set up');
+      assert.ok(net, 'namespaces set up');
       const db = await recordFlood(ebpf ? [] : ['--no-ebpf']);
       assert.deepEqual(ipTable(db), EXPECTED);
       assertFlows(db);
@@ -176,7 +158,7 @@ describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pai
 
   test('--ignore-file: the eBPF filter finds an address behind a 0x9100 tag and PPPoE and drops it as ignored', async (t: TestContext) => {
     if (!needRoot(t)) return;
-    assert.ok(ready, 'namespaces set up');
+    assert.ok(net, 'namespaces set up');
     const ignore = path.join(tmp(), 'ignore.txt');
     writeFileSync(ignore, `${S4_9100}/32\n${BAD_SRC}/32\n`);
     const db = await recordFlood(['--ignore-file', ignore]);

@@ -35,6 +35,12 @@ export const BYTES_PER_IP_KEY = 160;
 export const BYTES_PER_FLOW_KEY = 150;
 /** A rollup row (minute, hour or day) an open bucket's close will write. */
 export const BYTES_PER_IP_ROLLUP_ROW = 30;
+/**
+ * Rollup rows one bucket's close may write when closes reach the hard stop (a flood's day holds
+ * every key it saw, and its hours cannot leave before it closes): a share of the budget, halved
+ * on each further SQLITE_FULL down to the overflow row alone.
+ */
+export const CLOSE_SHARE = 1 / 16;
 export const BYTES_PER_FLOW_ROLLUP_ROW = 40;
 /** A `batches` row and its index entries. */
 export const BYTES_PER_BATCH = 400;

@@ -9,7 +9,7 @@
 import type Database from 'better-sqlite3';
 import type { Batch } from '../../native';
 import { foldBatch, type StoredBatch } from './fold';
-import { BYTES_PER_BATCH, BYTES_PER_FLOW_KEY, BYTES_PER_FLOW_ROLLUP_ROW, BYTES_PER_IP_KEY, BYTES_PER_IP_ROLLUP_ROW, HIGH_WATER, INTERVAL_SHARE } from './disk';
+import { CLOSE_SHARE, BYTES_PER_BATCH, BYTES_PER_FLOW_KEY, BYTES_PER_FLOW_ROLLUP_ROW, BYTES_PER_IP_KEY, BYTES_PER_IP_ROLLUP_ROW, HIGH_WATER, INTERVAL_SHARE } from './disk';
 import { shedStep, type Shed } from '../upkeep/retention';
 import type { Metrics } from '../observe/metrics';
 import type { Logger } from '../observe/log';
@@ -143,6 +143,15 @@ export class DiskBudget {
       this.metrics.budgetFoldedFlowKeys += f.budgetFoldedFlowKeys ?? 0;
     }
     return f;
+  }
+
+  /**
+   * Keys a bucket closed on attempt `attempt` of a write may keep: all on the first two; then
+   * the close's share of the budget, halved per attempt (see CLOSE_SHARE).
+   */
+  closeKeep(attempt: number): number | undefined {
+    if (attempt < 2) return undefined;
+    return Math.floor((this.maxBytes * CLOSE_SHARE) / BYTES_PER_IP_ROLLUP_ROW / 2 ** (attempt - 2));
   }
 
   /**

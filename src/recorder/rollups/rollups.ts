@@ -64,6 +64,23 @@ const SQL: Record<Level, LevelSql> = {
   },
 };
 
+/**
+ * A bucket closed under the disk budget's hard stop: the `:keep` keys with the most bytes, every
+ * other key summed into the overflow key (`:ovf`, the overflow address; a flow's protocol and
+ * ports 0), so the bucket's totals stay exact. Binds (:start, :end, :keep, :ovf).
+ */
+function foldedSql(level: Level): string {
+  if (isIpLevel(level)) {
+    return `with s(b, ip_id, tp, tb, rp, rb) as (${SQL[level].source}),
+      r as (select *, row_number() over (order by tb + rb desc, ip_id) as rn from s)
+      select :start, case when rn <= :keep then ip_id else :ovf end as k, sum(tp), sum(tb), sum(rp), sum(rb) from r group by k`;
+  }
+  const keep = (c: string, other: string) => `case when rn <= :keep then ${c} else ${other} end`;
+  return `with s(b, src_id, dst_id, proto, sport, dport, p, y) as (${SQL[level].source}),
+    r as (select *, row_number() over (order by y desc, src_id, dst_id, proto, sport, dport) as rn from s)
+    select :start, ${keep('src_id', ':ovf')} as k1, ${keep('dst_id', ':ovf')} as k2, ${keep('proto', '0')} as k3, ${keep('sport', '0')} as k4, ${keep('dport', '0')} as k5,
+      sum(p), sum(y) from r group by k1, k2, k3, k4, k5`;
+}
 
 /** What `Acc` and `FlowSums` share: the running sums of one open bucket. */
 interface RunningSums<S> {
@@ -159,6 +176,8 @@ export class Rollups {
         del: db.prepare(`delete from ${level} where bucket_ms = ?`),
         ins: db.prepare(`insert into ${level} (${cols}) ${SQL[level].source}`),
         copy: db.prepare(`insert into ${level} (${cols}) ${SQL[level].copy}`),
+        folded: db.prepare(`insert into ${level} (${cols}) ${foldedSql(level)}`),
+        keys: db.prepare(`select count(*) from (${SQL[level].source})`).pluck(),
         parts: db.prepare(SQL[level].parts).pluck(),
       };
     };
@@ -246,11 +265,31 @@ export class Rollups {
     }
   }
 
+  /**
+   * Set by the disk budget when a close reached its hard stop: buckets closed from now on keep
+   * at most `keep` keys (the most bytes) and fold the others into the overflow key (`ovf()`, the
+   * overflow address's id). Undefined: every key is kept.
+   */
+  fold: { keep: number; ovf: () => number; folded(level: Level, bucket: number, keys: number, kept: number): void } | undefined;
+
   /** Recomputes one bucket from the level below and marks the next level dirty. */
   private close(level: Level, bucket: number): void {
     const s = this.stmts.level[level];
     s.del.run(bucket);
     const range = { start: bucket, end: bucket + LEVELS[level].ms };
+    if (this.fold) {
+      // The running sums would hold every key: this bucket, and the next level's, go through SQL.
+      const open: Map<number, { spoil(): void }> = isIpLevel(level) ? this.acc[level] : this.flowAcc[level as FlowLevel];
+      open.get(bucket)?.spoil();
+      open.delete(bucket);
+      const next = LEVELS[level].next;
+      if (next) (isIpLevel(next) ? this.acc[next] : this.flowAcc[next as FlowLevel]).get(bucketOf(bucket, next))?.spoil();
+      const keys = s.keys.get(range) as number;
+      s.folded.run({ ...range, keep: this.fold.keep, ovf: this.fold.ovf() });
+      if (keys > this.fold.keep) this.fold.folded(level, bucket, keys, this.fold.keep);
+      this.finish(level, bucket);
+      return;
+    }
     const parts = s.parts.get(range) as number;
     const next = LEVELS[level].next;
     const written = isIpLevel(level)

@@ -5,6 +5,7 @@
  * wrongly: a group is written whole, or it leaves the appender as it was before (and is retried
  * from its first sequence number).
  */
+import { LEVELS } from '../../schema/levels';
 import type Database from 'better-sqlite3';
 import type { StoredBatch } from '../budget/fold';
 import { BatchWriter, newestEndMs, type SessionSpec } from './writer';
@@ -91,9 +92,33 @@ export class Appender {
 
   /** Closes every open rollup bucket and, when `end`, ends the session, in one transaction. */
   finish(end: boolean): void {
-    this.db.transaction(() => {
-      this.rollups.closeAll();
-      if (end) this.writer.end();
-    })();
+    try {
+      this.db.transaction(() => {
+        this.rollups.closeAll();
+        if (end) this.writer.end();
+      })();
+    } catch (err) {
+      // A rolled-back close may have consumed running sums (a retry recomputes those in SQL)
+      // and added the overflow address.
+      this.rollups.forget();
+      this.writer.forgetCache();
+      throw err;
+    }
+  }
+
+  /**
+   * Buckets closed from now on keep at most `keep` keys, the others folded into the overflow
+   * key (the disk budget's last resort at its hard stop); undefined: every key.
+   */
+  foldCloses(keep: number | undefined): void {
+    this.rollups.fold =
+      keep === undefined
+        ? undefined
+        : {
+            keep,
+            ovf: () => this.writer.overflowAddressId(),
+            folded: (level, bucket, keys, kept) =>
+              this.writer.event('budget-fold', `${level} bucket kept as its ${kept} heaviest of ${keys} keys, the rest folded into the overflow row, to close within the disk budget`, bucket, bucket + LEVELS[level].ms),
+          };
   }
 }

@@ -252,14 +252,19 @@ export class BatchSink {
     let written: boolean[];
     if (!this.budget) written = this.appender.append(group, this.lost);
     else {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          written = this.appender.append(this.budget.prepare(group, attempt), this.lost);
-          break;
-        } catch (err) {
-          if ((err as { code?: string }).code !== 'SQLITE_FULL' || attempt >= MAX_FULL_RETRIES) throw err;
-          this.budget.onFull(attempt);
+      try {
+        for (let attempt = 0; ; attempt++) {
+          this.appender.foldCloses(this.budget.closeKeep(attempt));
+          try {
+            written = this.appender.append(this.budget.prepare(group, attempt), this.lost);
+            break;
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'SQLITE_FULL' || attempt >= MAX_FULL_RETRIES) throw err;
+            this.budget.onFull(attempt);
+          }
         }
+      } finally {
+        this.appender.foldCloses(undefined);
       }
     }
     this.lost.length = 0;
@@ -341,11 +346,23 @@ export class BatchSink {
     if (this.queue.length > 0) {
       this.o.log.error(`${this.queue.length} interval(s) could not be written before exit`, { event: 'lost-interval', count: this.queue.length });
     }
-    try {
-      this.appender.finish(end);
-    } catch (err) {
-      this.o.log.warn(`closing the session failed: ${(err as Error).message}`);
+    // Closing writes the open buckets' rollup rows: under a budget at its hard stop, detail is
+    // shed and the close retried, as a write group is.
+    for (let attempt = 0; ; attempt++) {
+      this.appender.foldCloses(this.budget?.closeKeep(attempt));
+      try {
+        this.appender.finish(end);
+        break;
+      } catch (err) {
+        if (this.budget && (err as { code?: string }).code === 'SQLITE_FULL' && attempt < MAX_FULL_RETRIES) {
+          this.budget.onFull(attempt);
+          continue;
+        }
+        this.o.log.warn(`closing the session failed: ${(err as Error).message}`);
+        break;
+      }
     }
+    this.appender.foldCloses(undefined);
     await this.release();
   }
 

@@ -276,6 +276,15 @@ export class BatchWriter {
     this.seq = seq;
   }
 
+  /** The overflow address's id (added to the dictionary when the file has none yet). */
+  overflowAddressId(): number {
+    if (this.overflowId === undefined) {
+      const none = Buffer.alloc(0);
+      this.overflowId = (this.stmts.addrGet.get(none) as number | undefined) ?? Number(this.stmts.addrPut.run(none, 'overflow').lastInsertRowid);
+    }
+    return this.overflowId;
+  }
+
   /** After a failed transaction: cached dictionary ids may name rows that were rolled back. */
   forgetCache(): void {
     this.v4.clear();
