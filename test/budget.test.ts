@@ -218,28 +218,40 @@ describe('shedding under a budget: order, the never-vanish rule, exact answers',
       .prepare('select count(*) from addresses a where not exists (select 1 from ip_1d where ip_id = a.id) and not exists (select 1 from ip_1h where ip_id = a.id) and not exists (select 1 from ip_1m where ip_id = a.id) and not exists (select 1 from ip_deltas where ip_id = a.id) and not exists (select 1 from flow_1h where src_id = a.id or dst_id = a.id) and not exists (select 1 from flow_1m where src_id = a.id or dst_id = a.id) and not exists (select 1 from flow_deltas where src_id = a.id or dst_id = a.id)')
       .pluck()
       .get() as number;
-    const firstDay = d.prepare('select min(bucket_ms) from ip_1d').pluck().get() as number | null;
+    const firstDay = d.prepare('select count(*) as n, sum(tx_bytes) as b from ip_1d where bucket_ms = ?').get(Date.UTC(2026, 10, 1)) as { n: number; b: number };
     const firstHour = d.prepare('select min(bucket_ms) from ip_1h').pluck().get() as number;
+    const dayBytes = batches.filter((b) => b.startMs < Date.UTC(2026, 10, 2)).reduce((s, b) => s + Number(b.counters.ipBytes), 0);
     d.close();
-    assert.ok((firstDay ?? Infinity) >= Date.UTC(2026, 10, 2) && firstHour >= Date.UTC(2026, 10, 2), 'the first day was shed, once its hours were');
+    // The first day's hours left; the day itself, the last copy of its totals, was compacted.
+    assert.ok(firstHour >= Date.UTC(2026, 10, 2), 'the first day\'s hours were shed');
+    assert.ok(firstDay.n < 60 * 40, `the first day was compacted (${firstDay.n} rows)`);
+    assert.equal(firstDay.b, dayBytes, 'the compacted day keeps its totals');
     assert.equal(unreferenced, 0);
   });
 
-  test('series and top over the shed time still equal the totals of what is left, from the coarser levels', async () => {
+  test('answers over the shed time equal every interval at the coarser level left, and say where finer detail is gone', async () => {
     await filled;
     const end = T0 + N * 5000;
-    // The first day left entirely (its day row last); every interval from the oldest bucket left on is still counted.
-    const d = new Database(file, { readonly: true });
-    const first = Math.min(...['ip_1d', 'ip_1h', 'ip_1m'].map((t) => (d.prepare(`select min(bucket_ms) from ${t}`).pluck().get() as number | null) ?? Infinity));
-    d.close();
-    const left = batches.filter((b) => b.startMs >= first).reduce((s, b) => s + Number(b.counters.ipBytes), 0);
-    assert.ok(left > 0 && left < total);
-    // Unaligned edges: the planner must not read shed minutes or raw rows as zero.
-    const window = ['--since', new Date(T0 - 17 * 60_000).toISOString(), '--until', new Date(end + 7 * 60_000).toISOString()];
-    const top = queryJson<TopRow[]>(['--db', file, 'top', ...window, '--limit', '1']);
+    // Nothing leaves the totals: a shed level is held by a coarser one, and a day is compacted, never removed.
+    const days = ['--since', new Date(Date.UTC(2026, 10, 1)).toISOString(), '--until', new Date(Date.UTC(2026, 10, 3)).toISOString()];
+    const byDay = queryJson<{ bytes: number }[]>(['--db', file, 'series', ...days, '--step', '1d']);
+    assert.equal(byDay.reduce((s, r) => s + Number(r.bytes), 0), total);
+    const top = queryJson<TopRow[]>(['--db', file, 'top', ...days, '--limit', '1']);
     assert.equal(top[0].ip, 'overflow');
-    const series = queryJson<{ bytes: number }[]>(['--db', file, 'series', ...window, '--step', '1h']);
-    assert.equal(series.reduce((s, r) => s + Number(r.bytes), 0), left);
+    // The overflow row is no network: --by net gives it its own row, not `::/64`.
+    assert.equal(queryJson<{ net: string }[]>(['--db', file, 'top', '--by', 'net', ...days, '--limit', '1'])[0].net, 'overflow');
+    // Finer than what is left (hours of the first day, an edge inside it): said, in every format.
+    const window = ['--since', new Date(T0 - 17 * 60_000).toISOString(), '--until', new Date(end + 7 * 60_000).toISOString()];
+    const inside = ['--since', new Date(T0 + 30 * 60_000).toISOString(), '--until', new Date(end + 7 * 60_000).toISOString()];
+    for (const args of [['series', ...window, '--step', '1h'], ['top', ...inside]]) {
+      for (const format of ['table', 'json', 'csv']) {
+        const r = query(['--db', file, ...args, '--format', format]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stderr, /detail (.* )?of 2026-11-01T.* is no longer in the file \(removed by the disk budget or retention, see `tc-query status`\): this answer counts that time as 0; (use a coarser --step|widen --since\/--until)/, `${args[0]} ${format}`);
+      }
+    }
+    // Whole days read from the days: no such note.
+    assert.doesNotMatch(query(['--db', file, 'top', ...days]).stderr, /no longer in the file/);
   });
 });
 

@@ -163,3 +163,14 @@ export function flowsNote(c: Coverage): string | undefined {
   }
   return `${grouped(c.intervals - c.flow_intervals)} of the window's ${counted(c.intervals, 'interval')} were recorded without --flows: their traffic is not in this answer`;
 }
+
+/**
+ * The note of an answer whose plan reads detail no longer in the file (plan.ts missingDetail):
+ * which time, and what to ask instead.
+ */
+export function missingDetailNote(missing: { fromMs: number; toMs: number }[], what: string, instead: string, tz?: string): string | undefined {
+  if (missing.length === 0) return undefined;
+  const spans = missing.map((m) => `${formatTime(m.fromMs, tz)} to ${formatTime(m.toMs, tz)}`);
+  const shown = spans.length > 3 ? [...spans.slice(0, 3), `${spans.length - 3} more`] : spans;
+  return `${what} of ${shown.join(', ')} is no longer in the file (removed by the disk budget or retention, see \`tc-query status\`): this answer counts that time as 0; ${instead}`;
+}

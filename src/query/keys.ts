@@ -98,6 +98,8 @@ function netKey(v4Prefix: number, v6Prefix: number): AddressKey {
     noun: ['network', 'networks'],
     keysOf: (addrs) =>
       addrs.map((a) => {
+        // The overflow row (keys folded past --max-keys or the disk budget) is no network: its own row.
+        if (a.addr.length === 0) return { id: 'c', fields: { net: 'overflow' } };
         const prefix = a.addr.length === 4 ? v4Prefix : v6Prefix;
         const net = Uint8Array.from(a.addr, (b, i) => b & (0xff << Math.max(0, Math.min(8, (i + 1) * 8 - prefix)) & 0xff));
         // IPv4 sorts before IPv6, each in address order.

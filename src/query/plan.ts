@@ -285,3 +285,36 @@ export function readSegments(db: Database.Database, family: Family, segments: Se
   for (const c of keyCols) for (let i = 0; i < count; i++) ids.add(Number(c[i]));
   return { count, columns, ids: [...ids] };
 }
+
+/**
+ * The parts of a plan's segments that read a source below its floor although intervals were
+ * recorded then: detail the disk budget (or retention) removed, which such an answer counts as 0.
+ * Sources lose their oldest rows first, so a source holds every row from its first one on.
+ * Merged [from, to) spans, oldest first.
+ */
+export function missingDetail(db: Database.Database, family: Family, segments: Segment[]): { fromMs: number; toMs: number }[] {
+  const floors = new Map<string, number>();
+  const floorOf = (source: string): number => {
+    let f = floors.get(source);
+    if (f === undefined) {
+      const v =
+        source === 'raw'
+          ? db.prepare('select start_ms from batches where pruned != 3 and (pruned & ?) = 0 order by start_ms limit 1').pluck().get(family === 'ip' ? 1 : 2)
+          : db.prepare(`select bucket_ms from ${source} order by bucket_ms limit 1`).pluck().get();
+      f = (v as number | undefined) ?? Infinity;
+      floors.set(source, f);
+    }
+    return f;
+  };
+  const recorded = db.prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and ${family}_rows > 0 limit 1`).pluck();
+  const out: { fromMs: number; toMs: number }[] = [];
+  for (const s of segments) {
+    if (s.sign < 0) continue;
+    const to = Math.min(s.toMs, floorOf(s.source));
+    if (s.fromMs >= to || !recorded.get(s.fromMs, to)) continue;
+    const last = out[out.length - 1];
+    if (last && last.toMs >= s.fromMs) last.toMs = Math.max(last.toMs, to);
+    else out.push({ fromMs: s.fromMs, toMs: to });
+  }
+  return out.sort((a, b) => a.fromMs - b.fromMs);
+}

@@ -6,10 +6,10 @@ import { Duck, querySql, BIGINT } from '../duck';
 import { openReadOnly } from '../db';
 import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
-import { collectColumns, planWindow, resolveWindow, seriesSql } from '../plan';
+import { collectColumns, missingDetail, planWindow, resolveWindow, seriesSql } from '../plan';
 import { matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
 import type { LabelTable } from '../labels';
-import { coverage, completenessLine, emptyWindowNote } from '../coverage';
+import { coverage, completenessLine, emptyWindowNote, missingDetailNote } from '../coverage';
 import type Database from 'better-sqlite3';
 import { formatTime, localSteps } from '../time';
 import { bitRate, bytes, si } from '../../units';
@@ -106,10 +106,13 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       const cov = coverage(sqlite, window);
       const empty = emptyWindowNote(sqlite, cov, window, o.tz);
       const read: { empty: string } | { sums: SeriesRows } = empty ? { empty } : { sums: readSeries(sqlite, window, alignMs, ids) };
-      return { bounds, ids, cov, read };
+      const missing = empty
+        ? undefined
+        : missingDetailNote(missingDetail(sqlite, 'ip', planWindow(sqlite, 'ip', window, { stepMs: alignMs })), 'detail at this step', 'use a coarser --step there (1d keeps every day)', o.tz);
+      return { bounds, ids, cov, read, notes: missing ? [missing] : [] };
     });
     duck = opened.duck;
-    const { bounds, ids, cov, read } = opened.result;
+    const { bounds, ids, cov, read, notes } = opened.result;
     const perAddress = ids !== undefined;
     if ('empty' in read) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress).join(',')}\n` : '', notes: [read.empty] };
     const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
@@ -129,10 +132,10 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       if (perAddress) Object.assign(row, { tx_packets: r.tx_packets, tx_bytes: r.tx_bytes, rx_packets: r.rx_packets, rx_bytes: r.rx_bytes });
       return row;
     });
-    if (o.format !== 'table') return { out: render(o.format, seriesKeys(perAddress).map((key) => ({ key })), out), notes: [] };
+    if (o.format !== 'table') return { out: render(o.format, seriesKeys(perAddress).map((key) => ({ key })), out), notes };
     const footer = completenessLine(cov, o.tz);
     // Nothing to chart: the completeness line says what the window holds.
-    if (!result.some((r) => Number(r.packets) > 0)) return { out: `${footer}\n`, notes: [] };
+    if (!result.some((r) => Number(r.packets) > 0)) return { out: `${footer}\n`, notes };
     const max = out.reduce((m, r) => (Number(r.bytes) > m ? Number(r.bytes) : m), 0);
     result.forEach((r, i) => {
       const n = max > 0 ? Math.round((Number(out[i].bytes) / max) * BAR_WIDTH) : 0;
@@ -148,7 +151,7 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       { key: 'chart', align: 'left', header: '' },
     ];
     for (const r of out) r.rate = bitRate(r.bytes as bigint, r.secs as number);
-    return { out: render('table', cols, out, footer), notes: [] };
+    return { out: render('table', cols, out, footer), notes };
   } finally {
     duck?.close();
     sqlite.close();

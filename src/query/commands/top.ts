@@ -4,10 +4,10 @@ import { Duck, querySql, BIGINT, UTINYINT, USMALLINT, VARCHAR } from '../duck';
 import { openReadOnly } from '../db';
 import type { Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
-import { planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
+import { missingDetail, planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
 import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
 import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, rowKeys, type AddressRow, type KeyBy, type KeySources } from '../keys';
-import { coverage, completenessLine, emptyWindowNote, flowsNote } from '../coverage';
+import { coverage, completenessLine, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
 import type { ReadAhead } from '../prefetch';
 import { bitRate, bytes, si } from '../../units';
 
@@ -153,7 +153,9 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const cov = coverage(sqlite, window);
     const empty = emptyWindowNote(sqlite, cov, window, o.tz);
     const noFlows = o.by === 'flow' || l4 ? flowsNote(cov) : undefined;
-    const notes = [empty, noFlows].filter((n): n is string => n !== undefined);
+    const family: Family = o.by === 'flow' || l4 ? 'flow' : 'ip';
+    const missing = empty ? undefined : missingDetailNote(missingDetail(sqlite, family, planWindow(sqlite, family, window)), family === 'ip' ? 'per-address detail' : 'per-flow detail', family === 'ip' ? 'widen --since/--until to whole hours or days there' : 'flows of that time cannot be answered', o.tz);
+    const notes = [empty, noFlows, missing].filter((n): n is string => n !== undefined);
     // No table where there is nothing to show: the notes say why.
     if (o.format === 'table' && (empty || (noFlows && cov.flow_intervals === 0))) return { out: '', notes };
     // Average rates over the time the recorded intervals cover.

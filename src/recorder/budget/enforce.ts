@@ -181,7 +181,8 @@ export class DiskBudget {
     })();
     if (!s) return undefined;
     this.metrics.shed(s.level, s.bytesFreed, s.rows);
-    if (s.addresses > 0) this.onAddressesRemoved();
+    // A compaction may also have added the overflow address.
+    if (s.addresses > 0 || s.keptKeys !== undefined) this.onAddressesRemoved();
     return s;
   }
 
@@ -201,7 +202,11 @@ export class DiskBudget {
       bytes_freed: e.bytesFreed,
       addresses_removed: e.addresses,
       max_db_size: this.maxBytes,
-      text: `${s.level} of ${what} ${isoUtc(e.startMs)} to ${isoUtc(e.endMs)} shed (${plural(e.rows, 'row')}, ${bytes(e.bytesFreed)} freed${e.addresses ? `, ${plural(e.addresses, 'address', 'addresses')} no longer used` : ''}) to stay within ${bytes(this.maxBytes)}`,
+      ...(s.keptKeys !== undefined ? { compacted: true } : {}),
+      text:
+        s.keptKeys !== undefined
+          ? `${s.level} of ${what} ${isoUtc(e.startMs)} to ${isoUtc(e.endMs)} compacted: ${plural(e.rows, 'key')} folded into the overflow row, totals kept (${bytes(e.bytesFreed)} freed${e.addresses ? `, ${plural(e.addresses, 'address', 'addresses')} no longer used` : ''}) to stay within ${bytes(this.maxBytes)}`
+          : `${s.level} of ${what} ${isoUtc(e.startMs)} to ${isoUtc(e.endMs)} shed (${plural(e.rows, 'row')}, ${bytes(e.bytesFreed)} freed${e.addresses ? `, ${plural(e.addresses, 'address', 'addresses')} no longer used` : ''}) to stay within ${bytes(this.maxBytes)}`,
     });
     if (e.id) {
       this.db.prepare('update events set start_ms = ?, end_ms = ?, detail = ? where id = ?').run(e.startMs, e.endMs, detail, e.id);

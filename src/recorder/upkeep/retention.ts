@@ -110,6 +110,11 @@ export interface Shed {
   parts: number;
   /** Addresses no row refers to any more, removed from `addresses`. */
   addresses: number;
+  /**
+   * A coarsest bucket (per-IP day, flow hour) compacted rather than removed: the keys it kept,
+   * the rest folded into the overflow row (its totals stay). The dictionary then changed.
+   */
+  keptKeys?: number;
 }
 
 const SHED_BATCHES = 64;
@@ -159,13 +164,17 @@ function shedRaw(db: Database.Database, table: 'ip_deltas' | 'flow_deltas'): Omi
 }
 
 function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' | 'flow_deltas'>): Omit<Shed, 'bytesFreed'> | undefined {
-  const levels: Level[] = kind === 'ip_1h+ip_1d' ? ['ip_1d', 'ip_1h'] : [kind];
+  // Hours before days: an hour leaves once its day holds it; a day (the last copy of its
+  // totals) is only ever compacted.
+  const levels: Level[] = kind === 'ip_1h+ip_1d' ? ['ip_1h', 'ip_1d'] : [kind];
+  const dirty = db.prepare('select 1 from rollup_dirty where level = ? and bucket_ms = ?').pluck();
   for (const level of levels) {
     const L = LEVELS[level];
-    const bucket = db.prepare(`select bucket_ms from ${level} order by bucket_ms limit 1`).pluck().get() as number | undefined;
+    const coarsest = L.next === undefined;
+    // The oldest bucket: of a coarsest level, the oldest with more than its overflow row left.
+    const bucket = coarsest ? oldestCompactable(db, level) : (db.prepare(`select bucket_ms from ${level} order by bucket_ms limit 1`).pluck().get() as number | undefined);
     if (bucket === undefined) continue;
     const end = bucket + L.ms;
-    const dirty = db.prepare('select 1 from rollup_dirty where level = ? and bucket_ms = ?').pluck();
     if (dirty.get(level, bucket)) continue;
     if (L.next && dirty.get(L.next, bucketOf(bucket, L.next))) continue;
     const finer = levelsOf(L.family).find((l) => LEVELS[l].next === level);
@@ -176,16 +185,64 @@ function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' |
           .pluck()
           .get(bucket, end, L.family === 'ip' ? 1 : 2);
     if (finerHolds) continue;
-    const coarsest = L.next === undefined;
-    if (coarsest) {
-      db.exec('create temp table if not exists shed_ids (id integer primary key)');
-      const cols = L.family === 'ip' ? ['ip_id'] : ['src_id', 'dst_id'];
-      for (const c of cols) db.prepare(`insert or ignore into temp.shed_ids select ${c} from ${level} where bucket_ms = ?`).run(bucket);
-    }
+    if (coarsest) return compact(db, level, bucket);
     const rows = db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket).changes;
-    return { level, rows, startMs: bucket, endMs: end, parts: 1, addresses: coarsest ? dropUnreferenced(db) : 0 };
+    return { level, rows, startMs: bucket, endMs: end, parts: 1, addresses: 0 };
   }
   return undefined;
+}
+
+/** Buckets looked at per step for one with more than its overflow row. */
+const COMPACT_SCAN = 4096;
+
+function oldestCompactable(db: Database.Database, level: Level): number | undefined {
+  const next = db.prepare(`select bucket_ms, count(*) as n from ${level} where bucket_ms >= ? group by bucket_ms order by bucket_ms limit 1`);
+  let from = -8.64e15;
+  for (let i = 0; i < COMPACT_SCAN; i++) {
+    const r = next.get(from) as { bucket_ms: number; n: number } | undefined;
+    if (!r) return undefined;
+    if (r.n > 1) return r.bucket_ms;
+    from = r.bucket_ms + 1;
+  }
+  return undefined;
+}
+
+/**
+ * Rewrites a coarsest bucket as its heavier half of keys (by bytes), the rest summed into the
+ * overflow key (the overflow address; a flow's protocol and ports 0): the bucket's totals stay
+ * exact, its detail halves each time it is compacted, down to the overflow row alone.
+ */
+function compact(db: Database.Database, level: Level, bucket: number): Omit<Shed, 'bytesFreed'> {
+  const L = LEVELS[level];
+  const n = db.prepare(`select count(*) from ${level} where bucket_ms = ?`).pluck().get(bucket) as number;
+  const keep = Math.floor((n - 1) / 2);
+  db.prepare("insert or ignore into addresses (addr, text) values (x'', 'overflow')").run();
+  const ovf = db.prepare("select id from addresses where addr = x''").pluck().get() as number;
+  db.exec('create temp table if not exists shed_ids (id integer primary key)');
+  const cols = L.family === 'ip' ? ['ip_id'] : ['src_id', 'dst_id'];
+  for (const c of cols) db.prepare(`insert or ignore into temp.shed_ids select ${c} from ${level} where bucket_ms = ?`).run(bucket);
+  const p = { b: bucket, keep, ovf };
+  if (L.family === 'ip') {
+    db.exec('create temp table if not exists compact_ip (bucket_ms, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes)');
+    db.prepare(
+      `insert into temp.compact_ip select :b, case when rn <= :keep then ip_id else :ovf end as k, sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes)
+       from (select *, row_number() over (order by tx_bytes + rx_bytes desc, ip_id) as rn from ${level} where bucket_ms = :b) group by k`,
+    ).run(p);
+    db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket);
+    db.prepare(`insert into ${level} select * from temp.compact_ip`).run();
+    db.prepare('delete from temp.compact_ip').run();
+  } else {
+    const k = (c: string, other: string) => `case when rn <= :keep then ${c} else ${other} end`;
+    db.exec('create temp table if not exists compact_flow (bucket_ms, src_id, dst_id, proto, sport, dport, packets, bytes)');
+    db.prepare(
+      `insert into temp.compact_flow select :b, ${k('src_id', ':ovf')} as k1, ${k('dst_id', ':ovf')} as k2, ${k('proto', '0')} as k3, ${k('sport', '0')} as k4, ${k('dport', '0')} as k5, sum(packets), sum(bytes)
+       from (select *, row_number() over (order by bytes desc, src_id, dst_id, proto, sport, dport) as rn from ${level} where bucket_ms = :b) group by k1, k2, k3, k4, k5`,
+    ).run(p);
+    db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket);
+    db.prepare(`insert into ${level} select * from temp.compact_flow`).run();
+    db.prepare('delete from temp.compact_flow').run();
+  }
+  return { level, rows: n - keep - 1, startMs: bucket, endMs: bucket + L.ms, parts: 1, addresses: dropUnreferenced(db), keptKeys: keep };
 }
 
 /** Removes the addresses in temp.shed_ids that no table refers to any more (one pass over each). */
