@@ -58,6 +58,9 @@ export function plan(db: Database.Database, family: Family, fromMs: number, toMs
     }
     return f;
   };
+  let logStart: number | undefined;
+  /** The oldest interval record left (the disk budget sheds the oldest last). */
+  const logFloor = (): number => (logStart ??= (db.prepare('select min(start_ms) from batches').pluck().get() as number | null) ?? Infinity);
   const cover = (from: number, to: number, li: number, sign: 1 | -1, out: Segment[]): void => {
     if (from >= to) return;
     if (li === levels.length) {
@@ -100,8 +103,9 @@ export function plan(db: Database.Database, family: Family, fromMs: number, toMs
     const finer: Segment[] = [];
     cover(from, to, li + 1, sign, finer);
     // Finer rows of this part are gone (retention, the disk budget): the whole bucket is the
-    // exact answer when every interval of it starts inside the part.
-    if (!finer.every((s) => s.fromMs >= floorOf(s.source)) && bucket >= floorOf(L.table) && (dirtyStmt.all(L.table, bucket, bucket + 1) as number[]).length === 0) {
+    // exact answer when every interval of it starts inside the part, which only the interval
+    // log can tell (where its records of the bucket are gone too, it cannot).
+    if (!finer.every((s) => s.fromMs >= floorOf(s.source)) && bucket >= floorOf(L.table) && bucket >= logFloor() && (dirtyStmt.all(L.table, bucket, bucket + 1) as number[]).length === 0) {
       const outside = db
         .prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and (start_ms < ? or start_ms >= ?) and ${family}_rows > 0 limit 1`)
         .pluck()
@@ -306,7 +310,11 @@ export function missingDetail(db: Database.Database, family: Family, segments: S
     }
     return f;
   };
-  const recorded = db.prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and ${family}_rows > 0 limit 1`).pluck();
+  // Recorded then: an interval record, or a bucket of any level of the family (the interval log
+  // itself may have been shed).
+  const inLog = db.prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and ${family}_rows > 0 limit 1`).pluck();
+  const inLevel = levelsOf(family).map((l) => ({ ms: LEVELS[l].ms, q: db.prepare(`select 1 from ${l} where bucket_ms >= ? and bucket_ms < ? limit 1`).pluck() }));
+  const recorded = { get: (from: number, to: number) => inLog.get(from, to) ?? inLevel.find((l) => l.q.get(Math.floor(from / l.ms) * l.ms, to)) };
   const out: { fromMs: number; toMs: number }[] = [];
   for (const s of segments) {
     if (s.sign < 0) continue;

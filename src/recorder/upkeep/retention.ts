@@ -94,7 +94,11 @@ export class Pruner {
  * first and per-IP hours and days last (together, oldest first: a day only once its hours are
  * gone).
  */
-export const SHED_ORDER = ['flow_deltas', 'ip_deltas', 'flow_1m', 'ip_1m', 'flow_1h', 'ip_1h+ip_1d'] as const;
+/**
+ * `batches` last: the interval log (a row per interval, counters and gaps) of time whose raw rows
+ * are gone, once nothing else may go (a long capture under a small budget).
+ */
+export const SHED_ORDER = ['flow_deltas', 'ip_deltas', 'flow_1m', 'ip_1m', 'flow_1h', 'ip_1h+ip_1d', 'batches'] as const;
 export type ShedKind = (typeof SHED_ORDER)[number];
 /** What a shed step removed (for its `budget-shed` event). */
 export interface Shed {
@@ -138,7 +142,7 @@ export function shedStep(db: Database.Database): Shed | undefined {
   const free = () => db.pragma('freelist_count', { simple: true }) as number;
   for (const kind of SHED_ORDER) {
     const before = free();
-    const s = kind === 'flow_deltas' || kind === 'ip_deltas' ? shedRaw(db, kind) : shedBucket(db, kind);
+    const s = kind === 'flow_deltas' || kind === 'ip_deltas' ? shedRaw(db, kind) : kind === 'batches' ? shedLog(db) : shedBucket(db, kind);
     if (s) return { ...s, bytesFreed: (free() - before) * page };
   }
   return undefined;
@@ -163,7 +167,7 @@ function shedRaw(db: Database.Database, table: 'ip_deltas' | 'flow_deltas'): Omi
   return { level: table, rows: n, startMs: rows[0].start_ms, endMs: Math.max(...rows.map((r) => r.end_ms)), parts: rows.length, addresses: 0 };
 }
 
-function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' | 'flow_deltas'>): Omit<Shed, 'bytesFreed'> | undefined {
+function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' | 'flow_deltas' | 'batches'>): Omit<Shed, 'bytesFreed'> | undefined {
   // Hours before days: an hour leaves once its day holds it; a day (the last copy of its
   // totals) is only ever compacted.
   const levels: Level[] = kind === 'ip_1h+ip_1d' ? ['ip_1h', 'ip_1d'] : [kind];
@@ -190,6 +194,16 @@ function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' |
     return { level, rows, startMs: bucket, endMs: end, parts: 1, addresses: 0 };
   }
   return undefined;
+}
+
+/** The oldest interval records whose raw rows are gone and whose minutes are closed. */
+function shedLog(db: Database.Database): Omit<Shed, 'bytesFreed'> | undefined {
+  const openFrom = db.prepare("select min(bucket_ms) from rollup_dirty where level in ('ip_1m', 'flow_1m')").pluck().get() as number | null;
+  const rows = db.prepare('select id, start_ms, end_ms from batches where pruned = 3 and start_ms < ? order by start_ms limit ?').all(openFrom ?? 8.64e15, SHED_BATCHES) as { id: number; start_ms: number; end_ms: number }[];
+  if (rows.length === 0) return undefined;
+  const del = db.prepare('delete from batches where id = ?');
+  for (const r of rows) del.run(r.id);
+  return { level: 'batches', rows: rows.length, startMs: rows[0].start_ms, endMs: Math.max(...rows.map((r) => r.end_ms)), parts: rows.length, addresses: 0 };
 }
 
 /** Buckets looked at per step for one with more than its overflow row. */
