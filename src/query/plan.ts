@@ -32,6 +32,26 @@ export interface PlanOptions {
 }
 
 /**
+ * A source's floor: the oldest time from which it still holds every row (retention and the disk
+ * budget remove the oldest first); read once per source.
+ */
+function floors(db: Database.Database, family: Family): (source: string) => number {
+  const known = new Map<string, number>();
+  return (source) => {
+    let f = known.get(source);
+    if (f === undefined) {
+      const v =
+        source === 'raw'
+          ? db.prepare('select start_ms from batches where pruned != 3 and (pruned & ?) = 0 order by start_ms limit 1').pluck().get(family === 'ip' ? 1 : 2)
+          : db.prepare(`select bucket_ms from ${source} order by bucket_ms limit 1`).pluck().get();
+      f = (v as number | undefined) ?? Infinity;
+      known.set(source, f);
+    }
+    return f;
+  };
+}
+
+/**
  * Splits [from, to) into whole buckets of the coarsest level and finer edges, skipping dirty
  * buckets. An edge that covers more than half of a clean bucket is planned as that bucket minus
  * the rest of it (a clean bucket is exactly the sum of its finer buckets), which bounds an
@@ -44,20 +64,7 @@ export function plan(db: Database.Database, family: Family, fromMs: number, toMs
   const levels = coarsestFirst(family).filter((l) => stepMs === undefined || (l.ms <= stepMs && stepMs % l.ms === 0));
   const subtract = stepMs === undefined;
   const dirtyStmt = db.prepare('select bucket_ms from rollup_dirty where level = ? and bucket_ms >= ? and bucket_ms < ? order by bucket_ms').pluck();
-  const floors = new Map<string, number>();
-  // The oldest time from which a source still holds every row (retention removes oldest first).
-  const floorOf = (source: string): number => {
-    let f = floors.get(source);
-    if (f === undefined) {
-      const v =
-        source === 'raw'
-          ? db.prepare('select start_ms from batches where pruned != 3 and (pruned & ?) = 0 order by start_ms limit 1').pluck().get(family === 'ip' ? 1 : 2)
-          : db.prepare(`select bucket_ms from ${source} order by bucket_ms limit 1`).pluck().get();
-      f = (v as number | undefined) ?? Infinity;
-      floors.set(source, f);
-    }
-    return f;
-  };
+  const floorOf = floors(db, family);
   let logStart: number | undefined;
   /** The oldest interval record left (the disk budget sheds the oldest last). */
   const logFloor = (): number => (logStart ??= (db.prepare('select min(start_ms) from batches').pluck().get() as number | null) ?? Infinity);
@@ -297,19 +304,7 @@ export function readSegments(db: Database.Database, family: Family, segments: Se
  * Merged [from, to) spans, oldest first.
  */
 export function missingDetail(db: Database.Database, family: Family, segments: Segment[]): { fromMs: number; toMs: number }[] {
-  const floors = new Map<string, number>();
-  const floorOf = (source: string): number => {
-    let f = floors.get(source);
-    if (f === undefined) {
-      const v =
-        source === 'raw'
-          ? db.prepare('select start_ms from batches where pruned != 3 and (pruned & ?) = 0 order by start_ms limit 1').pluck().get(family === 'ip' ? 1 : 2)
-          : db.prepare(`select bucket_ms from ${source} order by bucket_ms limit 1`).pluck().get();
-      f = (v as number | undefined) ?? Infinity;
-      floors.set(source, f);
-    }
-    return f;
-  };
+  const floorOf = floors(db, family);
   // Recorded then: an interval record, or a bucket of any level of the family (the interval log
   // itself may have been shed).
   const inLog = db.prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and ${family}_rows > 0 limit 1`).pluck();
