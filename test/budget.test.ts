@@ -330,3 +330,9 @@ describe('live: a spoofed flood under a small budget, in a namespace pair', () =
     }
   });
 });
+
+test('--max-db-size past what a file can be is refused as too large, not as no size', () => {
+  const r = recorder(['record', '--pcap', 'nothing.pcap', '--db', path.join(tmp(), 'x.db'), '--max-db-size', '99999999999TiB']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^traffic-counter: error: --max-db-size 99999999999TiB is too large: give at most .*, or 0 for no budget \[ERR_TC_BAD_OPTION\]\n$/);
+});

@@ -58,6 +58,9 @@ export function parseSize(v: string): number {
   const m = /^(\d+(?:\.\d+)?)([A-Za-z]*)$/.exec(v);
   const unit = m ? UNITS[(m[2] || 'b').toLowerCase()] : undefined;
   const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (m && unit !== undefined && n > Number.MAX_SAFE_INTEGER) {
+    throw new TcError(`--max-db-size ${v} is too large: give at most ${bytes(Number.MAX_SAFE_INTEGER)}, or 0 for no budget`, 'ERR_TC_BAD_OPTION');
+  }
   if (!Number.isSafeInteger(n) || (m![2] === '' && m![1].includes('.'))) {
     throw new TcError(`--max-db-size ${JSON.stringify(v)} is not a size: expected ${SIZE_FORMS}`, 'ERR_TC_BAD_OPTION');
   }
