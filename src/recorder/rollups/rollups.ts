@@ -15,7 +15,7 @@ import { byIpId } from '../typed-arrays/order';
 import { FlowSums } from '../typed-arrays/flowsums';
 import { SUMS_MAX_KEYS, SumsRoom } from '../typed-arrays/sums-room';
 import { FLOW_KEY as FLOW_KEY_COLUMNS, FLOW_ROLLUP_COLUMNS, IP_ROLLUP_COLUMNS, IP_VALUES } from '../../schema/columns';
-import { bucketOf, CLOSING_ORDER, FLOW_LEVELS, IP_LEVELS, isIpLevel, LEVELS, type FlowLevel, type IpLevel, type Level } from '../../schema/levels';
+import { bucketOf, CLOSING_ORDER, FLOW_LEVELS, IP_LEVELS, isIpLevel, LEVELS, type FlowLevel, type IpLevel, type Level, type Family } from '../../schema/levels';
 
 /** How a level's buckets are computed from the level below (its length and next level: LEVELS). */
 interface LevelSql {
@@ -65,18 +65,20 @@ const SQL: Record<Level, LevelSql> = {
 };
 
 /**
- * A bucket closed under the disk budget's hard stop: the `:keep` keys with the most bytes, every
- * other key summed into the overflow key (`:ovf`, the overflow address; a flow's protocol and
- * ports 0), so the bucket's totals stay exact. Binds (:start, :end, :keep, :ovf).
+ * The rows of `source` (one per key: bucket, key columns, counters) as the `:keep` keys with the
+ * most bytes, every other key summed into the overflow key (`:ovf`, the overflow address; a
+ * flow's protocol and ports 0), so the totals stay exact: a bucket closed under the disk
+ * budget's hard stop, and a coarsest bucket compacted by its shedding (retention.ts). Binds
+ * (:start, :keep, :ovf) and what `source` binds.
  */
-function foldedSql(level: Level): string {
-  if (isIpLevel(level)) {
-    return `with s(b, ip_id, tp, tb, rp, rb) as (${SQL[level].source}),
+export function foldedSelect(family: Family, source: string): string {
+  if (family === 'ip') {
+    return `with s(b, ip_id, tp, tb, rp, rb) as (${source}),
       r as (select *, row_number() over (order by tb + rb desc, ip_id) as rn from s)
       select :start, case when rn <= :keep then ip_id else :ovf end as k, sum(tp), sum(tb), sum(rp), sum(rb) from r group by k`;
   }
   const keep = (c: string, other: string) => `case when rn <= :keep then ${c} else ${other} end`;
-  return `with s(b, src_id, dst_id, proto, sport, dport, p, y) as (${SQL[level].source}),
+  return `with s(b, src_id, dst_id, proto, sport, dport, p, y) as (${source}),
     r as (select *, row_number() over (order by y desc, src_id, dst_id, proto, sport, dport) as rn from s)
     select :start, ${keep('src_id', ':ovf')} as k1, ${keep('dst_id', ':ovf')} as k2, ${keep('proto', '0')} as k3, ${keep('sport', '0')} as k4, ${keep('dport', '0')} as k5,
       sum(p), sum(y) from r group by k1, k2, k3, k4, k5`;
@@ -176,7 +178,7 @@ export class Rollups {
         del: db.prepare(`delete from ${level} where bucket_ms = ?`),
         ins: db.prepare(`insert into ${level} (${cols}) ${SQL[level].source}`),
         copy: db.prepare(`insert into ${level} (${cols}) ${SQL[level].copy}`),
-        folded: db.prepare(`insert into ${level} (${cols}) ${foldedSql(level)}`),
+        folded: db.prepare(`insert into ${level} (${cols}) ${foldedSelect(LEVELS[level].family, SQL[level].source)}`),
         keys: db.prepare(`select count(*) from (${SQL[level].source})`).pluck(),
         parts: db.prepare(SQL[level].parts).pluck(),
       };

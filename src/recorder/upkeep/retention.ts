@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import ms from 'ms';
 import { ALL_LEVELS, bucketOf, LEVELS, levelsOf, type Level } from '../../schema/levels';
 import { TcError } from '../../errors';
+import { foldedSelect } from '../rollups/rollups';
 
 export interface Retention {
   rawIpMs: number;
@@ -233,29 +234,16 @@ function compact(db: Database.Database, level: Level, bucket: number): Omit<Shed
   db.prepare("insert or ignore into addresses (addr, text) values (x'', 'overflow')").run();
   const ovf = db.prepare("select id from addresses where addr = x''").pluck().get() as number;
   db.exec('create temp table if not exists shed_ids (id integer primary key)');
-  const cols = L.family === 'ip' ? ['ip_id'] : ['src_id', 'dst_id'];
-  for (const c of cols) db.prepare(`insert or ignore into temp.shed_ids select ${c} from ${level} where bucket_ms = ?`).run(bucket);
-  const p = { b: bucket, keep, ovf };
-  if (L.family === 'ip') {
-    db.exec('create temp table if not exists compact_ip (bucket_ms, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes)');
-    db.prepare(
-      `insert into temp.compact_ip select :b, case when rn <= :keep then ip_id else :ovf end as k, sum(tx_packets), sum(tx_bytes), sum(rx_packets), sum(rx_bytes)
-       from (select *, row_number() over (order by tx_bytes + rx_bytes desc, ip_id) as rn from ${level} where bucket_ms = :b) group by k`,
-    ).run(p);
-    db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket);
-    db.prepare(`insert into ${level} select * from temp.compact_ip`).run();
-    db.prepare('delete from temp.compact_ip').run();
-  } else {
-    const k = (c: string, other: string) => `case when rn <= :keep then ${c} else ${other} end`;
-    db.exec('create temp table if not exists compact_flow (bucket_ms, src_id, dst_id, proto, sport, dport, packets, bytes)');
-    db.prepare(
-      `insert into temp.compact_flow select :b, ${k('src_id', ':ovf')} as k1, ${k('dst_id', ':ovf')} as k2, ${k('proto', '0')} as k3, ${k('sport', '0')} as k4, ${k('dport', '0')} as k5, sum(packets), sum(bytes)
-       from (select *, row_number() over (order by bytes desc, src_id, dst_id, proto, sport, dport) as rn from ${level} where bucket_ms = :b) group by k1, k2, k3, k4, k5`,
-    ).run(p);
-    db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket);
-    db.prepare(`insert into ${level} select * from temp.compact_flow`).run();
-    db.prepare('delete from temp.compact_flow').run();
-  }
+  const refs = L.family === 'ip' ? ['ip_id'] : ['src_id', 'dst_id'];
+  for (const c of refs) db.prepare(`insert or ignore into temp.shed_ids select ${c} from ${level} where bucket_ms = ?`).run(bucket);
+  // The bucket's own rows as the source: they are one per key already.
+  const cols = L.family === 'ip' ? 'ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes' : 'src_id, dst_id, proto, sport, dport, packets, bytes';
+  const temp = `temp.compact_${L.family}`;
+  db.exec(`create temp table if not exists compact_${L.family} (bucket_ms, ${cols})`);
+  db.prepare(`insert into ${temp} ${foldedSelect(L.family, `select :start, ${cols} from ${level} where bucket_ms = :start`)}`).run({ start: bucket, keep, ovf });
+  db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket);
+  db.prepare(`insert into ${level} select * from ${temp}`).run();
+  db.prepare(`delete from ${temp}`).run();
   return { level, rows: n - keep - 1, startMs: bucket, endMs: bucket + L.ms, parts: 1, addresses: dropUnreferenced(db), keptKeys: keep };
 }
 
