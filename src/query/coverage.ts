@@ -65,6 +65,13 @@ export const GAPS_SQL = `with win(f, t) as (select ?, ?),
   select k.source, k.end_ms as start_ms, k.start_ms as prev_end from kills k
   where not exists (select 1 from holes h where h.source = k.source and h.prev_end = k.start_ms)`;
 
+/**
+ * The time an event is about, as SQL over `events`: its span's start, else (an event about no
+ * span: start, stop) when it was written. A window holds an event by this time, as it holds an
+ * interval by its start: a replay's events are about packet time, not the time of the replay.
+ */
+export const EVENT_TIME = 'coalesce(start_ms, at_ms)';
+
 /** Bounds of the rows and events a window covers: `--all` covers every one (also events after the last interval). */
 export function bounds(w: Window): [number, number] {
   return w.all ? [-8.64e15, 8.64e15] : [w.fromMs, w.toMs];
@@ -95,7 +102,7 @@ export function coverage(db: Database.Database, w: Window): Coverage {
   const e = db
     .prepare(
       `select coalesce(sum(kind = 'lost-interval'), 0) as lost, coalesce(sum(kind = 'unclean-shutdown'), 0) as unclean
-       from events where coalesce(start_ms, at_ms) >= ? and coalesce(start_ms, at_ms) < ?`,
+       from events where ${EVENT_TIME} >= ? and ${EVENT_TIME} < ?`,
     )
     .get(from, to) as { lost: number; unclean: number };
   const drop_pct = a.ring_packets > 0 ? (100 * a.ring_drops) / a.ring_packets : 0;

@@ -3,7 +3,7 @@ import { openReadOnly } from '../db';
 import type { Window } from '../window';
 import { counted, toJson, type Format } from '../output';
 import { resolveWindow } from '../plan';
-import { bounds, coverage, GAPS_SQL } from '../coverage';
+import { bounds, coverage, EVENT_TIME, GAPS_SQL } from '../coverage';
 import { formatTime } from '../time';
 import { bytes, grouped } from '../../units';
 
@@ -27,7 +27,7 @@ function shedOf(detail: string): ShedDetail | undefined {
 /** What the disk budget shed in the window, per level: events, rows, bytes, and the span. */
 function shedTotals(db: import('better-sqlite3').Database, from: number, to: number) {
   const per = new Map<string, { level: string; events: number; rows: number; bytes_freed: number; from: number; to: number }>();
-  for (const e of db.prepare("select start_ms, end_ms, detail from events where kind = 'budget-shed' and at_ms >= ? and at_ms < ? order by id").all(from, to) as { start_ms: number; end_ms: number; detail: string }[]) {
+  for (const e of db.prepare(`select start_ms, end_ms, detail from events where kind = 'budget-shed' and ${EVENT_TIME} >= ? and ${EVENT_TIME} < ? order by id`).all(from, to) as { start_ms: number; end_ms: number; detail: string }[]) {
     const d = shedOf(e.detail);
     if (!d) continue;
     const l = per.get(d.level) ?? { level: d.level, events: 0, rows: 0, bytes_freed: 0, from: e.start_ms, to: e.end_ms };
@@ -61,7 +61,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       }[]
     ).map((s) => ({ ...s, started_at: t(s.started_at), ended_at: t(s.ended_at), flows: s.flows === 1 }));
     const meta = Object.fromEntries((db.prepare('select key, value from meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
-    const events = (db.prepare("select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and at_ms >= ? and at_ms < ? order by at_ms limit 1000").all(from, to) as Record<string, number | string | null>[]).map((e) => {
+    const events = (db.prepare(`select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and ${EVENT_TIME} >= ? and ${EVENT_TIME} < ? order by at_ms limit 1000`).all(from, to) as Record<string, number | string | null>[]).map((e) => {
       // A budget-shed event's detail is a JSON object: its text, and the figures as fields.
       const shed = e.kind === 'budget-shed' ? shedOf(e.detail as string) : undefined;
       return {
