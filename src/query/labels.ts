@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { parseCidr, formatAddr } from '../addr';
 import { TcError } from '../errors';
+import { OVERFLOW } from './keys';
 import { bytesOf, RangeBuilder, RangeTable, wordsOf } from './ranges';
 
 export const LABELS_ENV = 'TC_LABELS';
@@ -110,6 +111,7 @@ export function readLabels(file: string): LabelTable {
     if (given && !given.every((b, k) => b === c.addr[k])) {
       throw new TcError(`${where}: ${cidrText} has bits set past its /${c.prefix}; write the network, ${formatAddr(c.addr)}/${c.prefix}`, CODE);
     }
+    if (label === OVERFLOW) throw new TcError(`${where}: the label "${OVERFLOW}" names the row of addresses folded past --max-keys or by the disk budget; give this network another label`, CODE);
     let li = index.get(label);
     if (li === undefined) {
       li = labels.length;

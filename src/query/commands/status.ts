@@ -3,7 +3,7 @@ import { openReadOnly } from '../db';
 import type { Window } from '../window';
 import { counted, toJson, type Format } from '../output';
 import { resolveWindow } from '../plan';
-import { bounds, coverage, EVENT_TIME, GAPS_SQL } from '../coverage';
+import { bounds, coarserText, coverage, EVENT_TIME, GAPS_SQL, type Coverage } from '../coverage';
 import { formatTime } from '../time';
 import { bytes, grouped } from '../../units';
 
@@ -39,6 +39,17 @@ function shedTotals(db: import('better-sqlite3').Database, from: number, to: num
     per.set(d.level, l);
   }
   return [...per.values()];
+}
+
+/**
+ * "covers A to B, N intervals": with time whose interval records are gone, from the first time
+ * any level holds, naming the levels that hold the older time (as the completeness line does).
+ */
+function coversLine(c: Coverage, t: (ms: number | null) => string | null, tz?: string): string {
+  if (c.coarser.length === 0) return `covers          ${t(c.first) ?? '-'} to ${t(c.last) ?? '-'}, ${counted(c.intervals, 'interval')}`;
+  const older = `${c.intervals ? 'older time ' : ''}only as totals: ${coarserText(c.coarser, tz)} (interval records removed by retention or the disk budget)`;
+  const end = c.last ?? c.coarser[c.coarser.length - 1].to;
+  return `covers          ${t(c.coarser[0].from)} to ${t(end)}, ${counted(c.intervals, 'interval')}${c.intervals ? ` from ${t(c.first)}` : ''}; ${older}`;
 }
 
 export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<string> {
@@ -106,6 +117,8 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       rollups_pending: rollupsPending,
       sessions,
       events,
+      // Time before the first interval record that only rollup totals hold (coverage.ts).
+      coarser: c.coarser.map((p) => ({ level: p.level, from: t(p.from), to: t(p.to) })),
     };
     if (o.format === 'json') return `${toJson(result)}\n`;
     if (o.format === 'csv') {
@@ -116,6 +129,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['late_frames', c.late], ['budget_folded_intervals', c.budget_folded_intervals], ['budget_folded_ip_keys', c.budget_folded_ip_keys],
         ['budget_folded_flow_keys', c.budget_folded_flow_keys], ['max_db_size', maxDb || ''], ['used_bytes', usedBytes],
         ['budget_shed_events', budgetShed.reduce((s, l) => s + l.events, 0)], ['budget_shed_bytes', budgetShed.reduce((s, l) => s + l.bytes_freed, 0)],
+        ['coarser_from', c.coarser.length ? t(c.coarser[0].from) : ''],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -123,7 +137,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
     const shown = sessions.slice(-SHOWN);
     const lines = [
       `file            ${o.db} (node ${result.node_id}, schema ${result.schema_version})`,
-      `covers          ${result.first ?? '-'} to ${result.last ?? '-'}, ${counted(c.intervals, 'interval')}`,
+      coversLine(c, t, o.tz),
       `gaps            ${c.gaps}${c.gaps ? ` (${Math.round(c.gap_ms / 1000)} s)` : ''}${gaps.slice(0, 10).map((g) => `\n                  ${g.source}: ${g.from} to ${g.to} (${g.seconds} s)`).join('')}`,
       `lost intervals  ${c.lost_intervals}; unclean shutdowns ${c.unclean_shutdowns}`,
       // Replayed intervals have no kernel ring, so no kernel counters.

@@ -174,7 +174,7 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     if (total > rows.length) footer.unshift(`${rows.length} of ${counted(total, ...noun)} (--limit 0 for all)`);
     if (rows.length === 0) return { out: `${footer.join('\n')}\n`, notes };
     // The row of addresses without a key is named in the table (null in json and csv).
-    const shown = key ? rows.map((r) => (r[key.fields[0].key] === null ? { ...r, [key.fields[0].key]: key.none } : r)) : rows;
+    const shown = key ? rows.map((r) => (key.fields.every((f) => r[f.key] === null) ? { ...r, [key.fields[0].key]: key.none } : r)) : rows;
     return { out: render('table', cols, shown, footer.join('\n')), notes };
   }
 }
