@@ -247,3 +247,17 @@ test('tc-query: a --db that is not a traffic-counter database says what to pass 
   queryRefuses(['--db', path.join(dir, 'none.db'), 'status'], /none\.db does not exist \(record into it with `traffic-counter record --db \S+`, or pass --db \/ TC_DB\)/, 'ERR_TC_NO_DATABASE');
   queryRefuses(['--db', dir, 'status'], /is a directory, not a database file \(pass the file: --db \S+traffic\.db\)/, 'ERR_TC_OPEN_DB');
 });
+
+test('tc-query: an unknown sql table names the documented ones; --until alone reads a whole-file command from the start', () => {
+  const db = path.join(tmp(), 's.db');
+  assert.equal(recorder(['record', '--pcap', SMTP, '--db', db, '--quiet']).status, 0);
+  queryRefuses(['--db', db, 'sql', 'select * from event'], /^(tc-query: error: )?sql: there is no table event; did you mean events\? \(the tables are intervals, ip_deltas, flow_deltas, ip_1m, ip_1h, ip_1d, flow_1m, flow_1h, events\)\n?$/, 'ERR_TC_SQL_TABLE');
+  queryRefuses(['--db', db, 'sql', 'select * from foo'], /sql: there is no table foo \(the tables are /, 'ERR_TC_SQL_TABLE');
+  // A CTE is no table of the file: DuckDB answers it.
+  assert.deepEqual(queryJson<Row[]>(['--db', db, 'sql', 'with x as (select 1 as one) select * from x']), [{ one: 1 }]);
+  // status, sql and export default to the whole file: --until alone starts there (zeek_smtp: 3 intervals on 2009-10-05).
+  assert.equal(queryJson<{ intervals: number }>(['--db', db, 'status', '--until', '2009-10-06']).intervals, 3);
+  assert.deepEqual(queryJson<Row[]>(['--db', db, 'sql', 'select count(*)::int as n from intervals', '--until', '2009-10-06']), [{ n: 3 }]);
+  // top's default --since is an hour ago: an --until before it says so.
+  queryRefuses(['--db', db, 'top', '--until', '2h'], /--until must be later than --since \(here its default, 1h before now\); give --since too/, 'ERR_TC_USAGE');
+});

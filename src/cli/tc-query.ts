@@ -57,6 +57,9 @@ const tzParser = (v: string) => {
   }
 };
 
+/** The window of a command whose default is the whole file: `--until` alone reads from its start. */
+const wholeFileWindow = (opts: { since?: string; until?: string; all?: boolean }) => (opts.since || opts.until ? makeWindow(opts, Date.now(), '0') : makeWindow({ all: true }));
+
 function common(cmd: Command, defaultSince: string): Command {
   return cmd
     .option('--since <time>', `start: a duration before now (30s, 15m, 1h, 7d), an ISO-8601 time or epoch seconds (default ${defaultSince})`)
@@ -171,7 +174,7 @@ common(program.command('series').description('traffic per step: the total (each 
 
 common(program.command('status').description('what the file covers and how complete it is: intervals, gaps, drops, overflow'), 'the whole file').action(async (opts, cmd: Command) => {
   format = opts.format;
-  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  const window = wholeFileWindow(opts);
   const { status } = lazy.status();
   process.stdout.write(await status({ db: dbOf(cmd), window, format: opts.format, tz: tzOf(opts) }));
 });
@@ -184,7 +187,7 @@ common(
   'the whole file',
 ).action(async (query: string, opts, cmd: Command) => {
   format = opts.format;
-  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  const window = wholeFileWindow(opts);
   const { adhocSql } = lazy.adhoc();
   process.stdout.write(await adhocSql({ db: dbOf(cmd), window, sql: query, format: opts.format }));
 });
@@ -203,7 +206,7 @@ program
   .option('--force', "replace an existing --out file (with --partition: this database's node= folder in it)", false)
   .option('--label <name>', 'only rows of addresses with this label (of --labels); a flow row when either end has it')
   .action(async (opts, cmd: Command) => {
-    const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+    const window = wholeFileWindow(opts);
     const { exportRows } = lazy.adhoc();
     const keys = keySources(cmd, opts);
     const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition, force: opts.force, label: opts.label, keys });

@@ -6,7 +6,8 @@ import { rebuild, record } from '../recorder/record';
 import { DEFAULT_RETENTION, DEFAULT_RETENTION_TEXT, parseRetention, type Retention } from '../recorder/upkeep/retention';
 import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/write/sink';
 import { quietOnClosedOutput } from '../recorder/observe/log';
-import { defaultDb, intIn, nearest, nodeId, packageVersion, usageErrors } from './options';
+import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
+import { nearest } from '../nearest';
 import { accessProblem } from '../db-identity';
 import { TcError } from '../errors';
 import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
@@ -50,7 +51,9 @@ function applyConfig(cmd: Command, file: string): void {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const why = accessProblem(file) ?? (err as Error).message;
-    throw fail(`cannot read it (${{ 'does not exist': 'no such file', 'is a directory': 'a directory' }[why] ?? why}); check the path, or drop --config (${CONFIG_EXAMPLE} is an example)`);
+    const where = { 'does not exist': 'no such file', 'is a directory': 'a directory' }[why];
+    if (where) throw fail(`cannot read it (${where}); check the path, or drop --config (${CONFIG_EXAMPLE} is an example)`);
+    throw fail(`cannot read it: ${why}; make it readable for this user (chmod a+r ${file}), or run as one who can read it`);
   }
   let cfg: unknown;
   try {
