@@ -49,4 +49,3 @@ export function usageErrors(cmd: import('commander').Command, program: string, j
     },
   });
 }
-
