@@ -435,4 +435,46 @@ describe('live: the interface\'s networks as they change', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
+
+  test('--local-networks FILE replaces the interface\'s networks live; SIGHUP reads it again, a bad file keeps the networks', async (t: TestContext) => {
+    if (!needRoot(t)) return;
+    const p = pair!;
+    const d = tmp();
+    const file = path.join(d, 'live.db');
+    const list = path.join(d, 'mine.txt');
+    writeFileSync(list, '10.66.0.2   # B alone\n');
+    const child = spawnIn(p.b, process.execPath, [RECORDER, 'record', '--iface', p.devB, '--db', file, '--interval-secs', '1', '--workers', '1', '--local-networks', list]);
+    let stderr = '';
+    child.stderr!.on('data', (x: Buffer) => (stderr += x.toString()));
+    const logged = (re: RegExp) => (re.test(stderr) ? Promise.resolve() : waitForStderr(child, re).then(() => undefined));
+    try {
+      await logged(/recording /);
+      assert.match(stderr, new RegExp(`; local networks 10\\.66\\.0\\.2/32 from ${list.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\n`));
+      send('10.66.0.2', 10);
+      writeFileSync(list, '10.66.0.2\n10.99.0.0/24\n');
+      const tHup = Date.now();
+      child.kill('SIGHUP');
+      await logged(/SIGHUP: .*mine\.txt reloaded \(1 change\)/);
+      assert.match(stderr, /local network added: 10\.99\.0\.0\/24 \(/);
+      writeFileSync(list, '10.99.0.0/33\n');
+      child.kill('SIGHUP');
+      await logged(/SIGHUP: reload failed, keeping the previous local networks: .*mine\.txt:1: "10\.99\.0\.0\/33" is not a CIDR/);
+      await sleep(1200);
+      child.kill('SIGINT');
+      assert.equal(await exited(child, 10_000), 0, stderr);
+      const st = JSON.parse(query(['--db', file, 'status', '--format', 'json']).stdout) as { sessions: { local_networks: { network: string; address: string | null; origin: string; from: string; to: string | null }[] }[] };
+      const rows = st.sessions[0].local_networks;
+      assert.deepEqual(rows.map((n) => [n.network, n.address, n.origin]), [
+        ['10.66.0.2/32', null, 'file'],
+        ['10.99.0.0/24', null, 'file'],
+      ]);
+      assert.ok(Date.parse(rows[1].from) >= tHup, 'the reloaded network from the reload');
+      assert.ok(rows.every((n) => n.to !== null), 'closed when the session stopped');
+      // The interface's own network is not stored: its peer is remote.
+      const ips = new Map(json(['--db', file, 'top', '--all']).map((r) => [r.ip, r.local]));
+      assert.deepEqual([ips.get('10.66.0.2'), ips.get('10.66.0.1')], [true, false]);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
 });

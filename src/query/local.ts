@@ -42,7 +42,8 @@ export interface LocalNetworkRow {
  */
 export const LOCAL_NETWORKS_SQL = `select * from (
   select n.id, n.session_id, n.network, n.net, n.prefix, n.address, n.origin, n.source, n.from_ms,
-         coalesce(n.to_ms, (select max(b.end_ms) from batches b where b.session_id = n.session_id), n.from_ms) as to_ms,
+         -- an open row: its session's last interval (by the (session_id, seq) index)
+         coalesce(n.to_ms, (select b.end_ms from batches b where b.session_id = n.session_id order by b.seq desc limit 1), n.from_ms) as to_ms,
          n.to_ms is not null as closed
   from local_networks n)`;
 
