@@ -29,7 +29,8 @@ import { openReadOnly } from '../query/db';
 import { KEY_BYS, type KeySources } from '../query/keys';
 import { LABELS_ENV, readLabels } from '../query/labels';
 import { ASN_ENV, readAsn } from '../query/asn';
-import { SIDES, type Side } from '../query/local';
+import { checkSide, SIDES, type Side } from '../query/local';
+import { resolveWindow } from '../query/plan';
 import * as path from 'node:path';
 
 const { version } = require('../../../package.json') as { version: string };
@@ -133,6 +134,9 @@ filterOptions(
     const planning = openReadOnly(dbOf(cmd));
     let prefetched;
     try {
+      // Refused before a worker starts reading the window.
+      const resolved = resolveWindow(planning, window);
+      checkSide(planning, opts.side as Side | undefined, resolved.fromMs, resolved.toMs, tzOf(opts));
       prefetched = lazy.prefetch().readAhead(planning, dbOf(cmd), family, window, filters, keys.labels);
     } finally {
       planning.close();

@@ -106,8 +106,17 @@ export function localSetOf(db: Database.Database, fromMs: number, toMs: number):
   return new LocalSet(networksOf(db, fromMs, toMs));
 }
 
+/**
+ * Refuses `--side` over a window (resolved) that holds intervals but no local networks; a window
+ * without intervals is answered by its note instead.
+ */
+export function checkSide(db: Database.Database, side: Side | undefined, fromMs: number, toMs: number, tz?: string): void {
+  if (side === undefined || networksOf(db, fromMs, toMs).length > 0) return;
+  if (db.prepare('select 1 from batches where start_ms >= ? and start_ms < ? limit 1').get(fromMs, toMs) !== undefined) throw noLocalNetworks(side, fromMs, toMs, tz);
+}
+
 /** The refusal of `--side` over a window whose intervals have no local networks. */
-export function noLocalNetworks(side: Side, fromMs: number, toMs: number, tz?: string): TcError {
+function noLocalNetworks(side: Side, fromMs: number, toMs: number, tz?: string): TcError {
   return new TcError(
     `--side ${side}: the file has no local networks for ${formatTime(fromMs, tz)} to ${formatTime(toMs, tz)} (its intervals there were replayed without --local-networks, or recorded before local networks were stored); ` +
       'record them with `traffic-counter record --local-networks FILE` (one CIDR a line; live capture stores the interface\'s own networks without it), or ask about a time that has them (`tc-query status` lists each session\'s)',

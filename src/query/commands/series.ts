@@ -8,7 +8,7 @@ import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { collectColumns, missingDetail, planWindow, resolveWindow, seriesSql } from '../plan';
 import { idsBetween, matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
-import { LocalSet, networksOf, noLocalNetworks, partialNote, type LocalNetworkRow, type Side } from '../local';
+import { checkSide, LocalSet, networksOf, partialNote, type LocalNetworkRow, type Side } from '../local';
 import type { LabelTable } from '../labels';
 import { coverage, completenessLine, emptyWindowNote, missingDetailNote } from '../coverage';
 import type Database from 'better-sqlite3';
@@ -149,8 +149,8 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       const cov = coverage(sqlite, window);
       const empty = emptyWindowNote(sqlite, cov, window, o.tz);
       // --side: the networks of the window, and each step's.
+      checkSide(sqlite, o.side, window.fromMs, window.toMs, o.tz);
       const nets = o.side ? networksOf(sqlite, window.fromMs, window.toMs) : [];
-      if (o.side && !empty && nets.length === 0) throw noLocalNetworks(o.side, window.fromMs, window.toMs, o.tz);
       const kinds = TIME_SUMS_COLUMNS.map(() => 'i64' as const);
       let known: boolean[] = [];
       let read: { empty: string } | { sums: SeriesRows } = { empty: empty ?? '' };

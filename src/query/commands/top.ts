@@ -9,7 +9,7 @@ import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
 import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, rowKeys, type AddressRow, type KeyBy, type KeySources } from '../keys';
 import { coverage, completenessLine, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
 import type { ReadAhead } from '../prefetch';
-import { localSetOf, noLocalNetworks, partialNote, type LocalSet, type Side } from '../local';
+import { checkSide, localSetOf, partialNote, type LocalSet, type Side } from '../local';
 import { bitRate, bytes, si } from '../../units';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow' | KeyBy;
@@ -140,10 +140,9 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const sources = o.keys ?? NO_KEYS;
     const match = pre ? pre.match : matchingIds(sqlite, f, sources.labels);
     const l4 = f.proto !== undefined || f.port !== undefined;
-    const cov = coverage(sqlite, window);
-    // This host's networks of the window: --side needs some (an empty window is answered by its note).
+    // This host's networks of the window: --side needs some.
+    checkSide(sqlite, o.side, window.fromMs, window.toMs, o.tz);
     const localSet = localSetOf(sqlite, window.fromMs, window.toMs);
-    if (o.side && localSet.empty && cov.intervals > 0) throw noLocalNetworks(o.side, window.fromMs, window.toMs, o.tz);
     if (o.by === 'flow' || l4) {
       const w = whereFor('flow', match, f);
       await loadWindow(sqlite, duck, 'flow', window, ids, w.where, w.params, pre);
@@ -180,6 +179,7 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
         extra.push(LOCAL_COL);
       }
     }
+    const cov = coverage(sqlite, window);
     const empty = emptyWindowNote(sqlite, cov, window, o.tz);
     const noFlows = o.by === 'flow' || l4 ? flowsNote(cov) : undefined;
     const family: Family = o.by === 'flow' || l4 ? 'flow' : 'ip';
