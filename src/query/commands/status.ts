@@ -44,8 +44,8 @@ function shedTotals(db: import('better-sqlite3').Database, from: number, to: num
 
 /**
  * A session's networks for the table: those local for the whole session on one line (a replay's;
- * a live session's seen at its start and kept to its end), each that came or went while it ran
- * with its times.
+ * a live session's from its start to its end), each that came or went while it ran with its
+ * times.
  */
 function localLines(nets: LocalNetworkRow[], t: (ms: number | null) => string | null): string {
   const pad = '\n                    ';
@@ -54,7 +54,7 @@ function localLines(nets: LocalNetworkRow[], t: (ms: number | null) => string | 
   const origin = nets[0].origin === 'interface' ? `of ${nets[0].source}` : `from ${nets[0].source}`;
   const first = Math.min(...nets.map((n) => n.from_ms));
   const last = Math.max(...nets.map((n) => n.to_ms));
-  const whole = nets.filter((n) => n.origin === 'file' || (n.from_ms === first && (!n.closed || n.to_ms === last)));
+  const whole = nets.filter((n) => n.from_ms === first && (!n.closed || n.to_ms === last));
   const changed = nets.filter((n) => !whole.includes(n));
   return `${pad}local networks ${origin}: ${whole.length > 0 ? whole.map(text).join(', ') : '(none at the start)'}${changed.map((n) => `${pad}  ${text(n)} from ${t(n.from_ms)}${n.closed ? ` to ${t(n.to_ms)}` : ''}`).join('')}`;
 }

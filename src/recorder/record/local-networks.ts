@@ -12,6 +12,7 @@
  * thread. Reading netlink in this process would need the native addon or a native dependency.
  */
 import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 import * as path from 'node:path';
 import { formatAddr, parseAddr } from '../../addr';
 import { readCidrFile } from '../../cidr-file';
@@ -48,10 +49,30 @@ interface IpAddrInfo {
   prefixlen?: number;
 }
 
+let ipPath: string | undefined;
+
+/**
+ * The `ip` program: on PATH, else where Debian installs it (/usr/sbin is on root's PATH, not
+ * on every user's, and a recorder may run as a user granted capabilities).
+ */
+function ipProgram(): string {
+  if (ipPath !== undefined) return ipPath;
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter).filter((d) => d !== ''), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+  for (const d of dirs) {
+    try {
+      accessSync(path.join(d, 'ip'), constants.X_OK);
+      return (ipPath = path.join(d, 'ip'));
+    } catch {
+      // not here
+    }
+  }
+  return 'ip';
+}
+
 /** The addresses of `iface` with their prefixes, as `ip -j addr show dev IF` lists them. */
 export function interfaceNetworks(iface: string): Promise<LocalNetwork[]> {
   return new Promise((resolve, reject) => {
-    execFile('ip', ['-j', 'addr', 'show', 'dev', iface], { timeout: 10_000, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+    execFile(ipProgram(), ['-j', 'addr', 'show', 'dev', iface], { timeout: 10_000, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
       if (err) {
         const e = err as NodeJS.ErrnoException;
         reject(new Error(e.code === 'ENOENT' ? '`ip` (iproute2) is not installed' : `ip -j addr show dev ${iface}: ${(stderr || e.message).trim()}`));
