@@ -453,6 +453,6 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     assert.equal(await exited(c), 0, out());
     const warnings = out().match(/warning: veth-b is down: nothing will be captured until it is up \(ip link set veth-b up\)/g) ?? [];
     assert.equal(warnings.length, 1, out());
-    assert.match(out(), /traffic-counter: SIGHUP: nothing to reload \(no --ignore-file or --accept-source-file was given\)/);
+    assert.match(out(), /traffic-counter: SIGHUP: nothing to reload \(no --ignore-file, --accept-source-file or --local-networks was given\)/);
   });
 });

@@ -148,6 +148,7 @@ program
   .option('--flows', 'also count per unidirectional 5-tuple flow', false)
   .option('--ignore-file <file>', 'CIDRs whose traffic (as source or destination) is not counted')
   .option('--accept-source-file <file>', 'count only frames whose source is in these CIDRs')
+  .option('--local-networks <file>', "this host's networks, one CIDR a line (# comments), for tc-query --side local|remote: in place of the capture interface's addresses and prefixes, which live capture records by default (and their changes); a replay has local networks only with it; SIGHUP re-reads it")
   .option('--no-ebpf', 'do not load the eBPF socket filter (rules are applied in userspace)')
   .option('--snaplen <bytes>', 'bytes of each frame the eBPF filter keeps', intIn(64, 65535), D.snaplen)
   .addOption(retainOption('--retain-raw-ip <period>', 'live: keep per-interval per-IP rows this long', 'rawIpMs'))
@@ -186,6 +187,7 @@ program
       flows: opts.flows,
       ignoreFile: opts.ignoreFile,
       acceptSourceFile: opts.acceptSourceFile,
+      localNetworks: opts.localNetworks,
       ebpf: opts.ebpf,
       snaplen: opts.snaplen,
       quiet: opts.quiet,

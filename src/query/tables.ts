@@ -11,6 +11,7 @@
  *   flow_1m / flow_1h(node, bucket, src, dst, proto, sport, dport, packets, bytes)
  *   events(at, kind, start, "end", detail): a window holds an event by the time it is about
  *             (start, else at)
+ *   local_networks(node, session, source, network, address, origin, origin_source, "from", "to")
  * Times are TIMESTAMP (UTC), addresses text, counters BIGINT: every stored count is a SQLite
  * integer, so it fits exactly (in every export format too); DuckDB's sum() of them is HUGEINT.
  */
@@ -21,6 +22,7 @@ import type { Window } from './window';
 import { bounds, EVENT_TIME } from './coverage';
 import { ALL_LEVELS, LEVELS } from '../schema/levels';
 import { BUDGET_COUNTERS } from '../schema/counters';
+import { LOCAL_NETWORKS_SQL } from './local';
 
 interface Col {
   name: string;
@@ -87,6 +89,13 @@ export const TABLES: Record<string, TableDef> = {
     cols: [ts('at'), txt('kind'), ts('start'), ts('end'), txt('detail')],
     // By the time the event is about (coverage.ts EVENT_TIME), as coverage() counts events.
     sql: `select at_ms, kind, start_ms, end_ms, detail from events where ${EVENT_TIME} >= ? and ${EVENT_TIME} < ?`,
+  },
+  // This host's networks local at some time of the window (src/query/local.ts says which);
+  // "to" is NULL while a network still is.
+  local_networks: {
+    cols: [txt('node'), id('session'), txt('source'), txt('network'), txt('address'), txt('origin'), txt('origin_source'), ts('from'), ts('to')],
+    sql: `select s.node_id, n.session_id, s.source, n.network, n.address, n.origin, n.source, n.from_ms, case when n.closed then n.to_ms end
+          from (${LOCAL_NETWORKS_SQL}) n join sessions s on s.id = n.session_id where n.to_ms > ? and n.from_ms < ?`,
   },
 };
 

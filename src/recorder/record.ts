@@ -14,6 +14,7 @@ import { closeDb, type RecordOptions } from './record/options';
 import { userIds } from './record/privileges';
 import { recordLive } from './record/live';
 import { recordReplay } from './record/replay';
+import { readLocalNetworksFile } from './record/local-networks';
 import { TcError } from '../errors';
 import { accessProblem } from '../db-identity';
 
@@ -47,6 +48,7 @@ export async function record(o: RecordOptions): Promise<void> {
     checkReadable(file, 'CIDR file', flag, 'ERR_TC_CIDR_FILE');
     engine.checkCidrFile(file);
   }
+  const localNetworks = o.localNetworks !== undefined ? readLocalNetworksFile(o.localNetworks) : undefined;
   if (o.user) userIds(o.user);
   const replaying = o.pcap !== undefined && o.pcap.length > 0;
   if (o.replace && !replaying) throw new TcError('--replace applies to replays only (--pcap FILE...)', 'ERR_TC_BAD_OPTION');
@@ -72,8 +74,8 @@ export async function record(o: RecordOptions): Promise<void> {
   checkWritable(o.db);
   const lock = WriterLock.acquire(o.db, replaying ? `replay of ${o.pcap!.map((f) => path.basename(f)).join(' ')}` : `live capture on ${o.iface ?? 'the default-route interface'}`);
   try {
-    if (replaying) await recordReplay(o, o.pcap!, lock);
-    else await recordLive(o, lock);
+    if (replaying) await recordReplay(o, o.pcap!, lock, localNetworks);
+    else await recordLive(o, lock, localNetworks);
   } finally {
     lock.release();
   }

@@ -6,6 +6,7 @@ import { resolveWindow } from '../plan';
 import { bounds, coarserText, coverage, EVENT_TIME, GAPS_SQL, type Coverage } from '../coverage';
 import { formatTime } from '../time';
 import { bytes, grouped } from '../../units';
+import { networksBySession, networksOf, type LocalNetworkRow } from '../local';
 
 interface ShedDetail {
   level: string;
@@ -52,6 +53,23 @@ function coversLine(c: Coverage, t: (ms: number | null) => string | null, tz?: s
   return `covers          ${t(c.coarser[0].from)} to ${t(end)}, ${counted(c.intervals, 'interval')}${c.intervals ? ` from ${t(c.first)}` : ''}; ${older}`;
 }
 
+/**
+ * A session's networks for the table: those local for the whole session on one line (a replay's;
+ * a live session's from its start to its end), each that came or went while it ran with its
+ * times.
+ */
+function localLines(nets: LocalNetworkRow[], t: (ms: number | null) => string | null): string {
+  const pad = '\n                    ';
+  if (nets.length === 0) return `${pad}no local networks`;
+  const text = (n: LocalNetworkRow) => (n.address === null ? n.network : `${n.network} (${n.address})`);
+  const origin = nets[0].origin === 'interface' ? `of ${nets[0].source}` : `from ${nets[0].source}`;
+  const first = Math.min(...nets.map((n) => n.from_ms));
+  const last = Math.max(...nets.map((n) => n.to_ms));
+  const whole = nets.filter((n) => n.from_ms === first && (!n.closed || n.to_ms === last));
+  const changed = nets.filter((n) => !whole.includes(n));
+  return `${pad}local networks ${origin}: ${whole.length > 0 ? whole.map(text).join(', ') : '(none at the start)'}${changed.map((n) => `${pad}  ${text(n)} from ${t(n.from_ms)}${n.closed ? ` to ${t(n.to_ms)}` : ''}`).join('')}`;
+}
+
 export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<string> {
   const db = openReadOnly(o.db);
   try {
@@ -66,11 +84,19 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         )
         .all(from, to) as { source: string; prev_end: number; start_ms: number }[]
     ).map((g) => ({ source: g.source, from: t(g.prev_end), to: t(g.start_ms), seconds: (g.start_ms - g.prev_end) / 1000 }));
+    const nets = networksBySession(db);
     const sessions = (
       db.prepare('select id, node_id, kind, source, interval_ms, flows, started_at, ended_at from sessions order by id').all() as {
         id: number; node_id: string; kind: string; source: string; interval_ms: number; flows: number; started_at: number; ended_at: number | null;
       }[]
-    ).map((s) => ({ ...s, started_at: t(s.started_at), ended_at: t(s.ended_at), flows: s.flows === 1 }));
+    ).map((s) => ({
+      ...s,
+      started_at: t(s.started_at),
+      ended_at: t(s.ended_at),
+      flows: s.flows === 1,
+      // This host's networks while the session ran, and when each was local (to: null while it still is).
+      local_networks: (nets.get(s.id) ?? []).map((n) => ({ network: n.network, address: n.address, origin: n.origin, source: n.source, from: t(n.from_ms), to: n.closed ? t(n.to_ms) : null })),
+    }));
     const meta = Object.fromEntries((db.prepare('select key, value from meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
     const events = (db.prepare(`select at_ms, kind, start_ms, end_ms, detail from events where kind not in ('start', 'stop') and ${EVENT_TIME} >= ? and ${EVENT_TIME} < ? order by at_ms limit 1000`).all(from, to) as Record<string, number | string | null>[]).map((e) => {
       // A budget-shed event's detail is a JSON object: its text, and the figures as fields.
@@ -130,6 +156,8 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['budget_folded_flow_keys', c.budget_folded_flow_keys], ['max_db_size', maxDb || ''], ['used_bytes', usedBytes],
         ['budget_shed_events', budgetShed.reduce((s, l) => s + l.events, 0)], ['budget_shed_bytes', budgetShed.reduce((s, l) => s + l.bytes_freed, 0)],
         ['coarser_from', c.coarser.length ? t(c.coarser[0].from) : ''],
+        // The networks local at some time of the window, space-separated.
+        ['local_networks', [...new Set(networksOf(db, from, to).map((n) => n.network))].join(' ')],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -148,7 +176,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,
       `late            ${counted(c.late, 'frame')} counted outside ${c.late === 1 ? 'its' : 'their'} own interval`,
       `budget          ${maxDb ? `${bytes(usedBytes)} used of ${bytes(maxDb)}` : 'none'}${c.budget_folded_intervals ? `; ${counted(c.budget_folded_intervals, 'interval')} kept as their heaviest keys (${counted(c.budget_folded_ip_keys, 'address', 'addresses')} and ${counted(c.budget_folded_flow_keys, 'flow')} folded)` : ''}${budgetShed.map((l) => `\n                  shed ${l.level}: ${counted(l.events, 'event')}, ${counted(l.rows, 'row')}, ${bytes(l.bytes_freed)} freed, ${t(l.from)} to ${t(l.to)}`).join('')}`,
-      `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
+      `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}${localLines(nets.get(s.id) ?? [], t)}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];
     return `${lines.join('\n')}\n`;

@@ -22,6 +22,8 @@ export interface RecordOptions {
   flows: boolean;
   ignoreFile?: string;
   acceptSourceFile?: string;
+  /** A file of this host's networks (one CIDR a line), in place of the capture interface's addresses; replays have none without it. */
+  localNetworks?: string;
   ebpf: boolean;
   snaplen?: number;
   quiet: boolean;
