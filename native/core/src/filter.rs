@@ -22,6 +22,7 @@ struct Config {
     link: u32,
     ignore_enabled: u32,
     accept_enabled: u32,
+    names: u32,
 }
 // SAFETY: plain repr(C) integers, the layout of struct tc_config in ebpf/tc_filter.h.
 unsafe impl aya::Pod for Config {}
@@ -91,8 +92,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Loads the program and sets its configuration. `raw_ip`: the device has no link header.
-    pub fn load(snaplen: u32, raw_ip: bool) -> Result<Filter, FilterError> {
+    /// Loads the program and sets its configuration. `raw_ip`: the device has no link header;
+    /// `names`: DNS responses and ClientHellos pass whole (names are read).
+    pub fn load(snaplen: u32, raw_ip: bool, names: bool) -> Result<Filter, FilterError> {
         let mut ebpf = Ebpf::load(OBJECT).map_err(FilterError::load)?;
         let prog: &mut SocketFilter =
             ebpf.program_mut("tc_filter").ok_or(FilterError::MissingProgram)?.try_into().map_err(FilterError::load)?;
@@ -103,6 +105,7 @@ impl Filter {
             link: if raw_ip { consts::LINK_RAW_IP } else { consts::LINK_ETHERNET },
             ignore_enabled: 0,
             accept_enabled: 0,
+            names: names as u32,
         })?;
         Ok(f)
     }
@@ -273,7 +276,7 @@ mod tests {
         if !privileged("the_kernel_filter_passes_ip_in_pppoe_sessions") {
             return;
         }
-        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false).unwrap();
+        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false, true).unwrap();
         let keep = consts::DEFAULT_SNAPLEN;
         let tagged: [&[u16]; 5] = [&[], &[0x8100], &[0x88A8, 0x8100], &[0x9100], &[0x9100, 0x9100, 0x8100, 0x8100]];
         for tags in tagged {
@@ -303,7 +306,7 @@ mod tests {
         if !privileged("the_kernel_filter_counts_an_unusable_ipv4_header_as_non_ip") {
             return;
         }
-        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false).unwrap();
+        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false, true).unwrap();
         // An ignore rule on the sender: an unusable header is non-IP, not "ignored", as in userspace.
         let ignore = parse_cidr_text("test", "10.0.0.1/32\n").unwrap();
         f.set_rules(&ignore, None).unwrap();
