@@ -119,9 +119,10 @@ pub fn names_batch_bytes(max_names: usize) -> u64 {
     (max_names * (1 + 16 + 1 + 4 + NAME_TEXT_PER_PAIR)) as u64
 }
 
-/// Turning an interval's pairs into columns: the table, its entries sorted, and the columns.
+/// Turning an interval's pairs into columns: its entries sorted, and the columns. The table
+/// itself is converted where the collector's bound still holds it (under its lock, live).
 pub fn names_conversion_bytes(max_names: usize) -> u64 {
-    names_table_bytes(max_names) + (max_names * collect::ENTRY_BYTES) as u64 + names_batch_bytes(max_names)
+    (max_names * collect::ENTRY_BYTES) as u64 + names_batch_bytes(max_names)
 }
 
 /// The engine's memory at most, in bytes, by kind.
@@ -228,5 +229,51 @@ mod tests {
         let b = crate::batch::Batch::from_tables(0, 1000, t);
         let bytes = b.addrs.fam.len() + b.addrs.addr.len() + b.ips.idx.len() * 36 + b.flows.proto.len() * 29;
         assert!(bytes as u64 <= batch_bytes(k, true), "{bytes} > {}", batch_bytes(k, true));
+    }
+
+    #[test]
+    fn the_names_collector_stays_within_its_stated_bytes_however_its_pairs_are_spread() {
+        use crate::names::collect::{NameCollector, Order};
+        use crate::names::Source;
+        let m = 1000;
+        // One interval's worth of long names, then pairs spread over the most intervals, sized
+        // just past a power of two each (the most buckets per pair).
+        for (tables, per) in [(2, m), (5, 450), (5, 900), (12, 200), (61, 60)] {
+            let mut c = NameCollector::new(m);
+            let mut most = 0;
+            for t in 0..tables as i64 {
+                for i in 0..per as u32 {
+                    let name = format!("{}.{}", "x".repeat((i % 200) as usize + 1), t);
+                    c.see(t * 1000, Addr::v4(&(i + 100_000 * t as u32).to_be_bytes()), Source::Dns, name.as_bytes(), Order::default());
+                    most = most.max(c.bytes());
+                }
+            }
+            assert!(most as u64 <= names_collector_bytes(m, tables), "{tables} intervals of {per}: {most} > {}", names_collector_bytes(m, tables));
+        }
+    }
+
+    #[test]
+    fn a_names_reader_stays_within_its_stated_bytes() {
+        use crate::names::hello::{Hellos, Segment, MAX_PENDING_HELLOS};
+        use crate::names::NameCounts;
+        let mut h = Hellos::default();
+        let first = crate::names::tls::build::records(&crate::names::tls::build::hello("x.example", 15_000), 16384);
+        for port in 0..2 * MAX_PENDING_HELLOS as u16 {
+            let key = FlowKey { src: Addr::v4(&[10, 0, 0, 1]), dst: Addr::v4(&[10, 0, 0, 2]), proto: 6, sport: port, dport: 443 };
+            let s = Segment { key, seq: 1, flags: 0x18, payload: &first[..1448], whole: true, ts_ns: 0 };
+            h.segment(&s, &mut Vec::new(), &mut [0; 256], &mut NameCounts::default());
+            let s = Segment { key, seq: 1449, flags: 0x18, payload: &first[1448..4000], whole: true, ts_ns: 0 };
+            h.segment(&s, &mut Vec::new(), &mut [0; 256], &mut NameCounts::default());
+            assert!(h.bytes() as u64 <= names_reader_bytes(), "{} > {}", h.bytes(), names_reader_bytes());
+        }
+    }
+
+    #[test]
+    fn names_off_cost_nothing_and_names_on_add_to_tables_and_batches() {
+        let v = |n: u32| Options { count: CountOptions { max_names: Some(n), ..Default::default() }, capture: CaptureOptions { workers: Some(2), ..Default::default() } }.validate().unwrap();
+        let (off, on) = (live(&v(0)), live(&v(10_000)));
+        assert!(on.tables > off.tables && on.batches > off.batches);
+        assert_eq!(on.tables - off.tables, 2 * names_reader_bytes() + names_collector_bytes(10_000, 2 + MAX_PENDING + 1) + names_conversion_bytes(10_000));
+        assert!(replay(&v(20_000)).tables > replay(&v(10_000)).tables);
     }
 }

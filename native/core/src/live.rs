@@ -174,8 +174,9 @@ impl Capture {
                         let mut b = Batch::from_tables(m.start, m.start + merger.interval_ms, m.tables);
                         if let Some(n) = &names {
                             // The last batch takes every interval's names left (none is later).
-                            let t = n.lock().unwrap().take(if m.last { i64::MAX } else { m.start });
-                            b.names = t.into_batch();
+                            // Converted under the lock, so that the collector's bound holds the
+                            // table until its columns are made (`budget::names_conversion_bytes`).
+                            b.names = n.lock().unwrap().take(if m.last { i64::MAX } else { m.start }).into_batch();
                         }
                         b.ring = Some(m.ring);
                         b.filter = mfilter.as_ref().map(|f| f.lock().unwrap().counters_delta());

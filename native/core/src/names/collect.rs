@@ -336,4 +336,17 @@ mod tests {
         assert_eq!(c.intervals(), 1);
         assert_eq!(c.pairs, 1);
     }
+
+    #[test]
+    fn live_sightings_of_several_workers_are_ordered_by_packet_time_then_worker() {
+        // Worker 1 hands its sightings in before worker 0's earlier ones (its block came first).
+        let live = |ts: i64, worker: u64, seq: u64| Order { major: ts, minor: worker << 48 | seq };
+        let mut c = NameCollector::new(100);
+        c.see(0, a(1), Source::Dns, b"late.example", live(300, 1, 1));
+        c.see(0, a(2), Source::Dns, b"tie.example", live(200, 1, 2));
+        c.see(0, a(1), Source::Dns, b"early.example", live(100, 0, 1));
+        c.see(0, a(3), Source::Dns, b"tie.example", live(200, 0, 2));
+        let b = c.take(0).into_batch();
+        assert_eq!(names(&b), vec![(1, 0, "early.example".into()), (3, 0, "tie.example".into()), (2, 0, "tie.example".into()), (1, 0, "late.example".into())]);
+    }
 }

@@ -10,10 +10,12 @@ use super::NameCounts;
 use crate::table::FlowKey;
 use hashbrown::HashMap;
 
-/// Connections whose ClientHello is waiting for its next segment, per reader (worker).
-pub const MAX_PENDING_HELLOS: usize = 1024;
-/// Bytes held for those connections, per reader (buffer capacity).
-pub const MAX_PENDING_BYTES: usize = 1 << 20;
+/// Connections whose ClientHello is waiting for its next segment, per reader (worker). A client
+/// sends its hello's segments back to back, so in packet time a hello waits microseconds: these
+/// bounds hold a busy server's; a flood of first segments is given up past them.
+pub const MAX_PENDING_HELLOS: usize = 256;
+/// Bytes held for those connections, per reader (buffer capacity; a 1.8 KB hello holds its size).
+pub const MAX_PENDING_BYTES: usize = 512 << 10;
 /// A hello not whole after this much packet time (ns) since its first segment is given up.
 pub const HELLO_TIMEOUT_NS: i64 = 10_000_000_000;
 /// How often (packet time, ns) the pending hellos are checked for the timeout.

@@ -162,3 +162,115 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dns::build::{name, response, rr};
+    use super::tls::build::{hello, records};
+    use super::*;
+    use crate::parse::{linktype, parse_frame, Parsed};
+
+    /// An Ethernet frame: IPv4 (or IPv6 behind a Hop-by-Hop header) with this L4 header and payload.
+    fn frame(v6: bool, proto: u8, l4: &[u8], payload: &[u8], pad: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        let body = [l4, payload].concat();
+        if v6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&((body.len() + 8) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 64]);
+            f.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53]);
+            f.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            f.extend_from_slice(&[proto, 0, 0, 0, 0, 0, 0, 0]);
+        } else {
+            f.extend_from_slice(&[0x08, 0x00, 0x46, 0]);
+            f.extend_from_slice(&((24 + body.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0, 10, 0, 0, 53, 10, 0, 0, 1, 1, 1, 0, 0]);
+        }
+        f.extend_from_slice(&body);
+        f.extend(std::iter::repeat_n(0x16, pad));
+        f
+    }
+
+    fn udp(sport: u16, payload: &[u8]) -> Vec<u8> {
+        [&sport.to_be_bytes()[..], &[0x30, 0x39], &((8 + payload.len()) as u16).to_be_bytes(), &[0, 0]].concat()
+    }
+
+    fn tcp(sport: u16, seq: u32, flags: u8) -> Vec<u8> {
+        let mut t = sport.to_be_bytes().to_vec();
+        t.extend_from_slice(&443u16.to_be_bytes());
+        t.extend_from_slice(&seq.to_be_bytes());
+        t.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        t
+    }
+
+    fn read_all(frames: &[Vec<u8>]) -> (Vec<(Addr, Source, String)>, NameCounts) {
+        let mut r = Reader::default();
+        let mut counts = NameCounts::default();
+        let mut out = Vec::new();
+        for f in frames {
+            let Some(Parsed::Ip(ip)) = parse_frame(linktype::ETHERNET, f) else { panic!("not IP") };
+            r.read(f, &ip, 0, &mut counts, &mut |a, s, n| out.push((a, s, String::from_utf8(n.to_vec()).unwrap())));
+        }
+        (out, counts)
+    }
+
+    fn dns_answer() -> Vec<u8> {
+        response("host.example", &[rr(&[0xC0, 12], 1, &[192, 0, 2, 7])])
+    }
+
+    #[test]
+    fn dns_over_udp_behind_ipv4_options_and_ipv6_extension_headers_padding_not_read() {
+        let msg = dns_answer();
+        for v6 in [false, true] {
+            let (got, counts) = read_all(&[frame(v6, 17, &udp(53, &msg), &msg, 30)]);
+            assert_eq!(got, vec![(Addr::v4(&[192, 0, 2, 7]), Source::Dns, "host.example".into())], "v6 {v6}");
+            assert_eq!(counts, NameCounts::default());
+        }
+        // Not from port 53, or a fragment: not read.
+        assert!(read_all(&[frame(false, 17, &udp(5353, &msg), &msg, 0)]).0.is_empty());
+        let mut frag = frame(false, 17, &udp(53, &msg), &msg, 0);
+        frag[20] = 0x20; // MF
+        assert!(read_all(&[frag]).0.is_empty());
+    }
+
+    #[test]
+    fn dns_over_tcp_counts_only_whole_messages_in_one_segment() {
+        let msg = dns_answer();
+        let two = [&(msg.len() as u16).to_be_bytes()[..], &msg, &(msg.len() as u16).to_be_bytes(), &msg].concat();
+        let (got, _) = read_all(&[frame(false, 6, &tcp(53, 1, 0x18), &two, 0)]);
+        assert_eq!(got.len(), 2, "two messages in one segment");
+        let split = [&(msg.len() as u16).to_be_bytes()[..], &msg[..20]].concat();
+        let (got, counts) = read_all(&[frame(false, 6, &tcp(53, 1, 0x18), &split, 0), frame(false, 6, &tcp(53, 1 + split.len() as u32, 0x18), &msg[20..], 0)]);
+        assert!(got.is_empty(), "a message split over two segments gives no name");
+        assert_eq!(counts.incomplete, 0);
+    }
+
+    #[test]
+    fn the_server_name_is_the_destination_s_in_one_segment_or_three() {
+        let stream = records(&hello("tls.example", 1700), 16384);
+        let (got, _) = read_all(&[frame(false, 6, &tcp(40000, 7, 0x18), &stream, 0)]);
+        assert_eq!(got, vec![(Addr::v4(&[10, 0, 0, 1]), Source::Sni, "tls.example".into())]);
+        let segs: Vec<Vec<u8>> = [(0, 700), (700, 1400), (1400, stream.len())]
+            .iter()
+            .map(|&(a, b)| frame(true, 6, &tcp(40000, 7 + a as u32, 0x18), &stream[a..b], 0))
+            .collect();
+        let (got, counts) = read_all(&segs);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].1, got[0].2.as_str()), (Source::Sni, "tls.example"));
+        assert_eq!(got[0].0.as_slice()[15], 1);
+        assert_eq!(counts, NameCounts::default());
+        // A truncated hello whose connection then resets: given up, counted.
+        let (got, counts) = read_all(&[frame(false, 6, &tcp(40000, 7, 0x18), &stream[..700], 0), frame(false, 6, &tcp(40000, 707, 0x14), &[], 0)]);
+        assert!(got.is_empty());
+        assert_eq!(counts.incomplete, 1);
+    }
+
+    #[test]
+    fn a_frame_cut_by_the_snap_length_is_not_read_nor_counted() {
+        let msg = response("cut.example", &[rr(&name("cut.example"), 1, &[192, 0, 2, 9])]);
+        let f = frame(false, 17, &udp(53, &msg), &msg, 0);
+        let (got, counts) = read_all(&[f[..f.len() - 10].to_vec()]);
+        assert!(got.is_empty());
+        assert_eq!(counts, NameCounts::default());
+    }
+}
