@@ -89,12 +89,13 @@ static __always_inline enum verdict rules_v4(const struct tc_config *cfg, const 
 	return PASS;
 }
 
-static __always_inline enum verdict verdict_v4(struct __sk_buff *skb, __u32 off, const struct tc_config *cfg)
+/* `h` receives the fixed header (names_whole() reads it again from there); `loaded` says whether it could. */
+static __always_inline enum verdict verdict_v4(struct __sk_buff *skb, __u32 off, const struct tc_config *cfg, __u8 *h, int *loaded)
 {
-	__u8 h[20];
 	/* A fixed header cut short is passed: userspace counts it as ip_header_incomplete. */
-	if (bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
+	if (bpf_skb_load_bytes(skb, off, h, 20) < 0)
 		return PASS;
+	*loaded = 1;
 	/* Captured whole but unusable, so not an IP packet (rule 3): a version other than 4, an IHL
 	 * below 5, a Total Length other than 0 below the header's own length (0 is TSO, rule 4). */
 	__u32 ihl = (h[0] & 15) * 4;
@@ -104,15 +105,17 @@ static __always_inline enum verdict verdict_v4(struct __sk_buff *skb, __u32 off,
 	return rules_v4(cfg, h + 12, h + 16);
 }
 
-static __always_inline enum verdict verdict_v6(struct __sk_buff *skb, __u32 off, const struct tc_config *cfg)
+/* As verdict_v4, with the 40-byte fixed header. */
+static __always_inline enum verdict verdict_v6(struct __sk_buff *skb, __u32 off, const struct tc_config *cfg, __u8 *h, int *loaded)
 {
 	struct tc_lpm_v6 src = { .prefixlen = 128 }, dst = { .prefixlen = 128 };
-	__u8 v;
-	if (bpf_skb_load_bytes(skb, off, &v, 1) < 0 || bpf_skb_load_bytes(skb, off + 8, src.addr, 16) < 0 ||
-	    bpf_skb_load_bytes(skb, off + 24, dst.addr, 16) < 0)
+	if (bpf_skb_load_bytes(skb, off, h, 40) < 0)
 		return PASS;
-	if ((v >> 4) != 6)
+	*loaded = 1;
+	if ((h[0] >> 4) != 6)
 		return NON_IP;
+	__builtin_memcpy(src.addr, h + 8, 16);
+	__builtin_memcpy(dst.addr, h + 24, 16);
 	if (cfg->ignore_enabled &&
 	    (bpf_map_lookup_elem(&tc_ignore_v6, &src) || bpf_map_lookup_elem(&tc_ignore_v6, &dst))) {
 		count(TC_CNT_IGNORED);
@@ -129,18 +132,15 @@ static __always_inline enum verdict verdict_v6(struct __sk_buff *skb, __u32 off,
  * passes whole: a DNS response (UDP or TCP from port 53), a TCP segment whose payload starts a TLS
  * handshake record holding a ClientHello (type 22, version 3.x, handshake type 1), or a later
  * segment of a ClientHello that did not fit its first. Fragments are not read (userspace skips
- * them too). The IPv4 options (IHL) and at most TC_MAX_IPV6_EXT IPv6 extension headers are
- * stepped over; only the bytes needed are loaded. */
-static __always_inline int names_whole(struct __sk_buff *skb, __u32 off, __u16 proto)
+ * them too). `h` is the fixed IP header the verdict loaded. The IPv4 options (IHL) and at most
+ * TC_MAX_IPV6_EXT IPv6 extension headers are stepped over; only the bytes needed are loaded. */
+static __always_inline int names_whole(struct __sk_buff *skb, __u32 off, __u16 proto, const __u8 *h)
 {
 	struct tc_flow key = {};
 	__u32 l4, ip_end;
 	__u8 l4proto;
 
 	if (proto == ETH_P_IP) {
-		__u8 h[20];
-		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
-			return 0;
 		if ((h[6] & 0x3f) | h[7]) /* MF or a fragment offset */
 			return 0;
 		__u32 total = ((__u32)h[2] << 8) | h[3];
@@ -151,9 +151,6 @@ static __always_inline int names_whole(struct __sk_buff *skb, __u32 off, __u16 p
 		__builtin_memcpy(key.src, h + 12, 4);
 		__builtin_memcpy(key.dst, h + 16, 4);
 	} else if (proto == ETH_P_IPV6) {
-		__u8 h[40];
-		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
-			return 0;
 		__u32 plen = ((__u32)h[4] << 8) | h[5];
 		l4 = off + 40;
 		ip_end = plen ? l4 + plen : skb->len;
@@ -223,6 +220,8 @@ int tc_filter(struct __sk_buff *skb)
 	__u32 off = 0;
 	__u16 proto = 0;
 	enum verdict v;
+	__u8 ip[40];
+	int loaded = 0;
 
 	if (cfg->link == TC_LINK_RAW_IP) {
 		__u8 b0;
@@ -256,9 +255,9 @@ int tc_filter(struct __sk_buff *skb)
 	}
 
 	if (proto == ETH_P_IP)
-		v = verdict_v4(skb, off, cfg);
+		v = verdict_v4(skb, off, cfg, ip, &loaded);
 	else if (proto == ETH_P_IPV6)
-		v = verdict_v6(skb, off, cfg);
+		v = verdict_v6(skb, off, cfg, ip, &loaded);
 	else if (proto == ETH_P_MPLS_UC || proto == ETH_P_MPLS_MC)
 		v = PASS; /* MPLS: labels and pseudowires are walked (and rules applied) in userspace */
 	else
@@ -271,7 +270,7 @@ int tc_filter(struct __sk_buff *skb)
 	/* Whole: tpacket_rcv() keeps min(this, skb->len) bytes, clamped to the ring's max_frame_len
 	 * (block size less its header, net/packet/af_packet.c), so a TPACKET_V3 block of 1 MiB holds
 	 * any frame. */
-	if (cfg->names && (proto == ETH_P_IP || proto == ETH_P_IPV6) && names_whole(skb, off, proto))
+	if (cfg->names && loaded && names_whole(skb, off, proto, ip))
 		return skb->len;
 	return keep;
 

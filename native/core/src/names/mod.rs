@@ -163,15 +163,11 @@ impl Reader {
     }
 }
 
+/// Test frames carrying names (also used by the eBPF filter's tests).
 #[cfg(test)]
-mod tests {
-    use super::dns::build::{name, response, rr};
-    use super::tls::build::{hello, records};
-    use super::*;
-    use crate::parse::{linktype, parse_frame, Parsed};
-
+pub(crate) mod build {
     /// An Ethernet frame: IPv4 (or IPv6 behind a Hop-by-Hop header) with this L4 header and payload.
-    fn frame(v6: bool, proto: u8, l4: &[u8], payload: &[u8], pad: usize) -> Vec<u8> {
+    pub fn frame(v6: bool, proto: u8, l4: &[u8], payload: &[u8], pad: usize) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         let body = [l4, payload].concat();
         if v6 {
@@ -191,17 +187,27 @@ mod tests {
         f
     }
 
-    fn udp(sport: u16, payload: &[u8]) -> Vec<u8> {
+    pub fn udp(sport: u16, payload: &[u8]) -> Vec<u8> {
         [&sport.to_be_bytes()[..], &[0x30, 0x39], &((8 + payload.len()) as u16).to_be_bytes(), &[0, 0]].concat()
     }
 
-    fn tcp(sport: u16, seq: u32, flags: u8) -> Vec<u8> {
+    pub fn tcp(sport: u16, seq: u32, flags: u8) -> Vec<u8> {
         let mut t = sport.to_be_bytes().to_vec();
         t.extend_from_slice(&443u16.to_be_bytes());
         t.extend_from_slice(&seq.to_be_bytes());
         t.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         t
     }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::{frame, tcp, udp};
+    use super::dns::build::{name, response, rr};
+    use super::tls::build::{hello, records};
+    use super::*;
+    use crate::parse::{linktype, parse_frame, Parsed};
 
     fn read_all(frames: &[Vec<u8>]) -> (Vec<(Addr, Source, String)>, NameCounts) {
         let mut r = Reader::default();
