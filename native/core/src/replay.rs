@@ -158,7 +158,7 @@ struct Counter<'a> {
     open_room: usize,
     /// The names of the open intervals, with `max_names` above 0.
     names: Option<(Reader, NameCollector)>,
-    /// Frames read so far: a name's place in capture order.
+    /// Names seen so far: a name's place in capture order.
     seen: u64,
 }
 
@@ -217,7 +217,6 @@ impl<'a> Counter<'a> {
             tables.totals.late += 1;
             self.late += 1;
         }
-        self.seen += 1;
         let before = tables.room();
         let parsed = parse::parse_frame(lt, data).unwrap_or(Parsed::NonIp);
         if let Parsed::Ip(ip) = &parsed {
@@ -228,8 +227,11 @@ impl<'a> Counter<'a> {
         }
         tables.count(&parsed);
         if let (Some((reader, collector)), Parsed::Ip(ip)) = (&mut self.names, &parsed) {
-            let order = Order { major: 0, minor: self.seen };
-            reader.read(data, ip, ts_ms.saturating_mul(1_000_000), &mut tables.names, &mut |a, src, name| collector.see(counted_in, a, src, name, order));
+            let seen = &mut self.seen;
+            reader.read(data, ip, ts_ms.saturating_mul(1_000_000), &mut tables.names, &mut |a, src, name| {
+                *seen += 1;
+                collector.see(counted_in, a, src, name, Order { major: 0, minor: *seen });
+            });
         }
         self.open_room = self.open_room + tables.room() - before;
         // Past the room, the oldest intervals go early (never the one just counted in).

@@ -27,9 +27,9 @@ pub const TEXT_STEP: usize = 4096;
 /// Bytes of one pair in a table's buckets (`budget`).
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 
-/// Where a sighting lies in capture order: replays use the frame's index in its file (major 0);
-/// live capture the frame's time in ns and (worker, sequence within the worker), so that ties in
-/// time are ordered by worker.
+/// Where a sighting lies in capture order: replays number the sightings of a file in the order
+/// read (major 0); live capture uses the frame's time in ns and (worker, the worker's sighting
+/// number), so that sightings of one time are ordered by worker, then as the worker read them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Order {
     pub major: i64,
