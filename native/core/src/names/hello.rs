@@ -21,6 +21,8 @@ pub const HELLO_TIMEOUT_NS: i64 = 10_000_000_000;
 /// How often (packet time, ns) the pending hellos are checked for the timeout.
 const SWEEP_EVERY_NS: i64 = 1_000_000_000;
 
+/// Most bytes buffered for one hello: the hello and the headers of up to four records.
+const MAX_BUF: usize = MAX_HELLO_BYTES + 4 * 5;
 /// Bytes of one connection in the table of pending hellos (`budget`).
 pub const PENDING_ENTRY_BYTES: usize = std::mem::size_of::<(FlowKey, Pending)>();
 
@@ -171,18 +173,18 @@ impl Hellos {
         }
         let new = &s.payload[skip..];
         let len = p.buf.len() + new.len();
-        if len > MAX_HELLO_BYTES + 5 * 4 {
+        if len > MAX_BUF {
             self.give_up(&s.key, counts);
             return Some(None);
         }
-        if len > p.buf.capacity() {
-            let grow = (len.max(p.buf.capacity() * 2).min(MAX_HELLO_BYTES + 5 * 4)) - p.buf.capacity();
-            if self.bytes + grow > MAX_PENDING_BYTES {
+        let before = p.buf.capacity();
+        if len > before {
+            let want = len.max(before * 2).min(MAX_BUF);
+            if self.bytes + (want - before) > MAX_PENDING_BYTES {
                 self.give_up(&s.key, counts);
                 return Some(None);
             }
-            let before = p.buf.capacity();
-            p.buf.reserve_exact(len.max(before * 2).min(MAX_HELLO_BYTES + 5 * 4) - p.buf.len());
+            p.buf.reserve_exact(want - p.buf.len());
             self.bytes += p.buf.capacity() - before;
         }
         p.buf.extend_from_slice(new);

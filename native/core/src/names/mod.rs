@@ -48,7 +48,8 @@ const UDP: u8 = 17;
 const TCP: u8 = 6;
 
 /// What one capture worker (or one replayed file) reads names with: its scratch memory and the
-/// ClientHellos it is joining. Allocated once; a frame allocates nothing here.
+/// ClientHellos it is joining. The scratch grows once to a message's worth; a frame allocates
+/// nothing here but the buffer of a ClientHello it begins.
 pub struct Reader {
     dns: dns::Scratch,
     hellos: hello::Hellos,
@@ -68,11 +69,6 @@ fn be16(p: &[u8], at: usize) -> u16 {
 }
 
 impl Reader {
-    /// The ClientHellos being joined.
-    pub fn hellos(&self) -> &hello::Hellos {
-        &self.hellos
-    }
-
     /// Reads the names of one counted IP frame (`ip` parsed from `frame`), stamped `ts_ns`;
     /// emits each (address, source, name). Only UDP and TCP with source port 53 and TCP payloads
     /// that start a TLS handshake record (or continue a ClientHello being joined) are looked at.

@@ -84,7 +84,8 @@ pub fn client_hello(stream: &[u8], scratch: &mut Vec<u8>, out: &mut [u8; 256]) -
                 return Hello::Malformed;
             }
             let Some(frag) = stream.get(pos + 5..pos + 5 + len) else { return Hello::Need };
-            scratch.extend_from_slice(frag);
+            // Only the hello's own bytes: the scratch holds at most MAX_HELLO_BYTES.
+            scratch.extend_from_slice(&frag[..frag.len().min(total - scratch.len())]);
             pos += 5 + len;
         }
         &scratch[4..total]
