@@ -106,7 +106,7 @@ const CONFIG_EXAMPLE = 'contrib/traffic-counter.json';
  * from the one function the start line uses too.
  */
 function memoryHelp(): string {
-  const defaults = { intervalSecs: D.intervalMs / 1000, maxKeys: D.maxKeys, flows: false, blockSize: D.blockSize, blockCount: D.blockCount, frameSize: D.frameSize };
+  const defaults = { intervalSecs: D.intervalMs / 1000, maxKeys: D.maxKeys, maxNames: D.maxNames, flows: false, blockSize: D.blockSize, blockCount: D.blockCount, frameSize: D.frameSize };
   const line = (flows: boolean, live: boolean) => describeBudget(memoryBudget({ ...defaults, flows }, live));
   return [
     '',
@@ -145,6 +145,7 @@ program
   .option('--interval-secs <n>', 'interval length in seconds (aligned to UTC epoch multiples)', intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000), D.intervalMs / 1000)
   .addOption(new Option('--report-interval-secs <n>', 'alias of --interval-secs').argParser(intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000)).hideHelp())
   .option('--max-keys <n>', 'most addresses / flows per interval and table before folding into an overflow row', intIn(1, 100_000_000), D.maxKeys)
+  .option('--max-names <n>', 'most new (address, name) pairs per interval read from DNS answers and TLS server names, the rest counted as overflowed (0: names off, nothing read past the headers)', intIn(0, D.maxNamesLimit), D.maxNames)
   .option('--flows', 'also count per unidirectional 5-tuple flow', false)
   .option('--ignore-file <file>', 'CIDRs whose traffic (as source or destination) is not counted')
   .option('--accept-source-file <file>', 'count only frames whose source is in these CIDRs')
@@ -184,6 +185,7 @@ program
       fanoutGroup: opts.fanoutGroup,
       intervalSecs: opts.reportIntervalSecs ?? opts.intervalSecs,
       maxKeys: opts.maxKeys,
+      maxNames: opts.maxNames,
       flows: opts.flows,
       ignoreFile: opts.ignoreFile,
       acceptSourceFile: opts.acceptSourceFile,

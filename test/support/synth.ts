@@ -60,5 +60,6 @@ export function makeBatch(startMs: number, intervalMs: number, hosts: number, fl
       packets: u64(Array.from({ length: flows }, () => 3)),
       bytes: u64(Array.from({ length: flows }, () => 2100)),
     },
+    names: { addr: new Uint8Array(0), fam: new Uint8Array(0), source: new Uint8Array(0), name: [] },
   };
 }

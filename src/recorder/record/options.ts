@@ -19,6 +19,8 @@ export interface RecordOptions {
   fanoutGroup?: number;
   intervalSecs: number;
   maxKeys: number;
+  /** New (address, name, source) pairs per interval; 0: names off. */
+  maxNames: number;
   flows: boolean;
   ignoreFile?: string;
   acceptSourceFile?: string;
@@ -59,6 +61,7 @@ export function countOptions(o: RecordOptions): engine.CountOptions {
   return {
     intervalMs: o.intervalSecs * 1000,
     maxKeys: o.maxKeys,
+    maxNames: o.maxNames,
     flows: o.flows,
     ignoreFile: o.ignoreFile,
     acceptSourceFile: o.acceptSourceFile,
