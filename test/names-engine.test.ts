@@ -19,6 +19,8 @@ import { exited, needRoot, recorder, tmp, waitForStderr } from './helpers';
 import { DST_MAC, SRC_MAC } from './fixtures/frames';
 import { A, clientHello, dnsResponse, rr, tcp, toQuestion, udp, writeNamesPcap, type ExpectedName } from './support/names-pcap';
 import { sendFrames, vethPair, type VethPair } from './support/netns';
+import { downgrade } from './support/old-file';
+import { SCHEMA_VERSION } from '../migrations';
 
 const NAME_COUNTERS = ['namesRecorded', 'namesOverflowed', 'namesMalformed', 'namesIncomplete'] as const;
 
@@ -102,17 +104,13 @@ test('a file written before the names counters gains them, 0 for its earlier int
   const c = capture();
   const db = path.join(c.dir, 'old.db');
   assert.equal(recorder(['record', '--pcap', c.file, '--db', db, '--quiet', '--max-names', '0']).status, 0);
-  // Back to schema 3: the columns and the migration's record gone.
-  const d = new Database(db);
-  for (const col of ['names_recorded', 'names_overflowed', 'names_malformed', 'names_incomplete']) d.exec(`alter table batches drop column ${col}`);
-  d.prepare('delete from kysely_migration where name = ?').run('2026-12-02_0004_name_counters');
-  d.pragma('user_version = 3');
-  d.close();
+  // Back to schema 3, as the build before the names counters wrote it.
+  await downgrade(db, '2026-12-01_0003_budget');
   (await openForWrite(db)).sqlite.close();
   const again = new Database(db, { readonly: true });
   try {
     assert.deepEqual(again.prepare('select names_recorded, names_overflowed, names_malformed, names_incomplete from batches').raw().all(), [[0, 0, 0, 0]]);
-    assert.equal(again.pragma('user_version', { simple: true }), 4);
+    assert.equal(again.pragma('user_version', { simple: true }), SCHEMA_VERSION);
   } finally {
     again.close();
   }

@@ -1,5 +1,5 @@
 /**
- * Local and remote: this host's networks (the recorder's local_networks table, migration 0006)
+ * Local and remote: this host's networks (the recorder's local_networks table, migration 0005)
  * for a span of time, and which addresses of an answer lie in them.
  *
  * Which networks apply to a span [from, to): every network of the file's sessions that was
@@ -47,7 +47,7 @@ export const LOCAL_NETWORKS_SQL = `select * from (
          n.to_ms is not null as closed
   from local_networks n)`;
 
-/** Whether the file has the table (a file written before migration 0006 has no local networks). */
+/** Whether the file has the table (a file written before migration 0005 has no local networks). */
 function hasTable(db: Database.Database): boolean {
   return db.prepare("select 1 from sqlite_master where type = 'table' and name = 'local_networks'").get() !== undefined;
 }

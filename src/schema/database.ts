@@ -96,7 +96,7 @@ export interface EventsTable {
   detail: string | null;
 }
 
-/** This host's networks during a session (migration 0006): the interface's or a --local-networks file's. */
+/** This host's networks during a session (migration 0005): the interface's or a --local-networks file's. */
 export interface LocalNetworksTable {
   id: Generated<number>;
   session_id: number;

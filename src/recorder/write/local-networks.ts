@@ -1,5 +1,5 @@
 /**
- * The local_networks rows of a session (migration 0006): this host's networks and when each
+ * The local_networks rows of a session (migration 0005): this host's networks and when each
  * was local. Written by the recorder only, inside its transactions; tc-query reads them to
  * split traffic into local and remote (src/query/local.ts).
  */

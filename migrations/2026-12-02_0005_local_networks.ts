@@ -1,5 +1,5 @@
 /**
- * 2026-12-02 0006: the local networks of each session: this host's own networks, which
+ * 2026-12-02 0005: the local networks of each session: this host's own networks, which
  * `tc-query top --side local|remote` and `series --side` split traffic by.
  *
  * - local_networks: one row per network and the time it was local, of one session: live
