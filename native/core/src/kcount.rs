@@ -1,0 +1,304 @@
+//! Counting in the kernel (ebpf/count.c): the program parses and counts every frame it can into
+//! BPF maps, and hands back (return value `TC_KC_RETURN`) the frames it cannot count exactly,
+//! which userspace counts by `parse` as in ring mode. Each frame is counted once.
+//!
+//! Two buffers of maps: the program counts into the one `tc_kc_config.active` names. At an
+//! interval boundary [`KernelCounter::switch`] flips the index and waits for an RCU grace period
+//! with `membarrier(MEMBARRIER_CMD_GLOBAL)` (kernel/sched/membarrier.c: `synchronize_rcu()` when
+//! more than one CPU is online; a socket filter runs inside an RCU read-side section, and with
+//! one CPU no run can be in flight while this thread runs). After it no run writes the old
+//! buffer, which is then read whole and cleared: nothing of interval k lands in k+1 and nothing
+//! is lost between reading and clearing.
+//!
+//! Why an index and not a map-in-map: updating a BPF_MAP_TYPE_ARRAY_OF_MAPS slot from userspace
+//! waits for running programs the same way (`maybe_wait_bpf_programs()` in kernel/bpf/syscall.c
+//! calls `synchronize_rcu()` after an update of an ARRAY_OF_MAPS / HASH_OF_MAPS since 5.0), but
+//! aya 0.13.1, the newest aya this build can use, cannot create an outer map (it needs the inner
+//! map's fd as a template at creation) nor take a map created elsewhere into its loader except by
+//! pinning it in a mounted bpffs; the index needs neither and two statically declared buffers.
+//!
+//! Memory: the hash maps are preallocated (no allocation on the packet path) and shared by every
+//! CPU with atomic adds, so memlock does not grow with the CPU count: two buffers of
+//! `--max-keys` addresses, and with `--flows` two of `--max-keys` flows ([`KernelCounter::memlock`]).
+
+use crate::filter::{fill_rules, prog_test_run, FilterError};
+use crate::parse::Addr;
+use crate::rules::Cidr;
+use crate::table::{FlowCounters, FlowKey, IpCounters, OverflowSketch, Tables, Totals};
+use aya::maps::{Array, HashMap, Map, MapData};
+use aya::programs::SocketFilter;
+use aya::{Ebpf, EbpfLoader};
+use std::os::fd::{AsFd, AsRawFd};
+
+pub mod consts {
+    include!(concat!(env!("OUT_DIR"), "/count_consts.rs"));
+}
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/count.o"));
+
+/// BPF_PROG_TEST_RUN refuses (EINVAL) a frame shorter than an Ethernet header or longer than a
+/// page less the skb's head- and tailroom (bpf_test_init() in net/bpf/test_run.c; 3,712 bytes
+/// measured on x86-64 with 4 KiB pages): longer frames are fed by their first bytes, which hold
+/// every header the count reads (a header past them is returned and counted in userspace).
+pub const TEST_RUN_MIN: usize = 14;
+pub const TEST_RUN_MAX: usize = 3712;
+
+/// Whether BPF_PROG_TEST_RUN takes `frame`: besides the sizes above, it refuses a frame whose
+/// ethertype (the Ethernet header's, as eth_type_trans() reads it) is IPv4 or IPv6 but which
+/// ends before that fixed IP header (measured on 6.18: 0x0800 under 34 bytes, 0x86DD under 54).
+/// The program would return such a frame anyway (its IP header is cut short): userspace counts
+/// it, as `ip_header_incomplete`.
+pub fn test_run_takes(frame: &[u8]) -> bool {
+    if frame.len() < TEST_RUN_MIN {
+        return false;
+    }
+    match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 => frame.len() >= 14 + 20,
+        0x86DD => frame.len() >= 14 + 40,
+        _ => true,
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Config {
+    active: u32,
+    flows: u32,
+    ignore_enabled: u32,
+    accept_enabled: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct IpKey {
+    addr: [u8; 16],
+    fam: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct IpVal {
+    tx_packets: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    rx_bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct FlowKeyC {
+    src: [u8; 16],
+    dst: [u8; 16],
+    fam: u8,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct FlowVal {
+    packets: u64,
+    bytes: u64,
+}
+
+// SAFETY: plain repr(C) integers and byte arrays without implicit padding, the layouts of
+// struct tc_kc_config, tc_kc_ip_key, tc_kc_ip_val, tc_kc_flow_key, tc_kc_flow_val in
+// ebpf/tc_count.h.
+unsafe impl aya::Pod for Config {}
+unsafe impl aya::Pod for IpKey {}
+unsafe impl aya::Pod for IpVal {}
+unsafe impl aya::Pod for FlowKeyC {}
+unsafe impl aya::Pod for FlowVal {}
+
+/// What the program made of one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Counted (or dropped by a CIDR rule) in the kernel.
+    Counted,
+    /// Not counted: userspace counts it.
+    Returned,
+}
+
+/// Where a replay counts: `None` in userspace (ring mode), else in the kernel with these rules.
+#[derive(Clone, Debug, Default)]
+pub struct KernelCount {
+    pub ignore: Vec<Cidr>,
+    pub accept: Option<Vec<Cidr>>,
+}
+
+const BUFFERS: [(&str, &str, &str); 2] =
+    [("tc_kc_ips_a", "tc_kc_flows_a", "tc_kc_counts_a"), ("tc_kc_ips_b", "tc_kc_flows_b", "tc_kc_counts_b")];
+
+pub struct KernelCounter {
+    ebpf: Ebpf,
+    config: Config,
+    max_keys: usize,
+    flows: bool,
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> FilterError {
+    move |source| FilterError::Map { map, source }
+}
+
+impl KernelCounter {
+    /// Loads the program with maps of `max_keys` entries (flow maps too with `flows`).
+    pub fn load(max_keys: usize, flows: bool) -> Result<KernelCounter, FilterError> {
+        let keys = max_keys.min(u32::MAX as usize) as u32;
+        let flow_keys = if flows { keys } else { consts::KC_UNUSED_ENTRIES };
+        let mut loader = EbpfLoader::new();
+        for (ips, fl, _) in BUFFERS {
+            loader.set_max_entries(ips, keys);
+            loader.set_max_entries(fl, flow_keys);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(FilterError::load)?;
+        let prog: &mut SocketFilter =
+            ebpf.program_mut("tc_count").ok_or(FilterError::MissingProgram)?.try_into().map_err(FilterError::load)?;
+        prog.load().map_err(FilterError::load)?;
+        let mut k = KernelCounter { ebpf, config: Config { flows: flows as u32, ..Default::default() }, max_keys, flows };
+        k.write_config()?;
+        Ok(k)
+    }
+
+    fn write_config(&mut self) -> Result<(), FilterError> {
+        let mut arr: Array<&mut MapData, Config> =
+            Array::try_from(self.ebpf.map_mut("tc_kc_config").expect("tc_kc_config map")).map_err(map_err("tc_kc_config"))?;
+        arr.set(0, self.config, 0).map_err(map_err("tc_kc_config"))
+    }
+
+    /// Sets the CIDR rules (an empty ignore list and no accept list: every frame counts).
+    pub fn set_rules(&mut self, ignore: &[Cidr], accept: Option<&[Cidr]>) -> Result<(), FilterError> {
+        fill_rules(&mut self.ebpf, ignore, accept)?;
+        self.config.ignore_enabled = (!ignore.is_empty()) as u32;
+        self.config.accept_enabled = accept.is_some() as u32;
+        self.write_config()
+    }
+
+    /// Runs the program once on `frame` (BPF_PROG_TEST_RUN): `frame` must hold
+    /// `TEST_RUN_MIN..=TEST_RUN_MAX` bytes.
+    pub fn test_run(&mut self, frame: &[u8]) -> std::io::Result<Outcome> {
+        let prog: &mut SocketFilter = self.ebpf.program_mut("tc_count").unwrap().try_into().unwrap();
+        let fd = prog.fd().map_err(std::io::Error::other)?.as_fd().as_raw_fd();
+        let (ret, _) = prog_test_run(fd, frame, 1)?;
+        Ok(if ret == 0 { Outcome::Counted } else { Outcome::Returned })
+    }
+
+    /// Switches the buffers (the program counts into the other one from now on), waits until no
+    /// run still writes the old one, and adds what it counted into `into` before clearing it.
+    /// Returns the frames the program handed back in that buffer's time.
+    pub fn switch(&mut self, into: &mut Tables) -> Result<u64, FilterError> {
+        let old = self.config.active as usize;
+        self.config.active ^= 1;
+        self.write_config()?;
+        wait_for_running_programs();
+        self.drain(old, into)
+    }
+
+    fn drain(&mut self, buf: usize, into: &mut Tables) -> Result<u64, FilterError> {
+        let (ips_name, flows_name, counts_name) = BUFFERS[buf];
+        let mut ips: HashMap<&mut MapData, IpKey, IpVal> =
+            HashMap::try_from(self.ebpf.map_mut(ips_name).expect("ips map")).map_err(map_err("tc_kc_ips"))?;
+        let rows: Vec<(IpKey, IpVal)> = ips.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_ips"))?;
+        for (k, _) in &rows {
+            ips.remove(k).map_err(map_err("tc_kc_ips"))?;
+        }
+        for (k, v) in rows {
+            let a = Addr { fam: k.fam as u8, bytes: k.addr };
+            into.add_ip(a, &IpCounters { tx_packets: v.tx_packets, tx_bytes: v.tx_bytes, rx_packets: v.rx_packets, rx_bytes: v.rx_bytes });
+        }
+        if self.flows {
+            let mut flows: HashMap<&mut MapData, FlowKeyC, FlowVal> =
+                HashMap::try_from(self.ebpf.map_mut(flows_name).expect("flows map")).map_err(map_err("tc_kc_flows"))?;
+            let rows: Vec<(FlowKeyC, FlowVal)> = flows.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_flows"))?;
+            for (k, _) in &rows {
+                flows.remove(k).map_err(map_err("tc_kc_flows"))?;
+            }
+            for (k, v) in rows {
+                let key = FlowKey {
+                    src: Addr { fam: k.fam, bytes: k.src },
+                    dst: Addr { fam: k.fam, bytes: k.dst },
+                    proto: k.proto,
+                    sport: k.sport,
+                    dport: k.dport,
+                };
+                into.add_flow(key, &FlowCounters { packets: v.packets, bytes: v.bytes });
+            }
+        }
+        let mut counts: Array<&mut MapData, u64> =
+            Array::try_from(self.ebpf.map_mut(counts_name).expect("counts map")).map_err(map_err("tc_kc_counts"))?;
+        let mut c = vec![0u64; consts::KC_COUNTS_ENTRIES as usize];
+        for (i, slot) in c.iter_mut().enumerate() {
+            *slot = counts.get(&(i as u32), 0).map_err(map_err("tc_kc_counts"))?;
+            if *slot != 0 {
+                counts.set(i as u32, 0, 0).map_err(map_err("tc_kc_counts"))?;
+            }
+        }
+        let g = |s: u32| c[s as usize];
+        into.totals.add(&Totals {
+            frames: g(consts::KC_FRAMES),
+            ip_packets: g(consts::KC_IP_PACKETS),
+            ip_bytes: g(consts::KC_IP_BYTES),
+            ipv4_packets: g(consts::KC_IPV4_PACKETS),
+            ipv4_bytes: g(consts::KC_IPV4_BYTES),
+            ipv6_packets: g(consts::KC_IPV6_PACKETS),
+            ipv6_bytes: g(consts::KC_IPV6_BYTES),
+            non_ip: g(consts::KC_NON_IP),
+            fragments_first: g(consts::KC_FRAGMENTS_FIRST),
+            fragments_non_first: g(consts::KC_FRAGMENTS_NON_FIRST),
+            ip_length_field_zero: g(consts::KC_IP_LENGTH_FIELD_ZERO),
+            ignored: g(consts::KC_IGNORED),
+            ..Default::default()
+        });
+        into.add_ip_overflow(
+            &IpCounters {
+                tx_packets: g(consts::KC_IP_OVF_TX_PACKETS),
+                tx_bytes: g(consts::KC_IP_OVF_TX_BYTES),
+                rx_packets: g(consts::KC_IP_OVF_RX_PACKETS),
+                rx_bytes: g(consts::KC_IP_OVF_RX_BYTES),
+            },
+            &OverflowSketch::from_words(&c[consts::KC_SLOTS as usize..][..consts::KC_SKETCH_WORDS as usize]),
+        );
+        let flow_sketch = (consts::KC_SLOTS + consts::KC_SKETCH_WORDS) as usize;
+        into.add_flow_overflow(
+            &FlowCounters { packets: g(consts::KC_FLOW_OVF_PACKETS), bytes: g(consts::KC_FLOW_OVF_BYTES) },
+            &OverflowSketch::from_words(&c[flow_sketch..][..consts::KC_SKETCH_WORDS as usize]),
+        );
+        Ok(g(consts::KC_RETURNED))
+    }
+
+    /// Entries of each hash map (addresses, and flows with `--flows`).
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    /// The kernel memory charged for the program's maps (memlock, bytes), from
+    /// /proc/self/fdinfo of each map.
+    pub fn memlock(&self) -> u64 {
+        self.ebpf
+            .maps()
+            .filter_map(|(_, m)| {
+                let data = match m {
+                    Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d) => d,
+                    _ => return None,
+                };
+                let fd = data.fd().as_fd().as_raw_fd();
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+                info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+}
+
+/// Waits until every BPF program run that began before this call has ended: an RCU grace
+/// period through membarrier(2). On nohz_full kernels MEMBARRIER_CMD_GLOBAL is refused (EINVAL):
+/// the switch then sleeps 50 ms, far longer than one run of the program (its loops are bounded;
+/// a run takes microseconds).
+fn wait_for_running_programs() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes two integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0 as libc::c_long) };
+    if r != 0 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
