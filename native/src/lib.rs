@@ -499,12 +499,7 @@ impl LiveCapture {
         let v = Options { count: c.core(), capture: options.core() }
         .validate()
         .map_err(bad_option)?;
-        if v.count_in == options::CountIn::Kernel {
-            return Err(err(
-                Code::BadOption,
-                "--count-in kernel is not available for live capture yet in this build (it counts replays only: record --pcap FILE --count-in kernel); use --count-in ring or auto",
-            ));
-        }
+        live_count_in(v.count_in)?;
         let group = v.fanout_group;
         let lo = LiveOptions {
             iface: options.iface.clone(),
@@ -596,6 +591,28 @@ impl LiveCapture {
             }
         });
     }
+}
+
+/// Refuses what live capture cannot do with `--count-in`.
+fn live_count_in(c: options::CountIn) -> Result<(), String> {
+    if c == options::CountIn::Kernel {
+        return Err(err(
+            Code::BadOption,
+            "--count-in kernel is not available for live capture yet in this build (it counts replays: record --pcap FILE --count-in kernel); use --count-in ring or auto (ring in this build)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `--count-in` for a live capture (`live`) or a replay before anything is set up;
+/// throws ERR_TC_BAD_OPTION.
+#[napi]
+pub fn check_count_in(count_in: Option<String>, live: bool) -> Result<(), String> {
+    let v = Options { count: options::CountOptions { count_in, ..Default::default() }, ..Options::default() }.validate().map_err(bad_option)?;
+    if live {
+        live_count_in(v.count_in)?;
+    }
+    Ok(())
 }
 
 /// Checks, without counting, that every file is a pcap or pcapng capture with a supported link
