@@ -302,3 +302,138 @@ fn wait_for_running_programs() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::tests::{eth, pppoe};
+    use crate::parse::{parse_frame, Parsed};
+    use crate::rules::parse_cidr_text;
+
+    fn privileged(name: &str) -> bool {
+        crate::testing::privileged(name, "bpf()")
+    }
+
+    /// An Ethernet frame: UDP `sport` -> 53 from 10.0.0.`src` to 10.0.0.2, Total Length `total`.
+    fn udp4(src: u8, sport: u16, total: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, src, 10, 0, 0, 2];
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&[0, 53, 0, 8, 0, 0]);
+        eth(0x0800, &p)
+    }
+
+    fn drained(k: &mut KernelCounter, flows: bool) -> (Tables, u64) {
+        let mut t = Tables::new(k.max_keys(), flows);
+        let returned = k.switch(&mut t).unwrap();
+        (t, returned)
+    }
+
+    #[test]
+    fn the_counting_program_passes_the_verifier_of_the_running_kernel() {
+        if !privileged("the_counting_program_passes_the_verifier") {
+            return;
+        }
+        for flows in [false, true] {
+            let mut k = KernelCounter::load(1000, flows).expect("the verifier accepts ebpf/count.c");
+            assert_eq!(k.test_run(&udp4(1, 1000, 28)).unwrap(), Outcome::Counted);
+            let (t, returned) = drained(&mut k, flows);
+            assert_eq!((t.totals.frames, t.totals.ip_packets, t.totals.ip_bytes, returned), (1, 1, 28, 0));
+            assert_eq!(t.flows.len(), flows as usize);
+        }
+    }
+
+    #[test]
+    fn what_the_kernel_cannot_read_whole_goes_back_to_userspace_uncounted() {
+        if !privileged("what_the_kernel_cannot_read_whole_goes_back") {
+            return;
+        }
+        let mut k = KernelCounter::load(1000, true).unwrap();
+        // Ports cut short (the frame ends inside the UDP header): parse.rs gives ports 0, the
+        // kernel cannot tell that from data outside its reach, so it returns the frame.
+        let f = udp4(1, 1000, 28);
+        assert_eq!(k.test_run(&f[..14 + 22]).unwrap(), Outcome::Returned);
+        // Thirteen VLAN tags: past the program's TC_KC_MAX_STEPS, within parse.rs's 32.
+        let mut deep = Vec::new();
+        for _ in 0..13 {
+            deep.extend_from_slice(&[0, 1, 0x81, 0x00]);
+        }
+        deep[13 * 4 - 2..].copy_from_slice(&[0x08, 0x00]);
+        deep.extend_from_slice(&udp4(1, 1000, 28)[14..]);
+        let deep = eth(0x8100, &deep);
+        assert!(matches!(parse_frame(1, &deep), Some(Parsed::Ip(_))));
+        assert_eq!(k.test_run(&deep).unwrap(), Outcome::Returned);
+        // Eleven are within it; PPPoE and MPLS pseudowires too.
+        let mut ok = deep[..14].to_vec();
+        ok.extend_from_slice(&deep[14 + 2 * 4..]);
+        assert_eq!(k.test_run(&ok).unwrap(), Outcome::Counted);
+        assert_eq!(k.test_run(&pppoe(&[0x8100], 0x0021, &udp4(1, 1, 28)[14..])).unwrap(), Outcome::Counted);
+        let mut pw = vec![0, 0, 0x10, 64, 0, 0, 0x21, 64, 0, 0, 0, 0]; // two labels, control word
+        pw.extend_from_slice(&udp4(3, 7, 33));
+        assert_eq!(k.test_run(&eth(0x8847, &pw)).unwrap(), Outcome::Counted);
+        let (t, returned) = drained(&mut k, true);
+        assert_eq!(returned, 2);
+        assert_eq!((t.totals.frames, t.totals.ip_packets, t.totals.ip_bytes), (3, 3, 28 + 28 + 33));
+    }
+
+    #[test]
+    fn a_full_map_counts_in_the_overflow_row_and_the_totals_balance() {
+        if !privileged("a_full_map_counts_in_the_overflow_row") {
+            return;
+        }
+        let mut k = KernelCounter::load(8, true).unwrap();
+        // 200 sources, 3 ports each: 201 addresses, 600 flows for maps of 8.
+        for src in 1..=200u8 {
+            for sport in 0..3 {
+                assert_eq!(k.test_run(&udp4(src, 1000 + sport, 100)).unwrap(), Outcome::Counted);
+            }
+        }
+        let (t, _) = drained(&mut k, true);
+        assert_eq!(t.ips.len(), 8);
+        assert_eq!(t.flows.len(), 8);
+        let tx: u64 = t.ips.values().map(|c| c.tx_packets).sum::<u64>() + t.ip_overflow.tx_packets;
+        let rx: u64 = t.ips.values().map(|c| c.rx_packets).sum::<u64>() + t.ip_overflow.rx_packets;
+        let fl: u64 = t.flows.values().map(|c| c.bytes).sum::<u64>() + t.flow_overflow.bytes;
+        assert_eq!((tx, rx, fl, t.totals.ip_packets), (600, 600, 60_000, 600));
+        let (ipo, flo) = (t.ip_overflow_sketch.estimate(), t.flow_overflow_sketch.estimate());
+        assert!((190..=197).contains(&ipo), "about 193 addresses overflowed: {ipo}");
+        assert!((580..=600).contains(&flo), "about 592 flows overflowed: {flo}");
+    }
+
+    #[test]
+    fn a_switch_ends_the_interval_the_next_buffer_starts_empty_and_the_rules_hold() {
+        if !privileged("a_switch_ends_the_interval") {
+            return;
+        }
+        let mut k = KernelCounter::load(100, false).unwrap();
+        let ignore = parse_cidr_text("test", "10.0.0.9/32\n").unwrap();
+        k.set_rules(&ignore, None).unwrap();
+        for i in 0..5u8 {
+            k.test_run(&udp4(1 + i % 2, 1, 40)).unwrap();
+        }
+        k.test_run(&udp4(9, 1, 40)).unwrap();
+        k.test_run(&eth(0x0806, &[0; 28])).unwrap();
+        let (a, _) = drained(&mut k, false);
+        assert_eq!((a.totals.frames, a.totals.ip_packets, a.totals.non_ip, a.totals.ignored), (6, 5, 1, 1));
+        assert_eq!(a.ips.len(), 2, "10.0.0.1 and 10.0.0.2; the ignored 10.0.0.9 is not counted");
+        // The other buffer counts now; the drained one was cleared, so it starts empty next time.
+        k.test_run(&udp4(7, 1, 60)).unwrap();
+        let (b, _) = drained(&mut k, false);
+        assert_eq!((b.totals.frames, b.totals.ip_bytes, b.ips.len()), (1, 60, 2));
+        let (c, _) = drained(&mut k, false);
+        assert_eq!((c.totals.frames, c.ips.len()), (0, 0));
+    }
+
+    #[test]
+    fn map_memory_at_the_defaults_and_at_a_million_keys_with_flows() {
+        if !privileged("map_memory") {
+            return;
+        }
+        for (keys, flows) in [(crate::options::DEFAULT_MAX_KEYS, false), (crate::options::DEFAULT_MAX_KEYS, true), (1_000_000, true)] {
+            let k = KernelCounter::load(keys, flows).unwrap();
+            let m = k.memlock();
+            eprintln!("map memlock, --max-keys {keys}{}: {:.1} MiB", if flows { " --flows" } else { "" }, m as f64 / (1 << 20) as f64);
+            assert!(m > 0);
+        }
+    }
+}
