@@ -15,11 +15,11 @@
  * in BPF_PROG_TEST_RUN (net/bpf/test_run.c pulls the Ethernet header off the input but keeps the
  * MAC header there) offset 0 is the first byte of the frame.
  *
- * Two buffers (_a, _b) of every map: the program counts into the one tc_kc_config.active names.
- * Userspace flips it at an interval boundary and then waits for an RCU grace period
- * (membarrier(MEMBARRIER_CMD_GLOBAL) calls synchronize_rcu(); socket filters run inside an RCU
- * read-side section), after which no run still writes the old buffer: it is read and cleared
- * whole (native/core/src/kcount.rs). Counts are atomic adds into shared (not per-CPU) maps, so
+ * Two buffers (_a, _b) of every map: the program counts into the one tc_kc_config.active names,
+ * read once per run. Userspace flips it at an interval boundary and then waits for an RCU grace
+ * period (an ARRAY_OF_MAPS update: maybe_wait_bpf_programs() in kernel/bpf/syscall.c; socket
+ * filters run inside an RCU read-side section), after which no run still writes the old buffer:
+ * it is read and cleared whole (native/core/src/kcount.rs, which says why not map-in-maps). Counts are atomic adds into shared (not per-CPU) maps, so
  * map memory does not grow with the CPU count. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -61,6 +61,11 @@ pub enum FilterError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("waiting for the kernel's counting program to leave its old maps (an ARRAY_OF_MAPS update, or membarrier) failed")]
+    GracePeriod {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("too many CIDRs in {what}: {n} (at most {max})")]
     TooMany { what: &'static str, n: usize, max: u32 },
 }

@@ -2,20 +2,20 @@
 //! BPF maps, and hands back (return value `TC_KC_RETURN`) the frames it cannot count exactly,
 //! which userspace counts by `parse` as in ring mode. Each frame is counted once.
 //!
-//! Two buffers of maps: the program counts into the one `tc_kc_config.active` names. At an
-//! interval boundary [`KernelCounter::switch`] flips the index and waits for an RCU grace period
-//! with `membarrier(MEMBARRIER_CMD_GLOBAL)` (kernel/sched/membarrier.c: `synchronize_rcu()` when
-//! more than one CPU is online; a socket filter runs inside an RCU read-side section, and with
-//! one CPU no run can be in flight while this thread runs). After it no run writes the old
-//! buffer, which is then read whole and cleared: nothing of interval k lands in k+1 and nothing
-//! is lost between reading and clearing.
+//! Two buffers of maps: the program counts into the one `tc_kc_config.active` names, read once
+//! per run. At an interval boundary [`KernelCounter::switch`] flips the index and then waits
+//! until every run that began before the flip has ended ([`GracePeriod`]: an update of an
+//! ARRAY_OF_MAPS, which `maybe_wait_bpf_programs()` makes wait for an RCU grace period). After
+//! it no run writes the old buffer, which is then read whole and cleared: nothing of interval k
+//! lands in k+1 and nothing is lost between reading and clearing.
 //!
-//! Why an index and not a map-in-map: updating a BPF_MAP_TYPE_ARRAY_OF_MAPS slot from userspace
-//! waits for running programs the same way (`maybe_wait_bpf_programs()` in kernel/bpf/syscall.c
-//! calls `synchronize_rcu()` after an update of an ARRAY_OF_MAPS / HASH_OF_MAPS since 5.0), but
-//! aya 0.13.1, the newest aya this build can use, cannot create an outer map (it needs the inner
-//! map's fd as a template at creation) nor take a map created elsewhere into its loader except by
-//! pinning it in a mounted bpffs; the index needs neither and two statically declared buffers.
+//! Why an index and not the maps themselves in map-in-maps: a buffer is three maps of different
+//! types (the address hash, the flow hash, the counters array), and every inner map of an outer
+//! map must match its template's type, key and value size, so a buffer would need three outer
+//! maps switched by three updates; a run between two of them would count a frame's rows in one
+//! interval and its totals in the other. One index read once per run switches all three at once.
+//! (aya 0.13.1 has no map-in-map API either; aya 0.14.0 adds ArrayOfMaps, and needs Rust 1.87;
+//! 0.15 and 0.16 need Rust 1.98, newer than this toolchain's 1.95.)
 //!
 //! Memory: the hash maps are preallocated (no allocation on the packet path) and shared by every
 //! CPU with atomic adds, so memlock does not grow with the CPU count: two buffers of
@@ -133,6 +133,7 @@ const BUFFERS: [(&str, &str, &str); 2] =
 
 pub struct KernelCounter {
     ebpf: Ebpf,
+    grace: GracePeriod,
     config: Config,
     max_keys: usize,
     flows: bool,
@@ -156,7 +157,7 @@ impl KernelCounter {
         let prog: &mut SocketFilter =
             ebpf.program_mut("tc_count").ok_or(FilterError::MissingProgram)?.try_into().map_err(FilterError::load)?;
         prog.load().map_err(FilterError::load)?;
-        let mut k = KernelCounter { ebpf, config: Config { flows: flows as u32, ..Default::default() }, max_keys, flows };
+        let mut k = KernelCounter { ebpf, grace: GracePeriod::new(), config: Config { flows: flows as u32, ..Default::default() }, max_keys, flows };
         k.write_config()?;
         Ok(k)
     }
@@ -191,7 +192,7 @@ impl KernelCounter {
         let old = self.config.active as usize;
         self.config.active ^= 1;
         self.write_config()?;
-        wait_for_running_programs();
+        self.grace.wait().map_err(|source| FilterError::GracePeriod { source })?;
         self.drain(old, into)
     }
 
@@ -290,16 +291,86 @@ impl KernelCounter {
     }
 }
 
-/// Waits until every BPF program run that began before this call has ended: an RCU grace
-/// period through membarrier(2). On nohz_full kernels MEMBARRIER_CMD_GLOBAL is refused (EINVAL):
-/// the switch then sleeps 50 ms, far longer than one run of the program (its loops are bounded;
-/// a run takes microseconds).
-fn wait_for_running_programs() {
-    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
-    // SAFETY: membarrier takes two integers and touches no memory of ours.
-    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0 as libc::c_long) };
-    if r != 0 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+/// A one-slot BPF_MAP_TYPE_ARRAY_OF_MAPS and the array it points at, made with raw bpf(2) calls
+/// (aya 0.13 creates no outer map): updating its slot from userspace returns only once every
+/// BPF program run that began before it has ended. `maybe_wait_bpf_programs()` in
+/// kernel/bpf/syscall.c calls `synchronize_rcu()` after an update of an ARRAY_OF_MAPS or
+/// HASH_OF_MAPS (since 5.0; 6.9 also waits for sleepable programs); a socket filter runs inside
+/// an RCU read-side section. If the kernel refuses the map, `membarrier(MEMBARRIER_CMD_GLOBAL)`
+/// waits the same way (kernel/sched/membarrier.c: `synchronize_rcu()` with more than one CPU
+/// online; refused on nohz_full kernels), as libbpf's selftests' kern_sync_rcu() does.
+struct GracePeriod {
+    outer: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+}
+
+/// The leading fields of `union bpf_attr` for BPF_MAP_CREATE and BPF_MAP_UPDATE_ELEM
+/// (include/uapi/linux/bpf.h), the rest zero.
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    _rest: [u32; 14],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapUpdateAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
+
+fn map_create(map_type: u32, inner_map_fd: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let attr = MapCreateAttr { map_type, key_size: 4, value_size: 4, max_entries: 1, inner_map_fd, ..Default::default() };
+    // SAFETY: `attr` is the kernel's layout (zero past the fields set) and outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, &attr as *const MapCreateAttr, std::mem::size_of::<MapCreateAttr>()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd the kernel just gave us and nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl GracePeriod {
+    fn new() -> GracePeriod {
+        let outer = map_create(BPF_MAP_TYPE_ARRAY, 0)
+            .and_then(|inner| map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, inner.as_raw_fd() as u32).map(|outer| (outer, inner)))
+            .ok();
+        GracePeriod { outer }
+    }
+
+    /// Waits until every BPF program run that began before this call has ended.
+    fn wait(&self) -> std::io::Result<()> {
+        if let Some((outer, inner)) = &self.outer {
+            let key = 0u32;
+            let value = inner.as_raw_fd() as u32;
+            let attr = MapUpdateAttr { map_fd: outer.as_raw_fd() as u32, key: &key as *const u32 as u64, value: &value as *const u32 as u64, ..Default::default() };
+            // SAFETY: `attr` and the key and value it points to outlive the call.
+            let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &attr as *const MapUpdateAttr, std::mem::size_of::<MapUpdateAttr>()) };
+            if r == 0 {
+                return Ok(());
+            }
+        }
+        const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+        // SAFETY: membarrier takes two integers and touches no memory of ours.
+        let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0 as libc::c_long) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
@@ -406,6 +477,10 @@ mod tests {
             return;
         }
         let mut k = KernelCounter::load(100, false).unwrap();
+        assert!(k.grace.outer.is_some(), "the running kernel makes the ARRAY_OF_MAPS the switch waits on");
+        let t0 = std::time::Instant::now();
+        k.grace.wait().unwrap();
+        eprintln!("one grace period: {:?}", t0.elapsed());
         let ignore = parse_cidr_text("test", "10.0.0.9/32\n").unwrap();
         k.set_rules(&ignore, None).unwrap();
         for i in 0..5u8 {
