@@ -199,7 +199,8 @@ static __always_inline enum kind ipv6(struct __sk_buff *skb, __u32 off, const st
 		if (nxt != 0 && nxt != 43 && nxt != 44 && nxt != 60)
 			break;
 		if (nxt == 44) {
-			__u8 e[4];
+			/* The whole 8-byte Fragment header, as parse.rs requires it. */
+			__u8 e[8];
 			if (load(skb, at, e, sizeof(e)) < 0)
 				return K_RETURN;
 			__u16 fo = be16(e + 2);
