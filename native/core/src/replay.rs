@@ -338,6 +338,11 @@ impl<'a> Counter<'a> {
                     }
                 }
             }
+            // Its keys reach the tables when the maps are drained (`kernel_to`): the same
+            // bound on the open intervals' room as below.
+            while self.open_room > self.max_room() && self.open.len() > 1 && self.open.keys().next() != Some(&start) {
+                self.flush_first(false, sink);
+            }
             return;
         }
         let tables = self.open.get_mut(&counted_in).expect("opened above");
