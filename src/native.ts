@@ -316,9 +316,17 @@ export function checkCidrFile(file: string): number {
   return engineCall(() => addon.checkCidrFile(file));
 }
 
-/** Checks that each file is a capture this engine reads (without counting); throws TcError. */
-export function probeCaptures(files: string[]): void {
-  engineCall(() => addon.probeCaptures(files));
+/** Checks `--count-in` for a live capture or a replay before anything is set up; throws TcError. */
+export function checkCountIn(countIn: string | undefined, live: boolean): void {
+  engineCall(() => addon.checkCountIn(countIn, live));
+}
+
+/**
+ * Checks that each file is a capture this engine reads (without counting), with `kernel` one of
+ * Ethernet frames only (`--count-in kernel`); throws TcError.
+ */
+export function probeCaptures(files: string[], kernel = false): void {
+  engineCall(() => addon.probeCaptures(files, kernel));
 }
 
 /**

@@ -147,6 +147,14 @@ program
   .option('--max-keys <n>', 'most addresses / flows per interval and table before folding into an overflow row', intIn(1, 100_000_000), D.maxKeys)
   .option('--max-names <n>', 'most new (address, name) pairs per interval read from DNS answers and TLS server names, the rest counted as overflowed (0: names off, nothing read past the headers)', intIn(0, D.maxNamesLimit), D.maxNames)
   .option('--flows', 'also count per unidirectional 5-tuple flow', false)
+  .addOption(
+    new Option(
+      '--count-in <where>',
+      'where frames are counted: ring (copied to userspace), kernel (by the kernel\'s counting program: with --pcap every Ethernet frame runs through it with BPF_PROG_TEST_RUN, to check it against userspace; its maps take memlock, see docs/recording.md; not yet for live capture), auto (ring in this build)',
+    )
+      .choices(['kernel', 'ring', 'auto'])
+      .default('auto'),
+  )
   .option('--ignore-file <file>', 'CIDRs whose traffic (as source or destination) is not counted')
   .option('--accept-source-file <file>', 'count only frames whose source is in these CIDRs')
   .option('--local-networks <file>', "this host's networks, one CIDR a line (# comments), for tc-query --side local|remote: in place of the capture interface's addresses and prefixes, which live capture records by default (and their changes); a replay has local networks only with it; SIGHUP re-reads it")
@@ -187,6 +195,7 @@ program
       maxKeys: opts.maxKeys,
       maxNames: opts.maxNames,
       flows: opts.flows,
+      countIn: opts.countIn,
       ignoreFile: opts.ignoreFile,
       acceptSourceFile: opts.acceptSourceFile,
       localNetworks: opts.localNetworks,

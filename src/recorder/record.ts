@@ -51,12 +51,13 @@ export async function record(o: RecordOptions): Promise<void> {
   const localNetworks = o.localNetworks !== undefined ? readLocalNetworksFile(o.localNetworks) : undefined;
   if (o.user) userIds(o.user);
   const replaying = o.pcap !== undefined && o.pcap.length > 0;
+  engine.checkCountIn(o.countIn, !replaying);
   if (o.replace && !replaying) throw new TcError('--replace applies to replays only (--pcap FILE...)', 'ERR_TC_BAD_OPTION');
   if (replaying) {
     // The codes the engine gives the same problems: a file it cannot open, a directory.
     for (const f of o.pcap!) checkReadable(f, 'capture file', '--pcap', accessProblem(f) === 'is a directory' ? 'ERR_TC_NOT_A_CAPTURE' : 'ERR_TC_OPEN');
     try {
-      engine.probeCaptures(o.pcap!);
+      engine.probeCaptures(o.pcap!, o.countIn === 'kernel');
     } catch (err) {
       throw captureRefused(err);
     }

@@ -11,7 +11,7 @@ fn main() {
     let file = PathBuf::from(&args[1]);
     let flows = args.iter().any(|a| a == "--flows");
     let max_names = args.iter().position(|a| a == "--max-names").map(|i| args[i + 1].parse().expect("--max-names N")).unwrap_or(traffic_counter_core::options::DEFAULT_MAX_NAMES);
-    let opts = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows, max_names, rules: Rules::default() };
+    let opts = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows, max_names, rules: Rules::default(), kernel: None };
     let t = Instant::now();
     let mut rows = (0, 0, 0);
     let mut last = t;

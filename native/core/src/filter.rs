@@ -61,13 +61,18 @@ pub enum FilterError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("waiting for the kernel's counting program to leave its old maps (an ARRAY_OF_MAPS update, or membarrier) failed")]
+    GracePeriod {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("too many CIDRs in {what}: {n} (at most {max})")]
     TooMany { what: &'static str, n: usize, max: u32 },
 }
 
 impl FilterError {
     /// A failed load: a permission error when the kernel said EPERM/EACCES.
-    fn load(e: impl Into<AyaError>) -> FilterError {
+    pub(crate) fn load(e: impl Into<AyaError>) -> FilterError {
         let source = e.into();
         if crate::error::is_permission(&source) {
             FilterError::Permission { source }
@@ -133,38 +138,9 @@ impl Filter {
         self.attached
     }
 
-    fn fill<const N: usize>(&mut self, map: &'static str, cidrs: &[Cidr], fam: u8) -> Result<(), FilterError> {
-        let mut trie: LpmTrie<&mut MapData, [u8; N], u8> =
-            LpmTrie::try_from(self.ebpf.map_mut(map).expect("lpm map")).map_err(|source| FilterError::Map { map, source })?;
-        let want: Vec<Key<[u8; N]>> = cidrs
-            .iter()
-            .filter(|c| c.fam == fam)
-            .map(|c| Key::new(c.prefix as u32, <[u8; N]>::try_from(&c.addr[..N]).unwrap()))
-            .collect();
-        if want.len() > consts::MAX_CIDRS as usize {
-            return Err(FilterError::TooMany { what: map, n: want.len(), max: consts::MAX_CIDRS });
-        }
-        // Insert the new entries first, then remove the stale ones, so a reload never opens a
-        // window in which a CIDR present in both the old and the new file is missing.
-        for k in &want {
-            trie.insert(k, 1, 0).map_err(|source| FilterError::Map { map, source })?;
-        }
-        let old: Vec<Key<[u8; N]>> = trie.keys().filter_map(Result::ok).collect();
-        for k in old {
-            if !want.iter().any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data()) {
-                let _ = trie.remove(&k);
-            }
-        }
-        Ok(())
-    }
-
     /// Replaces the CIDR maps without re-attaching (SIGHUP reload).
     pub fn set_rules(&mut self, ignore: &[Cidr], accept: Option<&[Cidr]>) -> Result<(), FilterError> {
-        self.fill::<4>("tc_ignore_v4", ignore, 4)?;
-        self.fill::<16>("tc_ignore_v6", ignore, 6)?;
-        let empty: [Cidr; 0] = [];
-        self.fill::<4>("tc_accept_v4", accept.unwrap_or(&empty), 4)?;
-        self.fill::<16>("tc_accept_v6", accept.unwrap_or(&empty), 6)?;
+        fill_rules(&mut self.ebpf, ignore, accept)?;
         let mut c = self.config()?;
         c.ignore_enabled = (!ignore.is_empty()) as u32;
         c.accept_enabled = accept.is_some() as u32;
@@ -193,6 +169,41 @@ impl Filter {
         self.last = now;
         out
     }
+}
+
+/// Fills the CIDR tries tc_ignore_v4/_v6 and tc_accept_v4/_v6 of a loaded object (the socket
+/// filter's or the counting program's, which name them alike).
+pub(crate) fn fill_rules(ebpf: &mut Ebpf, ignore: &[Cidr], accept: Option<&[Cidr]>) -> Result<(), FilterError> {
+    fill::<4>(ebpf, "tc_ignore_v4", ignore, 4)?;
+    fill::<16>(ebpf, "tc_ignore_v6", ignore, 6)?;
+    let empty: [Cidr; 0] = [];
+    fill::<4>(ebpf, "tc_accept_v4", accept.unwrap_or(&empty), 4)?;
+    fill::<16>(ebpf, "tc_accept_v6", accept.unwrap_or(&empty), 6)
+}
+
+fn fill<const N: usize>(ebpf: &mut Ebpf, map: &'static str, cidrs: &[Cidr], fam: u8) -> Result<(), FilterError> {
+    let mut trie: LpmTrie<&mut MapData, [u8; N], u8> =
+        LpmTrie::try_from(ebpf.map_mut(map).expect("lpm map")).map_err(|source| FilterError::Map { map, source })?;
+    let want: Vec<Key<[u8; N]>> = cidrs
+        .iter()
+        .filter(|c| c.fam == fam)
+        .map(|c| Key::new(c.prefix as u32, <[u8; N]>::try_from(&c.addr[..N]).unwrap()))
+        .collect();
+    if want.len() > consts::MAX_CIDRS as usize {
+        return Err(FilterError::TooMany { what: map, n: want.len(), max: consts::MAX_CIDRS });
+    }
+    // Insert the new entries first, then remove the stale ones, so a reload never opens a
+    // window in which a CIDR present in both the old and the new file is missing.
+    for k in &want {
+        trie.insert(k, 1, 0).map_err(|source| FilterError::Map { map, source })?;
+    }
+    let old: Vec<Key<[u8; N]>> = trie.keys().filter_map(Result::ok).collect();
+    for k in old {
+        if !want.iter().any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data()) {
+            let _ = trie.remove(&k);
+        }
+    }
+    Ok(())
 }
 
 /// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), for BPF_PROG_TEST_RUN.
@@ -233,23 +244,29 @@ impl Filter {
         let mut data = vec![0u8; 12];
         data.extend_from_slice(&0x88B5u16.to_be_bytes());
         data.extend_from_slice(frame);
-        let mut out = vec![0u8; data.len() + 256];
-        let mut attr = TestRunAttr {
-            prog_fd: fd as u32,
-            data_size_in: data.len() as u32,
-            data_size_out: out.len() as u32,
-            data_in: data.as_ptr() as u64,
-            data_out: out.as_mut_ptr() as u64,
-            repeat,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is the kernel's layout and outlives the call; the buffers it points to too.
-        let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>()) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok((attr.retval, attr.duration))
+        prog_test_run(fd, &data, repeat)
     }
+}
+
+/// BPF_PROG_TEST_RUN of the program `fd` on `data`, `repeat` times: its return value and the
+/// mean time of a run in ns.
+pub(crate) fn prog_test_run(fd: std::os::fd::RawFd, data: &[u8], repeat: u32) -> std::io::Result<(u32, u32)> {
+    let mut out = vec![0u8; data.len() + 256];
+    let mut attr = TestRunAttr {
+        prog_fd: fd as u32,
+        data_size_in: data.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: data.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the kernel's layout and outlives the call; the buffers it points to too.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((attr.retval, attr.duration))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! - [`replay`]: pcap / pcapng replay
 //! - [`ring`]: AF_PACKET TPACKET_V3 rings with PACKET_FANOUT
 //! - [`filter`]: the eBPF socket filter (loading, maps, counters)
+//! - [`kcount`]: counting in the kernel (ebpf/count.c): its maps, buffers and test runs
 //! - [`handover`]: the bounded hand-over of live batches to a slower consumer
 //! - [`live`]: live capture workers and the interval merger
 //! - [`error`]: the stable error codes and the one rendering of an error chain
@@ -20,6 +21,7 @@ pub mod budget;
 pub mod error;
 pub mod filter;
 pub mod handover;
+pub mod kcount;
 pub mod live;
 pub mod lock;
 pub mod names;

@@ -57,6 +57,10 @@ macro_rules! count_option_fields {
             #[doc = " server names, the rest counted as overflowed: 0 (names off, nothing parsed past"]
             #[doc = " the headers) to 1,000,000; default 10,000."]
             max_names: Option<u32>,
+            #[doc = " Where frames are counted: \"ring\" (copied to userspace and counted there),"]
+            #[doc = " \"kernel\" (counted by the kernel's counting program; replays run every Ethernet"]
+            #[doc = " frame through it with BPF_PROG_TEST_RUN) or \"auto\" (replays: ring); default auto."]
+            count_in: Option<String>,
         }
     };
 }
@@ -120,6 +124,16 @@ pub struct Options {
     pub capture: CaptureOptions,
 }
 
+/// Where frames are counted (`--count-in`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountIn {
+    Ring,
+    Kernel,
+    /// Kernel where it is available, else ring: replays count in userspace unless `Kernel` is
+    /// asked for, and live capture has no kernel counting in this build yet.
+    Auto,
+}
+
 /// Options checked, with every default filled in.
 #[derive(Clone, Debug)]
 pub struct Valid {
@@ -127,6 +141,7 @@ pub struct Valid {
     pub max_keys: usize,
     pub flows: bool,
     pub max_names: usize,
+    pub count_in: CountIn,
     pub workers: usize,
     pub ring: RingConfig,
     pub fanout_group: u16,
@@ -169,6 +184,12 @@ impl Options {
             Some(n) => n as usize,
             None => DEFAULT_MAX_NAMES,
         };
+        let count_in = match c.count_in.as_deref() {
+            None | Some("auto") => CountIn::Auto,
+            Some("ring") => CountIn::Ring,
+            Some("kernel") => CountIn::Kernel,
+            Some(other) => return bad(format!("--count-in {other} must be one of kernel, ring, auto")),
+        };
         let ring = RingConfig {
             block_size: k.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
             block_count: k.block_count.unwrap_or(DEFAULT_BLOCK_COUNT),
@@ -180,6 +201,7 @@ impl Options {
             max_keys,
             flows: c.flows.unwrap_or(false),
             max_names,
+            count_in,
             workers,
             ring,
             fanout_group,

@@ -2,6 +2,8 @@
 //! memory map). Intervals come from packet timestamps.
 
 use crate::batch::{interval_start, Batch};
+use crate::filter::FilterError;
+use crate::kcount::{test_run_takes, KernelCount, KernelCounter, Outcome, TEST_RUN_MAX};
 use crate::names::collect::{NameCollector, Order};
 use crate::names::Reader;
 use crate::parse::{self, Parsed};
@@ -29,13 +31,25 @@ pub enum ReplayError {
     NotACapture { path: String, why: String },
     #[error("{path}: link type {linktype} is not supported (supported: 0 NULL, 1 Ethernet, 12/14/101 raw IP, 108 LOOP, 113 Linux SLL, 228 IPv4, 229 IPv6, 276 Linux SLL2)")]
     LinkType { path: String, linktype: u32 },
+    #[error("{path}: link type {linktype} cannot be counted with --count-in kernel, which runs Ethernet frames only through the kernel's counting program; replay it with --count-in ring")]
+    KernelLinkType { path: String, linktype: u32 },
+    #[error("--count-in kernel: {0}")]
+    Kernel(#[source] FilterError),
+    #[error("--count-in kernel: running a frame of {len} bytes through the counting program (BPF_PROG_TEST_RUN) failed")]
+    TestRun {
+        len: usize,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl crate::error::Coded for ReplayError {
     fn code(&self) -> crate::error::Code {
         match self {
             ReplayError::Open { .. } => crate::error::Code::Open,
-            ReplayError::NotACapture { .. } | ReplayError::LinkType { .. } => crate::error::Code::NotACapture,
+            ReplayError::NotACapture { .. } | ReplayError::LinkType { .. } | ReplayError::KernelLinkType { .. } => crate::error::Code::NotACapture,
+            ReplayError::Kernel(FilterError::Permission { .. }) => crate::error::Code::Permission,
+            ReplayError::Kernel(_) | ReplayError::TestRun { .. } => crate::error::Code::Ebpf,
         }
     }
 }
@@ -48,6 +62,9 @@ pub struct ReplayOptions {
     /// New (address, name, source) pairs per interval; 0: names are not read.
     pub max_names: usize,
     pub rules: Rules,
+    /// Count in the kernel (`--count-in kernel`): every Ethernet frame runs through the counting
+    /// program (BPF_PROG_TEST_RUN); `None` counts in userspace.
+    pub kernel: Option<KernelCount>,
 }
 
 pub enum ReplayEvent {
@@ -66,6 +83,9 @@ pub struct FileSummary {
     pub truncated: bool,
     /// Frames counted outside their own interval (beyond `REORDER_WINDOW_MS`).
     pub late: u64,
+    /// With `--count-in kernel`: frames the kernel's program counted (the rest were counted in
+    /// userspace).
+    pub kernel_counted: u64,
 }
 
 enum Format {
@@ -81,13 +101,14 @@ struct Mapped {
 
 /// Checks that every file can be opened and starts like a pcap or pcapng file with a supported
 /// link type, without counting anything.
-pub fn probe(paths: &[PathBuf]) -> Result<(), ReplayError> {
-    open_all(paths).map(|_| ())
+pub fn probe(paths: &[PathBuf], kernel: bool) -> Result<(), ReplayError> {
+    open_all(paths, kernel).map(|_| ())
 }
 
 /// Opens and checks every file before anything is counted, so a bad file among several records
 /// nothing.
-fn open_all(paths: &[PathBuf]) -> Result<Vec<Mapped>, ReplayError> {
+/// With `kernel`, every link type must be Ethernet (the counting program reads Ethernet frames).
+fn open_all(paths: &[PathBuf], kernel: bool) -> Result<Vec<Mapped>, ReplayError> {
     let mut out = Vec::new();
     for p in paths {
         let path = p.display().to_string();
@@ -106,6 +127,11 @@ fn open_all(paths: &[PathBuf]) -> Result<Vec<Mapped>, ReplayError> {
         let format = match &map[..4] {
             [0x0a, 0x0d, 0x0d, 0x0a] => {
                 PcapNgParser::new(&map[..]).map_err(|e| ReplayError::NotACapture { path: path.clone(), why: format!("pcapng section header: {e}") })?;
+                if kernel {
+                    if let Some(linktype) = pcapng_linktypes(&map[..]).into_iter().find(|&lt| lt != parse::linktype::ETHERNET) {
+                        return Err(ReplayError::KernelLinkType { path, linktype });
+                    }
+                }
                 Format::PcapNg
             }
             _ => {
@@ -120,12 +146,34 @@ fn open_all(paths: &[PathBuf]) -> Result<Vec<Mapped>, ReplayError> {
                 if !parse::linktype::supported(lt) {
                     return Err(ReplayError::LinkType { path, linktype: lt });
                 }
+                if kernel && lt != parse::linktype::ETHERNET {
+                    return Err(ReplayError::KernelLinkType { path, linktype: lt });
+                }
                 Format::Pcap
             }
         };
         out.push(Mapped { path, map, format });
     }
     Ok(out)
+}
+
+/// The link types of every interface a pcapng file describes (its blocks read up to the first
+/// damaged one: the replay reports that one).
+fn pcapng_linktypes(data: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok((mut rem, mut parser)) = PcapNgParser::new(data) else {
+        return out;
+    };
+    while !rem.is_empty() {
+        let Ok((r, block)) = parser.next_block(rem) else {
+            break;
+        };
+        rem = r;
+        if let Block::InterfaceDescription(idb) = block {
+            out.push(u32::from(idb.linktype) & 0x0FFF_FFFF);
+        }
+    }
+    out
 }
 
 /// How long (ms) before the newest frame of its file a frame may be stamped and still be counted
@@ -160,6 +208,11 @@ struct Counter<'a> {
     names: Option<(Reader, NameCollector)>,
     /// Names seen so far: a name's place in capture order.
     seen: u64,
+    /// Counting in the kernel: the program, and the interval its active buffer counts for.
+    kernel: Option<(&'a mut KernelCounter, Option<i64>)>,
+    /// The first failure of the kernel path: the replay stops and reports it.
+    failed: Option<ReplayError>,
+    kernel_counted: u64,
 }
 
 /// Full tables' room the open intervals of a replayed file may hold in all (`budget::replay`).
@@ -168,9 +221,64 @@ pub const OPEN_TABLES: usize = 2;
 const MIN_CAPACITY: usize = 16;
 
 impl<'a> Counter<'a> {
-    fn new(opts: &'a ReplayOptions) -> Counter<'a> {
+    fn new(opts: &'a ReplayOptions, kernel: Option<&'a mut KernelCounter>) -> Counter<'a> {
         let names = (opts.max_names > 0).then(|| (Reader::default(), NameCollector::new(opts.max_names)));
-        Counter { opts, open: BTreeMap::new(), newest_ms: i64::MIN, flushed_end: i64::MIN, last_ts_ms: 0, late: 0, keys_hint: MIN_CAPACITY, open_room: 0, names, seen: 0 }
+        Counter {
+            opts,
+            open: BTreeMap::new(),
+            newest_ms: i64::MIN,
+            flushed_end: i64::MIN,
+            last_ts_ms: 0,
+            late: 0,
+            keys_hint: MIN_CAPACITY,
+            open_room: 0,
+            names,
+            seen: 0,
+            kernel: kernel.map(|k| (k, None)),
+            failed: None,
+            kernel_counted: 0,
+        }
+    }
+
+    /// Switches the kernel's buffers if its active one counts for another interval than `to`
+    /// (packet time crossed a boundary), adding what it counted into that interval's tables.
+    fn kernel_to(&mut self, to: Option<i64>) {
+        let Some((k, active)) = &mut self.kernel else {
+            return;
+        };
+        if *active == to {
+            return;
+        }
+        if let Some(prev) = active.take() {
+            let t = self.open.get_mut(&prev).expect("the kernel's interval is open until drained");
+            let before = t.room();
+            if let Err(e) = k.switch(t) {
+                self.failed.get_or_insert(ReplayError::Kernel(e));
+            }
+            self.open_room = self.open_room + t.room() - before;
+        }
+        *active = to;
+    }
+
+    /// Runs an Ethernet frame through the kernel's counting program: whether it counted it.
+    fn kernel_counted(&mut self, counted_in: i64, lt: u32, data: &[u8]) -> bool {
+        if self.kernel.is_none() || self.failed.is_some() || lt != parse::linktype::ETHERNET || !test_run_takes(data) {
+            return false;
+        }
+        self.kernel_to(Some(counted_in));
+        let (k, _) = self.kernel.as_mut().expect("checked above");
+        let frame = &data[..data.len().min(TEST_RUN_MAX)];
+        match k.test_run(frame) {
+            Ok(Outcome::Counted) => {
+                self.kernel_counted += 1;
+                true
+            }
+            Ok(Outcome::Returned) => false,
+            Err(source) => {
+                self.failed.get_or_insert(ReplayError::TestRun { len: frame.len(), source });
+                false
+            }
+        }
     }
 
     /// The room the open intervals may hold: `OPEN_TABLES` tables filled to `max_keys`.
@@ -212,11 +320,32 @@ impl<'a> Counter<'a> {
         }
         // The newest frame's interval is never due, so one interval is always open for a late frame.
         let counted_in = if late { *self.open.keys().next().expect("the newest frame's interval is open") } else { start };
-        let tables = self.open.get_mut(&counted_in).expect("opened above");
         if late {
-            tables.totals.late += 1;
+            self.open.get_mut(&counted_in).expect("opened above").totals.late += 1;
             self.late += 1;
         }
+        if self.kernel_counted(counted_in, lt, data) {
+            // Counted in the kernel; userspace reads only names from it, by the same rules.
+            if let Some((reader, collector)) = &mut self.names {
+                if let Some(Parsed::Ip(ip)) = parse::parse_frame(lt, data) {
+                    if self.opts.rules.is_noop() || self.opts.rules.verdict(&ip) == Verdict::Keep {
+                        let tables = self.open.get_mut(&counted_in).expect("opened above");
+                        let seen = &mut self.seen;
+                        reader.read(data, &ip, ts_ms.saturating_mul(1_000_000), &mut tables.names, &mut |a, src, name| {
+                            *seen += 1;
+                            collector.see(counted_in, a, src, name, Order { major: 0, minor: *seen });
+                        });
+                    }
+                }
+            }
+            // Its keys reach the tables when the maps are drained (`kernel_to`): the same
+            // bound on the open intervals' room as below.
+            while self.open_room > self.max_room() && self.open.len() > 1 && self.open.keys().next() != Some(&start) {
+                self.flush_first(false, sink);
+            }
+            return;
+        }
+        let tables = self.open.get_mut(&counted_in).expect("opened above");
         let before = tables.room();
         let parsed = parse::parse_frame(lt, data).unwrap_or(Parsed::NonIp);
         if let Parsed::Ip(ip) = &parsed {
@@ -242,6 +371,11 @@ impl<'a> Counter<'a> {
 
     /// Flushes the oldest open interval (`last`: the final batch of the file).
     fn flush_first(&mut self, last: bool, sink: &mut dyn FnMut(ReplayEvent)) {
+        if let Some(&first) = self.open.keys().next() {
+            if self.kernel.as_ref().is_some_and(|(_, active)| *active == Some(first)) {
+                self.kernel_to(None);
+            }
+        }
         let Some((start, t)) = self.open.pop_first() else {
             return;
         };
@@ -288,12 +422,20 @@ pub fn replay(
     stop: Arc<AtomicBool>,
     sink: &mut dyn FnMut(ReplayEvent),
 ) -> Result<Vec<FileSummary>, ReplayError> {
-    let files = open_all(paths)?;
+    let files = open_all(paths, opts.kernel.is_some())?;
+    let mut kernel = match &opts.kernel {
+        Some(k) => {
+            let mut c = KernelCounter::load(opts.max_keys, opts.flows).map_err(ReplayError::Kernel)?;
+            c.set_rules(&k.ignore, k.accept.as_deref()).map_err(ReplayError::Kernel)?;
+            Some(c)
+        }
+        None => None,
+    };
     let total: u64 = files.iter().map(|f| f.map.len() as u64).sum();
     let mut done_before = 0u64;
     let mut summaries = Vec::new();
     for f in &files {
-        let mut c = Counter::new(opts);
+        let mut c = Counter::new(opts, kernel.as_mut());
         let mut s = FileSummary { path: f.path.clone(), ..Default::default() };
         let data = &f.map[..];
         let res = match f.format {
@@ -308,7 +450,11 @@ pub fn replay(
             )));
         }
         c.flush_all(sink);
+        if let Some(e) = c.failed.take() {
+            return Err(e);
+        }
         s.late = c.late;
+        s.kernel_counted = c.kernel_counted;
         if c.late > 0 {
             sink(ReplayEvent::Warning(format!(
                 "{}: {} frame{} stamped more than {} s before the newest frame read before {} (beyond the reorder window): counted in the oldest interval still open instead of {} own, and in `late` (tc-query status)",
@@ -571,7 +717,7 @@ mod tests {
     }
 
     fn opts(interval_ms: i64) -> ReplayOptions {
-        ReplayOptions { interval_ms, max_keys: 1000, flows: false, max_names: 0, rules: Rules::default() }
+        ReplayOptions { interval_ms, max_keys: 1000, flows: false, max_names: 0, rules: Rules::default(), kernel: None }
     }
 
     /// (start s, frames, late, last, sources) of each batch.
@@ -658,7 +804,7 @@ mod tests {
                 }
             }
         }
-        let mut c = Counter::new(&o);
+        let mut c = Counter::new(&o, None);
         let mut batches = Vec::new();
         let mut most_room = 0;
         for &(ts, src) in &frames {
@@ -689,7 +835,7 @@ mod tests {
         // intervals (plus the newest) are open at once.
         let ts: Vec<i64> = (0..600).map(|s| s * 1000).collect();
         let o = opts(1000);
-        let mut c = Counter::new(&o);
+        let mut c = Counter::new(&o, None);
         let mut most = 0;
         let mut n = 0;
         for &t in &ts {

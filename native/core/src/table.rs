@@ -128,6 +128,15 @@ impl OverflowSketch {
         self.bits[b / 64] |= 1 << (b % 64);
         self.any = true;
     }
+    /// A sketch from its bits, 64 to a word, as the kernel's counting program sets them.
+    pub(crate) fn from_words(words: &[u64]) -> OverflowSketch {
+        let mut bits = vec![0u64; SKETCH_BITS / 64];
+        for (b, w) in bits.iter_mut().zip(words) {
+            *b = *w;
+        }
+        let any = bits.iter().any(|&w| w != 0);
+        OverflowSketch { bits, any }
+    }
     pub(crate) fn merge(&mut self, o: &OverflowSketch) {
         if !o.any {
             return;
@@ -256,7 +265,7 @@ impl Tables {
     }
 
     #[inline]
-    fn add_ip(&mut self, a: Addr, c: &IpCounters) {
+    pub(crate) fn add_ip(&mut self, a: Addr, c: &IpCounters) {
         let full = self.ips.len() >= self.max_keys;
         if let Some(e) = self.ips.get_mut(&a) {
             e.add(c);
@@ -269,7 +278,7 @@ impl Tables {
     }
 
     #[inline]
-    fn add_flow(&mut self, k: FlowKey, c: &FlowCounters) {
+    pub(crate) fn add_flow(&mut self, k: FlowKey, c: &FlowCounters) {
         let full = self.flows.len() >= self.max_keys;
         if let Some(e) = self.flows.get_mut(&k) {
             e.packets += c.packets;
@@ -281,6 +290,19 @@ impl Tables {
             self.flow_overflow.bytes += c.bytes;
             self.flow_overflow_sketch.insert(sketch_hash(&k));
         }
+    }
+
+    /// Adds rows already folded into an overflow row elsewhere (the kernel's maps), with the
+    /// sketch of their keys.
+    pub(crate) fn add_ip_overflow(&mut self, c: &IpCounters, sketch: &OverflowSketch) {
+        self.ip_overflow.add(c);
+        self.ip_overflow_sketch.merge(sketch);
+    }
+
+    pub(crate) fn add_flow_overflow(&mut self, c: &FlowCounters, sketch: &OverflowSketch) {
+        self.flow_overflow.packets += c.packets;
+        self.flow_overflow.bytes += c.bytes;
+        self.flow_overflow_sketch.merge(sketch);
     }
 
     /// Adds another worker's table for the same interval into this one; `max_keys` still holds.

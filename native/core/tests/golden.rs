@@ -33,7 +33,7 @@ fn every_capture_matches_its_reference() {
     names.sort();
     assert_eq!(names.len(), 40);
     // Names are read (the default): reading them must not change a count.
-    let opts = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows: true, max_names: 10_000, rules: Rules::default() };
+    let opts = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows: true, max_names: 10_000, rules: Rules::default(), kernel: None };
     let mut failures = Vec::new();
     let mut names_seen = 0;
     for name in &names {
@@ -109,7 +109,7 @@ fn every_capture_matches_its_reference() {
 #[test]
 fn names_never_change_a_count() {
     let dir = pcaps_dir();
-    let on = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows: true, max_names: 10_000, rules: Rules::default() };
+    let on = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows: true, max_names: 10_000, rules: Rules::default(), kernel: None };
     let off = ReplayOptions { max_names: 0, ..on.clone() };
     for e in std::fs::read_dir(dir.join("expected")).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_string();
@@ -122,4 +122,71 @@ fn names_never_change_a_count() {
             assert!(y.names.is_empty() && y.name_counts == Default::default(), "{name}: names off reads nothing");
         }
     }
+}
+
+/// `--count-in kernel`: every Ethernet capture, run frame by frame through the kernel's counting
+/// program (BPF_PROG_TEST_RUN), gives the very batches of the userspace count, with and without
+/// flows and names; the TypeScript kernel-count test checks the same against expected/.
+#[test]
+fn every_ethernet_capture_counts_the_same_in_the_kernel() {
+    if unsafe { libc::geteuid() } != 0 {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "the kernel count needs root (bpf()) and cannot be skipped under CI=true");
+        eprintln!("skipped: the kernel count needs root (bpf())");
+        return;
+    }
+    use traffic_counter_core::kcount::KernelCount;
+    let dir = pcaps_dir();
+    let mut ethernet = 0;
+    let (mut kernel_counted, mut frames) = (0, 0);
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.join("expected")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_string()).collect();
+    names.sort();
+    for name in &names {
+        let path = dir.join(name);
+        if traffic_counter_core::replay::probe(&[path.clone()], true).is_err() {
+            continue;
+        }
+        ethernet += 1;
+        for (flows, max_names) in [(true, 10_000), (false, 0)] {
+            let ring = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows, max_names, rules: Rules::default(), kernel: None };
+            let kernel = ReplayOptions { kernel: Some(KernelCount::default()), max_keys: 100_000, ..ring.clone() };
+            let (a, _) = replay_collect(&[&path], &ring).unwrap();
+            let mut b = Vec::new();
+            let mut w = Vec::new();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let s = traffic_counter_core::replay::replay(&[path.clone()], &kernel, stop, &mut |e| match e {
+                traffic_counter_core::replay::ReplayEvent::Batch(x) => b.push(x),
+                traffic_counter_core::replay::ReplayEvent::Warning(x) => w.push(x),
+                _ => {}
+            })
+            .unwrap();
+            assert!(w.is_empty(), "{name}: {w:?}");
+            kernel_counted += s[0].kernel_counted;
+            frames += s[0].frames;
+            assert_eq!(a.len(), b.len(), "{name}");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!((x.start_ms, x.totals, x.last), (y.start_ms, y.totals, y.last), "{name} flows {flows}");
+                let rows = |b: &traffic_counter_core::batch::Batch| {
+                    let mut ips: Vec<_> = (0..b.ips.idx.len())
+                        .map(|i| (b.addrs.get(b.ips.idx[i]), b.ips.tx_packets[i], b.ips.tx_bytes[i], b.ips.rx_packets[i], b.ips.rx_bytes[i]))
+                        .collect();
+                    ips.sort();
+                    let f = &b.flows;
+                    let mut fl: Vec<_> = (0..f.proto.len())
+                        .map(|i| (b.addrs.get(f.src[i]), b.addrs.get(f.dst[i]), f.proto[i], f.sport[i], f.dport[i], f.packets[i], f.bytes[i]))
+                        .collect();
+                    fl.sort();
+                    (ips, fl)
+                };
+                assert_eq!(rows(x), rows(y), "{name} flows {flows}");
+                assert_eq!(x.names.len(), y.names.len(), "{name}: the names are read the same");
+                assert_eq!((x.ip_overflow_keys, x.flow_overflow_keys), (y.ip_overflow_keys, y.flow_overflow_keys), "{name}");
+            }
+        }
+    }
+    assert!(ethernet >= 30, "only {ethernet} Ethernet captures found");
+    // The kernel counts the frames (not userspace behind its back): all but the few it
+    // cannot read whole.
+    assert!(kernel_counted * 100 >= frames * 99, "the kernel counted {kernel_counted} of {frames} frames");
+    eprintln!("{ethernet} Ethernet captures, {frames} frames, {kernel_counted} counted in the kernel");
 }

@@ -138,7 +138,7 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   log.info(
     `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
       `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
-      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}; ${budget!.text}; ${describeBudget(memory)}; ${nets.describe()}`,
+      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}, counted in the ring (--count-in ${o.countIn ?? 'auto'}: kernel counting is not in this build for live capture); ${budget!.text}; ${describeBudget(memory)}; ${nets.describe()}`,
     {
       event: 'start',
       iface: info.iface,
@@ -148,6 +148,7 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
       ...budget!.fields,
       memory_max_bytes: memory.total,
       local_networks: startNets.map((n) => ({ network: n.network, address: n.address, origin: n.origin, source: n.source })),
+      count_in: 'ring',
     },
   );
   const down = interfaceDown(info.iface);

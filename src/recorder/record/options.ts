@@ -22,6 +22,8 @@ export interface RecordOptions {
   /** New (address, name, source) pairs per interval; 0: names off. */
   maxNames: number;
   flows: boolean;
+  /** Where frames are counted: kernel, ring or auto (engine `options.rs` CountIn). */
+  countIn?: string;
   ignoreFile?: string;
   acceptSourceFile?: string;
   /** A file of this host's networks (one CIDR a line), in place of the capture interface's addresses; replays have none without it. */
@@ -63,6 +65,7 @@ export function countOptions(o: RecordOptions): engine.CountOptions {
     maxKeys: o.maxKeys,
     maxNames: o.maxNames,
     flows: o.flows,
+    countIn: o.countIn,
     ignoreFile: o.ignoreFile,
     acceptSourceFile: o.acceptSourceFile,
   };

@@ -53,10 +53,12 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   const stop = new StopSignals({ secondKills: true, hup: false });
   const netsText = localNetworks && o.localNetworks !== undefined ? `; ${describeNetworks(localNetworks, { file: o.localNetworks })}` : '';
   if (!o.quiet) {
-    log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}${netsText}`, {
+    const where = o.countIn === 'kernel' ? '; counted in the kernel (every Ethernet frame through its counting program, BPF_PROG_TEST_RUN)' : '';
+    log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}${netsText}${where}`, {
       event: 'start',
       memory_max_bytes: memoryBudget(o, false).total,
       local_networks: (localNetworks ?? []).map((n) => ({ network: n.network, origin: n.origin, source: n.source })),
+      count_in: o.countIn === 'kernel' ? 'kernel' : 'ring',
     });
   }
   try {
