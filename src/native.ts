@@ -51,6 +51,14 @@ export function u64At(col: U64Column, i: number): number | bigint {
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
+/** The names the engine read in an interval (DNS answers, TLS server names), one entry per distinct (address, name, source). */
+export interface BatchNames {
+  /** 16 bytes per entry (IPv4 in the first 4). */ addr: Uint8Array;
+  /** 4 or 6 per entry. */ fam: Uint8Array;
+  /** 0 = dns, 1 = sni, per entry. */ source: Uint8Array;
+  /** Lower case, no trailing dot. */ name: string[];
+}
+
 /** One interval from the capture engine. Columns are views over the addon's buffers. */
 export interface Batch {
   startMs: number;
@@ -90,6 +98,11 @@ export interface Batch {
     packets: U64Column;
     bytes: U64Column;
   };
+  /**
+   * Names seen in the interval, in the capture order of each entry's last sighting in it (the
+   * recorder keeps that order as the "last in capture order" of a pair).
+   */
+  names: BatchNames;
 }
 
 /** A typed-array view over a Buffer (copied when the Buffer is not aligned for it). */
@@ -137,6 +150,7 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
       packets: u64(b.flowPackets, m),
       bytes: u64(b.flowBytes, m),
     },
+    names: { addr: new Uint8Array(0), fam: new Uint8Array(0), source: new Uint8Array(0), name: [] },
   };
 }
 

@@ -1,5 +1,5 @@
 /**
- * Kysely table types of the database (the tables migrations/ creates, all 13), and a cold
+ * Kysely table types of the database (the tables migrations/ creates, all 15), and a cold
  * Kysely instance that builds the recorder's cold-path statements (sessions, events, meta) for
  * better-sqlite3 to run synchronously, inside its transactions. The hot path (batches, delta
  * and rollup rows) keeps its prepared statements and tc_rows (src/recorder/write/rows.ts).
@@ -96,6 +96,33 @@ export interface EventsTable {
   detail: string | null;
 }
 
+/** The name dictionary: lower case, no trailing dot. */
+export interface HostnamesTable {
+  id: Generated<number>;
+  name: string;
+}
+
+/** Where a name was read: a DNS answer or the server name of a TLS ClientHello. */
+export const NAME_SOURCES = ['dns', 'sni'] as const;
+export type NameSource = (typeof NAME_SOURCES)[number];
+
+/** A name seen for an address in a session: its first and last interval (their start). */
+export interface NamesTable {
+  ip_id: number;
+  name_id: number;
+  /** Index into NAME_SOURCES: 0 dns, 1 sni. */
+  source: number;
+  session_id: number;
+  first_ms: number;
+  last_ms: number;
+  /** Position of the last sighting among the names of the interval `last_ms` (capture order). */
+  last_pos: number;
+  /** 1 once the address is known to have traffic rows (0/1). */
+  traffic: number;
+  /** The newest time the row is known to be needed (its last sighting, or its address's traffic found then). */
+  needed_ms: number;
+}
+
 export interface Database {
   meta: MetaTable;
   addresses: AddressesTable;
@@ -110,6 +137,8 @@ export interface Database {
   flow_1h: FlowRollupTable;
   rollup_dirty: RollupDirtyTable;
   events: EventsTable;
+  hostnames: HostnamesTable;
+  names: NamesTable;
 }
 
 /** Builds statements only (a DummyDriver): they run through `run`/`get` on a better-sqlite3 connection. */

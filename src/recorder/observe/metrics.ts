@@ -40,6 +40,9 @@ export class Metrics {
   budgetFoldedIpKeys = 0;
   budgetFoldedFlowKeys = 0;
   budgetFullWrites = 0;
+  budgetFoldedNames = 0;
+  /** Names the engine read (distinct address, name and source per interval). */
+  namesRecorded = 0;
   private readonly shedBytes = new Map<string, number>();
   private readonly shedRows = new Map<string, number>();
   private readonly shedSteps = new Map<string, number>();
@@ -61,6 +64,7 @@ export class Metrics {
     this.lateFrames += Number(c.late);
     this.ipKeys = b.ip.count;
     this.flowKeys = b.flow.count;
+    this.namesRecorded += b.names.name.length;
   }
 
   /** A budget shedding step removed `rows` of `level`, freeing `bytesFreed`. */
@@ -113,6 +117,8 @@ export class Metrics {
       ['tc_budget_folded_ip_keys_total', 'counter', 'addresses the disk budget folded into the overflow row', this.budgetFoldedIpKeys],
       ['tc_budget_folded_flow_keys_total', 'counter', 'flows the disk budget folded into the overflow row', this.budgetFoldedFlowKeys],
       ['tc_budget_full_writes_total', 'counter', 'write groups that reached the budget\'s hard stop (SQLITE_FULL), rolled back and retried', this.budgetFullWrites],
+      ['tc_budget_folded_names_total', 'counter', 'names of an interval the disk budget did not store (past the interval\'s share of it)', this.budgetFoldedNames],
+      ['tc_names_recorded_total', 'counter', 'names read from the traffic (DNS answers, TLS server names): distinct (address, name, source) per interval', this.namesRecorded],
     );
     const out = m.map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
     for (const [name, help, map] of [
