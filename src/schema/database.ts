@@ -102,15 +102,11 @@ export interface HostnamesTable {
   name: string;
 }
 
-/** Where a name was read: a DNS answer or the server name of a TLS ClientHello. */
-export const NAME_SOURCES = ['dns', 'sni'] as const;
-export type NameSource = (typeof NAME_SOURCES)[number];
-
 /** A name seen for an address in a session: its first and last interval (their start). */
 export interface NamesTable {
   ip_id: number;
   name_id: number;
-  /** Index into NAME_SOURCES: 0 dns, 1 sni. */
+  /** Index into NAME_SOURCES (columns.ts): 0 dns, 1 sni. */
   source: number;
   session_id: number;
   first_ms: number;

@@ -80,6 +80,10 @@ export async function status(o: { db: string; window: Window; format: Format; tz
     // Not counted, in the words of the recorder's interval line and /metrics (recorder/observe/metrics.ts notCounted).
     const nonIp = db.prepare('select coalesce(sum(non_ip + coalesce(filter_non_ip, 0)), 0) from batches where start_ms >= ? and start_ms < ?').pluck().get(w.fromMs, w.toMs) as number;
     const rollupsPending = db.prepare('select level, count(*) as n from rollup_dirty group by level').all();
+    // The names the file holds (every session; names are not cut by the window).
+    const held = db.prepare('select count(*) as pairs, count(distinct ip_id) as addresses, count(distinct name_id) as names, min(first_ms) as first, max(last_ms) as last from names').get() as {
+      pairs: number; addresses: number; names: number; first: number | null; last: number | null;
+    };
     const result = {
       file: o.db,
       node_id: meta.node_id ?? null,
@@ -106,6 +110,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       rollups_pending: rollupsPending,
       sessions,
       events,
+      names: { rows: held.pairs, names: held.names, addresses: held.addresses, first: t(held.first), last: t(held.last) },
     };
     if (o.format === 'json') return `${toJson(result)}\n`;
     if (o.format === 'csv') {
@@ -116,6 +121,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['late_frames', c.late], ['budget_folded_intervals', c.budget_folded_intervals], ['budget_folded_ip_keys', c.budget_folded_ip_keys],
         ['budget_folded_flow_keys', c.budget_folded_flow_keys], ['max_db_size', maxDb || ''], ['used_bytes', usedBytes],
         ['budget_shed_events', budgetShed.reduce((s, l) => s + l.events, 0)], ['budget_shed_bytes', budgetShed.reduce((s, l) => s + l.bytes_freed, 0)],
+        ['names_rows', held.pairs], ['names_names', held.names], ['names_addresses', held.addresses],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -134,6 +140,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,
       `late            ${counted(c.late, 'frame')} counted outside ${c.late === 1 ? 'its' : 'their'} own interval`,
       `budget          ${maxDb ? `${bytes(usedBytes)} used of ${bytes(maxDb)}` : 'none'}${c.budget_folded_intervals ? `; ${counted(c.budget_folded_intervals, 'interval')} kept as their heaviest keys (${counted(c.budget_folded_ip_keys, 'address', 'addresses')} and ${counted(c.budget_folded_flow_keys, 'flow')} folded)` : ''}${budgetShed.map((l) => `\n                  shed ${l.level}: ${counted(l.events, 'event')}, ${counted(l.rows, 'row')}, ${bytes(l.bytes_freed)} freed, ${t(l.from)} to ${t(l.to)}`).join('')}`,
+      ...(held.pairs > 0 ? [`names           ${counted(held.names, 'name')} of ${counted(held.addresses, 'address', 'addresses')} seen ${t(held.first)} to ${t(held.last)} (\`tc-query names\`)`] : []),
       `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];
