@@ -48,7 +48,7 @@ export const BYTES_PER_BATCH = 400;
  * A new name of an interval: its `names` row with its index entries, and its share of the
  * name dictionary and of an address only names refer to (dbstat on a names flood, bench/README.md).
  */
-export const BYTES_PER_NAME = 160;
+export const BYTES_PER_NAME = 200;
 /** The most of an interval's share its names may take when the interval has traffic too. */
 export const NAMES_SHARE = 1 / 4;
 

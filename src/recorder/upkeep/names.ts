@@ -2,24 +2,25 @@
  * Names and the traffic of their addresses. A name row stays as long as a traffic row of its
  * address (per-IP or flow, any level) is kept, and a name whose address has no traffic stays
  * while its own sighting is as young as what retention keeps; the disk budget may shed names of
- * addresses without traffic (once the hour they were seen in is over) before the last copies of
+ * addresses without traffic (once the minute they were seen in is over) before the last copies of
  * the traffic totals. Whether an address has traffic rows is read from the traffic tables
  * themselves (they have no index by address: one pass over each, coarsest first, ending once no
  * address is left to look for), so these look-ups run in large sets and rarely: at a budget
  * compaction or names step, and once an hour for retention.
  */
 import type Database from 'better-sqlite3';
-import { ALL_LEVELS, LEVELS } from '../../schema/levels';
+import { ALL_LEVELS, LEVELS, MINUTE_MS } from '../../schema/levels';
 
 /**
- * The tables and columns that refer to address ids with traffic: the rollups coarsest first
- * (a day holds every address of its hours, so most look-ups end in the first), then the raw rows.
+ * The tables and columns that refer to address ids with traffic, and the time of a row (its
+ * bucket's or interval's start): the rollups coarsest first (a day holds every address of its
+ * hours, so most look-ups end in the first), then the raw rows.
  */
-export const TRAFFIC_REFS: readonly [string, string][] = [
-  ...[...ALL_LEVELS].sort((a, b) => LEVELS[b].ms - LEVELS[a].ms).flatMap((l): [string, string][] => (LEVELS[l].family === 'ip' ? [[l, 'ip_id']] : [[l, 'src_id'], [l, 'dst_id']])),
-  ['ip_deltas', 'ip_id'],
-  ['flow_deltas', 'src_id'],
-  ['flow_deltas', 'dst_id'],
+export const TRAFFIC_REFS: readonly { table: string; column: string; time: string; join: string }[] = [
+  ...[...ALL_LEVELS]
+    .sort((a, b) => LEVELS[b].ms - LEVELS[a].ms)
+    .flatMap((l) => (LEVELS[l].family === 'ip' ? ['ip_id'] : ['src_id', 'dst_id']).map((column) => ({ table: l, column, time: 'r.bucket_ms', join: '' }))),
+  ...[['ip_deltas', 'ip_id'], ['flow_deltas', 'src_id'], ['flow_deltas', 'dst_id']].map(([table, column]) => ({ table, column, time: 'b.start_ms', join: 'join batches b on b.id = r.batch_id' })),
 ];
 
 /** Addresses looked up per step at most: one pass over every traffic table serves them all. */
@@ -31,16 +32,25 @@ export function idSet(db: Database.Database, name: string): string {
   return `temp.${name}`;
 }
 
+/** A temp table of address ids found with traffic: the table found in and the start of the newest row found there (created empty, or emptied). */
+export function foundSet(db: Database.Database, name: string): string {
+  db.exec(`create temp table if not exists ${name} (id integer primary key, in_table text not null, at_ms integer not null); delete from temp.${name};`);
+  return `temp.${name}`;
+}
+
 /**
  * Moves the ids of `set` that some traffic row refers to into `found` (when given; otherwise
- * they are only removed from `set`): what is left in `set` has no traffic in the file.
+ * they are only removed from `set`), each with the start of the newest row found of it (of the
+ * first table that holds it, coarsest first: a lower bound of its newest traffic): what is left
+ * in `set` has no traffic in the file.
  */
-export function withoutTraffic(db: Database.Database, set: string, found = idSet(db, 'traffic_found')): void {
+export function withoutTraffic(db: Database.Database, set: string, found = foundSet(db, 'traffic_found')): void {
   const any = db.prepare(`select 1 from ${set} limit 1`).pluck();
-  for (const [t, c] of TRAFFIC_REFS) {
+  for (const r of TRAFFIC_REFS) {
     if (!any.get()) return;
-    db.prepare(`insert or ignore into ${found} select ${c} from ${t} where ${c} in ${set}`).run();
-    db.prepare(`delete from ${set} where id in ${found}`).run();
+    // An id leaves `set` once found, so no later table finds it again.
+    db.prepare(`insert into ${found} select r.${r.column}, '${r.table}', max(${r.time}) from ${r.table} r ${r.join} where r.${r.column} in ${set} group by r.${r.column}`).run();
+    db.prepare(`delete from ${set} where id in (select id from ${found})`).run();
   }
 }
 
@@ -71,10 +81,13 @@ export function dropNamesOf(db: Database.Database, set: string, cond = '1', para
   return { rows, fromMs: span.f!, toMs: span.t!, hostnames: dropUnusedHostnames(db, nameIds) };
 }
 
-/** The start of the hour of the newest interval: names seen since are never shed (their traffic may be in the next interval). */
-export function currentHour(db: Database.Database): number {
+/**
+ * The start of the minute of the newest interval: names seen since are never shed (the
+ * traffic a DNS answer announces comes in the next moments, maybe the next interval).
+ */
+export function recentFrom(db: Database.Database): number {
   const newest = db.prepare('select max(start_ms) from batches').pluck().get() as number | null;
-  return newest === null ? -8.64e15 : Math.floor(newest / LEVELS.ip_1h.ms) * LEVELS.ip_1h.ms;
+  return newest === null ? -8.64e15 : Math.floor(newest / MINUTE_MS) * MINUTE_MS;
 }
 
 /** What a budget names step removed. */
@@ -87,21 +100,21 @@ export interface NamesShed extends NamesRemoved {
 
 /**
  * One names step of the disk budget: the names of addresses without traffic, oldest sighting
- * first, seen before the current hour. Candidates are the rows not yet known to have traffic;
+ * first, seen before the newest minute. Candidates are the rows not yet known to have traffic;
  * those whose address turns out to have some are marked (and never candidates again), the
  * others go, with their addresses when nothing else refers to them. Undefined when no such
  * name is left.
  */
 export function shedNames(db: Database.Database): NamesShed | undefined {
-  const guard = currentHour(db);
+  const guard = recentFrom(db);
   // A few rounds: a round whose candidates all have traffic removes nothing but marks them.
   for (let round = 0; round < 8; round++) {
     const cand = idSet(db, 'names_cand');
     const n = db.prepare(`insert or ignore into ${cand} select ip_id from names where traffic = 0 and last_ms < ? order by last_ms limit ?`).run(guard, NAME_STEP_ADDRESSES).changes;
     if (n === 0) return undefined;
-    const found = idSet(db, 'names_found');
+    const found = foundSet(db, 'names_found');
     withoutTraffic(db, cand, found);
-    db.prepare(`update names set traffic = 1 where traffic = 0 and ip_id in ${found}`).run();
+    db.prepare(`update names set traffic = 1 where traffic = 0 and ip_id in (select id from ${found})`).run();
     const addresses = db.prepare(`select count(*) from ${cand}`).pluck().get() as number;
     const r = dropNamesOf(db, cand, 'last_ms < :guard', { guard });
     if (r.rows === 0) continue;
@@ -112,18 +125,28 @@ export function shedNames(db: Database.Database): NamesShed | undefined {
 }
 
 /**
- * One look of retention at the names (live): the rows not known to be needed since `cutMs`
- * (the oldest time any level is kept) whose address has no traffic rows left go; the others are
- * known to be needed at `nowMs` from then on. At most NAME_STEP_ADDRESSES addresses; returns
- * the rows removed and whether rows are left to look at.
+ * One look of retention at the names (live). A row stays while `needed_ms` is within the
+ * longest retention period (`longestMs`): its last sighting, or for an address found with
+ * traffic, the time a sighting would have to be to stay as long as the newest row found of it
+ * (its start plus how long its table keeps rows, `keepOf`). The rows past it whose address has
+ * no traffic row left go; the others are kept that much longer. At most NAME_STEP_ADDRESSES
+ * addresses; returns the rows removed and whether rows are left to look at.
  */
-export function pruneNames(db: Database.Database, cutMs: number, nowMs: number): { removed: NamesRemoved; more: boolean } {
+export function pruneNames(db: Database.Database, nowMs: number, longestMs: number, keepOf: (table: string) => number): { removed: NamesRemoved; more: boolean } {
+  const cut = nowMs - longestMs;
   const cand = idSet(db, 'names_cand');
-  const n = db.prepare(`insert or ignore into ${cand} select ip_id from names where needed_ms < ? order by needed_ms limit ?`).run(cutMs, NAME_STEP_ADDRESSES).changes;
+  const n = db.prepare(`insert or ignore into ${cand} select ip_id from names where needed_ms < ?`).run(cut).changes;
   if (n === 0) return { removed: { rows: 0, fromMs: 0, toMs: 0, hostnames: 0 }, more: false };
-  const found = idSet(db, 'names_found');
+  db.prepare(`delete from ${cand} where id not in (select id from ${cand} order by id limit ?)`).run(NAME_STEP_ADDRESSES);
+  const found = foundSet(db, 'names_found');
   withoutTraffic(db, cand, found);
-  db.prepare(`update names set needed_ms = ?, traffic = 1 where needed_ms < ? and ip_id in ${found}`).run(nowMs, cutMs);
-  const removed = dropNamesOf(db, cand, 'needed_ms < :cut', { cut: cutMs });
-  return { removed, more: db.prepare('select 1 from names where needed_ms < ? limit 1').pluck().get(cutMs) !== undefined };
+  const set = db.prepare('update names set needed_ms = max(needed_ms, ?), traffic = 1 where ip_id = ? and needed_ms < ?');
+  for (const [id, table, at] of db.prepare(`select id, in_table, at_ms from ${found}`).raw().all() as [number, string, number][]) {
+    // Kept forever (a level without retention): past any cut. A row found that is itself past
+    // its retention (the steps are removing it) is looked at again at the next look.
+    const until = at + keepOf(table) - longestMs;
+    set.run(Number.isFinite(until) ? Math.max(until, cut) : 8.64e15, id, cut);
+  }
+  // A look that could not take every candidate goes on at the next step.
+  return { removed: dropNamesOf(db, cand, 'needed_ms < :cut', { cut }), more: n > NAME_STEP_ADDRESSES };
 }

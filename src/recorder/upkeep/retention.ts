@@ -8,7 +8,7 @@ import ms from 'ms';
 import { ALL_LEVELS, bucketOf, HOUR_MS, LEVELS, levelsOf, type Level } from '../../schema/levels';
 import { TcError } from '../../errors';
 import { foldedSelect } from '../rollups/rollups';
-import { currentHour, dropNamesOf, pruneNames, shedNames, withoutTraffic } from './names';
+import { recentFrom, dropNamesOf, pruneNames, shedNames, withoutTraffic } from './names';
 
 export interface Retention {
   rawIpMs: number;
@@ -104,7 +104,8 @@ export class Pruner {
   private pruneNames(now: number): number {
     const longest = Math.max(this.r.rawIpMs, this.r.rawFlowMs, this.r.minutesMs, this.r.hoursMs, this.r.daysMs);
     if (!Number.isFinite(longest) || now - this.namesAt < NAMES_PRUNE_EVERY_MS) return 0;
-    const { removed, more } = pruneNames(this.db, now - longest, now);
+    const keepOf = (table: string) => (table === 'ip_deltas' ? this.r.rawIpMs : table === 'flow_deltas' ? this.r.rawFlowMs : this.r[LEVELS[table as Level].keep]);
+    const { removed, more } = pruneNames(this.db, now, longest, keepOf);
     // A look that could not take every candidate goes on at the next step.
     if (!more) this.namesAt = now;
     if (removed.hostnames > 0) this.onNamesRemoved();
@@ -279,12 +280,12 @@ function compact(db: Database.Database, level: Level, bucket: number): Omit<Shed
 
 /**
  * Removes the addresses in temp.shed_ids that no traffic table refers to any more, with their
- * names (a name stays as long as a traffic row of its address); one seen in the current hour
+ * names (a name stays as long as a traffic row of its address); one seen in the newest minute
  * stays, and keeps its address (its traffic may come in the next interval).
  */
 function dropUnreferenced(db: Database.Database): { addresses: number; names: number } {
   withoutTraffic(db, 'temp.shed_ids');
-  const names = dropNamesOf(db, 'temp.shed_ids', 'last_ms < :guard', { guard: currentHour(db) }).rows;
+  const names = dropNamesOf(db, 'temp.shed_ids', 'last_ms < :guard', { guard: recentFrom(db) }).rows;
   const addresses = db.prepare('delete from addresses where id in temp.shed_ids and not exists (select 1 from names where ip_id = addresses.id)').run().changes;
   db.prepare('delete from temp.shed_ids').run();
   return { addresses, names };
