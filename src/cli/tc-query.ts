@@ -114,7 +114,7 @@ filterOptions(
   common(
     program
       .command('top')
-      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver), flow, or the tx + rx of each label, AS or network; largest bytes first')
+      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver), flow, or the tx + rx of each label, AS, network or name (read from DNS answers and TLS server names); largest bytes first. Address rows show the name seen last up to the window\'s end, flow rows the names of both ends')
       .addOption(new Option('--by <what>', 'group by').choices(['ip', 'src', 'dst', 'flow', ...KEY_BYS]).default('ip')),
     '1h',
   ),
@@ -143,7 +143,7 @@ filterOptions(
 common(
   program
     .command('flows')
-    .description('the top flows to and from an address (--ip), or of a label\'s addresses (--label), or both: the flows of the address with the label at either end')
+    .description('the top flows to and from an address (--ip), or of a label\'s addresses (--label), or both: the flows of the address with the label at either end; rows show the names of both ends (json and csv also name: the other end\'s)')
     .option('--ip <addr>', 'the address', parseIpOption)
     .option('--label <name>', 'flows with an address of this label (of --labels) at either end'),
   '1h',
