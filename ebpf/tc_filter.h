@@ -30,11 +30,30 @@
 /* Bytes kept of each passed frame by default: link header, tags and IP/L4 headers. */
 #define TC_DEFAULT_SNAPLEN 128
 
+/* Names (tc_config.names): DNS responses come from this port. */
+#define TC_DNS_PORT 53
+/* IPv6 extension headers (Hop-by-Hop, Routing, Destination Options) walked to reach UDP/TCP. */
+#define TC_MAX_IPV6_EXT 4
+/* Connections whose ClientHello did not fit its first segment, remembered (LRU) until the
+ * segment that ends its first record. */
+#define TC_MAX_HELLO_FLOWS 4096
+
 struct tc_config {
 	__u32 snaplen;
 	__u32 link;
 	__u32 ignore_enabled;
 	__u32 accept_enabled;
+	/* Pass DNS responses and ClientHellos whole (the reader of names is on). */
+	__u32 names;
+};
+
+/* A TCP connection, client to server (tc_hello's key). IPv4 keeps its 4 bytes at the front. */
+struct tc_flow {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 fam;
 };
 
 struct tc_lpm_v4 {

@@ -20,16 +20,16 @@ export function checkIdentity(db: BetterSqlite3.Database, file: string, allowEmp
   try {
     tables = (db.prepare('select count(*) as n from sqlite_master').get() as { n: number }).n;
   } catch (err) {
-    throw new TcError(`${file} is not a SQLite database (${(err as Error).message})`, 'ERR_TC_NOT_A_DATABASE');
+    throw new TcError(`${file} is not a SQLite database (${(err as Error).message}); ${notOurs(allowEmpty)}`, 'ERR_TC_NOT_A_DATABASE');
   }
   const appId = db.pragma('application_id', { simple: true }) as number;
   const version = db.pragma('user_version', { simple: true }) as number;
   if (tables === 0 && appId === 0) {
     if (allowEmpty) return 'empty';
-    throw new TcError(`${file} is an empty database, not a traffic-counter database`, 'ERR_TC_NOT_A_DATABASE');
+    throw new TcError(`${file} is an empty database, not a traffic-counter database; ${notOurs(allowEmpty)}`, 'ERR_TC_NOT_A_DATABASE');
   }
   if (appId !== APPLICATION_ID) {
-    throw new TcError(`${file} is a SQLite database but not a traffic-counter database (application_id ${appId})`, 'ERR_TC_NOT_A_DATABASE');
+    throw new TcError(`${file} is a SQLite database but not a traffic-counter database (application_id ${appId}); ${notOurs(allowEmpty)}`, 'ERR_TC_NOT_A_DATABASE');
   }
   if (version > SCHEMA_VERSION) {
     throw new TcError(
@@ -38,6 +38,14 @@ export function checkIdentity(db: BetterSqlite3.Database, file: string, allowEmp
     );
   }
   return 'ok';
+}
+
+/**
+ * What to do about a --db that is not a traffic-counter database: the recorder (which may
+ * create one) never writes into another program's file; tc-query needs one the recorder wrote.
+ */
+export function notOurs(recorder: boolean): string {
+  return recorder ? 'the recorder never writes into another file: record into a new --db' : 'pass a file that `traffic-counter record` wrote (--db FILE, or TC_DB)';
 }
 
 /** The user name of `uid` from /etc/passwd, else the number. */

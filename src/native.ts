@@ -51,7 +51,7 @@ export function u64At(col: U64Column, i: number): number | bigint {
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
-/** The names the engine read in an interval (DNS answers, TLS server names), one entry per distinct (address, name, source). */
+/** The (address, name, source) pairs of an interval, columnar (native/core/src/names). */
 export interface BatchNames {
   /** 16 bytes per entry (IPv4 in the first 4). */ addr: Uint8Array;
   /** 4 or 6 per entry. */ fam: Uint8Array;
@@ -98,10 +98,7 @@ export interface Batch {
     packets: U64Column;
     bytes: U64Column;
   };
-  /**
-   * Names seen in the interval, in the capture order of each entry's last sighting in it (the
-   * recorder keeps that order as the "last in capture order" of a pair).
-   */
+  /** Entries in the capture order of each pair's last sighting in the interval. */
   names: BatchNames;
 }
 
@@ -150,8 +147,17 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
       packets: u64(b.flowPackets, m),
       bytes: u64(b.flowBytes, m),
     },
-    names: { addr: new Uint8Array(0), fam: new Uint8Array(0), source: new Uint8Array(0), name: [] },
+    names: decodeNames(b),
   };
+}
+
+/** The names of a batch: each entry's text ends at its u32 in `namesEnd` (the names are ASCII). */
+function decodeNames(b: Addon.NativeBatch): BatchNames {
+  const n = b.namesCount;
+  const end = view(Uint32Array, b.namesEnd, n);
+  const name = new Array<string>(n);
+  for (let i = 0, from = 0; i < n; from = end[i], i++) name[i] = b.namesText.toString('latin1', from, end[i]);
+  return { addr: b.namesAddr, fam: b.namesFam, source: b.namesSource, name };
 }
 
 /** Counting options (ranges and defaults: their docs, from native/core/src/options.rs). */

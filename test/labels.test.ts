@@ -94,7 +94,7 @@ test('totals of --by label, asn and net equal the per-IP totals of the window, g
     const base = ['--db', db, 'top', '--all', '--limit', '0', '--labels', labels, '--asn', asn4, '--asn', asn6];
     const ips = json(base);
     assert.ok(ips.length > 20, `${db}: ${ips.length} addresses`);
-    assert.deepEqual(Object.keys(ips[0]), ['ip', ...COUNTERS, 'label', 'asn', 'as_name', 'country', 'name']);
+    assert.deepEqual(Object.keys(ips[0]), ['ip', ...COUNTERS, 'label', 'asn', 'as_name', 'country', 'local', 'name']);
     const groupings: [string[], (r: Row) => unknown, string[]][] = [
       [['--by', 'label'], (r) => r.label, ['label']],
       [['--by', 'asn'], (r) => r.asn, ['asn', 'as_name', 'country']],
@@ -236,9 +236,9 @@ test('label and AS columns: --by ip rows and per-IP exports gain them; --labels 
   assert.deepEqual(withEnv, given);
   const before = json(['--db', gen, '--labels', labels, 'top', '--all', '--limit', '0']);
   assert.deepEqual(before, given);
-  assert.deepEqual(Object.keys(json(['--db', gen, 'top', '--all'])[0]), ['ip', ...COUNTERS, 'name'], 'no label or AS fields without --labels/--asn');
+  assert.deepEqual(Object.keys(json(['--db', gen, 'top', '--all'])[0]), ['ip', ...COUNTERS, 'local', 'name'], 'no label or AS fields without --labels/--asn');
   const src = json(['--db', gen, 'top', '--by', 'src', '--all', '--asn', asn4, '--asn', asn6]);
-  assert.deepEqual(Object.keys(src[0]), ['ip', 'packets', 'bytes', 'asn', 'as_name', 'country', 'name']);
+  assert.deepEqual(Object.keys(src[0]), ['ip', 'packets', 'bytes', 'asn', 'as_name', 'country', 'local', 'name']);
   const as = new Map(json(['--db', gen, 'top', '--all', '--limit', '0', '--asn', asn4, '--asn', asn6]).map((r) => [r.ip, r]));
   assert.deepEqual([as.get('10.1.0.5')!.asn, as.get('10.1.0.5')!.as_name, as.get('10.1.0.5')!.country], [64500, 'EXAMPLE-A', 'US']);
   assert.deepEqual([as.get('10.1.0.200')!.asn, as.get('10.1.0.200')!.as_name, as.get('10.1.0.200')!.country], [null, null, null], 'AS 0: no ASN');

@@ -6,7 +6,9 @@
  * (wildcards too) and every error they give; `sql` names and labels; `export --what names`
  * and the name columns of exports; rebuild and a replaced session keep names right, a failed
  * write group leaves none behind; retention and the disk budget drop a name only with its
- * address's last traffic, and a flood of names keeps within the budget.
+ * address's last traffic, and a flood of names keeps within the budget. And end to end: a replay
+ * of the generated capture of names (test/support/names-pcap.ts) gives exactly its names through
+ * top, flows, names, sql and status.
  */
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -15,6 +17,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { query, queryJson, recorder, tmp } from './helpers';
 import { makeBatch, traffic, withNames, type NameEntry } from './support/synth';
+import { writeNamesPcap } from './support/names-pcap';
 import { openForWrite, type WriteDb } from '../src/recorder/write/db';
 import { BatchSink } from '../src/recorder/write/sink';
 import { deleteSession } from '../src/recorder/write/writer';
@@ -133,7 +136,7 @@ describe('stored names and the name of an address at a time', () => {
     assert.equal(nameOf(['--all'], B), null);
     // The table shows the name beside the address.
     const t = query(['--db', file, 'top', '--all']);
-    assert.match(t.stdout, /│ ip +│ name +│ tx pkts/);
+    assert.match(t.stdout, /│ ip +│ name +│ side │ tx pkts/);
     assert.match(t.stdout, /│ 10\.0\.0\.1 +│ x\.example\.com +│/);
   });
 
@@ -302,8 +305,9 @@ describe('stored names and the name of an address at a time', () => {
   test('status: the names the file holds', async () => {
     await recorded;
     const st = queryJson<{ names: Row }>(['--db', file, 'status']);
-    assert.deepEqual(st.names, { rows: 5, names: 4, addresses: 3, first: '2026-11-02T10:00:00Z', last: '2026-11-02T10:00:25Z' });
-    assert.match(query(['--db', file, 'status']).stdout, /\nnames +4 names of 3 addresses seen 2026-11-02T10:00:00Z to 2026-11-02T10:00:25Z/);
+    assert.deepEqual(st.names, { rows: 5, names: 4, addresses: 3, first: '2026-11-02T10:00:00Z', last: '2026-11-02T10:00:25Z', recorded: 7, overflowed: 0, malformed: 0, incomplete: 0 });
+    assert.match(query(['--db', file, 'status']).stdout, /\nnames +4 names of 3 addresses seen 2026-11-02T10:00:00Z to 2026-11-02T10:00:25Z \(`tc-query names`\); in the window 7 recorded, 0 past --max-names, 0 messages malformed, 0 split ClientHellos given up\n/);
+    assert.match(query(['--db', file, 'status', '--format', 'csv']).stdout, /\nnames_recorded,7\nnames_overflowed,0\nnames_malformed,0\nnames_incomplete,0\n/);
   });
 
   test('rebuild keeps every name and every answer', async () => {
@@ -390,11 +394,14 @@ describe('writes: a group goes in whole or not at all, a replaced session takes 
     assert.equal(json(['--db', file, 'top', '--since', iso(T0), '--until', iso(T0 + S)])[0].name, 'new.test');
   });
 
-  test('/metrics counts the names recorded', async () => {
+  test('/metrics counts the names recorded and overflowed (the batches\' counters)', async () => {
     const file = path.join(tmp(), 'metrics.db');
-    const m = await record(file, [withNames(makeBatch(T0, S, 2), [{ ip: '10.0.0.1', name: 'a.test' }, { ip: '10.0.0.1', name: 'a.test', source: 'sni' }])]);
+    const b = withNames(makeBatch(T0, S, 2), [{ ip: '10.0.0.1', name: 'a.test' }, { ip: '10.0.0.1', name: 'a.test', source: 'sni' }]);
+    b.counters.namesOverflowed = 5n;
+    const m = await record(file, [b]);
     assert.equal(m.namesRecorded, 2);
     assert.match(m.render(), /\ntc_names_recorded_total 2\n/);
+    assert.match(m.render(), /\ntc_names_overflowed_total 5\n/);
   });
 });
 
@@ -535,5 +542,63 @@ describe('retention and the disk budget drop a name only with its address\'s las
     } finally {
       db.sqlite.close();
     }
+  });
+});
+
+describe('a replay of the generated capture of names', () => {
+  const dir = tmp();
+  const cap = path.join(dir, 'names.pcap');
+  const c = writeNamesPcap(cap);
+  const db = path.join(dir, 'names.db');
+  const r = recorder(['record', '--pcap', cap, '--db', db, '--flows', '--quiet']);
+  // The name of each address: its pair last in the capture order of last sightings.
+  const last = new Map(c.expected.map((e) => [e.ip, e.name]));
+
+  test('the file holds exactly the capture\'s names', () => {
+    assert.equal(r.status, 0, r.stderr);
+    const rows = json(['--db', db, 'sql', 'select ip, name, source from names order by ip, name, source']);
+    const want = [...c.expected].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : a.source < b.source ? -1 : 1));
+    assert.deepEqual(rows, want);
+    const st = queryJson<{ names: Row }>(['--db', db, 'status']);
+    assert.deepEqual(
+      [st.names.rows, st.names.recorded, st.names.overflowed, st.names.malformed, st.names.incomplete],
+      [c.expected.length, c.expected.length, 0, c.malformed, c.incomplete],
+    );
+  });
+
+  test('top --by ip: every address with traffic shows the name seen last for it, or null', () => {
+    const rows = json(['--db', db, 'top', '--all', '--limit', '0']);
+    assert.ok(rows.length > 5);
+    for (const row of rows) assert.equal(row.name, last.get(row.ip as string) ?? null, String(row.ip));
+    assert.deepEqual(
+      rows.filter((x) => x.name !== null).map((x) => `${x.ip} ${x.name}`).sort(),
+      ['192.0.2.80 one.example.com', '192.0.2.81 pq.example.com', '2001:db8:443::1 three.example.net'],
+      'the TLS servers the client connected to; the answered addresses saw no traffic',
+    );
+    const byName = json(['--db', db, 'top', '--by', 'name', '--all', '--limit', '0']);
+    const sum = (xs: Row[]) => xs.reduce((a, x) => a + BigInt(x.bytes as number), 0n);
+    assert.equal(sum(byName), sum(rows), '--by name totals equal --by ip');
+    assert.equal(byName.find((x) => x.name === 'pq.example.com')?.bytes, rows.find((x) => x.ip === '192.0.2.81')?.bytes);
+  });
+
+  test('flows --ip: the names of both ends, and the peer\'s', () => {
+    const rows = json(['--db', db, 'flows', '--ip', '10.1.0.2', '--all', '--limit', '0']);
+    const toTls = rows.filter((x) => x.dst === '192.0.2.80' || x.dst === '192.0.2.81');
+    assert.deepEqual(toTls.map((x) => [x.dst, x.dst_name, x.name, x.src_name]).sort(), [
+      ['192.0.2.80', 'one.example.com', 'one.example.com', null],
+      ['192.0.2.81', 'pq.example.com', 'pq.example.com', null],
+    ]);
+    for (const x of rows) assert.equal(x.name, last.get((x.src === '10.1.0.2' ? x.dst : x.src) as string) ?? null);
+  });
+
+  test('names --ip and --name: the pairs of an address (two names, the last in capture order second), of a name and below it', () => {
+    assert.deepEqual(json(['--db', db, 'names', '--ip', '198.51.100.20']).map((x) => `${x.name} ${x.source}`).sort(), ['first.example dns', 'second.example dns']);
+    assert.equal(json(['--db', db, 'top', '--all', '--by', 'name', '--limit', '0']).some((x) => x.name === 'first.example'), false, 'an address without traffic is in no traffic answer');
+    assert.deepEqual(json(['--db', db, 'names', '--name', 'alias.example.org']).map((x) => x.ip).sort(), ['198.51.100.10', '198.51.100.11'], 'a CNAME chain resolved to the question name');
+    assert.deepEqual(
+      json(['--db', db, 'names', '--name', '*.example.com']).map((x) => `${x.ip} ${x.name} ${x.source}`).sort(),
+      c.expected.filter((e) => e.name.endsWith('.example.com')).map((e) => `${e.ip} ${e.name} ${e.source}`).sort(),
+    );
+    assert.deepEqual(json(['--db', db, 'names', '--ip', '2001:db8:5::1']).map((x) => x.name), ['v6.example.net']);
   });
 });

@@ -105,7 +105,7 @@ test('--config errors name the file and the key: numbers, booleans, unknown keys
   }
   const missing = recorder(['record', '--pcap', SMTP, '--db', db, '--config', path.join(dir, 'none.json')]);
   assert.equal(missing.status, 1);
-  assert.equal(missing.stderr, `traffic-counter: error: --config ${path.join(dir, 'none.json')}: cannot read it (no such file)\n`);
+  assert.equal(missing.stderr, `traffic-counter: error: --config ${path.join(dir, 'none.json')}: cannot read it (no such file); check the path, or drop --config (contrib/traffic-counter.json is an example) [ERR_TC_CONFIG]\n`);
   assert.equal(existsSync(db), false, 'nothing recorded');
 
   writeFileSync(cfg, '{"flows": true, "interval-secs": 60, "no-progress": true}');
@@ -122,7 +122,7 @@ test('one rule per option where it enters, with one message from the command lin
   writeFileSync(path.join(dir, 'c.json'), '{"block-count": 0}');
   const cfg = recorder(['record', '--iface', 'lo', '--db', db, '--config', path.join(dir, 'c.json')]);
   assert.equal(cfg.status, 1);
-  assert.match(cfg.stderr, /"block-count": must be between 1 and 1048576\n$/);
+  assert.match(cfg.stderr, /"block-count": must be between 1 and 1048576 \[ERR_TC_CONFIG\]\n$/);
   for (const args of [['--pcap', SMTP], ['--iface', 'lo']]) {
     const r = recorder(['record', ...args, '--db', db, '--max-keys', '0']);
     assert.equal(r.status, 1);
@@ -144,7 +144,7 @@ test('--pcap refuses the options of live capture, from the command line and from
   const db = path.join(dir, 'p.db');
   let r = recorder(['record', '--pcap', SMTP, '--iface', 'lo', '--db', db]);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /^traffic-counter: error: --pcap replays capture files; --iface sets up live capture: drop it, or drop --pcap to record live\n$/);
+  assert.match(r.stderr, /^traffic-counter: error: --pcap replays capture files; --iface sets up live capture: drop it, or drop --pcap to record live \[ERR_TC_USAGE\]\n$/);
   r = recorder(['record', '--pcap', SMTP, '--workers', '2', '--no-ebpf', '--db', db]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /--workers, --no-ebpf set up live capture: drop them/);
@@ -453,6 +453,6 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     assert.equal(await exited(c), 0, out());
     const warnings = out().match(/warning: veth-b is down: nothing will be captured until it is up \(ip link set veth-b up\)/g) ?? [];
     assert.equal(warnings.length, 1, out());
-    assert.match(out(), /traffic-counter: SIGHUP: nothing to reload \(no --ignore-file or --accept-source-file was given\)/);
+    assert.match(out(), /traffic-counter: SIGHUP: nothing to reload \(no --ignore-file, --accept-source-file or --local-networks was given\)/);
   });
 });

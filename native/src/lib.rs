@@ -61,7 +61,7 @@ fn u16s(v: Vec<u16>) -> Buffer {
 /// holds the same list; src/native.ts refuses an addon whose `counterNames()` differ) and how it
 /// is read from a batch. Ring and filter counters are 0 when the batch has none
 /// (`NativeBatch::has_ring`, `has_filter` say which).
-const COUNTERS: [(&str, fn(&Batch) -> u64); 23] = [
+const COUNTERS: [(&str, fn(&Batch) -> u64); 27] = [
     ("frames", |b| b.totals.frames),
     ("ipPackets", |b| b.totals.ip_packets),
     ("ipBytes", |b| b.totals.ip_bytes),
@@ -85,11 +85,17 @@ const COUNTERS: [(&str, fn(&Batch) -> u64); 23] = [
     ("filterNotAccepted", |b| b.filter.unwrap_or_default().not_accepted),
     ("ipOverflowKeys", |b| b.ip_overflow_keys),
     ("flowOverflowKeys", |b| b.flow_overflow_keys),
+    ("namesRecorded", |b| b.names.len() as u64),
+    ("namesOverflowed", |b| b.names.overflowed),
+    ("namesMalformed", |b| b.name_counts.malformed),
+    ("namesIncomplete", |b| b.name_counts.incomplete),
 ];
 
 /// One interval, columnar. u64 columns are little-endian Buffers of 8 bytes per row, u32 of 4,
 /// u16 of 2. The batch's distinct addresses (sorted) are 16 bytes each with the family (4, 6;
-/// 0 = overflow row) apart; per-IP and per-flow rows refer to them by u32 index.
+/// 0 = overflow row) apart; per-IP and per-flow rows refer to them by u32 index. Names are
+/// (address, name, source) entries in the order of their last sightings, the names one after
+/// the other in `names_text` (ASCII), each ending at its u32 in `names_end`.
 #[napi(object)]
 pub struct NativeBatch {
     pub start_ms: i64,
@@ -118,12 +124,22 @@ pub struct NativeBatch {
     pub flow_dport: Buffer,
     pub flow_packets: Buffer,
     pub flow_bytes: Buffer,
+    pub names_count: u32,
+    /// 4 or 6 per entry.
+    pub names_fam: Buffer,
+    /// 16 bytes per entry.
+    pub names_addr: Buffer,
+    /// 0 = dns, 1 = sni, per entry.
+    pub names_source: Buffer,
+    pub names_text: Buffer,
+    pub names_end: Buffer,
 }
 
 fn to_native(b: Batch) -> NativeBatch {
     let counters = COUNTERS.map(|(_, get)| get(&b));
     let ips = b.ips;
     let fl = b.flows;
+    let names = b.names;
     NativeBatch {
         start_ms: b.start_ms,
         end_ms: b.end_ms,
@@ -148,6 +164,12 @@ fn to_native(b: Batch) -> NativeBatch {
         flow_dport: u16s(fl.dport),
         flow_packets: u64s(fl.packets),
         flow_bytes: u64s(fl.bytes),
+        names_count: names.fam.len() as u32,
+        names_fam: names.fam.into(),
+        names_addr: names.addr.into(),
+        names_source: names.source.into(),
+        names_text: names.text.into(),
+        names_end: u32s(names.end),
     }
 }
 
@@ -199,6 +221,7 @@ fn batch_bytes(b: &NativeBatch) -> usize {
     [&b.counters, &b.addr_fam, &b.addr_bytes, &b.ip_idx, &b.ip_tx_packets, &b.ip_tx_bytes, &b.ip_rx_packets, &b.ip_rx_bytes]
         .iter()
         .chain([&b.flow_src, &b.flow_dst, &b.flow_proto, &b.flow_sport, &b.flow_dport, &b.flow_packets, &b.flow_bytes].iter())
+        .chain([&b.names_fam, &b.names_addr, &b.names_source, &b.names_text, &b.names_end].iter())
         .map(|x| x.len())
         .sum()
 }
@@ -249,6 +272,8 @@ pub struct OptionDefaults {
     pub min_interval_ms: i64,
     pub max_interval_ms: i64,
     pub max_keys: u32,
+    pub max_names: u32,
+    pub max_names_limit: u32,
     pub max_workers: u32,
     pub block_size: u32,
     pub block_count: u32,
@@ -267,6 +292,8 @@ pub fn option_defaults() -> OptionDefaults {
         min_interval_ms: MIN_INTERVAL_MS,
         max_interval_ms: MAX_INTERVAL_MS,
         max_keys: DEFAULT_MAX_KEYS as u32,
+        max_names: DEFAULT_MAX_NAMES as u32,
+        max_names_limit: MAX_NAMES_LIMIT as u32,
         max_workers: MAX_WORKERS,
         block_size: DEFAULT_BLOCK_SIZE,
         block_count: DEFAULT_BLOCK_COUNT,
@@ -303,7 +330,7 @@ pub fn engine_memory(options: LiveCaptureOptions, live: bool) -> Result<EngineMe
         rings: m.rings as f64,
         tables: m.tables as f64,
         batches: m.batches as f64,
-        batch_bytes: budget::batch_bytes(v.max_keys, v.flows) as f64,
+        batch_bytes: budget::batch_bytes_with_names(&v) as f64,
         batch_addrs: budget::batch_addrs(v.max_keys, v.flows) as f64,
     })
 }
@@ -382,7 +409,7 @@ pub fn replay(
     }
     let (ignore, accept) = load_rules(&options.ignore_file, &options.accept_source_file)?;
     let v = Options { count: options.core(), ..Options::default() }.validate().map_err(bad_option)?;
-    let opts = ReplayOptions { interval_ms: v.interval_ms, max_keys: v.max_keys, flows: v.flows, rules: Rules::new(&ignore, accept.as_deref()) };
+    let opts = ReplayOptions { interval_ms: v.interval_ms, max_keys: v.max_keys, flows: v.flows, max_names: v.max_names, rules: Rules::new(&ignore, accept.as_deref()) };
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let in_js = Arc::new(InJs::default());
@@ -479,6 +506,7 @@ impl LiveCapture {
             interval_ms: v.interval_ms,
             max_keys: v.max_keys,
             flows: v.flows,
+            max_names: v.max_names,
             ebpf: v.ebpf,
             snaplen: v.snaplen,
             ignore,

@@ -35,11 +35,17 @@ export function nodeId(v: string): string {
 
 /**
  * Makes a usage error one line, `PROGRAM: error: MESSAGE; see \`PROGRAM CMD --help\``, instead
- * of the error followed by the whole help. Call it on each command once it has its name.
+ * of the error followed by the whole help; with `json`, one `{"error": {message, code}}`
+ * document on stdout (code ERR_TC_USAGE), as the program's other errors. Call it on each
+ * command once it has its name.
  */
-export function usageErrors(cmd: import('commander').Command, program: string): void {
+export function usageErrors(cmd: import('commander').Command, program: string, json = false): void {
   const name = cmd.parent ? `${program} ${cmd.name()}` : program;
   cmd.showHelpAfterError(false).configureOutput({
-    outputError: (str, write) => write(`${program}: ${str.trim().replace(/\s*\n\s*/g, ' ')}; see \`${name} --help\`\n`),
+    outputError: (str, write) => {
+      const message = `${str.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}; see \`${name} --help\``;
+      if (json) process.stdout.write(`${JSON.stringify({ error: { message, code: 'ERR_TC_USAGE' } })}\n`);
+      else write(`${program}: error: ${message}\n`);
+    },
   });
 }

@@ -31,6 +31,8 @@ import { openReadOnly } from '../query/db';
 import { KEY_BYS, type KeySources } from '../query/keys';
 import { LABELS_ENV, readLabels } from '../query/labels';
 import { ASN_ENV, readAsn } from '../query/asn';
+import { checkSide, SIDES, type Side } from '../query/local';
+import { resolveWindow } from '../query/plan';
 import { parseNamePattern } from '../query/names';
 import * as path from 'node:path';
 
@@ -60,6 +62,9 @@ const tzParser = (v: string) => {
   }
 };
 
+/** The window of a command whose default is the whole file: `--until` alone reads from its start. */
+const wholeFileWindow = (opts: { since?: string; until?: string; all?: boolean }) => (opts.since || opts.until ? makeWindow(opts, Date.now(), '0') : makeWindow({ all: true }));
+
 function common(cmd: Command, defaultSince: string): Command {
   return cmd
     .option('--since <time>', `start: a duration before now (30s, 15m, 1h, 7d), an ISO-8601 time or epoch seconds (default ${defaultSince})`)
@@ -78,6 +83,8 @@ function filterOptions(cmd: Command): Command {
     .option('--proto <p>', 'only this IP protocol (tcp, udp, icmp, ... or a number; uses flow rows)', parseProto)
     .option('--port <n>', 'only this source or destination port (uses flow rows)', intIn(0, 65535));
 }
+
+const sideOption = (help: string) => new Option('--side <side>', help).choices([...SIDES]);
 
 function filtersOf(opts: Filters): Filters {
   if (opts.ip && opts.cidr) throw new InvalidArgumentError('give --ip or --cidr, not both');
@@ -122,6 +129,7 @@ filterOptions(
   .option('--limit <n>', 'rows to show (0 = every row)', intIn(0, 1e9), 20)
   .option('--v4-prefix <n>', '--by net: IPv4 prefix length', intIn(0, 32), 24)
   .option('--v6-prefix <n>', '--by net: IPv6 prefix length', intIn(0, 128), 64)
+  .addOption(sideOption('only the addresses of this side: local (in this host\'s networks, as the recorder stored them) or remote (its peers); --by flow: flows sent from that side'))
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
@@ -132,12 +140,15 @@ filterOptions(
     const planning = openReadOnly(dbOf(cmd));
     let prefetched;
     try {
+      // Refused before a worker starts reading the window.
+      const resolved = resolveWindow(planning, window);
+      checkSide(planning, opts.side as Side | undefined, resolved.fromMs, resolved.toMs, tzOf(opts));
       prefetched = lazy.prefetch().readAhead(planning, dbOf(cmd), family, window, filters, keys.labels);
     } finally {
       planning.close();
     }
     const { top } = lazy.top();
-    print(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched, keys }));
+    print(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched, keys, side: opts.side as Side | undefined }));
   });
 
 common(
@@ -163,18 +174,19 @@ common(program.command('series').description('traffic per step: the total (each 
   .option('--cidr <net>', 'traffic of the addresses in this network', parseCidrOption)
   .option('--label <name>', 'traffic of the addresses with this label (of --labels; tx + rx, as --cidr)')
   .option('--step <d>', `step (${SERIES_STEPS.join(', ')} or any whole number of seconds)`, parseStep, 60_000)
+  .addOption(sideOption('also in_bytes / out_bytes: the bytes received and sent by this side\'s addresses (local: in this host\'s networks; remote: its peers), by the networks of each step'))
   .action(async (opts, cmd: Command) => {
     format = opts.format;
     const window = makeWindow(opts);
     const { series } = lazy.series();
     const filters = filtersOf(opts);
     const labels = filters.label !== undefined ? keySources(cmd, opts).labels : undefined;
-    print(await series({ db: dbOf(cmd), window, stepMs: opts.step as number, format: opts.format, filters, tz: tzOf(opts), labels }));
+    print(await series({ db: dbOf(cmd), window, stepMs: opts.step as number, format: opts.format, filters, tz: tzOf(opts), labels, side: opts.side as Side | undefined }));
   });
 
 common(program.command('status').description('what the file covers and how complete it is: intervals, gaps, drops, overflow'), 'the whole file').action(async (opts, cmd: Command) => {
   format = opts.format;
-  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  const window = wholeFileWindow(opts);
   const { status } = lazy.status();
   process.stdout.write(await status({ db: dbOf(cmd), window, format: opts.format, tz: tzOf(opts) }));
 });
@@ -206,12 +218,12 @@ common(
 common(
   program
     .command('sql')
-    .description('ad hoc DuckDB SQL over the tables intervals, ip_deltas, flow_deltas, ip_1m, ip_1h, ip_1d, flow_1m, flow_1h, events, names, and labels (ip, label) with --labels')
+    .description('ad hoc DuckDB SQL over the tables intervals, ip_deltas, flow_deltas, ip_1m, ip_1h, ip_1d, flow_1m, flow_1h, events, local_networks, names, and labels (ip, label) with --labels')
     .argument('<query>', 'a DuckDB SELECT statement'),
   'the whole file',
 ).action(async (query: string, opts, cmd: Command) => {
   format = opts.format;
-  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  const window = wholeFileWindow(opts);
   const { adhocSql } = lazy.adhoc();
   // The label file is read only for a statement that may read the labels table.
   const labels = /\blabels\b/i.test(query) ? keySources(cmd, opts).labels : undefined;
@@ -232,7 +244,7 @@ program
   .option('--force', "replace an existing --out file (with --partition: this database's node= folder in it)", false)
   .option('--label <name>', 'only rows of addresses with this label (of --labels); a flow row when either end has it')
   .action(async (opts, cmd: Command) => {
-    const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+    const window = wholeFileWindow(opts);
     const { exportRows } = lazy.adhoc();
     const keys = keySources(cmd, opts);
     const r = await exportRows({ db: dbOf(cmd), window, what: opts.what, resolution: opts.resolution, format: opts.format, out: opts.out, partition: opts.partition, force: opts.force, label: opts.label, keys });

@@ -7,6 +7,9 @@ import { DEFAULT_RETENTION, DEFAULT_RETENTION_TEXT, parseRetention, type Retenti
 import { DEFAULT_QUEUE_MAX, DEFAULT_QUEUE_MAX_BYTES } from '../recorder/write/sink';
 import { quietOnClosedOutput } from '../recorder/observe/log';
 import { defaultDb, intIn, nodeId, packageVersion, usageErrors } from './options';
+import { nearest } from '../nearest';
+import { accessProblem } from '../db-identity';
+import { TcError } from '../errors';
 import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
 import { DEFAULT_MAX_DB_SIZE_TEXT, parseSize, SIZE_FORMS } from '../recorder/budget/disk';
 import { describeBudget, memoryBudget } from '../recorder/budget/memory';
@@ -16,8 +19,6 @@ quietOnClosedOutput();
 const program = new Command('traffic-counter')
   .description('Count bytes and packets per IP address and per flow into one SQLite file')
   .version(packageVersion());
-usageErrors(program, 'traffic-counter');
-
 const retention = (v: string) => {
   try {
     return parseRetention(v);
@@ -32,32 +33,46 @@ function retainOption(flag: string, help: string, key: keyof Retention): Option 
 }
 
 /**
+ * Options whose value is parsed in the action rather than by commander, so that a wrong one is
+ * an ERR_TC_BAD_OPTION error like the recorder's others; --config checks them with the same rule.
+ */
+const PARSED_IN_ACTION: Record<string, (v: string) => unknown> = { maxDbSize: parseSize };
+
+/**
  * Applies a JSON config file: keys are the long option names (`"iface": "eth0"`,
  * `"retain-raw-ip": "48h"`, `"no-ebpf": true`); options given on the command line win. A value
  * goes through the option's own parser, so it meets the rule and the message of the command
- * line, prefixed with the file and the key.
+ * line, prefixed with the file and the key; an unknown key names the nearest known ones.
  */
 function applyConfig(cmd: Command, file: string): void {
+  const fail = (why: string) => new TcError(`--config ${file}: ${why}`, 'ERR_TC_CONFIG');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new InvalidArgumentError(`--config ${file}: cannot read it (${e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'a directory' : e.message})`);
+    const why = accessProblem(file) ?? (err as Error).message;
+    const where = { 'does not exist': 'no such file', 'is a directory': 'a directory' }[why];
+    if (where) throw fail(`cannot read it (${where}); check the path, or drop --config (${CONFIG_EXAMPLE} is an example)`);
+    throw fail(`cannot read it: ${why}; make it readable for this user (chmod a+r ${file}), or run as one who can read it`);
   }
   let cfg: unknown;
   try {
     cfg = JSON.parse(text);
   } catch (err) {
-    throw new InvalidArgumentError(`--config ${file}: not JSON (${(err as Error).message})`);
+    throw fail(`not JSON (${(err as Error).message.replace(/\s+/g, ' ')}); write one JSON object of long option names, e.g. {"iface": "eth0", "flows": true}`);
   }
   if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) {
-    throw new InvalidArgumentError(`--config ${file}: expected a JSON object of long option names, e.g. {"iface": "eth0", "flows": true}`);
+    throw fail('expected a JSON object of long option names, e.g. {"iface": "eth0", "flows": true}');
   }
+  const keys = cmd.options.filter((o) => !o.hidden && o.long && o.long !== '--config').map((o) => o.long!.slice(2));
   for (const [k, v] of Object.entries(cfg)) {
-    const bad = (why: string) => new InvalidArgumentError(`--config ${file}: ${JSON.stringify(k)}: ${why}`);
+    const bad = (why: string) => fail(`${JSON.stringify(k)}: ${why}`);
+    if (k === 'config') throw bad('a config file cannot name another one; give its options here instead');
     const opt = cmd.options.find((o) => o.long === `--${k}` || o.attributeName() === k);
-    if (!opt || k === 'config') throw bad('unknown option');
+    if (!opt) {
+      const near = nearest(k, keys);
+      throw bad(`unknown option${near.length ? `; did you mean ${near.map((n) => JSON.stringify(n)).join(' or ')}?` : ''} (the keys are the long options of \`traffic-counter record --help\`)`);
+    }
     const name = opt.attributeName();
     if (cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env') continue;
     let value: unknown;
@@ -73,20 +88,25 @@ function applyConfig(cmd: Command, file: string): void {
       if (typeof v !== 'string' && typeof v !== 'number') throw bad(`expected a string or a number, got ${JSON.stringify(v)}`);
       try {
         value = opt.parseArg ? opt.parseArg(String(v), undefined) : String(v);
+        PARSED_IN_ACTION[name]?.(String(v));
       } catch (err) {
-        throw bad((err as Error).message);
+        // The rule's own words, without the flag they name on the command line.
+        throw bad((err as Error).message.replace(new RegExp(`^${opt.long} `), ''));
       }
     }
     cmd.setOptionValueWithSource(name, value, 'config');
   }
 }
 
+/** The example config file shipped beside the service unit. */
+const CONFIG_EXAMPLE = 'contrib/traffic-counter.json';
+
 /**
  * What the recorder may use in memory at most with the defaults (docs/recording.md, "Memory"),
  * from the one function the start line uses too.
  */
 function memoryHelp(): string {
-  const defaults = { intervalSecs: D.intervalMs / 1000, maxKeys: D.maxKeys, flows: false, blockSize: D.blockSize, blockCount: D.blockCount, frameSize: D.frameSize };
+  const defaults = { intervalSecs: D.intervalMs / 1000, maxKeys: D.maxKeys, maxNames: D.maxNames, flows: false, blockSize: D.blockSize, blockCount: D.blockCount, frameSize: D.frameSize };
   const line = (flows: boolean, live: boolean) => describeBudget(memoryBudget({ ...defaults, flows }, live));
   return [
     '',
@@ -125,9 +145,11 @@ program
   .option('--interval-secs <n>', 'interval length in seconds (aligned to UTC epoch multiples)', intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000), D.intervalMs / 1000)
   .addOption(new Option('--report-interval-secs <n>', 'alias of --interval-secs').argParser(intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000)).hideHelp())
   .option('--max-keys <n>', 'most addresses / flows per interval and table before folding into an overflow row', intIn(1, 100_000_000), D.maxKeys)
+  .option('--max-names <n>', 'most new (address, name) pairs per interval read from DNS answers and TLS server names, the rest counted as overflowed (0: names off, nothing read past the headers)', intIn(0, D.maxNamesLimit), D.maxNames)
   .option('--flows', 'also count per unidirectional 5-tuple flow', false)
   .option('--ignore-file <file>', 'CIDRs whose traffic (as source or destination) is not counted')
   .option('--accept-source-file <file>', 'count only frames whose source is in these CIDRs')
+  .option('--local-networks <file>', "this host's networks, one CIDR a line (# comments), for tc-query --side local|remote: in place of the capture interface's addresses and prefixes, which live capture records by default (and their changes); a replay has local networks only with it; SIGHUP re-reads it")
   .option('--no-ebpf', 'do not load the eBPF socket filter (rules are applied in userspace)')
   .option('--snaplen <bytes>', 'bytes of each frame the eBPF filter keeps', intIn(64, 65535), D.snaplen)
   .addOption(retainOption('--retain-raw-ip <period>', 'live: keep per-interval per-IP rows this long', 'rawIpMs'))
@@ -163,9 +185,11 @@ program
       fanoutGroup: opts.fanoutGroup,
       intervalSecs: opts.reportIntervalSecs ?? opts.intervalSecs,
       maxKeys: opts.maxKeys,
+      maxNames: opts.maxNames,
       flows: opts.flows,
       ignoreFile: opts.ignoreFile,
       acceptSourceFile: opts.acceptSourceFile,
+      localNetworks: opts.localNetworks,
       ebpf: opts.ebpf,
       snaplen: opts.snaplen,
       quiet: opts.quiet,
@@ -185,7 +209,7 @@ program
       user: opts.user,
       nodeId: opts.nodeId,
       // Parsed here, not by commander, so that a wrong size is an ERR_TC_BAD_OPTION error like the recorder's others.
-      maxDbSize: opts.maxDbSize === undefined ? undefined : parseSize(String(opts.maxDbSize)),
+      maxDbSize: opts.maxDbSize === undefined ? undefined : (PARSED_IN_ACTION.maxDbSize(String(opts.maxDbSize)) as number),
     });
   });
 
@@ -198,13 +222,15 @@ program
     process.stderr.write(`traffic-counter: rebuilt ${r.buckets} rollup buckets in ${opts.db}\n`);
   });
 
-for (const c of program.commands) usageErrors(c, 'traffic-counter');
-
 /** `--log-format json` given on the command line: an error is then one JSON document too. */
 const jsonLog = process.argv.some((a, i) => a === '--log-format=json' || (a === '--log-format' && process.argv[i + 1] === 'json'));
 
+usageErrors(program, 'traffic-counter', jsonLog);
+for (const c of program.commands) usageErrors(c, 'traffic-counter', jsonLog);
+
 program.parseAsync(process.argv).catch((err: Error & { code?: string }) => {
-  const code = err.code && err.code.startsWith('ERR_TC') ? err.code : undefined;
+  // A usage error found in the action (InvalidArgumentError) is one as those commander finds.
+  const code = err.code && err.code.startsWith('ERR_TC') ? err.code : err.code?.startsWith('commander.') ? 'ERR_TC_USAGE' : undefined;
   if (jsonLog) process.stdout.write(`${JSON.stringify({ error: { message: err.message, code: code ?? 'ERR_TC_INTERNAL' } })}\n`);
   else process.stderr.write(`traffic-counter: error: ${err.message}${code ? ` [${code}]` : ''}\n`);
   process.exitCode = 1;

@@ -5,10 +5,18 @@ import { grouped } from '../units';
 import { formatTime } from './time';
 import { counted } from './output';
 import { span } from './plan';
+import { DAY_MS, HOUR_MS, IP_LEVELS, LEVELS, MINUTE_MS, bucketOf, type IpLevel } from '../schema/levels';
+
+/** A stretch of time held only as the totals of a rollup level: the interval records of it are gone. */
+export interface CoarserPart {
+  level: IpLevel;
+  from: number;
+  to: number;
+}
 
 export interface Coverage {
   intervals: number;
-  /** Time the intervals cover (sum of their lengths), ms. */
+  /** Time the intervals cover (sum of their lengths), and the time of `coarser`, ms: what rates are averaged over. */
   covered_ms: number;
   first: number | null;
   last: number | null;
@@ -39,6 +47,12 @@ export interface Coverage {
   late: number;
   /** Percentage of packets the kernel dropped (of those it received). */
   drop_pct: number;
+  /**
+   * The window's time before its first interval record (or all of it, without one) that only
+   * rollup totals still hold, where retention or the disk budget removed the interval records:
+   * the finest level holding each part, oldest first, each part ending where the next begins.
+   */
+  coarser: CoarserPart[];
 }
 
 /**
@@ -64,6 +78,13 @@ export const GAPS_SQL = `with win(f, t) as (select ?, ?),
   union all
   select k.source, k.end_ms as start_ms, k.start_ms as prev_end from kills k
   where not exists (select 1 from holes h where h.source = k.source and h.prev_end = k.start_ms)`;
+
+/**
+ * The time an event is about, as SQL over `events`: its span's start, else (an event about no
+ * span: start, stop) when it was written. A window holds an event by this time, as it holds an
+ * interval by its start: a replay's events are about packet time, not the time of the replay.
+ */
+export const EVENT_TIME = 'coalesce(start_ms, at_ms)';
 
 /** Bounds of the rows and events a window covers: `--all` covers every one (also events after the last interval). */
 export function bounds(w: Window): [number, number] {
@@ -95,18 +116,52 @@ export function coverage(db: Database.Database, w: Window): Coverage {
   const e = db
     .prepare(
       `select coalesce(sum(kind = 'lost-interval'), 0) as lost, coalesce(sum(kind = 'unclean-shutdown'), 0) as unclean
-       from events where coalesce(start_ms, at_ms) >= ? and coalesce(start_ms, at_ms) < ?`,
+       from events where ${EVENT_TIME} >= ? and ${EVENT_TIME} < ?`,
     )
     .get(from, to) as { lost: number; unclean: number };
   const drop_pct = a.ring_packets > 0 ? (100 * a.ring_drops) / a.ring_packets : 0;
-  return { ...a, gaps: g.gaps, gap_ms: g.gap_ms, lost_intervals: e.lost, unclean_shutdowns: e.unclean, drop_pct };
+  const coarser = coarserParts(db, from, to, a.first);
+  const covered_ms = a.covered_ms + coarser.reduce((n, p) => n + p.to - p.from, 0);
+  return { ...a, covered_ms, gaps: g.gaps, gap_ms: g.gap_ms, lost_intervals: e.lost, unclean_shutdowns: e.unclean, drop_pct, coarser };
+}
+
+/**
+ * Coverage.coarser: from the first interval back (or from the window's last bucket, without
+ * one), each level, finest first, holds the time from its first bucket in the window to where
+ * the finer one begins, when a whole bucket of it lies before that (the bucket holding the
+ * first interval starts before it without meaning older time).
+ */
+function coarserParts(db: Database.Database, from: number, to: number, first: number | null): CoarserPart[] {
+  const parts: CoarserPart[] = [];
+  let limit = first ?? Infinity;
+  for (const level of IP_LEVELS) {
+    const r = db.prepare(`select min(bucket_ms) as lo, max(bucket_ms) as hi from ${level} where bucket_ms >= ? and bucket_ms < ?`).get(from, Math.min(to, limit)) as { lo: number | null; hi: number | null };
+    if (r.lo === null) continue;
+    const end = limit === Infinity ? Math.min(to, r.hi! + LEVELS[level].ms) : limit;
+    if (limit !== Infinity && r.lo >= bucketOf(limit, level)) continue;
+    parts.unshift({ level, from: r.lo, to: end });
+    limit = r.lo;
+  }
+  return parts;
+}
+
+const TOTALS: Record<number, string> = { [MINUTE_MS]: 'minute', [HOUR_MS]: 'hour', [DAY_MS]: 'day' };
+
+/**
+ * "day totals from 2026-09-21T00:00:00Z, hour totals from 2026-09-24T00:00:00Z": the time
+ * only coarser totals hold (each part up to the next, the last up to `until` when given).
+ */
+export function coarserText(parts: CoarserPart[], tz?: string, until = false): string {
+  const text = parts.map((p) => `${TOTALS[LEVELS[p.level].ms]} totals from ${formatTime(p.from, tz)}`).join(', ');
+  return until && parts.length > 0 ? `${text} to ${formatTime(parts[parts.length - 1].to, tz)}` : text;
 }
 
 /** The line that ends every table answer. */
 export function completenessLine(c: Coverage, tz?: string): string {
-  if (c.intervals === 0) return 'no intervals recorded in this window';
+  // Time whose interval records are gone is answered from coarser totals: said first, oldest first.
+  if (c.intervals === 0) return c.coarser.length ? `${coarserText(c.coarser, tz, true)}, no interval records (removed by retention or the disk budget)` : 'no intervals recorded in this window';
   const parts = [
-    `${counted(c.intervals, 'interval')} ${formatTime(c.first!, tz)} to ${formatTime(c.last!, tz)}`,
+    `${c.coarser.length ? `${coarserText(c.coarser, tz)}, then ` : ''}${counted(c.intervals, 'interval')} ${formatTime(c.first!, tz)} to ${formatTime(c.last!, tz)}`,
     `${counted(c.gaps, 'gap')}${c.gaps ? ` (${Math.round(c.gap_ms / 1000)} s)` : ''}`,
   ];
   // Replayed intervals have no kernel ring: no drop there to speak of.
@@ -137,10 +192,10 @@ function budgetLine(c: Coverage): string {
 
 /**
  * What to say when a window holds no intervals: what the file covers and what to type.
- * Undefined when it holds some.
+ * Undefined when it holds some, or rollup totals of time whose interval records are gone.
  */
 export function emptyWindowNote(db: Database.Database, c: Coverage, w: Window, tz?: string): string | undefined {
-  if (c.intervals > 0) return undefined;
+  if (c.intervals > 0 || c.coarser.length > 0) return undefined;
   const sp = span(db);
   if (!sp) return 'the file holds no intervals yet (record into it with `traffic-counter record`)';
   const range = (a: number, b: number) => `${formatTime(a, tz)} to ${formatTime(b, tz)}`;

@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { accessProblem, checkIdentity } from '../db-identity';
+import { accessProblem, checkIdentity, notOurs } from '../db-identity';
 import { TcError } from '../errors';
 
 
@@ -49,7 +49,7 @@ function openInMemory(file: string, cause: Error): Database.Database {
   const dir = path.dirname(path.resolve(file));
   const head = header(file);
   if (head.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
-    throw new TcError(`${file} is not a SQLite database`, 'ERR_TC_NOT_A_DATABASE');
+    throw new TcError(`${file} is not a SQLite database; ${notOurs(false)}`, 'ERR_TC_NOT_A_DATABASE');
   }
   if (!FORMAT_VERSION_BYTES.every((i) => head[i] === 2)) throw new TcError(`cannot open database ${file}: ${cause.message}`, 'ERR_TC_OPEN_DB');
   const unreadable = () =>
@@ -94,7 +94,7 @@ export function openReadOnly(file: string): Database.Database {
   } catch (err) {
     db.close();
     if (!NEEDS_SHM.has((err as { code?: string }).code ?? '')) {
-      if ((err as { code?: string }).code === 'SQLITE_NOTADB') throw new TcError(`${file} is not a SQLite database`, 'ERR_TC_NOT_A_DATABASE');
+      if ((err as { code?: string }).code === 'SQLITE_NOTADB') throw new TcError(`${file} is not a SQLite database; ${notOurs(false)}`, 'ERR_TC_NOT_A_DATABASE');
       throw new TcError(`cannot open database ${file}: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
     }
     db = openInMemory(file, err as Error);

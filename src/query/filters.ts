@@ -34,7 +34,7 @@ export function idsOfEvery(m: AddressMatch): number[] {
 }
 
 /** The dictionary ids of addresses in [lo, hi] (same length). */
-function idsBetween(db: Database.Database, lo: Uint8Array, hi: Uint8Array): number[] {
+export function idsBetween(db: Database.Database, lo: Uint8Array, hi: Uint8Array): number[] {
   return db.prepare('select id from addresses where length(addr) = ? and addr between ? and ?').pluck().all(lo.length, Buffer.from(lo), Buffer.from(hi)) as number[];
 }
 

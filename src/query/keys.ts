@@ -59,6 +59,16 @@ export interface KeySources {
   v6Prefix: number;
 }
 
+/**
+ * The overflow row of the file (keys folded past --max-keys or by the disk budget, address
+ * family 0, shown as the address `overflow`) is no address a label, an AS or a network holds:
+ * every key gives it a row of its own, named `overflow`, apart from the addresses without a key.
+ */
+export const OVERFLOW = 'overflow';
+const isOverflow = (a: AddressRow) => a.addr.length === 0;
+/** Sorts after every label, AS and network of equal totals. */
+const OVERFLOW_ID = '\uffffoverflow';
+
 const left = (key: string): ColumnSpec => ({ key, align: 'left', human: (v) => (v === null || v === undefined ? '' : String(v)) });
 
 function labelKey(t: LabelTable): AddressKey {
@@ -69,6 +79,7 @@ function labelKey(t: LabelTable): AddressKey {
     noun: ['label', 'labels'],
     keysOf: (addrs) =>
       addrs.map((a) => {
+        if (isOverflow(a)) return { id: OVERFLOW_ID, fields: { label: OVERFLOW } };
         const label = t.labelOf(a.addr);
         return label === null ? null : { id: label, fields: { label } };
       }),
@@ -84,6 +95,8 @@ function asnKey(load: () => AsnTable): AddressKey {
     keysOf: (addrs) => {
       const t = load();
       return addrs.map((a) => {
+        // No AS number: `asn` stays null, `as_name` says what the row is.
+        if (isOverflow(a)) return { id: OVERFLOW_ID, fields: { asn: null, as_name: OVERFLOW, country: null } };
         const as = t.asOf(a.addr);
         return as === null ? null : { id: String(as.asn).padStart(10, '0'), fields: { asn: as.asn, as_name: as.as_name, country: as.country } };
       });
@@ -99,8 +112,7 @@ function netKey(v4Prefix: number, v6Prefix: number): AddressKey {
     noun: ['network', 'networks'],
     keysOf: (addrs) =>
       addrs.map((a) => {
-        // The overflow row (keys folded past --max-keys or the disk budget) is no network: its own row.
-        if (a.addr.length === 0) return { id: 'c', fields: { net: 'overflow' } };
+        if (isOverflow(a)) return { id: OVERFLOW_ID, fields: { net: OVERFLOW } };
         const prefix = a.addr.length === 4 ? v4Prefix : v6Prefix;
         const net = Uint8Array.from(a.addr, (b, i) => b & (0xff << Math.max(0, Math.min(8, (i + 1) * 8 - prefix)) & 0xff));
         // IPv4 sorts before IPv6, each in address order.
@@ -144,10 +156,6 @@ export function rowKeys(s: KeySources): AddressKey[] {
   return [...(s.labels ? [labelKey(s.labels)] : []), ...(s.asn ? [asnKey(s.asn)] : [])];
 }
 
-/** The keys a per-address row of top gains as columns: those of the files given, then its name (always). */
-export function topRowKeys(s: KeySources): AddressKey[] {
-  return [...rowKeys(s), NAME_KEY];
-}
 
 /** A key's fields of `k`, every one null without a key. */
 export const fieldsOf = (key: AddressKey, k: Key | null | undefined): Record<string, unknown> => k?.fields ?? Object.fromEntries(key.fields.map((f) => [f.key, null]));

@@ -1,9 +1,10 @@
 /**
  * Sorted, disjoint address ranges with a value per range, looked up by binary search: the one
- * structure behind label files (CIDRs flattened so that the longest prefix wins) and ASN tables
- * (ip2asn ranges). An address is its big-endian 32-bit words: 1 for IPv4, 4 for IPv6, so a
+ * structure behind label files (CIDRs flattened so that the longest prefix wins), ASN tables
+ * (ip2asn ranges) and the local networks of a window (their union). An address is its big-endian 32-bit words: 1 for IPv4, 4 for IPv6, so a
  * comparison is a few integer compares and a table of 500,000 ranges is a few typed arrays.
  */
+import { TcError } from '../errors';
 
 export type Words = Uint32Array;
 
@@ -144,4 +145,77 @@ export class RangeBuilder {
     }
     return new RangeTable(w, starts, ends, values);
   }
+}
+
+/** A network of one family as a range: [start, end] as integers, its prefix, a value and the line it came from. */
+export interface Net {
+  start: bigint;
+  end: bigint;
+  prefix: number;
+  value: number;
+  line: number;
+}
+
+/** The network of 4 or 16 bytes `addr` and `prefix` as a Net. */
+export function netOf(addr: Uint8Array, prefix: number, value: number, line: number): Net {
+  const start = addr.reduce((v, x) => (v << 8n) | BigInt(x), 0n);
+  return { start, end: start | ((1n << BigInt(addr.length * 8 - prefix)) - 1n), prefix, value, line };
+}
+
+function toWords(v: bigint, words: 1 | 4): number[] {
+  const out: number[] = [];
+  for (let i = words - 1; i >= 0; i--) out.push(Number((v >> BigInt(32 * i)) & 0xffffffffn));
+  return out;
+}
+
+/**
+ * Disjoint ranges of networks of one family, each with the value of the longest prefix that
+ * holds it (a nested network cut out of the one around it; neighbours of one value merged).
+ * Networks are nested or disjoint: sorted by start then by size, a network lies inside the one
+ * before it on the stack or after it. Two networks alike (start and prefix) are refused through
+ * `duplicate(later, earlier)`.
+ */
+export function flattenNets(nets: Net[], words: 1 | 4, duplicate: (later: Net, earlier: Net) => Error): RangeTable {
+  nets.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.prefix - b.prefix || a.line - b.line));
+  const out = new RangeBuilder(words, Math.max(16, nets.length * 2));
+  let last: { start: bigint; end: bigint; value: number } | undefined;
+  const emit = (start: bigint, end: bigint, value: number) => {
+    if (start > end) return;
+    if (last && last.value === value && last.end + 1n === start) last.end = end;
+    else {
+      if (last) out.add(toWords(last.start, words), toWords(last.end, words), last.value, 0);
+      last = { start, end, value };
+    }
+  };
+  const stack: Net[] = [];
+  let cursor = 0n;
+  for (let i = 0; i < nets.length; i++) {
+    const n = nets[i];
+    if (i > 0 && nets[i - 1].start === n.start && nets[i - 1].prefix === n.prefix) throw duplicate(n, nets[i - 1]);
+    while (stack.length > 0 && stack[stack.length - 1].end < n.start) {
+      const top = stack.pop()!;
+      emit(cursor, top.end, top.value);
+      cursor = top.end + 1n;
+    }
+    if (stack.length > 0) emit(cursor, n.start - 1n, stack[stack.length - 1].value);
+    cursor = n.start;
+    stack.push(n);
+  }
+  while (stack.length > 0) {
+    const top = stack.pop()!;
+    emit(cursor, top.end, top.value);
+    cursor = top.end + 1n;
+  }
+  if (last) out.add(toWords(last.start, words), toWords(last.end, words), last.value, 0);
+  return out.finish(() => new TcError('overlapping ranges after flattening (a bug)', 'ERR_TC_INTERNAL'));
+}
+
+/** The [lo, hi] address ranges (4- or 16-byte, inclusive) of a table whose value is `value` (every range: undefined). */
+export function rangesOf(t: RangeTable, value?: number): { lo: Uint8Array; hi: Uint8Array }[] {
+  const w = t.words;
+  const out: { lo: Uint8Array; hi: Uint8Array }[] = [];
+  for (let i = 0; i < t.count; i++) {
+    if (value === undefined || t.values[i] === value) out.push({ lo: bytesOf(t.starts.subarray(i * w, i * w + w)), hi: bytesOf(t.ends.subarray(i * w, i * w + w)) });
+  }
+  return out;
 }

@@ -9,7 +9,9 @@
  *   flow_deltas(node, start, "end", src, dst, proto, sport, dport, packets, bytes)
  *   ip_1m / ip_1h / ip_1d(node, bucket, ip, tx_packets, tx_bytes, rx_packets, rx_bytes)
  *   flow_1m / flow_1h(node, bucket, src, dst, proto, sport, dport, packets, bytes)
- *   events(at, kind, start, "end", detail)
+ *   events(at, kind, start, "end", detail): a window holds an event by the time it is about
+ *             (start, else at)
+ *   local_networks(node, session, source, network, address, origin, origin_source, "from", "to")
  *   names(node, ip, name, source, first, last, session): the names seen for addresses (DNS
  *         answers, TLS server names), a row per session, address, name and source with the start
  *         of the first and the last interval it was seen in; a window holds the rows seen in it
@@ -23,11 +25,12 @@ import type { DuckDBType } from '@duckdb/node-api';
 import { BIGINT, INTEGER, TIMESTAMP, VARCHAR, DuckDBTimestampValue, type Duck } from './duck';
 import type Database from 'better-sqlite3';
 import type { Window } from './window';
-import { readRange } from './plan';
+import { bounds, EVENT_TIME } from './coverage';
 import { ALL_LEVELS, LEVELS } from '../schema/levels';
 import { BUDGET_COUNTERS } from '../schema/counters';
 import { NAME_SOURCES } from '../schema/columns';
 import type { LabelTable } from './labels';
+import { LOCAL_NETWORKS_SQL } from './local';
 
 interface Col {
   name: string;
@@ -92,7 +95,15 @@ export const TABLES: Record<string, TableDef> = {
   ...Object.fromEntries(ALL_LEVELS.map((l) => [l, LEVELS[l].family === 'ip' ? rollupIp(l) : rollupFlow(l)])),
   events: {
     cols: [ts('at'), txt('kind'), ts('start'), ts('end'), txt('detail')],
-    sql: 'select at_ms, kind, start_ms, end_ms, detail from events where at_ms >= ? and at_ms < ?',
+    // By the time the event is about (coverage.ts EVENT_TIME), as coverage() counts events.
+    sql: `select at_ms, kind, start_ms, end_ms, detail from events where ${EVENT_TIME} >= ? and ${EVENT_TIME} < ?`,
+  },
+  // This host's networks local at some time of the window (src/query/local.ts says which);
+  // "to" is NULL while a network still is.
+  local_networks: {
+    cols: [txt('node'), id('session'), txt('source'), txt('network'), txt('address'), txt('origin'), txt('origin_source'), ts('from'), ts('to')],
+    sql: `select s.node_id, n.session_id, s.source, n.network, n.address, n.origin, n.source, n.from_ms, case when n.closed then n.to_ms end
+          from (${LOCAL_NETWORKS_SQL}) n join sessions s on s.id = n.session_id where n.to_ms > ? and n.from_ms < ?`,
   },
   names: {
     ids: ['n.ip_id'],
@@ -115,12 +126,13 @@ export interface ExtraColumns {
 }
 
 /**
- * Loads `name` for the window into DuckDB. `--all` reads whole UTC days (readRange), so the
- * rollup buckets that hold the first and last intervals are loaded too. `ids`: only rows with
- * an address among these dictionary ids (either end of a flow); `extra`: computed columns.
+ * Loads `name` for the window into DuckDB: the rows whose time (an interval's or a bucket's
+ * start, the time an event is about) lies in it. `--all` loads every row of the table
+ * (coverage.ts bounds), events after the last interval included. `ids`: only rows with an
+ * address among these dictionary ids (either end of a flow); `extra`: computed columns.
  */
 export async function loadTable(sqlite: Database.Database, duck: Duck, name: string, window: Window, as = name, o: { ids?: number[]; extra?: ExtraColumns } = {}): Promise<void> {
-  const w = readRange(window);
+  const [fromMs, toMs] = bounds(window);
   const t = TABLES[name];
   const filter = o.ids && t.ids ? ` and (${t.ids.map((c) => `${c} in (select value from json_each(?))`).join(' or ')})` : '';
   const params = filter ? t.ids!.map(() => JSON.stringify(o.ids)) : [];
@@ -128,7 +140,7 @@ export async function loadTable(sqlite: Database.Database, duck: Duck, name: str
   const convs = t.cols.map((c) => c.conv);
   const extra = o.extra;
   function* rows(): Generator<unknown[]> {
-    for (const r of stmt.iterate(w.fromMs, w.toMs, ...params) as Iterable<unknown[]>) {
+    for (const r of stmt.iterate(fromMs, toMs, ...params) as Iterable<unknown[]>) {
       const out = r.map((v, i) => (convs[i] ? convs[i]!(v) : v));
       yield extra ? [...out, ...extra.of(r)] : out;
     }

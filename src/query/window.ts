@@ -55,6 +55,8 @@ export function makeWindow(o: { since?: string; until?: string; all?: boolean },
   }
   const fromMs = parseTime(o.since ?? defaultSince, now);
   const toMs = o.until ? parseTime(o.until, now) : now;
-  if (toMs <= fromMs) throw new InvalidArgumentError('--until must be later than --since');
+  if (toMs <= fromMs) {
+    throw new InvalidArgumentError(`--until must be later than --since${o.since === undefined ? ` (here its default, ${defaultSince} before now); give --since too` : ''}`);
+  }
   return { fromMs, toMs, all: false };
 }

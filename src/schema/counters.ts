@@ -10,6 +10,9 @@ export const COUNTER_NAMES = [
   'ipHeaderIncomplete', 'fragmentsFirst', 'fragmentsNonFirst', 'ipLengthFieldZero', 'ignored', 'late',
   'ringPackets', 'ringDrops', 'ringFreezeQCnt', 'filterPassed', 'filterNonIp', 'filterIgnored',
   'filterNotAccepted', 'ipOverflowKeys', 'flowOverflowKeys',
+  // Names seen in the traffic (native/core/src/names): pairs in the batch, new pairs past
+  // --max-names, DNS messages / ClientHellos skipped as malformed, split ClientHellos given up.
+  'namesRecorded', 'namesOverflowed', 'namesMalformed', 'namesIncomplete',
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

@@ -1,5 +1,5 @@
 /**
- * Kysely table types of the database (the tables migrations/ creates, all 15), and a cold
+ * Kysely table types of the database (the tables migrations/ creates, all 16), and a cold
  * Kysely instance that builds the recorder's cold-path statements (sessions, events, meta) for
  * better-sqlite3 to run synchronously, inside its transactions. The hot path (batches, delta
  * and rollup rows) keeps its prepared statements and tc_rows (src/recorder/write/rows.ts).
@@ -119,6 +119,25 @@ export interface NamesTable {
   needed_ms: number;
 }
 
+/** This host's networks during a session (migration 0005): the interface's or a --local-networks file's. */
+export interface LocalNetworksTable {
+  id: Generated<number>;
+  session_id: number;
+  /** CIDR text of the network (its address masked to the prefix). */
+  network: string;
+  /** The network's 4 or 16 bytes. */
+  net: Uint8Array;
+  prefix: number;
+  /** The interface's own address in the network (origin 'interface'), else null. */
+  address: string | null;
+  origin: 'interface' | 'file';
+  /** The interface name, or the file's path. */
+  source: string;
+  from_ms: number;
+  /** Null: still local (the session runs, or it stopped before closing the row). */
+  to_ms: number | null;
+}
+
 export interface Database {
   meta: MetaTable;
   addresses: AddressesTable;
@@ -133,6 +152,7 @@ export interface Database {
   flow_1h: FlowRollupTable;
   rollup_dirty: RollupDirtyTable;
   events: EventsTable;
+  local_networks: LocalNetworksTable;
   hostnames: HostnamesTable;
   names: NamesTable;
 }

@@ -87,9 +87,9 @@ export function namesOf(entries: NameEntry[]): BatchNames {
   return { addr, fam, source, name: entries.map((e) => e.name) };
 }
 
-/** `b` with these names. */
+/** `b` with these names (and its `namesRecorded` counter the number of them, as the engine counts). */
 export function withNames(b: Batch, entries: NameEntry[]): Batch {
-  return { ...b, names: namesOf(entries) };
+  return { ...b, counters: { ...b.counters, namesRecorded: BigInt(entries.length) }, names: namesOf(entries) };
 }
 
 /** A per-IP row of `traffic`: tx and rx bytes of one address (packets: one per 100 bytes, at least 1). */
@@ -139,6 +139,7 @@ export function traffic(startMs: number, intervalMs: number, hosts: HostTraffic[
   counters.ipPackets = BigInt(rows.reduce((s, h) => s + pk(h.tx ?? 0), 0));
   counters.ipBytes = BigInt(rows.reduce((s, h) => s + (h.tx ?? 0), 0));
   counters.frames = counters.ipPackets;
+  counters.namesRecorded = BigInt(names.length);
   return {
     startMs,
     endMs: startMs + intervalMs,

@@ -1,6 +1,8 @@
 //! The interval batch handed to the recorder: columnar vectors, one entry per key, never one
 //! object per key. The napi layer turns each vector into a Buffer without reshaping it.
 
+use crate::names::collect::BatchNames;
+use crate::names::NameCounts;
 use crate::parse::Addr;
 use crate::table::{FlowCounters, FlowKey, IpCounters, Tables, Totals};
 
@@ -91,6 +93,11 @@ pub struct Batch {
     /// Estimated distinct keys that did not fit `max_keys` and were folded into the overflow row.
     pub ip_overflow_keys: u64,
     pub flow_overflow_keys: u64,
+    /// The interval's (address, name, source) pairs, in the order of their last sightings
+    /// (`names::collect`); empty with names off.
+    pub names: BatchNames,
+    /// What the names reader could not read in the interval.
+    pub name_counts: NameCounts,
     /// The last batch of a capture or of a replayed file (flushed on stop / end of input).
     pub last: bool,
 }
@@ -103,7 +110,7 @@ impl Batch {
     pub fn from_tables(start_ms: i64, end_ms: i64, t: Tables) -> Batch {
         let (ip_overflow, flow_overflow) = (t.ip_overflow_row(), t.flow_overflow_row());
         let (ip_overflow_keys, flow_overflow_keys) = (t.ip_overflow_sketch.estimate(), t.flow_overflow_sketch.estimate());
-        let Tables { ips, flows, totals, .. } = t;
+        let Tables { ips, flows, totals, names: name_counts, .. } = t;
         // Rows sorted by key, so the database's primary-key B-trees are filled in order.
         let mut ip_rows: Vec<(Addr, IpCounters)> = ips.into_iter().collect();
         if let Some(c) = ip_overflow {
@@ -179,6 +186,8 @@ impl Batch {
             filter: None,
             ip_overflow_keys,
             flow_overflow_keys,
+            names: BatchNames::default(),
+            name_counts,
             last: false,
         }
     }

@@ -22,6 +22,7 @@ struct Config {
     link: u32,
     ignore_enabled: u32,
     accept_enabled: u32,
+    names: u32,
 }
 // SAFETY: plain repr(C) integers, the layout of struct tc_config in ebpf/tc_filter.h.
 unsafe impl aya::Pod for Config {}
@@ -91,8 +92,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Loads the program and sets its configuration. `raw_ip`: the device has no link header.
-    pub fn load(snaplen: u32, raw_ip: bool) -> Result<Filter, FilterError> {
+    /// Loads the program and sets its configuration. `raw_ip`: the device has no link header;
+    /// `names`: DNS responses and ClientHellos pass whole (names are read).
+    pub fn load(snaplen: u32, raw_ip: bool, names: bool) -> Result<Filter, FilterError> {
         let mut ebpf = Ebpf::load(OBJECT).map_err(FilterError::load)?;
         let prog: &mut SocketFilter =
             ebpf.program_mut("tc_filter").ok_or(FilterError::MissingProgram)?.try_into().map_err(FilterError::load)?;
@@ -103,6 +105,7 @@ impl Filter {
             link: if raw_ip { consts::LINK_RAW_IP } else { consts::LINK_ETHERNET },
             ignore_enabled: 0,
             accept_enabled: 0,
+            names: names as u32,
         })?;
         Ok(f)
     }
@@ -192,48 +195,41 @@ impl Filter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::parse::tests::{eth, pppoe};
-    use crate::rules::parse_cidr_text;
-    use std::os::fd::{AsFd, AsRawFd};
+/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), for BPF_PROG_TEST_RUN.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
-    /// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), for BPF_PROG_TEST_RUN.
-    #[repr(C)]
-    #[derive(Default)]
-    struct TestRunAttr {
-        prog_fd: u32,
-        retval: u32,
-        data_size_in: u32,
-        data_size_out: u32,
-        data_in: u64,
-        data_out: u64,
-        repeat: u32,
-        duration: u32,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        ctx_in: u64,
-        ctx_out: u64,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
-        _pad: u32,
-    }
-    const BPF_PROG_TEST_RUN: libc::c_long = 10;
-
-    fn privileged(name: &str) -> bool {
-        crate::testing::privileged(name, "bpf()")
-    }
-
-    /// Runs the loaded program once on `frame` in the kernel and returns its verdict: the bytes
-    /// kept, 0 = dropped. bpf_prog_test_run_skb() (net/bpf/test_run.c) runs a socket filter with
-    /// skb->data after an Ethernet header it pulls off the input (eth_type_trans), so a dummy one
-    /// goes in front: the program then sees `frame` from its first byte, as on an AF_PACKET
-    /// SOCK_RAW socket, where skb->data is the MAC header.
-    fn run(f: &mut Filter, frame: &[u8]) -> u32 {
-        let prog: &mut SocketFilter = f.ebpf.program_mut("tc_filter").unwrap().try_into().unwrap();
-        let fd = prog.fd().unwrap().as_fd().as_raw_fd();
+impl Filter {
+    /// Runs the loaded program `repeat` times on `frame` in the kernel (BPF_PROG_TEST_RUN) and
+    /// returns its verdict (the bytes kept, 0 = dropped) and the mean time of a run in ns: for the
+    /// tests and the filter's cost (examples/filter_cost.rs). bpf_prog_test_run_skb()
+    /// (net/bpf/test_run.c) runs a socket filter with skb->data after an Ethernet header it pulls
+    /// off the input (eth_type_trans), so a dummy one goes in front: the program then sees `frame`
+    /// from its first byte, as on an AF_PACKET SOCK_RAW socket, where skb->data is the MAC header.
+    /// The filter's maps (counters, the ClientHello table) change as they would in capture.
+    pub fn test_run(&mut self, frame: &[u8], repeat: u32) -> std::io::Result<(u32, u32)> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let prog: &mut SocketFilter = self.ebpf.program_mut("tc_filter").unwrap().try_into().unwrap();
+        let fd = prog.fd().map_err(std::io::Error::other)?.as_fd().as_raw_fd();
         let mut data = vec![0u8; 12];
         data.extend_from_slice(&0x88B5u16.to_be_bytes());
         data.extend_from_slice(frame);
@@ -244,12 +240,30 @@ mod tests {
             data_size_out: out.len() as u32,
             data_in: data.as_ptr() as u64,
             data_out: out.as_mut_ptr() as u64,
-            repeat: 1,
+            repeat,
             ..Default::default()
         };
+        // SAFETY: `attr` is the kernel's layout and outlives the call; the buffers it points to too.
         let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>()) };
-        assert_eq!(r, 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
-        attr.retval
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((attr.retval, attr.duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::tests::{eth, pppoe};
+    use crate::rules::parse_cidr_text;
+
+    fn privileged(name: &str) -> bool {
+        crate::testing::privileged(name, "bpf()")
+    }
+
+    fn run(f: &mut Filter, frame: &[u8]) -> u32 {
+        f.test_run(frame, 1).expect("BPF_PROG_TEST_RUN").0
     }
 
     fn ipv4(total: u16, src: [u8; 4]) -> Vec<u8> {
@@ -273,7 +287,7 @@ mod tests {
         if !privileged("the_kernel_filter_passes_ip_in_pppoe_sessions") {
             return;
         }
-        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false).unwrap();
+        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false, true).unwrap();
         let keep = consts::DEFAULT_SNAPLEN;
         let tagged: [&[u16]; 5] = [&[], &[0x8100], &[0x88A8, 0x8100], &[0x9100], &[0x9100, 0x9100, 0x8100, 0x8100]];
         for tags in tagged {
@@ -303,7 +317,7 @@ mod tests {
         if !privileged("the_kernel_filter_counts_an_unusable_ipv4_header_as_non_ip") {
             return;
         }
-        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false).unwrap();
+        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false, true).unwrap();
         // An ignore rule on the sender: an unusable header is non-IP, not "ignored", as in userspace.
         let ignore = parse_cidr_text("test", "10.0.0.1/32\n").unwrap();
         f.set_rules(&ignore, None).unwrap();
@@ -332,5 +346,60 @@ mod tests {
         assert_eq!(run(&mut f, &eth(0x0800, &unusable)), 0);
         let c = f.counters_delta();
         assert_eq!((c.non_ip, c.ignored), (1, 0), "an ignored address in an unusable header is non-IP");
+    }
+
+    #[test]
+    fn with_names_dns_responses_and_client_hellos_pass_whole_other_frames_trimmed() {
+        if !privileged("with_names_dns_responses_and_client_hellos_pass_whole") {
+            return;
+        }
+        use crate::names::build::{frame, tcp, udp};
+        use crate::names::dns::build::{response, rr};
+        use crate::names::tls::build::{hello, records};
+        let keep = consts::DEFAULT_SNAPLEN;
+        let recs: Vec<Vec<u8>> = (0..20u8).map(|i| rr(&[0xC0, 12], 1, &[192, 0, 2, i])).collect();
+        let dns = response("many.example", &recs);
+        let mut on = Filter::load(keep, false, true).unwrap();
+        let mut off = Filter::load(keep, false, false).unwrap();
+        for v6 in [false, true] {
+            let resp = frame(v6, 17, &udp(53, &dns), &dns, 0);
+            assert!(resp.len() > 2 * keep as usize);
+            assert_eq!(run(&mut on, &resp), resp.len() as u32, "a DNS response over UDP (v6 {v6}) passes whole");
+            assert_eq!(run(&mut off, &resp), keep, "names off: trimmed");
+            let query = frame(v6, 17, &udp(40000, &dns), &dns, 0);
+            assert_eq!(run(&mut on, &query), keep, "not from port 53: trimmed");
+            let tcp_dns = [&(dns.len() as u16).to_be_bytes()[..], &dns].concat();
+            let f = frame(v6, 6, &tcp(53, 1, 0x18), &tcp_dns, 0);
+            assert_eq!(run(&mut on, &f), f.len() as u32, "DNS over TCP (v6 {v6})");
+        }
+        // A fragment of a DNS response is trimmed (userspace reads no fragment).
+        let mut frag = frame(false, 17, &udp(53, &dns), &dns, 0);
+        frag[20] = 0x20;
+        assert_eq!(run(&mut on, &frag), keep);
+
+        // A ClientHello in three segments: each passes whole, and once its first record is
+        // whole the connection's next segment is trimmed again.
+        let stream = records(&hello("pq.example", 1700), 16384);
+        let cuts = [0, 700, 1400, stream.len()];
+        for v6 in [false, true] {
+            for w in cuts.windows(2) {
+                let f = frame(v6, 6, &tcp(40000, 1000 + w[0] as u32, 0x18), &stream[w[0]..w[1]], 0);
+                assert_eq!(run(&mut on, &f), f.len() as u32, "segment at {} (v6 {v6})", w[0]);
+            }
+            let after = frame(v6, 6, &tcp(40000, 1000 + stream.len() as u32, 0x18), &[0x17; 600], 0);
+            assert_eq!(run(&mut on, &after), keep, "application data after the hello (v6 {v6})");
+        }
+        // Another connection's data, a ServerHello, an ACK: trimmed.
+        let data = frame(false, 6, &tcp(40001, 5, 0x18), &[0x17; 600], 0);
+        assert_eq!(run(&mut on, &data), keep);
+        let mut server_hello = records(&hello("x.example", 1700), 16384);
+        server_hello[5] = 2;
+        let f = frame(false, 6, &tcp(443, 5, 0x18), &server_hello[..1400], 0);
+        assert_eq!(run(&mut on, &f), keep);
+        // With names off the hello is trimmed too.
+        let f = frame(false, 6, &tcp(40002, 5, 0x18), &stream[..700], 0);
+        assert_eq!(run(&mut off, &f), keep);
+        let c = on.counters_delta();
+        assert_eq!((c.passed, c.non_ip), (17, 0), "every frame passed and counted once");
     }
 }

@@ -3,6 +3,7 @@
 //! - [`parse`]: link-layer and IP header parsing (the counting rules)
 //! - [`table`]: per-IP and per-flow counting tables with bounded keys
 //! - [`batch`]: the columnar interval batch
+//! - [`names`]: names seen in the traffic (DNS answers, TLS server names), per interval
 //! - [`budget`]: the engine's memory at most, from its options
 //! - [`rules`]: CIDR rule files and their userspace matcher
 //! - [`replay`]: pcap / pcapng replay
@@ -21,6 +22,7 @@ pub mod filter;
 pub mod handover;
 pub mod live;
 pub mod lock;
+pub mod names;
 pub mod options;
 pub mod parse;
 pub mod replay;

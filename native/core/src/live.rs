@@ -9,6 +9,8 @@
 use crate::batch::{interval_start, Batch, RingStats};
 use crate::error::{self, Code, Coded};
 use crate::filter::{Filter, FilterError};
+use crate::names::collect::{NameCollector, Order};
+use crate::names::Reader;
 use crate::parse::{self, linktype, Parsed};
 use crate::ring::{self, Frame, Ring, RingConfig, RingError};
 use crate::rules::{Cidr, Rules, Verdict};
@@ -52,6 +54,8 @@ pub struct LiveOptions {
     pub interval_ms: i64,
     pub max_keys: usize,
     pub flows: bool,
+    /// New (address, name, source) pairs per interval; 0: names are not read.
+    pub max_names: usize,
     pub ebpf: bool,
     pub snaplen: u32,
     pub ignore: Vec<Cidr>,
@@ -117,7 +121,7 @@ impl Capture {
         let is_loopback = hw == ring::ARPHRD_LOOPBACK;
         let lt = if hw == ring::ARPHRD_ETHER || is_loopback { linktype::ETHERNET } else { linktype::RAW };
 
-        let mut filter = if o.ebpf { Some(Filter::load(o.snaplen, lt == linktype::RAW)?) } else { None };
+        let mut filter = if o.ebpf { Some(Filter::load(o.snaplen, lt == linktype::RAW, o.max_names > 0)?) } else { None };
         if let Some(f) = filter.as_mut() {
             f.set_rules(&o.ignore, o.accept_source.as_deref())?;
         }
@@ -142,10 +146,13 @@ impl Capture {
         // holds at most one closed interval besides its open one (`budget::live`).
         let (tx, rx) = mpsc::sync_channel::<ToMerger>(0);
         let settings = Settings { linktype: lt, is_loopback, ebpf: o.ebpf, interval_ms: o.interval_ms, max_keys: o.max_keys, flows: o.flows };
+        // One collector for every worker: sightings are rare next to frames (`names::collect`).
+        let names = (o.max_names > 0).then(|| Arc::new(Mutex::new(NameCollector::new(o.max_names))));
 
         let mut workers = Vec::new();
         for (index, ring) in rings.into_iter().enumerate() {
-            let w = Worker::new(index, ring, settings, rules.clone(), stop.clone(), tx.clone());
+            let mut w = Worker::new(index, ring, settings, rules.clone(), stop.clone(), tx.clone());
+            w.counter.names = names.clone().map(|shared| WorkerNames { reader: Reader::default(), shared, seq: 0 });
             workers.push(std::thread::Builder::new().name(format!("tc-worker-{index}")).spawn(move || w.run()).expect("spawn worker"));
         }
         drop(tx);
@@ -165,6 +172,12 @@ impl Capture {
                     };
                     for m in merger.add(worker, c) {
                         let mut b = Batch::from_tables(m.start, m.start + merger.interval_ms, m.tables);
+                        if let Some(n) = &names {
+                            // The last batch takes every interval's names left (none is later).
+                            // Converted under the lock, so that the collector's bound holds the
+                            // table until its columns are made (`budget::names_conversion_bytes`).
+                            b.names = n.lock().unwrap().take(if m.last { i64::MAX } else { m.start }).into_batch();
+                        }
                         b.ring = Some(m.ring);
                         b.filter = mfilter.as_ref().map(|f| f.lock().unwrap().counters_delta());
                         b.last = m.last;
@@ -301,6 +314,14 @@ struct Settings {
     flows: bool,
 }
 
+/// A worker's names reader and the capture's collector.
+struct WorkerNames {
+    reader: Reader,
+    shared: Arc<Mutex<NameCollector>>,
+    /// Sightings so far: with the worker, a name's place among those of the same nanosecond.
+    seq: u64,
+}
+
 /// A worker's open interval and where its closed intervals go.
 struct Counter {
     worker: usize,
@@ -308,6 +329,7 @@ struct Counter {
     start: i64,
     tables: Tables,
     tx: mpsc::SyncSender<ToMerger>,
+    names: Option<WorkerNames>,
 }
 
 impl Counter {
@@ -350,6 +372,17 @@ impl Counter {
             }
         }
         self.tables.count(&parsed);
+        if let (Some(n), Parsed::Ip(ip)) = (&mut self.names, &parsed) {
+            let (interval, worker, ts) = (self.start, (self.worker as u64) << 48, f.ts_ns as i64);
+            let (shared, seq) = (&n.shared, &mut n.seq);
+            // Locked once per frame that has names, not per name.
+            let mut held = None;
+            n.reader.read(f.data, ip, ts, &mut self.tables.names, &mut |a, src, name| {
+                *seq += 1;
+                let c = held.get_or_insert_with(|| shared.lock().unwrap());
+                c.see(interval, a, src, name, Order { major: ts, minor: worker | *seq });
+            });
+        }
     }
 }
 
@@ -363,7 +396,7 @@ struct Worker {
 
 impl Worker {
     fn new(worker: usize, ring: Ring, s: Settings, rules: Arc<RwLock<Rules>>, stop: Arc<AtomicBool>, tx: mpsc::SyncSender<ToMerger>) -> Worker {
-        let counter = Counter { worker, s, start: interval_start(now_ms(), s.interval_ms), tables: Tables::new(s.max_keys, s.flows), tx };
+        let counter = Counter { worker, s, start: interval_start(now_ms(), s.interval_ms), tables: Tables::new(s.max_keys, s.flows), tx, names: None };
         Worker { ring, rules, stop, counter }
     }
 

@@ -13,6 +13,10 @@ pub const MAX_INTERVAL_MS: i64 = 86_400_000;
 /// the default holds the recorder's memory under 512 MiB on a 2-CPU host under a spoofed flood
 /// (`budget`, bench/README.md).
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
+/// Distinct (address, name, source) pairs recorded per interval (`names`); 0 turns names off
+/// (nothing is parsed past the headers). The limit keeps the stated memory (`budget`) sane.
+pub const DEFAULT_MAX_NAMES: usize = 10_000;
+pub const MAX_NAMES_LIMIT: usize = 1_000_000;
 /// Capture workers (one ring each); the default is the number of CPUs.
 pub const MAX_WORKERS: u32 = 64;
 /// TPACKET_V3 ring shape per worker (checked by `RingConfig::validate`).
@@ -49,6 +53,10 @@ macro_rules! count_option_fields {
             max_keys: Option<u32>,
             #[doc = " Also count per unidirectional 5-tuple flow; default false."]
             flows: Option<bool>,
+            #[doc = " New (address, name, source) pairs recorded per interval from DNS answers and TLS"]
+            #[doc = " server names, the rest counted as overflowed: 0 (names off, nothing parsed past"]
+            #[doc = " the headers) to 1,000,000; default 10,000."]
+            max_names: Option<u32>,
         }
     };
 }
@@ -118,6 +126,7 @@ pub struct Valid {
     pub interval_ms: i64,
     pub max_keys: usize,
     pub flows: bool,
+    pub max_names: usize,
     pub workers: usize,
     pub ring: RingConfig,
     pub fanout_group: u16,
@@ -155,6 +164,11 @@ impl Options {
             Some(n) => n as usize,
             None => DEFAULT_MAX_KEYS,
         };
+        let max_names = match c.max_names {
+            Some(n) if n as usize > MAX_NAMES_LIMIT => return bad(format!("--max-names {n} must be between 0 and {MAX_NAMES_LIMIT}")),
+            Some(n) => n as usize,
+            None => DEFAULT_MAX_NAMES,
+        };
         let ring = RingConfig {
             block_size: k.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
             block_count: k.block_count.unwrap_or(DEFAULT_BLOCK_COUNT),
@@ -165,6 +179,7 @@ impl Options {
             interval_ms,
             max_keys,
             flows: c.flows.unwrap_or(false),
+            max_names,
             workers,
             ring,
             fanout_group,
@@ -184,6 +199,7 @@ mod tests {
     fn nothing_given_is_every_default() {
         let v = Options::default().validate().unwrap();
         assert_eq!((v.interval_ms, v.max_keys, v.flows, v.ebpf, v.snaplen), (DEFAULT_INTERVAL_MS, DEFAULT_MAX_KEYS, false, true, DEFAULT_SNAPLEN));
+        assert_eq!(v.max_names, DEFAULT_MAX_NAMES);
         assert_eq!((v.ring.block_size, v.ring.block_count, v.ring.frame_size), (DEFAULT_BLOCK_SIZE, DEFAULT_BLOCK_COUNT, DEFAULT_FRAME_SIZE));
         assert_eq!((v.handover_max_batches, v.handover_max_bytes), (DEFAULT_QUEUE_MAX_BATCHES as usize, DEFAULT_QUEUE_MAX_BYTES as usize));
         assert!(v.workers >= 1);
@@ -196,6 +212,9 @@ mod tests {
         assert_eq!(msg(Options { count: CountOptions { interval_ms: Some(86_401_000), ..Default::default() }, ..Default::default() }), "--interval-secs must be a whole number of seconds between 1 and 86400 (got 86401000 ms)");
         assert_eq!(msg(Options { count: CountOptions { max_keys: Some(0), ..Default::default() }, ..Default::default() }), "--max-keys must be at least 1");
         assert_eq!(msg(Options { capture: CaptureOptions { workers: Some(65), ..Default::default() }, ..Default::default() }), "--workers 65 must be between 1 and 64");
+        assert_eq!(msg(Options { count: CountOptions { max_names: Some(1_000_001), ..Default::default() }, ..Default::default() }), "--max-names 1000001 must be between 0 and 1000000");
+        let off = Options { count: CountOptions { max_names: Some(0), ..Default::default() }, ..Default::default() }.validate().unwrap();
+        assert_eq!(off.max_names, 0, "0 turns names off");
         assert_eq!(msg(Options { capture: CaptureOptions { fanout_group: Some(65536), ..Default::default() }, ..Default::default() }), "--fanout-group 65536 must be between 0 and 65535");
         assert!(msg(Options { capture: CaptureOptions { block_size: Some(1000), ..Default::default() }, ..Default::default() }).contains("--block-size 1000 must be a positive multiple of the page size"));
     }

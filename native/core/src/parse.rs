@@ -83,6 +83,12 @@ pub struct IpPacket {
     /// The length stated in the header (IPv4 Total Length, IPv6 Payload Length + 40).
     pub bytes: u32,
     pub fragment: Fragment,
+    /// Bytes of the frame from the IP header to its end: the IP header starts at
+    /// `frame.len() - ip_rest` (every header walk keeps the frame's tail).
+    pub ip_rest: u32,
+    /// Offset of the L4 header from the IP header; 0 when there is none to read (a non-first
+    /// fragment, an extension chain not walked to its end).
+    pub l4: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -310,6 +316,8 @@ pub fn ip(version: u8, p: &[u8]) -> Parsed {
             dport,
             bytes: total as u32,
             fragment,
+            ip_rest: p.len() as u32,
+            l4: if offset == 0 { ihl as u32 } else { 0 },
         });
     }
     if p.len() < 40 {
@@ -367,6 +375,8 @@ pub fn ip(version: u8, p: &[u8]) -> Parsed {
         dport,
         bytes: plen as u32 + 40,
         fragment,
+        ip_rest: p.len() as u32,
+        l4: if complete { off as u32 } else { 0 },
     })
 }
 

@@ -2,6 +2,8 @@
 //! memory map). Intervals come from packet timestamps.
 
 use crate::batch::{interval_start, Batch};
+use crate::names::collect::{NameCollector, Order};
+use crate::names::Reader;
 use crate::parse::{self, Parsed};
 use crate::rules::{Rules, Verdict};
 use crate::table::Tables;
@@ -43,6 +45,8 @@ pub struct ReplayOptions {
     pub interval_ms: i64,
     pub max_keys: usize,
     pub flows: bool,
+    /// New (address, name, source) pairs per interval; 0: names are not read.
+    pub max_names: usize,
     pub rules: Rules,
 }
 
@@ -152,6 +156,10 @@ struct Counter<'a> {
     keys_hint: usize,
     /// Room (hash table capacity, addresses and flows) of the open intervals' tables.
     open_room: usize,
+    /// The names of the open intervals, with `max_names` above 0.
+    names: Option<(Reader, NameCollector)>,
+    /// Names seen so far: a name's place in capture order.
+    seen: u64,
 }
 
 /// Full tables' room the open intervals of a replayed file may hold in all (`budget::replay`).
@@ -161,7 +169,8 @@ const MIN_CAPACITY: usize = 16;
 
 impl<'a> Counter<'a> {
     fn new(opts: &'a ReplayOptions) -> Counter<'a> {
-        Counter { opts, open: BTreeMap::new(), newest_ms: i64::MIN, flushed_end: i64::MIN, last_ts_ms: 0, late: 0, keys_hint: MIN_CAPACITY, open_room: 0 }
+        let names = (opts.max_names > 0).then(|| (Reader::default(), NameCollector::new(opts.max_names)));
+        Counter { opts, open: BTreeMap::new(), newest_ms: i64::MIN, flushed_end: i64::MIN, last_ts_ms: 0, late: 0, keys_hint: MIN_CAPACITY, open_room: 0, names, seen: 0 }
     }
 
     /// The room the open intervals may hold: `OPEN_TABLES` tables filled to `max_keys`.
@@ -201,15 +210,13 @@ impl<'a> Counter<'a> {
             self.open_room += t.room();
             self.open.insert(start, t);
         }
-        let tables = if late {
-            // The newest frame's interval is never due, so one interval is always open here.
-            let t = self.open.values_mut().next().expect("the newest frame's interval is open");
-            t.totals.late += 1;
+        // The newest frame's interval is never due, so one interval is always open for a late frame.
+        let counted_in = if late { *self.open.keys().next().expect("the newest frame's interval is open") } else { start };
+        let tables = self.open.get_mut(&counted_in).expect("opened above");
+        if late {
+            tables.totals.late += 1;
             self.late += 1;
-            t
-        } else {
-            self.open.get_mut(&start).expect("opened above")
-        };
+        }
         let before = tables.room();
         let parsed = parse::parse_frame(lt, data).unwrap_or(Parsed::NonIp);
         if let Parsed::Ip(ip) = &parsed {
@@ -219,6 +226,13 @@ impl<'a> Counter<'a> {
             }
         }
         tables.count(&parsed);
+        if let (Some((reader, collector)), Parsed::Ip(ip)) = (&mut self.names, &parsed) {
+            let seen = &mut self.seen;
+            reader.read(data, ip, ts_ms.saturating_mul(1_000_000), &mut tables.names, &mut |a, src, name| {
+                *seen += 1;
+                collector.see(counted_in, a, src, name, Order { major: 0, minor: *seen });
+            });
+        }
         self.open_room = self.open_room + tables.room() - before;
         // Past the room, the oldest intervals go early (never the one just counted in).
         while self.open_room > self.max_room() && self.open.len() > 1 && self.open.keys().next() != Some(&start) {
@@ -236,6 +250,9 @@ impl<'a> Counter<'a> {
         self.open_room -= t.room();
         self.keys_hint = t.ips.len().max(t.flows.len()).max(MIN_CAPACITY);
         let mut b = Batch::from_tables(start, end, t);
+        if let Some((_, collector)) = &mut self.names {
+            b.names = collector.take(start).into_batch();
+        }
         b.last = last;
         sink(ReplayEvent::Batch(b));
     }
@@ -554,7 +571,7 @@ mod tests {
     }
 
     fn opts(interval_ms: i64) -> ReplayOptions {
-        ReplayOptions { interval_ms, max_keys: 1000, flows: false, rules: Rules::default() }
+        ReplayOptions { interval_ms, max_keys: 1000, flows: false, max_names: 0, rules: Rules::default() }
     }
 
     /// (start s, frames, late, last, sources) of each batch.

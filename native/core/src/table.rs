@@ -5,6 +5,7 @@
 //! `max_keys` per table: a key that does not fit is counted in the table's overflow row, so the
 //! totals always balance, and an estimate of how many distinct keys overflowed is kept.
 
+use crate::names::NameCounts;
 use crate::parse::{Addr, Fragment, IpPacket, Parsed};
 use hashbrown::HashMap;
 use std::hash::{Hash, Hasher};
@@ -118,13 +119,16 @@ impl Default for OverflowSketch {
 }
 
 impl OverflowSketch {
+    /// Bytes a sketch holds.
+    pub const BYTES: usize = SKETCH_BITS / 8;
+
     #[inline]
-    fn insert(&mut self, h: u64) {
+    pub(crate) fn insert(&mut self, h: u64) {
         let b = (h as usize) & (SKETCH_BITS - 1);
         self.bits[b / 64] |= 1 << (b % 64);
         self.any = true;
     }
-    fn merge(&mut self, o: &OverflowSketch) {
+    pub(crate) fn merge(&mut self, o: &OverflowSketch) {
         if !o.any {
             return;
         }
@@ -162,6 +166,8 @@ pub struct Tables {
     pub ip_overflow_sketch: OverflowSketch,
     pub flow_overflow_sketch: OverflowSketch,
     pub totals: Totals,
+    /// What the names reader could not read in this interval (`names`).
+    pub names: NameCounts,
 }
 
 impl Tables {
@@ -181,6 +187,7 @@ impl Tables {
             ip_overflow_sketch: OverflowSketch::default(),
             flow_overflow_sketch: OverflowSketch::default(),
             totals: Totals::default(),
+            names: NameCounts::default(),
         }
     }
 
@@ -279,6 +286,7 @@ impl Tables {
     /// Adds another worker's table for the same interval into this one; `max_keys` still holds.
     pub fn merge(&mut self, o: Tables) {
         self.totals.add(&o.totals);
+        self.names.add(&o.names);
         for (a, c) in o.ips {
             self.add_ip(a, &c);
         }
@@ -303,7 +311,7 @@ impl Tables {
 
 /// A hash with fixed keys (the same in every worker, so sketches merge); used only for keys that
 /// overflowed, never on the common path.
-fn sketch_hash<K: Hash>(k: &K) -> u64 {
+pub(crate) fn sketch_hash<K: Hash>(k: &K) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     k.hash(&mut h);
     h.finish()
@@ -323,6 +331,8 @@ mod tests {
             dport: 2,
             bytes,
             fragment: Fragment::None,
+            ip_rest: 0,
+            l4: 0,
         })
     }
 
@@ -369,6 +379,8 @@ mod tests {
             dport: 0,
             bytes: 84,
             fragment: Fragment::None,
+            ip_rest: 0,
+            l4: 0,
         });
         t.count(&p);
         assert_eq!(t.ips[&Addr::v4(&[1, 1, 1, 1])], IpCounters { tx_packets: 1, tx_bytes: 84, rx_packets: 1, rx_bytes: 84 });

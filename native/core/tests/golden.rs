@@ -32,12 +32,15 @@ fn every_capture_matches_its_reference() {
         .collect();
     names.sort();
     assert_eq!(names.len(), 40);
-    let opts = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows: true, rules: Rules::default() };
+    // Names are read (the default): reading them must not change a count.
+    let opts = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows: true, max_names: 10_000, rules: Rules::default() };
     let mut failures = Vec::new();
+    let mut names_seen = 0;
     for name in &names {
         let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected").join(format!("{name}.json"))).unwrap()).unwrap();
         let (batches, warnings) = replay_collect(&[&dir.join(name)], &opts).unwrap();
         assert!(warnings.is_empty(), "{name}: {warnings:?}");
+        names_seen += batches.iter().map(|b| b.names.len()).sum::<usize>();
         let mut hosts: BTreeMap<String, [u64; 4]> = BTreeMap::new();
         let mut flows: BTreeMap<(String, String, u64, u64, u64), [u64; 2]> = BTreeMap::new();
         let mut tot = traffic_counter_core::table::Totals::default();
@@ -99,4 +102,24 @@ fn every_capture_matches_its_reference() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(names_seen > 0, "the reference captures hold DNS answers and ClientHellos");
+}
+
+/// The same batches, rows and counters with names off and on, but for the names themselves.
+#[test]
+fn names_never_change_a_count() {
+    let dir = pcaps_dir();
+    let on = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows: true, max_names: 10_000, rules: Rules::default() };
+    let off = ReplayOptions { max_names: 0, ..on.clone() };
+    for e in std::fs::read_dir(dir.join("expected")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_string();
+        let (a, _) = replay_collect(&[&dir.join(&name)], &on).unwrap();
+        let (b, _) = replay_collect(&[&dir.join(&name)], &off).unwrap();
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((x.start_ms, x.totals, x.last), (y.start_ms, y.totals, y.last), "{name}");
+            assert_eq!((&x.addrs.addr, &x.ips.tx_bytes, &x.ips.rx_bytes, &x.flows.bytes), (&y.addrs.addr, &y.ips.tx_bytes, &y.ips.rx_bytes, &y.flows.bytes), "{name}");
+            assert!(y.names.is_empty() && y.name_counts == Default::default(), "{name}: names off reads nothing");
+        }
+    }
 }

@@ -18,15 +18,23 @@ import { parseAddr } from '../../addr';
 import type Database from 'better-sqlite3';
 import { checkFileOut, checkFolderOut, discard, publish, stagingPath, writeFailed } from '../out';
 import { TcError } from '../../errors';
+import { nearest } from '../../nearest';
 
 /**
- * What a statement that DuckDB refused after lockDown() tried to do, in the words of the CLI;
- * undefined for any other error (a typo, a missing column), which is shown as DuckDB said it.
+ * What a statement that DuckDB refused after lockDown() tried to do, or the table it names that
+ * is not one of the documented ones, in the words of the CLI; undefined for any other error (a
+ * typo in a column, a syntax error), which is shown as DuckDB said it.
  */
 function lockedOut(err: unknown): TcError | undefined {
   const msg = ((err as Error).message ?? String(err)).split('\n')[0];
   if (/disabled (by|through) configuration/.test(msg)) return new TcError(`sql: statements cannot read or write files (${msg})`, 'ERR_TC_SQL_FILES');
   if (/configuration has been locked/.test(msg)) return new TcError(`sql: statements cannot change DuckDB's settings (${msg})`, 'ERR_TC_SQL_SETTINGS');
+  // DuckDB would suggest one of its own catalog tables ("Did you mean pg_sequences?"): only the documented ones are loaded.
+  const missing = /^Catalog Error: Table with name (\S+) does not exist/.exec(msg);
+  if (missing) {
+    const near = nearest(missing[1], Object.keys(TABLES));
+    return new TcError(`sql: there is no table ${missing[1]}${near.length ? `; did you mean ${near.join(' or ')}?` : ''} (the tables are ${Object.keys(TABLES).join(', ')})`, 'ERR_TC_SQL_TABLE');
+  }
   return undefined;
 }
 
@@ -50,7 +58,7 @@ export async function adhocSql(o: { db: string; window: Window; sql: string; for
     try {
       reader = await duck.conn.runAndReadAll(o.sql);
     } catch (err) {
-      throw lockedOut(err) ?? noLabels(err, o.labels) ?? err;
+      throw noLabels(err, o.labels) ?? lockedOut(err) ?? err;
     }
     const names = reader.columnNames();
     const rows = reader.getRowObjectsJS() as Record<string, unknown>[];

@@ -7,7 +7,8 @@ import { openReadOnly } from '../db';
 import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { collectColumns, missingDetail, planWindow, resolveWindow, seriesSql } from '../plan';
-import { matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
+import { idsBetween, matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
+import { checkSide, LocalSet, networksOf, partialNote, type LocalNetworkRow, type Side } from '../local';
 import type { LabelTable } from '../labels';
 import { coverage, completenessLine, emptyWindowNote, missingDetailNote } from '../coverage';
 import type Database from 'better-sqlite3';
@@ -24,6 +25,8 @@ export interface SeriesOptions {
   tz?: string;
   /** The label file of --label. */
   labels?: LabelTable;
+  /** Also the bytes received (in) and sent (out) by this side's addresses. */
+  side?: Side;
 }
 
 const BAR_WIDTH = 40;
@@ -69,27 +72,67 @@ function alignment(bounds: number[], stepMs: number): number {
 
 type SeriesRows = { columns: ArrayBufferView[]; count: number };
 
-const seriesKeys = (perAddress: boolean) => (perAddress ? ['start', 'end', 'packets', 'bytes', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['start', 'end', 'packets', 'bytes']);
+const seriesKeys = (perAddress: boolean, side: boolean) => [
+  ...(perAddress ? ['start', 'end', 'packets', 'bytes', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'] : ['start', 'end', 'packets', 'bytes']),
+  ...(side ? ['in_bytes', 'out_bytes'] : []),
+];
 
 /** The DuckDB table of the window's sums per interval or bucket start (see queries/series.sql). */
 const TIME_SUMS = 'window_time_sums';
-const TIME_SUMS_COLUMNS = ['t_ms', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes'];
+const TIME_SUMS_COLUMNS = ['t_ms', 'tx_packets', 'tx_bytes', 'rx_packets', 'rx_bytes', 'in_bytes', 'out_bytes'];
 
 /**
- * Reads the window's sums per interval or bucket start (t_ms, tx_packets, tx_bytes, rx_packets,
- * rx_bytes) over the addresses `ids` (all without a filter) into typed columns.
+ * Reads the window's sums per interval or bucket start over the addresses `ids` (all without a
+ * filter), and `where` besides, as rows of TIME_SUMS_COLUMNS: the counters, or with `asSide`
+ * the bytes those addresses received and sent as in_bytes and out_bytes.
  */
-function readSeries(sqlite: Database.Database, window: Window, stepMs: number, ids: AddressMatch | undefined): SeriesRows {
-  const kinds = TIME_SUMS_COLUMNS.map(() => 'i64' as const);
+function* readSeries(sqlite: Database.Database, window: Window, stepMs: number, ids: AddressMatch | undefined, extra = { where: '', params: [] as unknown[] }, asSide = false): Generator<bigint[]> {
   // A filter that matches no address has no rows: the steps are all zero.
-  if (ids?.some((c) => c.length === 0)) return collectColumns([], kinds);
+  if (ids?.some((c) => c.length === 0)) return;
   const w = whereFor('ip', ids, {});
+  const where = `${w.where} ${extra.where}`;
   const segments = planWindow(sqlite, 'ip', window, { stepMs });
   // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
-  function* rows(): Generator<bigint[]> {
-    for (const s of segments) yield* sqlite.prepare(seriesSql(s, w.where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params) as Iterable<bigint[]>;
+  for (const s of segments) {
+    for (const [t, txp, txb, rxp, rxb] of sqlite.prepare(seriesSql(s, where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params, ...extra.params) as Iterable<bigint[]>) {
+      yield asSide ? [t, 0n, 0n, 0n, 0n, rxb, txb] : [t, txp, txb, rxp, rxb, 0n, 0n];
+    }
   }
-  return collectColumns(rows(), kinds);
+}
+
+/**
+ * The in/out rows of `side` (see readSeries): each step by the networks local at some time of
+ * it, steps with the same networks read together. Returns the rows and which steps have local
+ * networks (the others' in_bytes and out_bytes are unknown: null).
+ */
+function readSide(sqlite: Database.Database, window: Window, bounds: number[], stepMs: number, ids: AddressMatch | undefined, side: Side, nets: LocalNetworkRow[]): { rows: bigint[][]; known: boolean[] } {
+  const rows: bigint[][] = [];
+  const known: boolean[] = [];
+  const overflow = sqlite.prepare('select id from addresses where length(addr) = 0').pluck().all() as number[];
+  const flush = (from: number, to: number, key: string, applying: LocalNetworkRow[]) => {
+    if (from >= to || key === '') return;
+    const set = new LocalSet(applying);
+    const local = set.ranges().flatMap((r) => idsBetween(sqlite, r.lo, r.hi));
+    const list = '(select value from json_each(?))';
+    // Remote: every address but the local ones and the overflow row (on neither side).
+    const extra = side === 'local' ? { where: `and d.ip_id in ${list}`, params: [JSON.stringify(local)] } : { where: `and d.ip_id not in ${list}`, params: [JSON.stringify([...local, ...overflow])] };
+    rows.push(...readSeries(sqlite, { fromMs: from, toMs: to, all: false }, stepMs, ids, extra, true));
+  };
+  let run = { from: 0, to: 0, key: '', nets: [] as LocalNetworkRow[] };
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const from = Math.max(bounds[i], window.fromMs);
+    const to = Math.min(bounds[i + 1], window.toMs);
+    const applying = nets.filter((n) => n.from_ms < to && n.to_ms > from);
+    const key = [...new Set(applying.map((n) => n.network))].sort().join(' ');
+    known.push(key !== '');
+    if (i > 0 && key === run.key) run.to = to;
+    else {
+      flush(run.from, run.to, run.key, run.nets);
+      run = { from, to, key, nets: applying };
+    }
+  }
+  flush(run.from, run.to, run.key, run.nets);
+  return { rows, known };
 }
 
 export async function series(o: SeriesOptions): Promise<Answer> {
@@ -105,16 +148,28 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       const ids = matchingIds(sqlite, o.filters, o.labels);
       const cov = coverage(sqlite, window);
       const empty = emptyWindowNote(sqlite, cov, window, o.tz);
-      const read: { empty: string } | { sums: SeriesRows } = empty ? { empty } : { sums: readSeries(sqlite, window, alignMs, ids) };
+      // --side: the networks of the window, and each step's.
+      checkSide(sqlite, o.side, window.fromMs, window.toMs, o.tz);
+      const nets = o.side ? networksOf(sqlite, window.fromMs, window.toMs) : [];
+      const kinds = TIME_SUMS_COLUMNS.map(() => 'i64' as const);
+      let known: boolean[] = [];
+      let read: { empty: string } | { sums: SeriesRows } = { empty: empty ?? '' };
+      if (!empty) {
+        const sideRows = o.side ? readSide(sqlite, window, bounds, alignMs, ids, o.side, nets) : { rows: [], known: [] };
+        known = sideRows.known;
+        read = { sums: collectColumns((function* () { yield* readSeries(sqlite, window, alignMs, ids); yield* sideRows.rows; })(), kinds) };
+      }
       const missing = empty
         ? undefined
         : missingDetailNote(missingDetail(sqlite, 'ip', planWindow(sqlite, 'ip', window, { stepMs: alignMs })), 'detail at this step', 'use a coarser --step there (1d keeps every day)', o.tz);
-      return { bounds, ids, cov, read, notes: missing ? [missing] : [] };
+      const partial = o.side && !empty ? partialNote(sqlite, window.fromMs, window.toMs) : undefined;
+      return { bounds, ids, cov, read, known, notes: [missing, partial].filter((n): n is string => n !== undefined) };
     });
     duck = opened.duck;
-    const { bounds, ids, cov, read, notes } = opened.result;
+    const { bounds, ids, cov, read, known, notes } = opened.result;
     const perAddress = ids !== undefined;
-    if ('empty' in read) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress).join(',')}\n` : '', notes: [read.empty] };
+    const side = o.side !== undefined;
+    if ('empty' in read) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress, side).join(',')}\n` : '', notes: [read.empty] };
     const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
     await duck.loadColumns(TIME_SUMS, TIME_SUMS_COLUMNS.map(big), [read.sums]);
     const starts = BigInt64Array.from(bounds.slice(0, -1), BigInt);
@@ -122,7 +177,7 @@ export async function series(o: SeriesOptions): Promise<Answer> {
     await duck.loadColumns('steps', [big('start_ms'), big('end_ms')], [{ columns: [starts, ends], count: starts.length }]);
     await duck.lockDown();
     const result = await duck.rows(querySql('series'), { per_address: perAddress });
-    const out = result.map((r) => {
+    const out = result.map((r, i) => {
       const row: Record<string, unknown> = {
         start: formatTime(Number(r.start_ms), o.format === 'json' || o.format === 'csv' ? undefined : o.tz),
         end: formatTime(Number(r.end_ms), o.format === 'json' || o.format === 'csv' ? undefined : o.tz),
@@ -130,9 +185,11 @@ export async function series(o: SeriesOptions): Promise<Answer> {
         bytes: r.bytes,
       };
       if (perAddress) Object.assign(row, { tx_packets: r.tx_packets, tx_bytes: r.tx_bytes, rx_packets: r.rx_packets, rx_bytes: r.rx_bytes });
+      // A step without local networks has no side: its in and out are unknown.
+      if (side) Object.assign(row, known[i] ? { in_bytes: r.in_bytes, out_bytes: r.out_bytes } : { in_bytes: null, out_bytes: null });
       return row;
     });
-    if (o.format !== 'table') return { out: render(o.format, seriesKeys(perAddress).map((key) => ({ key })), out), notes };
+    if (o.format !== 'table') return { out: render(o.format, seriesKeys(perAddress, side).map((key) => ({ key })), out), notes };
     const footer = completenessLine(cov, o.tz);
     // Nothing to chart: the completeness line says what the window holds.
     if (!result.some((r) => Number(r.packets) > 0)) return { out: `${footer}\n`, notes };
@@ -148,6 +205,12 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       { key: 'bytes', human: (v) => bytes(v as bigint) },
       { key: 'packets', header: 'pkts', human: (v) => si(v as bigint) },
       { key: 'rate', header: 'bit/s' },
+      ...(side
+        ? [
+            { key: 'in_bytes', header: `${o.side} in`, human: (v: unknown) => (v === null ? '' : bytes(v as bigint)) },
+            { key: 'out_bytes', header: `${o.side} out`, human: (v: unknown) => (v === null ? '' : bytes(v as bigint)) },
+          ]
+        : []),
       { key: 'chart', align: 'left', header: '' },
     ];
     for (const r of out) r.rate = bitRate(r.bytes as bigint, r.secs as number);

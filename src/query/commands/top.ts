@@ -6,11 +6,12 @@ import type { Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { missingDetail, planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
 import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
-import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, NAME_KEY, topRowKeys, type AddressRow, type KeyBy, type KeyContext, type KeySources } from '../keys';
+import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, NAME_KEY, rowKeys, type AddressRow, type KeyBy, type KeyContext, type KeySources } from '../keys';
 import { nameAt, sightingsOf } from '../names';
 import type { LabelTable } from '../labels';
 import { coverage, completenessLine, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
 import type { ReadAhead } from '../prefetch';
+import { checkSide, localSetOf, partialNote, type LocalSet, type Side } from '../local';
 import { bitRate, bytes, si } from '../../units';
 import { formatAddr, parseAddr } from '../../addr';
 
@@ -28,6 +29,8 @@ export interface TopOptions {
   prefetched?: ReadAhead;
   /** Labels, ASN table, prefixes: for --by label|asn|net, --label and the columns of --by ip rows. */
   keys?: KeySources;
+  /** Only this host's addresses (local) or only its peers (remote); a flow by its source. */
+  side?: Side;
 }
 
 const NO_KEYS: KeySources = { v4Prefix: 24, v6Prefix: 64 };
@@ -86,6 +89,22 @@ const SIDE_COLS: ColumnSpec[] = [
   { key: 'packets', header: 'pkts', human: (v) => si(v as bigint) },
   { key: 'bytes', header: 'bytes', human: (v) => bytes(v as bigint) },
 ];
+/** The `local` field of per-address rows: true, false, or null (no local networks for the window; the overflow row). */
+const LOCAL_COL: ColumnSpec = { key: 'local', header: 'side', align: 'left', human: (v) => (v === null || v === undefined ? '' : v ? 'local' : 'remote') };
+
+/**
+ * Keeps only the rows of one side: per-address rows by their address, flow rows by their
+ * source (a flow sent by a local address is local). The overflow row is on neither side.
+ */
+async function keepSide(duck: Duck, family: Family, side: Side, set: LocalSet, addrs: AddressRow[]): Promise<void> {
+  const local = addrs.filter((a) => set.sideOf(a.addr) === true).map((a) => a.id);
+  const none = addrs.filter((a) => set.sideOf(a.addr) === null).map((a) => a.id);
+  const [table, col] = family === 'flow' ? [WINDOW_TABLE.flow, 'src_id'] : [WINDOW_TABLE.ip, 'ip_id'];
+  const ids = (list: number[]) => ({ ids: JSON.stringify(list) });
+  if (side === 'local') await duck.conn.run(`delete from ${table} where ${col} not in (select unnest($ids::bigint[]))`, ids(local));
+  else await duck.conn.run(`delete from ${table} where ${col} in (select unnest($ids::bigint[]))`, ids([...local, ...none]));
+}
+
 const FLOW_COLS: ColumnSpec[] = [
   { key: 'src', align: 'left' },
   { key: 'dst', align: 'left' },
@@ -124,6 +143,9 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const sources = o.keys ?? NO_KEYS;
     const match = pre ? pre.match : matchingIds(sqlite, f, sources.labels);
     const l4 = f.proto !== undefined || f.port !== undefined;
+    // This host's networks of the window: --side needs some.
+    checkSide(sqlite, o.side, window.fromMs, window.toMs, o.tz);
+    const localSet = localSetOf(sqlite, window.fromMs, window.toMs);
     if (o.by === 'flow' || l4) {
       const w = whereFor('flow', match, f);
       await loadWindow(sqlite, duck, 'flow', window, ids, w.where, w.params, pre);
@@ -136,6 +158,7 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
       await loadWindow(sqlite, duck, 'ip', window, ids, w.where, w.params, pre);
     }
     const addrs = await loadAddresses(sqlite, duck, ids);
+    if (o.side) await keepSide(duck, o.by === 'flow' ? 'flow' : 'ip', o.side, localSet, addrs);
     const ctx = { sqlite, window };
     const limit = o.limit === 0 ? null : o.limit;
     // --by label|asn|net: the window's addresses keyed, summed per key; else per address or flow.
@@ -150,10 +173,16 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
       rows = await duck.rows(querySql({ ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by as 'ip' | 'src' | 'dst' | 'flow']), { limit });
       if (o.by === 'flow') extra = addFlowNames(rows, addrs, ctx, f, sources.labels);
       else {
-        // Per-address rows gain their label and AS (with the files) and name as columns (appended in json and csv).
-        const annotate = topRowKeys(sources);
+        // Per-address rows gain their label and AS as columns (appended in json and csv),
+        // whether the address is local, and its name.
+        const annotate = rowKeys(sources);
         addRowKeys(rows, annotate, addrs, ctx);
         extra = annotate.flatMap((k) => k.fields);
+        const byText = new Map(addrs.map((a) => [a.text, a.addr]));
+        for (const r of rows) r.local = localSet.sideOf(byText.get(r.ip as string) ?? new Uint8Array(0));
+        extra.push(LOCAL_COL);
+        addRowKeys(rows, [NAME_KEY], addrs, ctx);
+        extra.push(...NAME_KEY.fields);
       }
     }
     const cov = coverage(sqlite, window);
@@ -161,7 +190,8 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const noFlows = o.by === 'flow' || l4 ? flowsNote(cov) : undefined;
     const family: Family = o.by === 'flow' || l4 ? 'flow' : 'ip';
     const missing = empty ? undefined : missingDetailNote(missingDetail(sqlite, family, planWindow(sqlite, family, window)), family === 'ip' ? 'per-address detail' : 'per-flow detail', family === 'ip' ? 'widen --since/--until to whole hours or days there' : 'flows of that time cannot be answered', o.tz);
-    const notes = [empty, noFlows, missing].filter((n): n is string => n !== undefined);
+    const partial = o.side && !empty ? partialNote(sqlite, window.fromMs, window.toMs) : undefined;
+    const notes = [empty, noFlows, missing, partial].filter((n): n is string => n !== undefined);
     // No table where there is nothing to show: the notes say why.
     if (o.format === 'table' && (empty || (noFlows && cov.flow_intervals === 0))) return { out: '', notes };
     // Average rates over the time the recorded intervals cover.
@@ -186,7 +216,7 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     if (total > rows.length) footer.unshift(`${rows.length} of ${counted(total, ...noun)} (--limit 0 for all)`);
     if (rows.length === 0) return { out: `${footer.join('\n')}\n`, notes };
     // The row of addresses without a key is named in the table (null in json and csv).
-    const shown = key ? rows.map((r) => (r[key.fields[0].key] === null ? { ...r, [key.fields[0].key]: key.none } : r)) : rows;
+    const shown = key ? rows.map((r) => (key.fields.every((f) => r[f.key] === null) ? { ...r, [key.fields[0].key]: key.none } : r)) : rows;
     return { out: render('table', cols, shown, footer.join('\n')), notes };
   }
 }

@@ -27,7 +27,7 @@ export interface MemoryBudget {
   parts: { name: string; bytes: number }[];
 }
 
-export type BudgetOptions = Pick<RecordOptions, 'workers' | 'blockSize' | 'blockCount' | 'frameSize' | 'intervalSecs' | 'maxKeys' | 'flows' | 'queueMax' | 'queueMaxMib'>;
+export type BudgetOptions = Pick<RecordOptions, 'workers' | 'blockSize' | 'blockCount' | 'frameSize' | 'intervalSecs' | 'maxKeys' | 'maxNames' | 'flows' | 'queueMax' | 'queueMaxMib'>;
 
 export function memoryBudget(o: BudgetOptions, live: boolean): MemoryBudget {
   const q = queueBounds(o as RecordOptions);
@@ -38,7 +38,7 @@ export function memoryBudget(o: BudgetOptions, live: boolean): MemoryBudget {
       blockSize: o.blockSize,
       blockCount: o.blockCount,
       frameSize: o.frameSize,
-      count: { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, flows: o.flows },
+      count: { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, maxNames: o.maxNames, flows: o.flows },
       handoverMaxBatches: q.queueMax,
       handoverMaxBytes: q.queueMaxBytes,
     },

@@ -15,20 +15,23 @@ import { describeBudget, memoryBudget } from '../budget/memory';
 import { dropPrivileges } from './privileges';
 import { StopSignals } from './stop';
 import { TcError } from '../../errors';
+import { LocalNetworkWatch, networkText } from './local-networks';
+import type { LocalNetwork, LocalNetworkChange } from '../write/local-networks';
 
-export async function recordLive(o: RecordOptions, lock: WriterLock): Promise<void> {
+/** `localNetworks`: the networks of --local-networks FILE, in place of the interface's. */
+export async function recordLive(o: RecordOptions, lock: WriterLock, localNetworks?: LocalNetwork[]): Promise<void> {
   const log = new Logger(o.logFormat);
   // Signal handlers come first: a stop requested while the capture is being set up is carried
   // out as soon as it runs.
   const stop = new StopSignals({ secondKills: false, hup: true });
   try {
-    await capture(o, log, lock, stop);
+    await capture(o, log, lock, stop, localNetworks);
   } finally {
     stop.dispose();
   }
 }
 
-async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: StopSignals): Promise<void> {
+async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: StopSignals, localNetworks: LocalNetwork[] | undefined): Promise<void> {
   const iface = o.iface ?? defaultRouteInterface();
   if (!iface) throw new TcError('no default route found to pick an interface; pass --iface IF (see `ip -br link`)', 'ERR_TC_NO_INTERFACE');
   const spec: SessionSpec = {
@@ -37,8 +40,27 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
     source: iface,
     intervalMs: o.intervalSecs * 1000,
     flows: o.flows,
-    options: { ...countOptions(o), workers: o.workers ?? null, ebpf: o.ebpf, blockSize: o.blockSize ?? null, blockCount: o.blockCount ?? null, frameSize: o.frameSize ?? null },
+    options: { ...countOptions(o), workers: o.workers ?? null, ebpf: o.ebpf, blockSize: o.blockSize ?? null, blockCount: o.blockCount ?? null, frameSize: o.frameSize ?? null, localNetworks: o.localNetworks ?? null },
   };
+  // This host's networks: changes go to the sink once it is open (none are seen before: the
+  // interface is read first once the sink is ready).
+  const onNetworks = (changes: LocalNetworkChange[]) => {
+    sink!.localNetworkChanges(changes);
+    for (const c of changes) {
+      log.info(`local network ${c.kind === 'add' ? 'added' : 'removed'}: ${networkText(c.net)}${c.net.origin === 'interface' ? ` on ${c.net.source}` : ` (${c.net.source})`}`, {
+        event: 'local-network',
+        change: c.kind,
+        network: c.net.network,
+        address: c.net.address,
+        at: new Date(c.atMs).toISOString(),
+      });
+    }
+  };
+  const warnNetworks = (m: string) => log.warn(m, { event: 'local-networks' });
+  const nets =
+    localNetworks && o.localNetworks !== undefined
+      ? LocalNetworkWatch.ofFile(o.localNetworks, localNetworks, onNetworks, warnNetworks)
+      : LocalNetworkWatch.ofInterface(iface, onNetworks, warnNetworks);
   const metrics = new Metrics(o.db);
   const printer = new IntervalPrinter(log, o.quiet);
   const bounds = queueBounds(o);
@@ -65,6 +87,8 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
         const sink = await sinkReady!;
         printer.observe(b);
         sink.push(b);
+        // Once an interval: the interface's addresses again (off this thread).
+        nets.poll();
       },
       dropped: async (intervals) => {
         const sink = await sinkReady!;
@@ -103,6 +127,8 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   });
   lock.setSession(sink!.sessionId);
   sink!.event('start', `live capture on ${iface}`);
+  const startNets = await nets.start();
+  sink!.addLocalNetworks(startNets, Date.now());
   // This process holds the writer lock: a live session that never ended was killed or crashed.
   for (const detail of endUncleanSessions(db!.sqlite, sink!.sessionId)) log.warn(detail);
   // Close rollup buckets a crashed session left open.
@@ -112,30 +138,51 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   log.info(
     `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
       `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
-      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}; ${budget!.text}; ${describeBudget(memory)}`,
-    { event: 'start', iface: info.iface, workers: info.workers, fanout_group: info.fanoutGroup, ebpf_sockets: info.ebpfAttachedSockets, ...budget!.fields, memory_max_bytes: memory.total },
+      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}; ${budget!.text}; ${describeBudget(memory)}; ${nets.describe()}`,
+    {
+      event: 'start',
+      iface: info.iface,
+      workers: info.workers,
+      fanout_group: info.fanoutGroup,
+      ebpf_sockets: info.ebpfAttachedSockets,
+      ...budget!.fields,
+      memory_max_bytes: memory.total,
+      local_networks: startNets.map((n) => ({ network: n.network, address: n.address, origin: n.origin, source: n.source })),
+    },
   );
   const down = interfaceDown(info.iface);
   if (down) log.warn(down, { event: 'interface-down', iface: info.iface });
   if (o.user) dropPrivileges(o.user, o.db, log);
   stop.onReload(() => {
-    if (!o.ignoreFile && !o.acceptSourceFile) {
-      log.info('SIGHUP: nothing to reload (no --ignore-file or --accept-source-file was given)', { event: 'reload' });
+    if (!o.ignoreFile && !o.acceptSourceFile && !nets.fromFile) {
+      log.info('SIGHUP: nothing to reload (no --ignore-file, --accept-source-file or --local-networks was given)', { event: 'reload' });
       return;
     }
-    try {
-      live.reloadRules();
-      log.info('SIGHUP: CIDR files reloaded', { event: 'reload' });
-    } catch (err) {
-      log.error(`SIGHUP: reload failed, keeping the previous rules: ${(err as Error).message}`, { event: 'reload-failed' });
+    if (o.ignoreFile || o.acceptSourceFile) {
+      try {
+        live.reloadRules();
+        log.info('SIGHUP: CIDR files reloaded', { event: 'reload' });
+      } catch (err) {
+        log.error(`SIGHUP: reload failed, keeping the previous rules: ${(err as Error).message}`, { event: 'reload-failed' });
+      }
+    }
+    if (nets.fromFile) {
+      try {
+        const changes = nets.reload();
+        log.info(`SIGHUP: ${o.localNetworks} reloaded (${changes.length === 0 ? 'no change' : `${changes.length} change${changes.length === 1 ? '' : 's'}`})`, { event: 'reload' });
+      } catch (err) {
+        log.error(`SIGHUP: reload failed, keeping the previous local networks: ${(err as Error).message}`, { event: 'reload-failed' });
+      }
     }
   });
   stop.onStop((name) => {
     log.info(`${name}: flushing the partial interval`, { event: 'stop', signal: name });
+    nets.stop();
     live.stop();
   });
   try {
     await live.done;
+    nets.stop();
     await sink!.close(Date.now() + 1500);
     sink!.event('stop', 'clean stop');
   } finally {

@@ -19,9 +19,13 @@ export interface RecordOptions {
   fanoutGroup?: number;
   intervalSecs: number;
   maxKeys: number;
+  /** New (address, name, source) pairs per interval; 0: names off. */
+  maxNames: number;
   flows: boolean;
   ignoreFile?: string;
   acceptSourceFile?: string;
+  /** A file of this host's networks (one CIDR a line), in place of the capture interface's addresses; replays have none without it. */
+  localNetworks?: string;
   ebpf: boolean;
   snaplen?: number;
   quiet: boolean;
@@ -57,6 +61,7 @@ export function countOptions(o: RecordOptions): engine.CountOptions {
   return {
     intervalMs: o.intervalSecs * 1000,
     maxKeys: o.maxKeys,
+    maxNames: o.maxNames,
     flows: o.flows,
     ignoreFile: o.ignoreFile,
     acceptSourceFile: o.acceptSourceFile,

@@ -16,16 +16,27 @@ import { IntervalPrinter } from './interval-line';
 import { describeBudget, memoryBudget } from '../budget/memory';
 import { describeOptions, priorSession, replaySessionKey } from './session-key';
 import { StopSignals } from './stop';
+import { describeNetworks } from './local-networks';
+import type { LocalNetwork } from '../write/local-networks';
 
 /**
  * Replays the files one after the other, each as its own session keyed by its content: the
  * result equals replaying them one by one, in any order. A capture already recorded (by any
  * options) is skipped, or with `replace` recorded again in place of its earlier session; one
  * whose replay was stopped or killed before the end of the file is recorded again in its place.
+ * `localNetworks` (of --local-networks FILE) are each session's local networks over its
+ * capture's time; without them a replay has none.
  */
-export async function recordReplay(o: RecordOptions, files: string[], lock: WriterLock): Promise<void> {
+export async function recordReplay(o: RecordOptions, files: string[], lock: WriterLock, localNetworks?: LocalNetwork[]): Promise<void> {
   const log = new Logger(o.logFormat);
-  const counting = { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, flows: o.flows, ignoreFile: o.ignoreFile ?? null, acceptSourceFile: o.acceptSourceFile ?? null };
+  const counting = {
+    intervalMs: o.intervalSecs * 1000,
+    maxKeys: o.maxKeys,
+    flows: o.flows,
+    ignoreFile: o.ignoreFile ?? null,
+    acceptSourceFile: o.acceptSourceFile ?? null,
+    localNetworks: o.localNetworks ?? null,
+  };
   const db = await openForWrite(o.db, o.nodeId);
   const metrics = new Metrics(o.db);
   const budget = diskBudget(o, false, db);
@@ -40,7 +51,14 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   const mib = (n: number) => Math.round(n / (1 << 20));
   let before = 0;
   const stop = new StopSignals({ secondKills: true, hup: false });
-  if (!o.quiet) log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}`, { event: 'start', memory_max_bytes: memoryBudget(o, false).total });
+  const netsText = localNetworks && o.localNetworks !== undefined ? `; ${describeNetworks(localNetworks, { file: o.localNetworks })}` : '';
+  if (!o.quiet) {
+    log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}${netsText}`, {
+      event: 'start',
+      memory_max_bytes: memoryBudget(o, false).total,
+      local_networks: (localNetworks ?? []).map((n) => ({ network: n.network, origin: n.origin, source: n.source })),
+    });
+  }
   try {
     const given = new Map<string, string>();
     for (const [i, file] of files.entries()) {
@@ -120,12 +138,17 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
         { event: 'replace', file, session: replaced.id },
       );
     }
+    let netsWritten = false;
     const run = engine.replay([file], countOptions(o), {
       batch: async (b) => {
         if (!sink) {
           sink = newSink();
           lock.setSession(sink.sessionId);
         }
+        // The networks span the capture's own times: from its first interval (the session's
+        // end sets the span from every interval written).
+        if (!netsWritten && localNetworks) sink.addLocalNetworks(localNetworks, b.startMs);
+        netsWritten = true;
         await sink.write(b);
       },
       warning: (m) => log.warn(m),

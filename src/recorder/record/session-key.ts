@@ -15,7 +15,7 @@ export function priorSession(db: WriteDb, key: string): PriorSession | undefined
 
 /** The counting options of a replay session, as the command line gives them. */
 export function describeOptions(json: string): string {
-  let c: { intervalMs?: number; maxKeys?: number; flows?: boolean; ignoreFile?: string | null; acceptSourceFile?: string | null };
+  let c: { intervalMs?: number; maxKeys?: number; flows?: boolean; ignoreFile?: string | null; acceptSourceFile?: string | null; localNetworks?: string | null };
   try {
     c = JSON.parse(json);
   } catch {
@@ -27,5 +27,6 @@ export function describeOptions(json: string): string {
     `--max-keys ${c.maxKeys}`,
     ...(c.ignoreFile ? [`--ignore-file ${c.ignoreFile}`] : []),
     ...(c.acceptSourceFile ? [`--accept-source-file ${c.acceptSourceFile}`] : []),
+    ...(c.localNetworks ? [`--local-networks ${c.localNetworks}`] : []),
   ].join(', ');
 }

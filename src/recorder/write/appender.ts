@@ -10,6 +10,7 @@ import type Database from 'better-sqlite3';
 import type { StoredBatch } from '../budget/fold';
 import { BatchWriter, newestEndMs, type SessionSpec } from './writer';
 import { Rollups } from '../rollups/rollups';
+import { addLocalNetworks, applyLocalNetworkChanges, closeLocalNetworks, type LocalNetwork, type LocalNetworkChange } from './local-networks';
 
 /** An interval that will never be written (dropped from a full queue), recorded as an event. */
 export interface LostInterval {
@@ -22,7 +23,7 @@ export class Appender {
   private readonly writer: BatchWriter;
   private readonly rollups: Rollups;
 
-  constructor(private readonly db: Database.Database, nodeId: string, spec: SessionSpec) {
+  constructor(private readonly db: Database.Database, nodeId: string, private readonly spec: SessionSpec) {
     this.writer = new BatchWriter(db, nodeId, spec);
     this.rollups = new Rollups(db);
   }
@@ -37,11 +38,12 @@ export class Appender {
   }
 
   /**
-   * Appends the batches, then the `lost` intervals' events, in one transaction; returns for
-   * each batch whether it was new to the log. On failure nothing of the group stays: neither
-   * in the file nor in the sequence, the running sums or the address cache.
+   * Appends the batches, then the `lost` intervals' events and the local networks' `changes`,
+   * in one transaction; returns for each batch whether it was new to the log. On failure
+   * nothing of the group stays: neither in the file nor in the sequence, the running sums or
+   * the address cache.
    */
-  append(group: readonly StoredBatch[], lost: readonly LostInterval[]): boolean[] {
+  append(group: readonly StoredBatch[], lost: readonly LostInterval[], changes: readonly LocalNetworkChange[] = []): boolean[] {
     const seq = this.writer.sequence;
     try {
       return this.db.transaction(() => {
@@ -57,6 +59,7 @@ export class Appender {
           return res.written;
         });
         for (const l of lost) this.writer.event('lost-interval', l.why, l.startMs, l.endMs);
+        applyLocalNetworkChanges(this.db, this.sessionId, changes);
         return out;
       })();
     } catch (err) {
@@ -95,12 +98,24 @@ export class Appender {
     this.db.transaction(() => this.rollups.closeUpTo(ms))();
   }
 
-  /** Closes every open rollup bucket and, when `end`, ends the session, in one transaction. */
-  finish(end: boolean): void {
+  /** This session's networks, local from `fromMs` on (outside any group). */
+  addLocalNetworks(nets: readonly LocalNetwork[], fromMs: number): void {
+    this.db.transaction(() => addLocalNetworks(this.db, this.sessionId, nets, fromMs))();
+  }
+
+  /**
+   * Closes every open rollup bucket, records the local networks' last `changes` and, when
+   * `end`, ends the session and the time its networks were local, in one transaction.
+   */
+  finish(end: boolean, changes: readonly LocalNetworkChange[] = []): void {
     try {
       this.db.transaction(() => {
         this.rollups.closeAll();
-        if (end) this.writer.end();
+        applyLocalNetworkChanges(this.db, this.sessionId, changes);
+        if (end) {
+          closeLocalNetworks(this.db, this.sessionId, this.spec.kind, Date.now());
+          this.writer.end();
+        }
       })();
     } catch (err) {
       // A rolled-back close may have consumed running sums (a retry recomputes those in SQL)

@@ -63,7 +63,7 @@ export function checkWritable(file: string): void {
   try {
     dst = statSync(dir);
   } catch {
-    throw new TcError(`cannot create ${file}: the directory ${dir} does not exist`, 'ERR_TC_OPEN_DB');
+    throw new TcError(`cannot create ${file}: the directory ${dir} does not exist; create it first (mkdir -p ${dir}), or give --db a file in a folder that exists`, 'ERR_TC_OPEN_DB');
   }
   try {
     accessSync(dir, constants.W_OK);

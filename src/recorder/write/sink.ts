@@ -24,6 +24,7 @@ import type { Logger } from '../observe/log';
 import type { Metrics } from '../observe/metrics';
 import { TcError } from '../../errors';
 import { DiskBudget } from '../budget/enforce';
+import type { LocalNetwork, LocalNetworkChange } from './local-networks';
 
 export interface SinkOptions {
   db: WriteDb;
@@ -81,6 +82,8 @@ export class BatchSink {
   private queueBytes = 0;
   private readonly queueMaxBytes: number;
   private readonly lost: LostInterval[] = [];
+  /** Changes of the local networks, written with the next transaction that succeeds. */
+  private readonly netChanges: LocalNetworkChange[] = [];
   private pumping = false;
   private retryMs = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -133,6 +136,20 @@ export class BatchSink {
     this.lost.push({ startMs, endMs, why });
     this.o.metrics.lostIntervals++;
     this.o.log.warn(`${why}: interval ${new Date(startMs).toISOString()} dropped and recorded as lost`, { event: 'lost-interval', start_ms: startMs });
+  }
+
+  /** The session's networks, local from `fromMs` on: written now (at the start of a session, or with its first batch). */
+  addLocalNetworks(nets: readonly LocalNetwork[], fromMs: number): void {
+    if (nets.length > 0) this.appender.addLocalNetworks(nets, fromMs);
+  }
+
+  /**
+   * Networks that came or went while recording: written with the next batch's transaction
+   * that succeeds, or when the session closes (a slow or locked database delays them, as it
+   * does batches; they keep the time they were seen).
+   */
+  localNetworkChanges(changes: readonly LocalNetworkChange[]): void {
+    this.netChanges.push(...changes);
   }
 
   /** Live: count and queue the batch and return at once (it is written once the event loop is free). */
@@ -253,13 +270,13 @@ export class BatchSink {
    */
   private writeGroup(group: Batch[]): boolean[] {
     let written: boolean[];
-    if (!this.budget) written = this.appender.append(group, this.lost);
+    if (!this.budget) written = this.appender.append(group, this.lost, this.netChanges);
     else {
       try {
         for (let attempt = 0; ; attempt++) {
           this.appender.foldCloses(this.budget.closeKeep(attempt));
           try {
-            written = this.appender.append(this.budget.prepare(group, attempt), this.lost);
+            written = this.appender.append(this.budget.prepare(group, attempt), this.lost, this.netChanges);
             break;
           } catch (err) {
             if ((err as { code?: string }).code !== 'SQLITE_FULL' || attempt >= MAX_FULL_RETRIES) throw err;
@@ -271,6 +288,7 @@ export class BatchSink {
       }
     }
     this.lost.length = 0;
+    this.netChanges.length = 0;
     return written;
   }
 
@@ -354,7 +372,8 @@ export class BatchSink {
     for (let attempt = 0; ; attempt++) {
       this.appender.foldCloses(this.budget?.closeKeep(attempt));
       try {
-        this.appender.finish(end);
+        this.appender.finish(end, this.netChanges);
+        this.netChanges.length = 0;
         break;
       } catch (err) {
         if (this.budget && (err as { code?: string }).code === 'SQLITE_FULL' && attempt < MAX_FULL_RETRIES) {

@@ -18,6 +18,7 @@ import { Rollups } from '../rollups/rollups';
 import { bucketOf, LEVELS } from '../../schema/levels';
 import { TcError } from '../../errors';
 import { dropUnusedHostnames } from '../upkeep/names';
+import { deleteLocalNetworks, endOpenLocalNetworks } from './local-networks';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** The dictionary cache is cleared when it grows past this many addresses (bounded memory). */
@@ -407,15 +408,17 @@ export function endUncleanSessions(db: Database.Database, currentId: number): st
     db.transaction(() => {
       run(db, build.insertInto('events').values({ at_ms: Date.now(), session_id: r.id, kind: 'unclean-shutdown', start_ms: last, end_ms: Date.now(), detail }));
       run(db, build.updateTable('sessions').set((e) => ({ ended_at: e.fn.coalesce(e.val(last), 'started_at') })).where('id', '=', r.id));
+      // Its networks were local up to its last interval.
+      endOpenLocalNetworks(db, r.id, last ?? Date.now());
     })();
     return detail;
   });
 }
 
 /**
- * Removes a session and every row of it (batches, per-IP and flow deltas, names, events), and marks
- * every rollup bucket it touched dirty, so that closing them recomputes them from what is left
- * in the log. Call inside a transaction. Refused when retention already removed raw rows in the
+ * Removes a session and every row of it (batches, per-IP and flow deltas, names, events, local
+ * networks), and marks every rollup bucket it touched dirty, so that closing them recomputes
+ * them from what is left in the log. Call inside a transaction. Refused when retention already removed raw rows in the
  * days it touched: those buckets could then not be recomputed.
  */
 export function deleteSession(db: Database.Database, sessionId: number): void {
@@ -441,6 +444,7 @@ export function deleteSession(db: Database.Database, sessionId: number): void {
   db.prepare('delete from names where session_id = ?').run(sessionId);
   dropUnusedHostnames(db, nameIds);
   run(db, build.deleteFrom('events').where('session_id', '=', sessionId));
+  deleteLocalNetworks(db, sessionId);
   run(db, build.deleteFrom('sessions').where('id', '=', sessionId));
   const rollups = new Rollups(db);
   for (const t of touched) rollups.markBatch(t.start_ms, t.ip === 1, t.flow === 1);

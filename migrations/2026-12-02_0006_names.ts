@@ -1,5 +1,5 @@
 /**
- * 2026-12-02 0005: names seen in the traffic (DNS answers, TLS server names).
+ * 2026-12-02 0006: names seen in the traffic (DNS answers, TLS server names).
  *
  * - hostnames: the name dictionary (lower case, no trailing dot), as `addresses` is the
  *   address dictionary.
