@@ -8,16 +8,19 @@
  * write group leaves none behind; retention and the disk budget drop a name only with its
  * address's last traffic, and a flood of names keeps within the budget. And end to end: a replay
  * of the generated capture of names (test/support/names-pcap.ts) gives exactly its names through
- * top, flows, names, sql and status.
+ * top, flows, names, sql and status; live in a namespace pair with the eBPF filter on, a DNS
+ * answer and a ClientHello, then traffic to the addresses they name: top shows the names.
  */
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { query, queryJson, recorder, tmp } from './helpers';
+import { exited, needRoot, query, queryJson, RECORDER, recorder, sleep, spawnIn, tmp, waitForStderr } from './helpers';
+import { sendFrames, vethPair } from './support/netns';
+import { DST_MAC, SRC_MAC } from './fixtures/frames';
 import { makeBatch, traffic, withNames, type NameEntry } from './support/synth';
-import { writeNamesPcap } from './support/names-pcap';
+import { A, clientHello, dnsResponse, tcp, udp, writeNamesPcap } from './support/names-pcap';
 import { openForWrite, type WriteDb } from '../src/recorder/write/db';
 import { BatchSink } from '../src/recorder/write/sink';
 import { deleteSession } from '../src/recorder/write/writer';
@@ -601,4 +604,44 @@ describe('a replay of the generated capture of names', () => {
     );
     assert.deepEqual(json(['--db', db, 'names', '--ip', '2001:db8:5::1']).map((x) => x.name), ['v6.example.net']);
   });
+});
+
+test('live, eBPF filter on: a DNS answer and a split ClientHello across a namespace pair, then traffic to their addresses: top and flows show the names', async (t) => {
+  if (!needRoot(t)) return;
+  const net = vethPair(`tcnd${process.pid}`, 'nd', { a: SRC_MAC, b: DST_MAC });
+  try {
+    const db = path.join(tmp(), 'live-names.db');
+    const child = spawnIn(net.b, process.execPath, [RECORDER, 'record', '--iface', net.devB, '--db', db, '--flows', '--workers', '2', '--interval-secs', '1', '--snaplen', '128', '--quiet']);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    await waitForStderr(child, /recording nd-b/);
+    // 16 answers: most lie past byte 128 of the frame, which the filter passes whole.
+    const answers = Array.from({ length: 16 }, (_, i) => A(`198.51.100.${100 + i}`));
+    const hello = clientHello('split.live.example', 1650);
+    const frames = [
+      udp('10.9.0.53', '10.9.0.2', 53, 41000, dnsResponse('live.example.com', answers)),
+      tcp('10.9.0.2', '198.51.100.100', 52000, 80, 1, Buffer.alloc(300, 0x41)),
+      tcp('198.51.100.100', '10.9.0.2', 80, 52000, 1, Buffer.alloc(1200, 0x42)),
+      tcp('10.9.0.2', '192.0.2.200', 51000, 443, 5000, hello.subarray(0, 1448)),
+      tcp('10.9.0.2', '192.0.2.200', 51000, 443, 5000 + 1448, hello.subarray(1448)),
+      tcp('192.0.2.200', '10.9.0.2', 443, 51000, 1, Buffer.alloc(1200, 0x17)),
+    ].map((f) => f.toString('hex'));
+    assert.equal(sendFrames(net, frames, 10), frames.length);
+    await sleep(2500);
+    child.kill('SIGINT');
+    assert.equal(await exited(child), 0, stderr);
+    const rows = json(['--db', db, 'top', '--all', '--limit', '0']);
+    const nameOf = (ip: string) => rows.find((r) => r.ip === ip)?.name;
+    assert.equal(nameOf('198.51.100.100'), 'live.example.com');
+    assert.equal(nameOf('192.0.2.200'), 'split.live.example');
+    assert.equal(nameOf('10.9.0.2'), null);
+    const flows = json(['--db', db, 'flows', '--ip', '10.9.0.2', '--all', '--limit', '0']);
+    assert.deepEqual(flows.filter((f) => f.src === '10.9.0.2' && f.dport !== 41000).map((f) => [f.dst, f.dst_name, f.name]).sort(), [
+      ['192.0.2.200', 'split.live.example', 'split.live.example'],
+      ['198.51.100.100', 'live.example.com', 'live.example.com'],
+    ]);
+    assert.equal(json(['--db', db, 'names', '--name', 'live.example.com']).length, 16, 'every answered address');
+  } finally {
+    net.remove();
+  }
 });

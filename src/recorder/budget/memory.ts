@@ -52,7 +52,8 @@ export function memoryBudget(o: BudgetOptions, live: boolean): MemoryBudget {
     ...(live ? [{ name: 'rings', bytes: e.rings }] : []),
     { name: 'tables', bytes: e.tables },
     { name: 'queues', bytes: e.batches + queue + scratch },
-    { name: 'dictionary', bytes: DICT_CACHE_BYTES + NAME_CACHE_BYTES },
+    // The name cache fills only when the engine reads names (--max-names above 0).
+    { name: 'dictionary', bytes: DICT_CACHE_BYTES + (o.maxNames === 0 ? 0 : NAME_CACHE_BYTES) },
     { name: 'rollup sums', bytes: SUMS_BYTES },
     { name: 'sqlite', bytes: 2 * SQLITE_CACHE_BYTES },
     { name: 'runtime', bytes: RUNTIME_BYTES },
