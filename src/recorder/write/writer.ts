@@ -25,8 +25,11 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 export const DICT_CACHE_MAX = 500_000;
 /** What the dictionary cache holds at most (IPv6 keys are the larger; U32Map's are 3 x 8 bytes). */
 export const DICT_CACHE_BYTES = DICT_CACHE_MAX * Bytes16Map.BYTES_PER_KEY;
-/** Names the name dictionary's cache holds at most (it is cleared past it). */
-export const NAME_CACHE_MAX = 10_000;
+/**
+ * Names the name dictionary's cache holds at most (it is cleared past it; a miss is one look-up
+ * in the dictionary's index): a host's recurring names, within the 512 MiB the defaults hold.
+ */
+export const NAME_CACHE_MAX = 2_500;
 /** What the name cache holds at most: a name is at most 253 one-byte characters, with its string header and Map entry. */
 export const NAME_CACHE_BYTES = NAME_CACHE_MAX * (253 + 64);
 
