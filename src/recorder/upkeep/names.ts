@@ -16,7 +16,7 @@ import { ALL_LEVELS, LEVELS, MINUTE_MS } from '../../schema/levels';
  * bucket's or interval's start): the rollups coarsest first (a day holds every address of its
  * hours, so most look-ups end in the first), then the raw rows.
  */
-export const TRAFFIC_REFS: readonly { table: string; column: string; time: string; join: string }[] = [
+const TRAFFIC_REFS: readonly { table: string; column: string; time: string; join: string }[] = [
   ...[...ALL_LEVELS]
     .sort((a, b) => LEVELS[b].ms - LEVELS[a].ms)
     .flatMap((l) => (LEVELS[l].family === 'ip' ? ['ip_id'] : ['src_id', 'dst_id']).map((column) => ({ table: l, column, time: 'r.bucket_ms', join: '' }))),
@@ -24,16 +24,16 @@ export const TRAFFIC_REFS: readonly { table: string; column: string; time: strin
 ];
 
 /** Addresses looked up per step at most: one pass over every traffic table serves them all. */
-export const NAME_STEP_ADDRESSES = 65_536;
+const NAME_STEP_ADDRESSES = 65_536;
 
 /** A temp table of address ids (created empty, or emptied). */
-export function idSet(db: Database.Database, name: string): string {
+function idSet(db: Database.Database, name: string): string {
   db.exec(`create temp table if not exists ${name} (id integer primary key); delete from temp.${name};`);
   return `temp.${name}`;
 }
 
 /** A temp table of address ids found with traffic: the table found in and the start of the newest row found there (created empty, or emptied). */
-export function foundSet(db: Database.Database, name: string): string {
+function foundSet(db: Database.Database, name: string): string {
   db.exec(`create temp table if not exists ${name} (id integer primary key, in_table text not null, at_ms integer not null); delete from temp.${name};`);
   return `temp.${name}`;
 }

@@ -43,7 +43,7 @@ export const DEFAULT_RETENTION: Retention = Object.fromEntries(
 const BATCHES_PER_STEP = 16;
 const BUCKETS_PER_STEP = 2;
 /** How often retention looks for names whose address has no traffic left (each look reads every traffic table once). */
-export const NAMES_PRUNE_EVERY_MS = HOUR_MS;
+const NAMES_PRUNE_EVERY_MS = HOUR_MS;
 
 export class Pruner {
   private readonly stmts;
