@@ -8,8 +8,11 @@
  * alone, without projections or the dictionary.
  * Also: bytes on disk per raw per-IP row; the projected size of a day of 5,000 addresses at 5 s.
  * With --flows N, a second sink run also writes N flows per interval (flow log, flow minute and
- * hour rollups) and reports per-IP and flow rows/s together.
- * Usage: node dist/bench/writer.js [--hosts 5000] [--minutes 30] [--runs 3] [--flows 0]
+ * hour rollups) and reports per-IP and flow rows/s together. With --names N, a sink run writes N
+ * names per interval besides (a tenth of them new pairs of new addresses, the rest the same pairs
+ * of the interval's addresses seen again), and reports the time per name and the bytes a stored
+ * name takes (dbstat).
+ * Usage: node dist/bench/writer.js [--hosts 5000] [--minutes 30] [--runs 3] [--flows 0] [--names 0]
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
@@ -19,7 +22,8 @@ import { BatchSink } from '../src/recorder/write/sink';
 import { Logger } from '../src/recorder/observe/log';
 import { Metrics } from '../src/recorder/observe/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/upkeep/retention';
-import { makeBatch } from '../test/support/synth';
+import { makeBatch, namesOf, type NameEntry } from '../test/support/synth';
+import type { Batch } from '../src/native';
 import { loadRowsExtension, putNum, RowInsert } from '../src/recorder/write/rows';
 import { IP_DELTA_COLUMNS } from '../src/schema/columns';
 import { IP_LEVELS } from '../src/schema/levels';
@@ -29,6 +33,7 @@ const HOSTS = arg('hosts', 5000);
 const MINUTES = arg('minutes', 30);
 const RUNS = arg('runs', 3);
 const FLOWS = arg('flows', 0);
+const NAMES = arg('names', 0);
 const OUT = path.join(__dirname, '..', '..', 'bench', 'out');
 const T0 = Date.UTC(2026, 10, 1);
 
@@ -53,7 +58,7 @@ function fresh(f: string) {
  * transactions of several (group commit); otherwise each batch is written before the next
  * arrives (one transaction per batch, as live capture at its own pace).
  */
-async function ours(file: string, batches: number, flows = 0, grouped = true): Promise<number> {
+async function ours(file: string, batches: number, flows = 0, grouped = true, names = 0): Promise<number> {
   fresh(file);
   const db = await openForWrite(file);
   // Dictionary ids in arrival order, as on a real host (not in the address order of batches).
@@ -73,10 +78,13 @@ async function ours(file: string, batches: number, flows = 0, grouped = true): P
     metrics: new Metrics(file),
   });
   const pre = Array.from({ length: 12 }, (_, i) => makeBatch(0, 5000, HOSTS, flows, i));
+  const named = Array.from({ length: names > 0 ? batches : 0 }, (_, i) => namesOf(namesAt(i, names)));
   const t = process.hrtime.bigint();
   for (let i = 0; i < batches; i++) {
     const startMs = T0 + i * 5000;
-    await sink.write({ ...pre[i % 12], startMs, endMs: startMs + 5000 });
+    const b: Batch = { ...pre[i % 12], startMs, endMs: startMs + 5000 };
+    if (names > 0) b.names = named[i];
+    await sink.write(b);
     if (!grouped) await sink.idle();
   }
   await sink.close(Date.now() + 60_000);
@@ -84,6 +92,21 @@ async function ours(file: string, batches: number, flows = 0, grouped = true): P
   db.sqlite.pragma('wal_checkpoint(TRUNCATE)');
   db.sqlite.close();
   return s;
+}
+
+/** The names of interval `i`: a tenth new pairs (new addresses), the rest pairs of its addresses seen again. */
+function namesAt(i: number, n: number): NameEntry[] {
+  const fresh = Math.ceil(n / 10);
+  const out: NameEntry[] = [];
+  for (let k = 0; k < n - fresh; k++) {
+    const v = 0x0a000000 + (k % HOSTS) + 1;
+    out.push({ ip: `10.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`, name: `host-${k}.example.com` });
+  }
+  for (let k = 0; k < fresh; k++) {
+    const v = i * fresh + k;
+    out.push({ ip: `100.${(v >>> 16) & 63}.${(v >>> 8) & 255}.${v & 255}`, name: `n${v}.cdn.example.net` });
+  }
+  return out;
 }
 
 /**
@@ -181,6 +204,22 @@ async function main(): Promise<void> {
     for (let r = 0; r < RUNS; r++) f.push(await ours(path.join(OUT, 'writer-flows.db'), batches, FLOWS));
     const secs = median(f);
     print(`sink with ${FLOWS} flows per interval`, `${(rows / secs / 1e6).toFixed(2)} M per-IP rows/s + ${((batches * FLOWS) / secs / 1e6).toFixed(2)} M flow rows/s (median ${secs.toFixed(2)} s; ${f.map((x) => x.toFixed(2)).join(' ')})`);
+  }
+  if (NAMES > 0) {
+    const plain: number[] = [];
+    const w: number[] = [];
+    const fn = path.join(OUT, 'writer-names.db');
+    for (let r = 0; r < RUNS; r++) {
+      plain.push(await ours(f1, batches, 0, false));
+      w.push(await ours(fn, batches, 0, false, NAMES));
+    }
+    const nd = new Database(fn, { readonly: true });
+    const stored = nd.prepare('select count(*) from names').pluck().get() as number;
+    const bytes = (nd.prepare("select coalesce(sum(pgsize), 0) from dbstat where name in ('names', 'hostnames', 'names_by_name', 'names_without_traffic', 'sqlite_autoindex_hostnames_1')").pluck().get() as number);
+    nd.close();
+    const extra = (median(w) - median(plain)) / (batches * NAMES);
+    print(`sink with ${NAMES} names per interval`, `${(rows / median(w) / 1e6).toFixed(2)} M per-IP rows/s against ${(rows / median(plain) / 1e6).toFixed(2)} without, one tx per batch: ${(extra * 1e6).toFixed(1)} us per name (median ${median(w).toFixed(2)} s; ${w.map((x) => x.toFixed(2)).join(' ')})`);
+    print('bytes per stored name (dbstat: names, hostnames)', `${(bytes / stored).toFixed(0)} (${stored} pairs; the address entries of new ones not counted)`);
   }
   print('projected day, 5,000 addresses, 5 s', `${(dayBytes / 1e9).toFixed(2)} GB (raw ${(dayRows * perRow / 1e9).toFixed(2)} GB + rollups)`);
 }

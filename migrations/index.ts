@@ -8,6 +8,7 @@ import * as m0002 from './2026-11-27_0002_rollups';
 import * as m0003 from './2026-12-01_0003_budget';
 import * as m0004 from './2026-12-02_0004_name_counters';
 import * as m0005 from './2026-12-02_0005_local_networks';
+import * as m0006 from './2026-12-02_0006_names';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-27_0001_event_log': m0001,
@@ -15,6 +16,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01_0003_budget': m0003,
   '2026-12-02_0004_name_counters': m0004,
   '2026-12-02_0005_local_networks': m0005,
+  '2026-12-02_0006_names': m0006,
 };
 
 export { SCHEMA_VERSION } from './version';

@@ -157,7 +157,7 @@ test('export: the format follows --out, stdout takes csv and jsonl, and refusals
   const want = expected('ip', 'raw');
 
   ok(['--out', path.join(d, 'x.csv')]);
-  assert.match(readFileSync(path.join(d, 'x.csv'), 'utf8'), /^node,start,end,ip,tx_packets,tx_bytes,rx_packets,rx_bytes\n/);
+  assert.match(readFileSync(path.join(d, 'x.csv'), 'utf8'), /^node,start,end,ip,tx_packets,tx_bytes,rx_packets,rx_bytes,name\n/);
   ok(['--out', path.join(d, 'x.ndjson')]);
   assert.equal(parseText(path.join(d, 'x.ndjson'), 'jsonl').length, want.rows);
   ok(['--out', path.join(d, 'x.JSONL')]);

@@ -94,7 +94,7 @@ test('totals of --by label, asn and net equal the per-IP totals of the window, g
     const base = ['--db', db, 'top', '--all', '--limit', '0', '--labels', labels, '--asn', asn4, '--asn', asn6];
     const ips = json(base);
     assert.ok(ips.length > 20, `${db}: ${ips.length} addresses`);
-    assert.deepEqual(Object.keys(ips[0]), ['ip', ...COUNTERS, 'label', 'asn', 'as_name', 'country', 'local']);
+    assert.deepEqual(Object.keys(ips[0]), ['ip', ...COUNTERS, 'label', 'asn', 'as_name', 'country', 'local', 'name']);
     const groupings: [string[], (r: Row) => unknown, string[]][] = [
       [['--by', 'label'], (r) => r.label, ['label']],
       [['--by', 'asn'], (r) => r.asn, ['asn', 'as_name', 'country']],
@@ -236,9 +236,9 @@ test('label and AS columns: --by ip rows and per-IP exports gain them; --labels 
   assert.deepEqual(withEnv, given);
   const before = json(['--db', gen, '--labels', labels, 'top', '--all', '--limit', '0']);
   assert.deepEqual(before, given);
-  assert.deepEqual(Object.keys(json(['--db', gen, 'top', '--all'])[0]), ['ip', ...COUNTERS, 'local'], 'no label or AS fields without --labels/--asn');
+  assert.deepEqual(Object.keys(json(['--db', gen, 'top', '--all'])[0]), ['ip', ...COUNTERS, 'local', 'name'], 'no label or AS fields without --labels/--asn');
   const src = json(['--db', gen, 'top', '--by', 'src', '--all', '--asn', asn4, '--asn', asn6]);
-  assert.deepEqual(Object.keys(src[0]), ['ip', 'packets', 'bytes', 'asn', 'as_name', 'country', 'local']);
+  assert.deepEqual(Object.keys(src[0]), ['ip', 'packets', 'bytes', 'asn', 'as_name', 'country', 'local', 'name']);
   const as = new Map(json(['--db', gen, 'top', '--all', '--limit', '0', '--asn', asn4, '--asn', asn6]).map((r) => [r.ip, r]));
   assert.deepEqual([as.get('10.1.0.5')!.asn, as.get('10.1.0.5')!.as_name, as.get('10.1.0.5')!.country], [64500, 'EXAMPLE-A', 'US']);
   assert.deepEqual([as.get('10.1.0.200')!.asn, as.get('10.1.0.200')!.as_name, as.get('10.1.0.200')!.country], [null, null, null], 'AS 0: no ASN');
@@ -255,11 +255,12 @@ test('label and AS columns: --by ip rows and per-IP exports gain them; --labels 
   const e = query(['--db', gen, 'export', '--out', out, '--labels', labels, '--asn', asn4, '--asn', asn6], { env: env() });
   assert.equal(e.status, 0, e.stderr);
   const lines = readFileSync(out, 'utf8').trim().split('\n');
-  assert.equal(lines[0], 'node,start,end,ip,tx_packets,tx_bytes,rx_packets,rx_bytes,label,asn,as_name,country');
-  assert.ok(lines.some((l) => /,10\.1\.1\.5,(\d+,){4}remote hosts,64501,"EXAMPLE-B, Berlin",DE$/.test(l)), 'a labelled row with its AS');
-  assert.ok(lines.some((l) => /,192\.168\.0\.4,(\d+,){4},,,$/.test(l)), 'an unlabelled row outside every range');
+  assert.equal(lines[0], 'node,start,end,ip,tx_packets,tx_bytes,rx_packets,rx_bytes,label,asn,as_name,country,name');
+  assert.ok(lines.some((l) => /,10\.1\.1\.5,(\d+,){4}remote hosts,64501,"EXAMPLE-B, Berlin",DE,$/.test(l)), 'a labelled row with its AS');
+  assert.ok(lines.some((l) => /,192\.168\.0\.4,(\d+,){4},,,,$/.test(l)), 'an unlabelled row outside every range');
   const flows = query(['--db', gen, 'export', '--what', 'flow', '--out', '-', '--format', 'csv', '--labels', labels], { env: env() });
-  assert.match(flows.stdout, /^node,start,end,src,dst,proto,sport,dport,packets,bytes\n/, 'flow rows keep their columns');
+  assert.match(flows.stdout, /^node,start,end,src,dst,proto,sport,dport,packets,bytes,src_label,dst_label,src_name,dst_name\n/, 'flow rows keep their columns, then gain the labels and names of both ends');
+  assert.ok(flows.stdout.split('\n').some((l) => /,10\.1\.1\.5,192\.168\.0\.\d,(\d+,){5}remote hosts,local,,$/.test(l)), 'a flow row with the labels of its ends');
 });
 
 test('bad label files name file:line and what is wrong; a missing file says what to do; in every format', () => {

@@ -78,15 +78,16 @@ async function stopRecorder(r: Recording): Promise<void> {
   assert.equal(code, 0, r.stderr);
 }
 
-type IpRow = { ip: string; tx_packets: number; tx_bytes: number; rx_packets: number; rx_bytes: number; packets: number; bytes: number; local?: boolean | null };
+type IpRow = { ip: string; tx_packets: number; tx_bytes: number; rx_packets: number; rx_bytes: number; packets: number; bytes: number; local?: boolean | null; name?: string | null };
 type FlowRow = { src: string; dst: string; proto: number; sport: number; dport: number; packets: number; bytes: number };
 
 function ipRows(db: string): Map<string, IpRow> {
   return new Map(queryJson<IpRow[]>(['--db', db, 'top', '--by', 'ip', '--all', '--limit', '0']).map((r) => [r.ip, r]));
 }
 
+/** The flows and their counters (names have tests of their own, test/names.test.ts). */
 function flowRows(db: string): FlowRow[] {
-  return queryJson<FlowRow[]>(['--db', db, 'top', '--by', 'flow', '--all', '--limit', '0']);
+  return queryJson<(FlowRow & { src_name?: string | null; dst_name?: string | null })[]>(['--db', db, 'top', '--by', 'flow', '--all', '--limit', '0']).map(({ src_name: _s, dst_name: _d, ...f }) => f);
 }
 
 function sums(db: string): Record<string, number | null> {
@@ -108,8 +109,8 @@ const ip = (tx: number, txb: number, rx: number, rxb: number) => ({ tx_packets: 
 const pick = (m: Map<string, IpRow>, k: string) => {
   const r = m.get(k);
   if (!r) return undefined;
-  // The counters (local networks have tests of their own, test/local.test.ts).
-  const { ip: _ip, local: _local, ...rest } = r;
+  // The counters (local networks and names have tests of their own, test/local.test.ts and test/names.test.ts).
+  const { ip: _ip, local: _local, name: _name, ...rest } = r;
   return rest;
 };
 const flow = (rows: FlowRow[], src: string, dst: string, proto: number, sport: number, dport: number) =>

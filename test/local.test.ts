@@ -100,7 +100,7 @@ before(() => {
 test('the local field of per-address rows: true in a local network (nested, repeated, one host, IPv6), false outside', () => {
   const ips = json(['--db', db, 'top', '--all', '--limit', '0']);
   assert.ok(ips.length > 300, `${ips.length} addresses`);
-  assert.deepEqual(Object.keys(ips[0]), ['ip', ...COUNTERS, 'local']);
+  assert.deepEqual(Object.keys(ips[0]), ['ip', ...COUNTERS, 'local', 'name']);
   for (const r of ips) assert.equal(r.local, isLocal(r.ip as string), r.ip as string);
   const local = new Map(ips.map((r) => [r.ip, r.local]));
   for (const [ip, want] of Object.entries({
@@ -120,12 +120,12 @@ test('the local field of per-address rows: true in a local network (nested, repe
   for (const by of ['src', 'dst']) for (const r of json(['--db', db, 'top', '--by', by, '--all', '--limit', '0'])) assert.equal(r.local, isLocal(r.ip as string), `${by} ${r.ip}`);
   // Shown in the table beside the address.
   const table = query(['--db', db, 'top', '--all', '--limit', '0']).stdout;
-  assert.match(table, /│ ip +│ side +│/);
-  assert.match(table, /│ 192\.168\.0\.1 +│ local +│/);
-  assert.match(table, /│ 192\.168\.0\.4 +│ remote +│/);
+  assert.match(table, /│ ip +│ name +│ side +│/);
+  assert.match(table, /│ 192\.168\.0\.1 +│ +│ local +│/);
+  assert.match(table, /│ 192\.168\.0\.4 +│ +│ remote +│/);
   // No local networks for the window: null (json), empty (csv).
   for (const r of json(['--db', plain, 'top', '--all', '--limit', '0'])) assert.equal(r.local, null);
-  assert.match(query(['--db', plain, 'top', '--all', '--format', 'csv']).stdout, /^ip,tx_packets,tx_bytes,rx_packets,rx_bytes,packets,bytes,local\n[^\n]*,\d+,\n/);
+  assert.match(query(['--db', plain, 'top', '--all', '--format', 'csv']).stdout, /^ip,tx_packets,tx_bytes,rx_packets,rx_bytes,packets,bytes,local,name\n[^\n]*,\d+,,[^,\n]*\n/);
 });
 
 test('top --side local and --side remote: exactly the local and the other rows, their union every row', () => {
@@ -158,7 +158,7 @@ test('top --by flow --side: a flow is on the side of its source; local and remot
   assert.ok(local.length > 0 && remote.length > 0);
   assert.equal(local.length + remote.length, all.length);
   assert.deepEqual(new Set([...local, ...remote].map(flowKey)), new Set(all.map(flowKey)));
-  assert.deepEqual(Object.keys(local[0]), ['src', 'dst', 'proto', 'sport', 'dport', 'packets', 'bytes']);
+  assert.deepEqual(Object.keys(local[0]), ['src', 'dst', 'proto', 'sport', 'dport', 'packets', 'bytes', 'src_name', 'dst_name']);
   // --proto answers from flow rows: the side's addresses of the flows of that protocol.
   const tcp = json(['--db', db, 'top', '--all', '--limit', '0', '--proto', 'tcp']);
   assert.deepEqual(json(['--db', db, 'top', '--all', '--limit', '0', '--proto', 'tcp', '--side', 'local']), tcp.filter((r) => isLocal(r.ip as string)));

@@ -54,13 +54,13 @@ const EXPECTED: Record<string, ReturnType<typeof ip>> = {
   [D6]: ip(0, 0, 700, 600 * 548 + 100 * 100),
 };
 
-type IpRow = { ip: string; local?: boolean | null } & ReturnType<typeof ip>;
+type IpRow = { ip: string; local?: boolean | null; name?: string | null } & ReturnType<typeof ip>;
 type FlowRow = { src: string; dst: string; proto: number; sport: number; dport: number; packets: number; bytes: number };
 
 function ipTable(db: string): Record<string, ReturnType<typeof ip>> {
   const rows = queryJson<IpRow[]>(['--db', db, 'top', '--by', 'ip', '--all', '--limit', '0']);
-  // The counters (local networks have tests of their own, test/local.test.ts).
-  return Object.fromEntries(rows.map(({ ip: a, local: _local, ...rest }) => [a, rest]));
+  // The counters (local networks and names have tests of their own, test/local.test.ts and test/names.test.ts).
+  return Object.fromEntries(rows.map(({ ip: a, local: _local, name: _name, ...rest }) => [a, rest]));
 }
 
 function assertFlows(db: string): void {

@@ -8,6 +8,7 @@ import type * as StatusMod from '../query/commands/status';
 import type * as AdhocMod from '../query/commands/adhoc';
 import type * as PrefetchMod from '../query/prefetch';
 import type * as CopyMod from '../query/commands/copy';
+import type * as NamesMod from '../query/commands/names';
 
 // Command modules load on use: DuckDB's native module alone is slow to load.
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -18,6 +19,7 @@ const lazy = {
   adhoc: () => require('../query/commands/adhoc') as typeof AdhocMod,
   prefetch: () => require('../query/prefetch') as typeof PrefetchMod,
   copy: () => require('../query/commands/copy') as typeof CopyMod,
+  names: () => require('../query/commands/names') as typeof NamesMod,
 };
 import { makeWindow, parseStep, SERIES_STEPS } from '../query/window';
 import { counted, renderError, type Answer, type Format } from '../query/output';
@@ -31,6 +33,7 @@ import { LABELS_ENV, readLabels } from '../query/labels';
 import { ASN_ENV, readAsn } from '../query/asn';
 import { checkSide, SIDES, type Side } from '../query/local';
 import { resolveWindow } from '../query/plan';
+import { parseNamePattern } from '../query/names';
 import * as path from 'node:path';
 
 const { version } = require('../../../package.json') as { version: string };
@@ -118,7 +121,7 @@ filterOptions(
   common(
     program
       .command('top')
-      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver), flow, or the tx + rx of each label, AS or network; largest bytes first')
+      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver), flow, or the tx + rx of each label, AS, network or name (read from DNS answers and TLS server names); largest bytes first. Address rows show the name seen last up to the window\'s end, flow rows the names of both ends')
       .addOption(new Option('--by <what>', 'group by').choices(['ip', 'src', 'dst', 'flow', ...KEY_BYS]).default('ip')),
     '1h',
   ),
@@ -151,7 +154,7 @@ filterOptions(
 common(
   program
     .command('flows')
-    .description('the top flows to and from an address (--ip), or of a label\'s addresses (--label), or both: the flows of the address with the label at either end')
+    .description('the top flows to and from an address (--ip), or of a label\'s addresses (--label), or both: the flows of the address with the label at either end; rows show the names of both ends (json and csv also name: the other end\'s)')
     .option('--ip <addr>', 'the address', parseIpOption)
     .option('--label <name>', 'flows with an address of this label (of --labels) at either end'),
   '1h',
@@ -188,17 +191,43 @@ common(program.command('status').description('what the file covers and how compl
   process.stdout.write(await status({ db: dbOf(cmd), window, format: opts.format, tz: tzOf(opts) }));
 });
 
+const nameOption = (v: string) => {
+  try {
+    return parseNamePattern(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
+common(
+  program
+    .command('names')
+    .description('the names seen for an address (--ip), or the addresses seen for a name (--name; *.example.com: the names below it), read from DNS answers and TLS server names, with the first and last interval each was seen in')
+    .option('--ip <addr>', 'every name seen for this address', parseIpOption)
+    .option('--name <name>', 'every address seen for this name (*.example.com: for each name below example.com)', nameOption),
+  'the whole file',
+).action((opts, cmd: Command) => {
+  format = opts.format;
+  if ((opts.ip === undefined) === (opts.name === undefined)) {
+    throw new InvalidArgumentError(opts.ip === undefined ? 'names needs --ip ADDR or --name NAME' : 'give --ip or --name, not both');
+  }
+  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  print(lazy.names().names({ db: dbOf(cmd), ip: opts.ip, name: opts.name, window, format: opts.format, tz: tzOf(opts) }));
+});
+
 common(
   program
     .command('sql')
-    .description('ad hoc DuckDB SQL over the tables intervals, ip_deltas, flow_deltas, ip_1m, ip_1h, ip_1d, flow_1m, flow_1h, events, local_networks')
+    .description('ad hoc DuckDB SQL over the tables intervals, ip_deltas, flow_deltas, ip_1m, ip_1h, ip_1d, flow_1m, flow_1h, events, local_networks, names, and labels (ip, label) with --labels')
     .argument('<query>', 'a DuckDB SELECT statement'),
   'the whole file',
 ).action(async (query: string, opts, cmd: Command) => {
   format = opts.format;
   const window = wholeFileWindow(opts);
   const { adhocSql } = lazy.adhoc();
-  process.stdout.write(await adhocSql({ db: dbOf(cmd), window, sql: query, format: opts.format }));
+  // The label file is read only for a statement that may read the labels table.
+  const labels = /\blabels\b/i.test(query) ? keySources(cmd, opts).labels : undefined;
+  process.stdout.write(await adhocSql({ db: dbOf(cmd), window, sql: query, format: opts.format, labels }));
 });
 
 program
@@ -207,7 +236,7 @@ program
   .option('--since <time>', 'start (default: the whole file)')
   .option('--until <time>', 'end (default now)')
   .option('--all', 'the whole file', false)
-  .addOption(new Option('--what <rows>', 'per-IP or per-flow rows').choices(['ip', 'flow']).default('ip'))
+  .addOption(new Option('--what <rows>', 'per-IP or per-flow rows, or the names seen for addresses').choices(['ip', 'flow', 'names']).default('ip'))
   .addOption(new Option('--resolution <r>', 'interval rows or rollups (flows: raw, 1m, 1h)').choices(['raw', '1m', '1h', '1d']).default('raw'))
   .addOption(new Option('--format <fmt>', 'file format (default: from the --out extension .parquet, .csv, .jsonl or .ndjson; parquet for --partition)').choices(['parquet', 'csv', 'jsonl']))
   .requiredOption('--out <path>', 'output file, - for stdout (csv, jsonl), or a folder with --partition')

@@ -1,5 +1,5 @@
 /**
- * The key of an address: what `top --by label|asn|net` groups a window's addresses by, and
+ * The key of an address: what `top --by label|asn|net|name` groups a window's addresses by, and
  * what `--by ip` rows gain as columns. One abstraction for every key (a label of the --labels
  * file, the AS of the --asn table, the network of a prefix length): an AddressKey maps the
  * window's addresses to keys in TypeScript, the mapping is loaded into DuckDB as
@@ -14,6 +14,7 @@ import type { Window } from './window';
 import type { LabelTable } from './labels';
 import type { AsnTable } from './asn';
 import { BIGINT, INTEGER, type Duck } from './duck';
+import { nameAt, sightingsOf } from './names';
 
 /** An address of the window: its dictionary id, 4 or 16 bytes, display text. */
 export interface AddressRow {
@@ -46,7 +47,7 @@ export interface AddressKey {
   keysOf(addrs: AddressRow[], ctx: KeyContext): (Key | null)[];
 }
 
-export const KEY_BYS = ['label', 'asn', 'net'] as const;
+export const KEY_BYS = ['label', 'asn', 'net', 'name'] as const;
 export type KeyBy = (typeof KEY_BYS)[number];
 export const isKeyBy = (by: string): by is KeyBy => (KEY_BYS as readonly string[]).includes(by);
 
@@ -121,8 +122,24 @@ function netKey(v4Prefix: number, v6Prefix: number): AddressKey {
   };
 }
 
+/** The name seen for each address up to the window's end (names.ts has the rule). */
+export const NAME_KEY: AddressKey = {
+  by: 'name',
+  fields: [left('name')],
+  none: '(no name)',
+  noun: ['name', 'names'],
+  keysOf: (addrs, ctx) => {
+    const seen = sightingsOf(ctx.sqlite, addrs.map((a) => a.id));
+    return addrs.map((a) => {
+      const name = nameAt(seen.get(a.id), ctx.window.toMs);
+      return name === null ? null : { id: name, fields: { name } };
+    });
+  },
+};
+
 /** The key `--by` names, or a refusal saying which file it needs. */
 export function addressKey(by: KeyBy, s: KeySources): AddressKey {
+  if (by === 'name') return NAME_KEY;
   if (by === 'label') {
     if (!s.labels) throw new TcError('--by label needs a label file: give --labels FILE (lines "CIDR label"), or set TC_LABELS', 'ERR_TC_USAGE');
     return labelKey(s.labels);
@@ -134,10 +151,11 @@ export function addressKey(by: KeyBy, s: KeySources): AddressKey {
   return netKey(s.v4Prefix, s.v6Prefix);
 }
 
-/** The keys a per-address row gains as columns: its label with --labels, its AS with --asn. */
+/** The keys a per-address row gains as columns from the files given: its label with --labels, its AS with --asn. */
 export function rowKeys(s: KeySources): AddressKey[] {
   return [...(s.labels ? [labelKey(s.labels)] : []), ...(s.asn ? [asnKey(s.asn)] : [])];
 }
+
 
 /** A key's fields of `k`, every one null without a key. */
 export const fieldsOf = (key: AddressKey, k: Key | null | undefined): Record<string, unknown> => k?.fields ?? Object.fromEntries(key.fields.map((f) => [f.key, null]));

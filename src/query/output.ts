@@ -10,6 +10,8 @@ export interface ColumnSpec {
   align?: 'left' | 'right';
   /** Shown only in the table form (e.g. rates derived from another column). */
   tableOnly?: boolean;
+  /** Shown only in json and csv (a field the table shows another way). */
+  dataOnly?: boolean;
 }
 
 /** JSON with bigints written as exact integers. */
@@ -26,7 +28,7 @@ function csvCell(v: unknown): string {
 }
 
 export function render(format: Format, allCols: ColumnSpec[], rows: Record<string, unknown>[], footer?: string): string {
-  const cols = format === 'table' ? allCols : allCols.filter((c) => !c.tableOnly);
+  const cols = format === 'table' ? allCols.filter((c) => !c.dataOnly) : allCols.filter((c) => !c.tableOnly);
   if (format === 'json') return `${toJson(rows.map((r) => Object.fromEntries(cols.map((c) => [c.key, r[c.key]]))))}\n`;
   if (format === 'csv') {
     const lines = [cols.map((c) => csvCell(c.key)).join(',')];

@@ -12,6 +12,12 @@
  *   events(at, kind, start, "end", detail): a window holds an event by the time it is about
  *             (start, else at)
  *   local_networks(node, session, source, network, address, origin, origin_source, "from", "to")
+ *   names(node, ip, name, source, first, last, session): the names seen for addresses (DNS
+ *         answers, TLS server names), a row per session, address, name and source with the start
+ *         of the first and the last interval it was seen in; a window holds the rows seen in it
+ *         (first before its end, last at or after its start)
+ *   labels(ip, label): with --labels, each address of the file that a line of the label file
+ *          labels (longest prefix), to join on `ip`
  * Times are TIMESTAMP (UTC), addresses text, counters BIGINT: every stored count is a SQLite
  * integer, so it fits exactly (in every export format too); DuckDB's sum() of them is HUGEINT.
  */
@@ -22,6 +28,8 @@ import type { Window } from './window';
 import { bounds, EVENT_TIME } from './coverage';
 import { ALL_LEVELS, LEVELS } from '../schema/levels';
 import { BUDGET_COUNTERS } from '../schema/counters';
+import { NAME_SOURCES } from '../schema/columns';
+import type { LabelTable } from './labels';
 import { LOCAL_NETWORKS_SQL } from './local';
 
 interface Col {
@@ -97,6 +105,14 @@ export const TABLES: Record<string, TableDef> = {
     sql: `select s.node_id, n.session_id, s.source, n.network, n.address, n.origin, n.source, n.from_ms, case when n.closed then n.to_ms end
           from (${LOCAL_NETWORKS_SQL}) n join sessions s on s.id = n.session_id where n.to_ms > ? and n.from_ms < ?`,
   },
+  names: {
+    ids: ['n.ip_id'],
+    cols: [txt('node'), txt('ip'), txt('name'), txt('source'), ts('first'), ts('last'), id('session')],
+    sql: `select (select value from meta where key = 'node_id'), a.text, h.name, case n.source ${NAME_SOURCES.map((x, i) => `when ${i} then '${x}'`).join(' ')} end,
+                 n.first_ms, n.last_ms, n.session_id
+          from names n join addresses a on a.id = n.ip_id join hostnames h on h.id = n.name_id
+          where n.last_ms >= ? and n.first_ms < ?`,
+  },
 };
 
 /** The TIMESTAMP columns of a documented table. */
@@ -135,4 +151,19 @@ export async function loadTable(sqlite: Database.Database, duck: Duck, name: str
 /** Names of the documented tables that `sql` mentions. */
 export function tablesIn(sql: string): string[] {
   return Object.keys(TABLES).filter((t) => new RegExp(`\\b${t}\\b`, 'i').test(sql));
+}
+
+/**
+ * Loads labels(ip, label): every address of the file the label file labels. The file's
+ * addresses, not a window's: a statement joins it with whichever table it reads.
+ */
+export async function loadLabels(sqlite: Database.Database, duck: Duck, labels: LabelTable): Promise<void> {
+  const stmt = sqlite.prepare('select addr, text from addresses where length(addr) in (4, 16)').raw(true);
+  function* rows(): Generator<unknown[]> {
+    for (const [addr, text] of stmt.iterate() as Iterable<[Buffer, string]>) {
+      const label = labels.labelOf(addr);
+      if (label !== null) yield [text, label];
+    }
+  }
+  await duck.load('labels', [txt('ip'), txt('label')].map((c) => ({ ...c, name: `"${c.name}"` })), rows());
 }

@@ -13,3 +13,6 @@ export const IP_DELTA_COLUMNS = ['batch_id', 'ip_id', ...IP_VALUES] as const;
 export const FLOW_DELTA_COLUMNS = ['batch_id', ...FLOW_KEY, ...FLOW_VALUES] as const;
 export const IP_ROLLUP_COLUMNS = ['bucket_ms', 'ip_id', ...IP_VALUES] as const;
 export const FLOW_ROLLUP_COLUMNS = ['bucket_ms', ...FLOW_KEY, ...FLOW_VALUES] as const;
+
+/** Where a name was read (`names.source` is the index): a DNS answer, or the server name of a TLS ClientHello. */
+export const NAME_SOURCES = ['dns', 'sni'] as const;

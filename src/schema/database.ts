@@ -1,5 +1,5 @@
 /**
- * Kysely table types of the database (the tables migrations/ creates, all 14), and a cold
+ * Kysely table types of the database (the tables migrations/ creates, all 16), and a cold
  * Kysely instance that builds the recorder's cold-path statements (sessions, events, meta) for
  * better-sqlite3 to run synchronously, inside its transactions. The hot path (batches, delta
  * and rollup rows) keeps its prepared statements and tc_rows (src/recorder/write/rows.ts).
@@ -96,6 +96,29 @@ export interface EventsTable {
   detail: string | null;
 }
 
+/** The name dictionary: lower case, no trailing dot. */
+export interface HostnamesTable {
+  id: Generated<number>;
+  name: string;
+}
+
+/** A name seen for an address in a session: its first and last interval (their start). */
+export interface NamesTable {
+  ip_id: number;
+  name_id: number;
+  /** Index into NAME_SOURCES (columns.ts): 0 dns, 1 sni. */
+  source: number;
+  session_id: number;
+  first_ms: number;
+  last_ms: number;
+  /** Position of the last sighting among the names of the interval `last_ms` (capture order). */
+  last_pos: number;
+  /** 1 once the address is known to have traffic rows (0/1). */
+  traffic: number;
+  /** The newest time the row is known to be needed (its last sighting, or its address's traffic found then). */
+  needed_ms: number;
+}
+
 /** This host's networks during a session (migration 0005): the interface's or a --local-networks file's. */
 export interface LocalNetworksTable {
   id: Generated<number>;
@@ -130,6 +153,8 @@ export interface Database {
   rollup_dirty: RollupDirtyTable;
   events: EventsTable;
   local_networks: LocalNetworksTable;
+  hostnames: HostnamesTable;
+  names: NamesTable;
 }
 
 /** Builds statements only (a DummyDriver): they run through `run`/`get` on a better-sqlite3 connection. */

@@ -7,7 +7,10 @@ import type { Window } from '../window';
 import { render, type Format } from '../output';
 import { resolveWindow } from '../plan';
 import { coverage, emptyWindowNote } from '../coverage';
-import { loadTable, tablesIn, timeColumns, TABLES, type ExtraColumns } from '../tables';
+import { loadLabels, loadTable, tablesIn, timeColumns, TABLES, type ExtraColumns } from '../tables';
+import type { LabelTable } from '../labels';
+import { nameAt, sightingsByText } from '../names';
+import { LEVELS, type Level } from '../../schema/levels';
 import { BIGINT, VARCHAR } from '../duck';
 import { idsOfEvery, matchingIds } from '../filters';
 import { rowKeys, fieldsOf, type AddressKey, type AddressRow, type KeyContext, type KeySources } from '../keys';
@@ -35,20 +38,27 @@ function lockedOut(err: unknown): TcError | undefined {
   return undefined;
 }
 
-export async function adhocSql(o: { db: string; window: Window; sql: string; format: Format }): Promise<string> {
+/** A statement that reads `labels` without a label file: said in the words of the CLI. */
+function noLabels(err: unknown, labels: LabelTable | undefined): TcError | undefined {
+  if (labels || !/Table with name labels does not exist/i.test((err as Error).message ?? '')) return undefined;
+  return new TcError('sql: the labels table needs a label file: give --labels FILE (lines "CIDR label"), or set TC_LABELS', 'ERR_TC_USAGE');
+}
+
+export async function adhocSql(o: { db: string; window: Window; sql: string; format: Format; labels?: LabelTable }): Promise<string> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
     duck = await Duck.open();
     const window = resolveWindow(sqlite, o.window);
     for (const t of tablesIn(o.sql)) await loadTable(sqlite, duck, t, window);
+    if (o.labels && /\blabels\b/i.test(o.sql)) await loadLabels(sqlite, duck, o.labels);
     // The statement sees the loaded tables and nothing else: no file, no extension, no setting.
     await duck.lockDown();
     let reader;
     try {
       reader = await duck.conn.runAndReadAll(o.sql);
     } catch (err) {
-      throw lockedOut(err) ?? err;
+      throw noLabels(err, o.labels) ?? lockedOut(err) ?? err;
     }
     const names = reader.columnNames();
     const rows = reader.getRowObjectsJS() as Record<string, unknown>[];
@@ -67,7 +77,7 @@ export const EXPORT_EXTENSIONS: Record<string, ExportFormat> = { '.parquet': 'pa
 export interface ExportOptions {
   db: string;
   window: Window;
-  what: 'ip' | 'flow';
+  what: 'ip' | 'flow' | 'names';
   resolution: 'raw' | '1m' | '1h' | '1d';
   /** Undefined: from the --out extension (a partitioned folder: parquet). */
   format?: ExportFormat;
@@ -77,35 +87,70 @@ export interface ExportOptions {
   force: boolean;
   /** Only rows of addresses with this label (a flow row: either end). */
   label?: string;
-  /** With --labels / --asn, per-IP rows gain label / asn, as_name, country columns. */
+  /** With --labels / --asn, per-IP rows (and names rows) gain label / asn, as_name, country columns, flow rows src_label, dst_label. */
   keys?: KeySources;
 }
 
 const SQL_TYPES: Record<string, { sqlType: string; type: typeof BIGINT }> = { asn: { sqlType: 'BIGINT', type: BIGINT } };
 
-/** The key columns of per-IP rows (label; asn, as_name, country), computed once per address. */
+/** The index of column `name` in a documented table (-1 when it has none). */
+const colIndex = (table: string, name: string) => TABLES[table].cols.findIndex((c) => c.name === name);
+
+/**
+ * The key columns of rows with an address (label; asn, as_name, country), computed once per
+ * address: per-IP and names rows gain every key's fields, flow rows the label of each end
+ * (src_label, dst_label).
+ */
 function keyColumns(keys: AddressKey[], table: string, ctx: KeyContext): ExtraColumns | undefined {
-  const ip = TABLES[table].cols.findIndex((c) => c.name === 'ip');
-  if (keys.length === 0 || ip < 0) return undefined;
-  const fields = keys.flatMap((k) => k.fields.map((f) => f.key));
+  const ip = colIndex(table, 'ip');
+  const ends: [string, number][] = ip >= 0 ? [['', ip]] : [['src_', colIndex(table, 'src')], ['dst_', colIndex(table, 'dst')]];
+  const mine = ip >= 0 ? keys : keys.filter((k) => k.by === 'label');
+  if (mine.length === 0 || ends.some(([, i]) => i < 0)) return undefined;
+  const fields = mine.flatMap((k) => k.fields.map((f) => f.key));
   const cache = new Map<string, unknown[]>();
-  return {
-    cols: fields.map((name) => ({ name, ...(SQL_TYPES[name] ?? { sqlType: 'VARCHAR', type: VARCHAR }) })),
-    of(row) {
-      const text = row[ip] as string;
-      let v = cache.get(text);
-      if (!v) {
-        const a: AddressRow = { id: 0, addr: parseAddr(text) ?? new Uint8Array(0), text };
-        const values = keys.flatMap((k) => {
-          const f = fieldsOf(k, k.keysOf([a], ctx)[0]);
-          return k.fields.map((c) => f[c.key]);
-        });
-        v = values.map((x, i) => (fields[i] === 'asn' && x !== null ? BigInt(x as number) : x));
-        cache.set(text, v);
-      }
-      return v;
-    },
+  const valuesOf = (text: string): unknown[] => {
+    let v = cache.get(text);
+    if (!v) {
+      const a: AddressRow = { id: 0, addr: parseAddr(text) ?? new Uint8Array(0), text };
+      const values = mine.flatMap((k) => {
+        const f = fieldsOf(k, k.keysOf([a], ctx)[0]);
+        return k.fields.map((c) => f[c.key]);
+      });
+      v = values.map((x, i) => (fields[i] === 'asn' && x !== null ? BigInt(x as number) : x));
+      cache.set(text, v);
+    }
+    return v;
   };
+  return {
+    cols: ends.flatMap(([prefix]) => fields.map((name) => ({ name: `${prefix}${name}`, ...(SQL_TYPES[name] ?? { sqlType: 'VARCHAR', type: VARCHAR }) }))),
+    of: (row) => ends.flatMap(([, i]) => valuesOf(row[i] as string)),
+  };
+}
+
+/**
+ * The name columns of rows with an address: per-IP rows gain `name`, flow rows `src_name` and
+ * `dst_name`: the name seen for the address up to the row's end (names.ts has the rule), as
+ * `top` gives it for a window ending there.
+ */
+function nameColumns(sqlite: Database.Database, table: string): ExtraColumns | undefined {
+  const ip = colIndex(table, 'ip');
+  const ends: [string, number][] = ip >= 0 ? [['name', ip]] : [['src_name', colIndex(table, 'src')], ['dst_name', colIndex(table, 'dst')]];
+  const end = colIndex(table, 'end');
+  const bucket = colIndex(table, 'bucket');
+  if (table === 'names' || ends.some(([, i]) => i < 0) || (end < 0 && bucket < 0)) return undefined;
+  const seen = sightingsByText(sqlite);
+  const length = bucket >= 0 ? LEVELS[table as Level].ms : 0;
+  const endOf = (row: unknown[]) => (end >= 0 ? Number(row[end]) : Number(row[bucket]) + length);
+  return {
+    cols: ends.map(([name]) => ({ name, sqlType: 'VARCHAR', type: VARCHAR })),
+    of: (row) => ends.map(([, i]) => nameAt(seen.get(row[i] as string), endOf(row))),
+  };
+}
+
+/** Both sets of computed columns, in this order. */
+function bothColumns(a: ExtraColumns | undefined, b: ExtraColumns | undefined): ExtraColumns | undefined {
+  if (!a || !b) return a ?? b;
+  return { cols: [...a.cols, ...b.cols], of: (row) => [...a.of(row), ...b.of(row)] };
 }
 
 function labelIds(sqlite: Database.Database, o: ExportOptions): number[] | undefined {
@@ -118,6 +163,7 @@ const usage = (msg: string) => new TcError(msg, 'ERR_TC_USAGE');
 /** The format of an export, or the reason it cannot be written: decided before anything is created. */
 export function exportFormat(o: Pick<ExportOptions, 'what' | 'resolution' | 'format' | 'out' | 'partition'>): ExportFormat {
   if (o.what === 'flow' && o.resolution === '1d') throw usage('flows have minute and hour rollups only (--resolution raw, 1m or 1h)');
+  if (o.what === 'names' && o.resolution !== 'raw') throw usage('names have no rollups: a row is a name seen for an address, with its first and last interval (--resolution raw, the default)');
   const choices = Object.keys(EXPORT_EXTENSIONS).join(', ');
   if (o.out === '-') {
     if (o.partition) throw usage('--partition writes a folder; it cannot go to stdout (--out -)');
@@ -188,8 +234,9 @@ export async function exportRows(o: ExportOptions): Promise<{ rows: number; out:
   try {
     duck = await Duck.open();
     const window = resolveWindow(sqlite, o.window);
-    const table = o.resolution === 'raw' ? `${o.what}_deltas` : `${o.what}_${o.resolution}`;
-    const extra = o.what === 'ip' && o.keys ? keyColumns(rowKeys(o.keys), table, { sqlite, window }) : undefined;
+    const table = o.what === 'names' ? 'names' : o.resolution === 'raw' ? `${o.what}_deltas` : `${o.what}_${o.resolution}`;
+    // The files' keys (when given) then the names, after the table's own columns.
+    const extra = bothColumns(o.keys ? keyColumns(rowKeys(o.keys), table, { sqlite, window }) : undefined, nameColumns(sqlite, table));
     await loadTable(sqlite, duck, table, window, 'rows', { ids: labelIds(sqlite, o), extra });
     // One file, one node: rows carry the node id the file was created with.
     const node = (sqlite.prepare("select value from meta where key = 'node_id'").pluck().get() as string | undefined) ?? 'unknown';

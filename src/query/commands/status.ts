@@ -117,6 +117,15 @@ export async function status(o: { db: string; window: Window; format: Format; tz
     // Not counted, in the words of the recorder's interval line and /metrics (recorder/observe/metrics.ts notCounted).
     const nonIp = db.prepare('select coalesce(sum(non_ip + coalesce(filter_non_ip, 0)), 0) from batches where start_ms >= ? and start_ms < ?').pluck().get(w.fromMs, w.toMs) as number;
     const rollupsPending = db.prepare('select level, count(*) as n from rollup_dirty group by level').all();
+    // The names the file holds (every session; names are not cut by the window), and what the
+    // engine counted of them in the window's intervals.
+    const held = db.prepare('select count(*) as pairs, count(distinct ip_id) as addresses, count(distinct name_id) as names, min(first_ms) as first, max(last_ms) as last from names').get() as {
+      pairs: number; addresses: number; names: number; first: number | null; last: number | null;
+    };
+    const nc = db
+      .prepare('select coalesce(sum(names_recorded), 0) as recorded, coalesce(sum(names_overflowed), 0) as overflowed, coalesce(sum(names_malformed), 0) as malformed, coalesce(sum(names_incomplete), 0) as incomplete from batches where start_ms >= ? and start_ms < ?')
+      .get(w.fromMs, w.toMs) as { recorded: number; overflowed: number; malformed: number; incomplete: number };
+    const namesLine = held.pairs > 0 || nc.recorded + nc.overflowed + nc.malformed + nc.incomplete > 0;
     const result = {
       file: o.db,
       node_id: meta.node_id ?? null,
@@ -145,6 +154,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       events,
       // Time before the first interval record that only rollup totals hold (coverage.ts).
       coarser: c.coarser.map((p) => ({ level: p.level, from: t(p.from), to: t(p.to) })),
+      names: { rows: held.pairs, names: held.names, addresses: held.addresses, first: t(held.first), last: t(held.last), ...nc },
     };
     if (o.format === 'json') return `${toJson(result)}\n`;
     if (o.format === 'csv') {
@@ -158,6 +168,8 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['coarser_from', c.coarser.length ? t(c.coarser[0].from) : ''],
         // The networks local at some time of the window, space-separated.
         ['local_networks', [...new Set(networksOf(db, from, to).map((n) => n.network))].join(' ')],
+        ['names_rows', held.pairs], ['names_names', held.names], ['names_addresses', held.addresses],
+        ['names_recorded', nc.recorded], ['names_overflowed', nc.overflowed], ['names_malformed', nc.malformed], ['names_incomplete', nc.incomplete],
       ];
       return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
     }
@@ -176,6 +188,12 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,
       `late            ${counted(c.late, 'frame')} counted outside ${c.late === 1 ? 'its' : 'their'} own interval`,
       `budget          ${maxDb ? `${bytes(usedBytes)} used of ${bytes(maxDb)}` : 'none'}${c.budget_folded_intervals ? `; ${counted(c.budget_folded_intervals, 'interval')} kept as their heaviest keys (${counted(c.budget_folded_ip_keys, 'address', 'addresses')} and ${counted(c.budget_folded_flow_keys, 'flow')} folded)` : ''}${budgetShed.map((l) => `\n                  shed ${l.level}: ${counted(l.events, 'event')}, ${counted(l.rows, 'row')}, ${bytes(l.bytes_freed)} freed, ${t(l.from)} to ${t(l.to)}`).join('')}`,
+      ...(namesLine
+        ? [
+            `names           ${held.pairs > 0 ? `${counted(held.names, 'name')} of ${counted(held.addresses, 'address', 'addresses')} seen ${t(held.first)} to ${t(held.last)} (\`tc-query names\`)` : 'none held'}` +
+              `; in the window ${grouped(nc.recorded)} recorded, ${grouped(nc.overflowed)} past --max-names, ${counted(nc.malformed, 'message')} malformed, ${counted(nc.incomplete, 'split ClientHello')} given up`,
+          ]
+        : []),
       `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}${localLines(nets.get(s.id) ?? [], t)}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];

@@ -6,11 +6,14 @@ import type { Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { missingDetail, planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
 import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
-import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, rowKeys, type AddressRow, type KeyBy, type KeySources } from '../keys';
+import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, NAME_KEY, rowKeys, type AddressRow, type KeyBy, type KeyContext, type KeySources } from '../keys';
+import { nameAt, sightingsOf } from '../names';
+import type { LabelTable } from '../labels';
 import { coverage, completenessLine, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
 import type { ReadAhead } from '../prefetch';
 import { checkSide, localSetOf, partialNote, type LocalSet, type Side } from '../local';
 import { bitRate, bytes, si } from '../../units';
+import { formatAddr, parseAddr } from '../../addr';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow' | KeyBy;
 
@@ -168,15 +171,18 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
       rows = (await duck.rows(querySql('top_key'), { limit })).map(({ key: k, ...sums }) => ({ ...fieldsOf(key, k === null ? null : keys[k as number]), ...sums }));
     } else {
       rows = await duck.rows(querySql({ ip: 'top_ip', src: 'top_src', dst: 'top_dst', flow: 'top_flow' }[o.by as 'ip' | 'src' | 'dst' | 'flow']), { limit });
-      // Per-address rows gain their label and AS as columns (appended in json and csv), and
-      // whether the address is local.
-      const annotate = o.by === 'flow' ? [] : rowKeys(sources);
-      addRowKeys(rows, annotate, addrs, ctx);
-      extra = annotate.flatMap((k) => k.fields);
-      if (o.by !== 'flow') {
+      if (o.by === 'flow') extra = addFlowNames(rows, addrs, ctx, f, sources.labels);
+      else {
+        // Per-address rows gain their label and AS as columns (appended in json and csv),
+        // whether the address is local, and its name.
+        const annotate = rowKeys(sources);
+        addRowKeys(rows, annotate, addrs, ctx);
+        extra = annotate.flatMap((k) => k.fields);
         const byText = new Map(addrs.map((a) => [a.text, a.addr]));
         for (const r of rows) r.local = localSet.sideOf(byText.get(r.ip as string) ?? new Uint8Array(0));
         extra.push(LOCAL_COL);
+        addRowKeys(rows, [NAME_KEY], addrs, ctx);
+        extra.push(...NAME_KEY.fields);
       }
     }
     const cov = coverage(sqlite, window);
@@ -195,9 +201,15 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
       { key: 'packets', header: 'avg pkt/s', human: (v) => si(Number(v) / Math.max(secs, 1e-9)), tableOnly: true },
     ];
     const base = key ? [...key.fields, ...IP_COLS.slice(1)] : o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS;
-    // json and csv: the new fields after the existing ones; a table shows them beside the address.
+    // json and csv: the new fields after the existing ones; a table shows them beside the address
+    // (the name first), a flow's names beside its two addresses.
     if (o.format !== 'table') return { out: render(o.format, [...base, ...extra], rows), notes };
-    const cols = [base[0], ...extra, ...base.slice(1), ...rates];
+    const shownExtra = extra.filter((c) => !c.dataOnly);
+    const beside = [...shownExtra.filter((c) => c.key === NAME_KEY.fields[0].key), ...shownExtra.filter((c) => c.key !== NAME_KEY.fields[0].key)];
+    const cols =
+      o.by === 'flow'
+        ? [base[0], ...shownExtra.filter((c) => c.key === 'src_name'), base[1], ...shownExtra.filter((c) => c.key === 'dst_name'), ...base.slice(2), ...rates]
+        : [base[0], ...beside, ...base.slice(1), ...rates];
     const footer = [completenessLine(cov, o.tz)];
     const total = rows.length > 0 ? Number(rows[0].total_rows) : 0;
     const noun: [string, string] = key ? key.noun : o.by === 'flow' ? ['flow', 'flows'] : ['address', 'addresses'];
@@ -207,4 +219,53 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const shown = key ? rows.map((r) => (key.fields.every((f) => r[f.key] === null) ? { ...r, [key.fields[0].key]: key.none } : r)) : rows;
     return { out: render('table', cols, shown, footer.join('\n')), notes };
   }
+}
+
+const nameCol = (key: string): ColumnSpec => ({ key, align: 'left', human: (v) => (v === null || v === undefined ? '' : String(v)) });
+
+/**
+ * Flow rows gain the names of their two ends (src_name, dst_name) and, when an address
+ * condition picks the flows (--ip, --label), `name`: the name of the row's other end, the peer
+ * (json and csv only: the table shows both ends' names). Returns the columns added.
+ */
+function addFlowNames(rows: Record<string, unknown>[], addrs: AddressRow[], ctx: KeyContext, f: Filters, labels: LabelTable | undefined): ColumnSpec[] {
+  const byText = new Map(addrs.map((a) => [a.text, a]));
+  const shown = [...new Set(rows.flatMap((r) => [r.src as string, r.dst as string]))].map((t) => byText.get(t)!).filter((a) => a !== undefined);
+  const seen = sightingsOf(ctx.sqlite, shown.map((a) => a.id));
+  const nameOf = (text: string) => nameAt(seen.get(byText.get(text)?.id ?? -1), ctx.window.toMs);
+  const peerOf = peer(f, labels);
+  for (const r of rows) {
+    r.src_name = nameOf(r.src as string);
+    r.dst_name = nameOf(r.dst as string);
+    if (peerOf) {
+      const p = peerOf(r.src as string, r.dst as string, byText);
+      r.name = p === null ? null : nameOf(p);
+    }
+  }
+  return [nameCol('src_name'), nameCol('dst_name'), ...(peerOf ? [{ ...nameCol('name'), dataOnly: true }] : [])];
+}
+
+/**
+ * The end of a flow that is not the address asked for: with --ip, the end other than it (a flow
+ * from the address to itself: the address); with --label alone, the one end outside the label
+ * (null when both or neither are in it). Undefined without an address condition.
+ */
+function peer(f: Filters, labels: LabelTable | undefined): ((src: string, dst: string, byText: Map<string, AddressRow>) => string | null) | undefined {
+  if (f.ip !== undefined) {
+    const a = parseAddr(f.ip);
+    const same = (t: string) => a !== undefined && formatAddr(a) === t;
+    return (src, dst) => (same(src) ? dst : same(dst) ? src : null);
+  }
+  if (f.label !== undefined && labels) {
+    const inLabel = (t: string, byText: Map<string, AddressRow>) => {
+      const row = byText.get(t);
+      return row !== undefined && labels.labelOf(row.addr) === f.label;
+    };
+    return (src, dst, byText) => {
+      const s = inLabel(src, byText);
+      const d = inLabel(dst, byText);
+      return s === d ? null : s ? dst : src;
+    };
+  }
+  return undefined;
 }

@@ -44,6 +44,13 @@ export const CLOSE_SHARE = 1 / 16;
 export const BYTES_PER_FLOW_ROLLUP_ROW = 40;
 /** A `batches` row and its index entries. */
 export const BYTES_PER_BATCH = 400;
+/**
+ * A new name of an interval: its `names` row with its index entries, and its share of the
+ * name dictionary and of an address only names refer to (dbstat on a names flood, bench/README.md).
+ */
+export const BYTES_PER_NAME = 200;
+/** The most of an interval's share its names may take when the interval has traffic too. */
+export const NAMES_SHARE = 1 / 4;
 
 const UNITS: Record<string, number> = {
   b: 1,

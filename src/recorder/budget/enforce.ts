@@ -9,7 +9,7 @@
 import type Database from 'better-sqlite3';
 import type { Batch } from '../../native';
 import { foldBatch, type StoredBatch } from './fold';
-import { CLOSE_SHARE, BYTES_PER_BATCH, BYTES_PER_FLOW_KEY, BYTES_PER_FLOW_ROLLUP_ROW, BYTES_PER_IP_KEY, BYTES_PER_IP_ROLLUP_ROW, HIGH_WATER, INTERVAL_SHARE } from './disk';
+import { CLOSE_SHARE, BYTES_PER_BATCH, BYTES_PER_FLOW_KEY, BYTES_PER_FLOW_ROLLUP_ROW, BYTES_PER_IP_KEY, BYTES_PER_IP_ROLLUP_ROW, BYTES_PER_NAME, HIGH_WATER, INTERVAL_SHARE, NAMES_SHARE } from './disk';
 import { shedStep, type Shed } from '../upkeep/retention';
 import type { Metrics } from '../observe/metrics';
 import type { Logger } from '../observe/log';
@@ -79,15 +79,18 @@ export class DiskBudget {
 
   /** Estimated bytes a stored batch adds. */
   private static estimate(b: Batch): number {
-    return BYTES_PER_BATCH + b.ip.count * BYTES_PER_IP_KEY + b.flow.count * BYTES_PER_FLOW_KEY;
+    return BYTES_PER_BATCH + b.ip.count * BYTES_PER_IP_KEY + b.flow.count * BYTES_PER_FLOW_KEY + b.names.name.length * BYTES_PER_NAME;
   }
 
   /**
-   * Keys `b` may keep in `share` bytes: per-IP and flows half each (when both are there), a
-   * family that needs less leaving the rest to the other.
+   * Keys `b` may keep in `share` bytes: its names what they need up to NAMES_SHARE of it (all
+   * of it in an interval without traffic), then per-IP and flows half each (when both are
+   * there), a family that needs less leaving the rest to the other.
    */
-  private static keys(b: Batch, share: number): { ip: number; flow: number } {
-    const room = Math.max(0, share - BYTES_PER_BATCH);
+  private static keys(b: Batch, share: number): { ip: number; flow: number; names: number } {
+    const all = Math.max(0, share - BYTES_PER_BATCH);
+    const namesShare = Math.min(b.names.name.length * BYTES_PER_NAME, b.ip.count + b.flow.count > 0 ? all * NAMES_SHARE : all);
+    const room = all - namesShare;
     const ipNeed = b.ip.count * BYTES_PER_IP_KEY;
     const flowNeed = b.flow.count * BYTES_PER_FLOW_KEY;
     let ipShare = b.flow.count > 0 ? room / 2 : room;
@@ -97,7 +100,7 @@ export class DiskBudget {
       flowShare = flowNeed;
       ipShare = room - flowShare;
     }
-    return { ip: Math.floor(ipShare / BYTES_PER_IP_KEY), flow: Math.floor(flowShare / BYTES_PER_FLOW_KEY) };
+    return { ip: Math.floor(ipShare / BYTES_PER_IP_KEY), flow: Math.floor(flowShare / BYTES_PER_FLOW_KEY), names: Math.floor(namesShare / BYTES_PER_NAME) };
   }
 
   /**
@@ -136,11 +139,12 @@ export class DiskBudget {
   private fold(b: Batch, share: number): StoredBatch {
     if (DiskBudget.estimate(b) <= share) return b;
     const k = DiskBudget.keys(b, share);
-    const f = foldBatch(b, k.ip, k.flow);
+    const f = foldBatch(b, k.ip, k.flow, k.names);
     if (f !== b) {
       this.metrics.budgetFoldedIntervals++;
       this.metrics.budgetFoldedIpKeys += f.budgetFoldedIpKeys ?? 0;
       this.metrics.budgetFoldedFlowKeys += f.budgetFoldedFlowKeys ?? 0;
+      this.metrics.budgetFoldedNames += b.names.name.length - f.names.name.length;
     }
     return f;
   }
@@ -181,8 +185,8 @@ export class DiskBudget {
     })();
     if (!s) return undefined;
     this.metrics.shed(s.level, s.bytesFreed, s.rows);
-    // A compaction may also have added the overflow address.
-    if (s.addresses > 0 || s.keptKeys !== undefined) this.onAddressesRemoved();
+    // A compaction may also have added the overflow address; names leaving may take names out of the dictionary.
+    if (s.addresses > 0 || s.keptKeys !== undefined || (s.names ?? 0) > 0) this.onAddressesRemoved();
     return s;
   }
 
@@ -194,7 +198,7 @@ export class DiskBudget {
       prev && now - prev.atMs < EVENT_MERGE_MS
         ? { ...prev, startMs: Math.min(prev.startMs, s.startMs), endMs: Math.max(prev.endMs, s.endMs), rows: prev.rows + s.rows, parts: prev.parts + s.parts, bytesFreed: prev.bytesFreed + s.bytesFreed, addresses: prev.addresses + s.addresses }
         : { id: 0, atMs: now, startMs: s.startMs, endMs: s.endMs, rows: s.rows, parts: s.parts, bytesFreed: s.bytesFreed, addresses: s.addresses };
-    const what = s.level.endsWith('_deltas') ? plural(e.parts, 'interval') : plural(e.parts, 'bucket');
+    const what = s.level.endsWith('_deltas') ? plural(e.parts, 'interval') : s.level === 'names' ? `${plural(e.parts, 'address', 'addresses')} without traffic seen` : plural(e.parts, 'bucket');
     const detail = JSON.stringify({
       level: s.level,
       rows: e.rows,

@@ -3,7 +3,8 @@
  * keeps its largest addresses and flows by bytes, exactly, and every other key is added into
  * the overflow row (address family 0, the row the engine already uses for --max-keys). The
  * interval's totals and every kept key's counts stay exact. Runs before the writer interns
- * addresses, so a folded address never reaches the `addresses` table.
+ * addresses, so a folded address never reaches the `addresses` table (unless a kept name of
+ * the interval names it).
  */
 import type { Batch } from '../../native';
 
@@ -54,15 +55,15 @@ function addU64(acc: Uint32Array, src: Uint32Array, i: number): void {
 
 /**
  * The batch with at most `keepIp` per-IP rows and `keepFlows` flow rows besides the overflow
- * rows: the largest by bytes (per-IP: tx + rx bytes), the rest summed into the overflow rows.
- * Returns the batch itself when nothing needs folding.
+ * rows: the largest by bytes (per-IP: tx + rx bytes), the rest summed into the overflow rows;
+ * and at most `keepNames` names (keptNames). Returns the batch itself when nothing needs folding.
  */
-export function foldBatch(b: Batch, keepIp: number, keepFlows: number): StoredBatch {
+export function foldBatch(b: Batch, keepIp: number, keepFlows: number, keepNames = Infinity): StoredBatch {
   const { addr, ip, flow } = b;
   const isOverflowAddr = (a: number) => addr.fam[a] === 0;
   const ipKept = heaviest(ip.count, keepIp, (i) => approx(ip.txBytes, i) + approx(ip.rxBytes, i), (i) => isOverflowAddr(ip.idx[i]));
   const flowKept = heaviest(flow.count, keepFlows, (i) => approx(flow.bytes, i), (i) => isOverflowAddr(flow.src[i]) && isOverflowAddr(flow.dst[i]));
-  if (!ipKept && !flowKept) return b;
+  if (!ipKept && !flowKept) return b.names.name.length > keepNames ? { ...b, names: keptNames(b.names, keepNames) } : b;
 
   // Addresses still referenced: by kept per-IP rows and kept flows; the overflow address first.
   const used = new Uint8Array(addr.count);
@@ -99,9 +100,32 @@ export function foldBatch(b: Batch, keepIp: number, keepFlows: number): StoredBa
     addr: { count: order.length, fam, bytes },
     ip: ipOut,
     flow: flowOut,
+    // The names of the addresses the folded interval still has rows of come first.
+    names: b.names.name.length > keepNames ? keptNames(b.names, keepNames, new Set(order.filter((a) => a >= 0 && addr.fam[a] !== 0).map((a) => keyOf(addr.fam[a], addr.bytes, a * 16)))) : b.names,
     budgetFoldedIpKeys: foldedIp,
     budgetFoldedFlowKeys: foldedFlows,
   };
+}
+
+/** An address of 16 bytes at `off` (IPv4 in the first 4) as a map key. */
+const keyOf = (fam: number, bytes: Uint8Array, off: number) => `${fam}${Buffer.from(bytes.buffer, bytes.byteOffset + off, fam === 4 ? 4 : 16).toString('hex')}`;
+
+/**
+ * At most `keep` of the names, in their order: first those of the addresses in `preferred`
+ * (the addresses the stored interval still has rows of), the later sightings first within
+ * each; all of them when they fit.
+ */
+function keptNames(n: Batch['names'], keep: number, preferred?: Set<string>): Batch['names'] {
+  const count = n.name.length;
+  if (count <= keep) return n;
+  const pref = Uint8Array.from({ length: count }, (_, i) => (!preferred || preferred.has(keyOf(n.fam[i], n.addr, i * 16)) ? 1 : 0));
+  const rank = Array.from({ length: count }, (_, i) => i).sort((x, y) => pref[y] - pref[x] || y - x);
+  const kept = new Uint8Array(count);
+  for (const i of rank.slice(0, Math.max(0, keep))) kept[i] = 1;
+  const idx = Array.from({ length: count }, (_, i) => i).filter((i) => kept[i] === 1);
+  const addr = new Uint8Array(idx.length * 16);
+  idx.forEach((i, k) => addr.set(n.addr.subarray(i * 16, i * 16 + 16), k * 16));
+  return { addr, fam: Uint8Array.from(idx, (i) => n.fam[i]), source: Uint8Array.from(idx, (i) => n.source[i]), name: idx.map((i) => n.name[i]) };
 }
 
 function remapIp(b: Batch, remap: Int32Array): Batch['ip'] {

@@ -1,13 +1,13 @@
 /**
  * What the recorder may use in memory at most, from its options: the capture engine's part
  * (rings, counting tables, batches waiting for this thread: native/core/src/budget.rs) and this
- * process's own (the write queue, a batch's scratch while it is written, the address dictionary
- * cache, the rollups' running sums, SQLite's page cache and one sorter, and the runtime).
+ * process's own (the write queue, a batch's scratch while it is written, the address and name
+ * dictionary caches, the rollups' running sums, SQLite's page cache and one sorter, and the runtime).
  * Each part is the bound of a structure named in docs/recording.md ("Memory"); the start line
  * and `record --help` show the sum from this one function.
  */
 import * as engine from '../../native';
-import { DICT_CACHE_BYTES } from '../write/writer';
+import { DICT_CACHE_BYTES, NAME_CACHE_BYTES } from '../write/writer';
 import { SUMS_BYTES } from '../typed-arrays/sums-room';
 import { SQLITE_CACHE_BYTES } from '../write/db';
 import { queueBounds, type RecordOptions } from '../record/options';
@@ -52,7 +52,8 @@ export function memoryBudget(o: BudgetOptions, live: boolean): MemoryBudget {
     ...(live ? [{ name: 'rings', bytes: e.rings }] : []),
     { name: 'tables', bytes: e.tables },
     { name: 'queues', bytes: e.batches + queue + scratch },
-    { name: 'dictionary', bytes: DICT_CACHE_BYTES },
+    // The name cache fills only when the engine reads names (--max-names above 0).
+    { name: 'dictionary', bytes: DICT_CACHE_BYTES + (o.maxNames === 0 ? 0 : NAME_CACHE_BYTES) },
     { name: 'rollup sums', bytes: SUMS_BYTES },
     { name: 'sqlite', bytes: 2 * SQLITE_CACHE_BYTES },
     { name: 'runtime', bytes: RUNTIME_BYTES },

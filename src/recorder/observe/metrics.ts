@@ -40,6 +40,10 @@ export class Metrics {
   budgetFoldedIpKeys = 0;
   budgetFoldedFlowKeys = 0;
   budgetFullWrites = 0;
+  budgetFoldedNames = 0;
+  /** Names the engine recorded (distinct address, name and source per interval), and those past --max-names. */
+  namesRecorded = 0;
+  namesOverflowed = 0;
   private readonly shedBytes = new Map<string, number>();
   private readonly shedRows = new Map<string, number>();
   private readonly shedSteps = new Map<string, number>();
@@ -61,6 +65,8 @@ export class Metrics {
     this.lateFrames += Number(c.late);
     this.ipKeys = b.ip.count;
     this.flowKeys = b.flow.count;
+    this.namesRecorded += Number(c.namesRecorded);
+    this.namesOverflowed += Number(c.namesOverflowed);
   }
 
   /** A budget shedding step removed `rows` of `level`, freeing `bytesFreed`. */
@@ -113,6 +119,9 @@ export class Metrics {
       ['tc_budget_folded_ip_keys_total', 'counter', 'addresses the disk budget folded into the overflow row', this.budgetFoldedIpKeys],
       ['tc_budget_folded_flow_keys_total', 'counter', 'flows the disk budget folded into the overflow row', this.budgetFoldedFlowKeys],
       ['tc_budget_full_writes_total', 'counter', 'write groups that reached the budget\'s hard stop (SQLITE_FULL), rolled back and retried', this.budgetFullWrites],
+      ['tc_budget_folded_names_total', 'counter', 'names of an interval the disk budget did not store (past the interval\'s share of it)', this.budgetFoldedNames],
+      ['tc_names_recorded_total', 'counter', 'names read from the traffic (DNS answers, TLS server names): distinct (address, name, source) per interval', this.namesRecorded],
+      ['tc_names_overflowed_total', 'counter', 'new (address, name, source) pairs of an interval past --max-names (estimated; not recorded)', this.namesOverflowed],
     );
     const out = m.map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
     for (const [name, help, map] of [

@@ -5,9 +5,10 @@
  */
 import type Database from 'better-sqlite3';
 import ms from 'ms';
-import { ALL_LEVELS, bucketOf, LEVELS, levelsOf, type Level } from '../../schema/levels';
+import { ALL_LEVELS, bucketOf, HOUR_MS, LEVELS, levelsOf, type Level } from '../../schema/levels';
 import { TcError } from '../../errors';
 import { foldedSelect } from '../rollups/rollups';
+import { recentFrom, dropNamesOf, pruneNames, shedNames, withoutTraffic } from './names';
 
 export interface Retention {
   rawIpMs: number;
@@ -41,10 +42,16 @@ export const DEFAULT_RETENTION: Retention = Object.fromEntries(
 
 const BATCHES_PER_STEP = 16;
 const BUCKETS_PER_STEP = 2;
+/** How often retention looks for names whose address has no traffic left (each look reads every traffic table once). */
+const NAMES_PRUNE_EVERY_MS = HOUR_MS;
 
 export class Pruner {
   private readonly stmts;
-  constructor(private readonly db: Database.Database, private readonly r: Retention) {
+  /** When retention last looked at the names (see NAMES_PRUNE_EVERY_MS). */
+  private namesAt = -Infinity;
+
+  /** `onNamesRemoved`: names left the name dictionary (the writer's cached ids may name them). */
+  constructor(private readonly db: Database.Database, private readonly r: Retention, private readonly onNamesRemoved: () => void = () => undefined) {
     this.stmts = {
       oldBatches: db.prepare('select id, pruned from batches where pruned != 3 and (pruned & ?) = 0 and start_ms < ? order by start_ms limit ?'),
       delIp: db.prepare('delete from ip_deltas where batch_id = ?'),
@@ -85,8 +92,24 @@ export class Pruner {
       }
       // Interval records (small) stay as long as minute rollups, for status and gap reports.
       removed += this.stmts.delBatchRows.run(now - Math.max(this.r.minutesMs, this.r.rawIpMs, this.r.rawFlowMs)).changes;
+      removed += this.pruneNames(now);
     })();
     return removed;
+  }
+
+  /**
+   * Names not known to be needed within the longest retention period whose address has no
+   * traffic rows left (none when a level is kept forever: its rows keep every address).
+   */
+  private pruneNames(now: number): number {
+    const longest = Math.max(this.r.rawIpMs, this.r.rawFlowMs, this.r.minutesMs, this.r.hoursMs, this.r.daysMs);
+    if (!Number.isFinite(longest) || now - this.namesAt < NAMES_PRUNE_EVERY_MS) return 0;
+    const keepOf = (table: string) => (table === 'ip_deltas' ? this.r.rawIpMs : table === 'flow_deltas' ? this.r.rawFlowMs : this.r[LEVELS[table as Level].keep]);
+    const { removed, more } = pruneNames(this.db, now, longest, keepOf);
+    // A look that could not take every candidate goes on at the next step.
+    if (!more) this.namesAt = now;
+    if (removed.hostnames > 0) this.onNamesRemoved();
+    return removed.rows;
   }
 }
 
@@ -96,10 +119,14 @@ export class Pruner {
  * gone).
  */
 /**
+ * `names`: the names of addresses without traffic (an answer never shows them beside traffic),
+ * once raw rows and minutes are gone (the look-up reads every traffic table, cheaper then) and
+ * before the last copies of the traffic totals are compacted; a names flood therefore never
+ * takes traffic totals with it.
  * `batches` last: the interval log (a row per interval, counters and gaps) of time whose raw rows
  * are gone, once nothing else may go (a long capture under a small budget).
  */
-export const SHED_ORDER = ['flow_deltas', 'ip_deltas', 'flow_1m', 'ip_1m', 'flow_1h', 'ip_1h+ip_1d', 'batches'] as const;
+export const SHED_ORDER = ['flow_deltas', 'ip_deltas', 'flow_1m', 'ip_1m', 'names', 'flow_1h', 'ip_1h+ip_1d', 'batches'] as const;
 export type ShedKind = (typeof SHED_ORDER)[number];
 /** What a shed step removed (for its `budget-shed` event). */
 export interface Shed {
@@ -115,6 +142,8 @@ export interface Shed {
   parts: number;
   /** Addresses no row refers to any more, removed from `addresses`. */
   addresses: number;
+  /** Name rows removed (names of addresses whose traffic is gone; the name dictionary changed). */
+  names?: number;
   /**
    * A coarsest bucket (per-IP day, flow hour) compacted rather than removed: the keys it kept,
    * the rest folded into the overflow row (its totals stay). The dictionary then changed.
@@ -123,12 +152,6 @@ export interface Shed {
 }
 
 const SHED_BATCHES = 64;
-
-/** Tables and columns that refer to address ids (every one but `addresses` itself). */
-const ADDRESS_REFS: [string, string][] = [
-  ['ip_deltas', 'ip_id'], ['flow_deltas', 'src_id'], ['flow_deltas', 'dst_id'],
-  ...ALL_LEVELS.flatMap((l): [string, string][] => (LEVELS[l].family === 'ip' ? [[l, 'ip_id']] : [[l, 'src_id'], [l, 'dst_id']])),
-];
 
 /**
  * One step of the disk budget's shedding: removes the oldest rows of the first kind in
@@ -143,7 +166,7 @@ export function shedStep(db: Database.Database): Shed | undefined {
   const free = () => db.pragma('freelist_count', { simple: true }) as number;
   for (const kind of SHED_ORDER) {
     const before = free();
-    const s = kind === 'flow_deltas' || kind === 'ip_deltas' ? shedRaw(db, kind) : kind === 'batches' ? shedLog(db) : shedBucket(db, kind);
+    const s = kind === 'flow_deltas' || kind === 'ip_deltas' ? shedRaw(db, kind) : kind === 'batches' ? shedLog(db) : kind === 'names' ? shedNameRows(db) : shedBucket(db, kind);
     if (s) return { ...s, bytesFreed: (free() - before) * page };
   }
   return undefined;
@@ -168,7 +191,14 @@ function shedRaw(db: Database.Database, table: 'ip_deltas' | 'flow_deltas'): Omi
   return { level: table, rows: n, startMs: rows[0].start_ms, endMs: Math.max(...rows.map((r) => r.end_ms)), parts: rows.length, addresses: 0 };
 }
 
-function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' | 'flow_deltas' | 'batches'>): Omit<Shed, 'bytesFreed'> | undefined {
+/** The names of addresses without traffic (names.ts shedNames); parts: the addresses. */
+function shedNameRows(db: Database.Database): Omit<Shed, 'bytesFreed'> | undefined {
+  const r = shedNames(db);
+  if (!r) return undefined;
+  return { level: 'names', rows: r.rows, startMs: r.fromMs, endMs: r.toMs, parts: r.addresses, addresses: r.addressesRemoved, names: r.rows };
+}
+
+function shedBucket(db: Database.Database, kind: Exclude<ShedKind, 'ip_deltas' | 'flow_deltas' | 'batches' | 'names'>): Omit<Shed, 'bytesFreed'> | undefined {
   // Hours before days: an hour leaves once its day holds it; a day (the last copy of its
   // totals) is only ever compacted.
   const levels: Level[] = kind === 'ip_1h+ip_1d' ? ['ip_1h', 'ip_1d'] : [kind];
@@ -244,13 +274,19 @@ function compact(db: Database.Database, level: Level, bucket: number): Omit<Shed
   db.prepare(`delete from ${level} where bucket_ms = ?`).run(bucket);
   db.prepare(`insert into ${level} select * from ${temp}`).run();
   db.prepare(`delete from ${temp}`).run();
-  return { level, rows: n - keep - 1, startMs: bucket, endMs: bucket + L.ms, parts: 1, addresses: dropUnreferenced(db), keptKeys: keep };
+  const dropped = dropUnreferenced(db);
+  return { level, rows: n - keep - 1, startMs: bucket, endMs: bucket + L.ms, parts: 1, addresses: dropped.addresses, names: dropped.names, keptKeys: keep };
 }
 
-/** Removes the addresses in temp.shed_ids that no table refers to any more (one pass over each). */
-function dropUnreferenced(db: Database.Database): number {
-  for (const [t, c] of ADDRESS_REFS) db.prepare(`delete from temp.shed_ids where id in (select ${c} from ${t} where ${c} in temp.shed_ids)`).run();
-  const n = db.prepare('delete from addresses where id in temp.shed_ids').run().changes;
+/**
+ * Removes the addresses in temp.shed_ids that no traffic table refers to any more, with their
+ * names (a name stays as long as a traffic row of its address); one seen in the newest minute
+ * stays, and keeps its address (its traffic may come in the next interval).
+ */
+function dropUnreferenced(db: Database.Database): { addresses: number; names: number } {
+  withoutTraffic(db, 'temp.shed_ids');
+  const names = dropNamesOf(db, 'temp.shed_ids', 'last_ms < :guard', { guard: recentFrom(db) }).rows;
+  const addresses = db.prepare('delete from addresses where id in temp.shed_ids and not exists (select 1 from names where ip_id = addresses.id)').run().changes;
   db.prepare('delete from temp.shed_ids').run();
-  return n;
+  return { addresses, names };
 }

@@ -83,6 +83,11 @@ export class Appender {
     this.writer.reloadDictionary();
   }
 
+  /** Names left the name dictionary (retention): the writer's cached name ids are dropped. */
+  forgetNames(): void {
+    this.writer.forgetNames();
+  }
+
   /** Adds an event of this session (outside any group). */
   event(kind: string, detail: string | null, startMs: number | null = null, endMs: number | null = null): void {
     this.writer.event(kind, detail, startMs, endMs);

@@ -61,12 +61,15 @@ const REPLAY_AHEAD = 16;
 /** Retries of a group that hit the budget's hard stop, each keeping half the keys (the last, none). */
 const MAX_FULL_RETRIES = 24;
 
+/** What a JS string of `n` one-byte characters takes, about (its header and its characters). */
+const STRING_BYTES = (n: number) => 32 + n;
+
 /** Bytes of a batch's columns (what it holds in memory while queued). */
 export function batchBytes(b: Batch): number {
-  const { addr, ip, flow } = b;
+  const { addr, ip, flow, names } = b;
   const cols: ArrayBufferView[] = [addr.fam, addr.bytes, ip.idx, ip.txPackets, ip.txBytes, ip.rxPackets, ip.rxBytes];
-  cols.push(flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.packets, flow.bytes);
-  return cols.reduce((sum, c) => sum + c.byteLength, 0);
+  cols.push(flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.packets, flow.bytes, names.addr, names.fam, names.source);
+  return cols.reduce((sum, c) => sum + c.byteLength, 0) + names.name.reduce((sum, n) => sum + 8 + STRING_BYTES(n.length), 0);
 }
 
 export class BatchSink {
@@ -101,7 +104,7 @@ export class BatchSink {
   constructor(private readonly o: SinkOptions) {
     const db = o.db.sqlite;
     this.appender = new Appender(db, o.db.nodeId, o.spec);
-    this.pruner = new Pruner(db, o.retention);
+    this.pruner = new Pruner(db, o.retention, () => this.appender.forgetNames());
     this.checkpointer = new Checkpointer(o.db.file, db, o.log);
     this.queueMaxBytes = o.queueMaxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
     this.newestMs = this.appender.newestEndMs();
@@ -210,7 +213,7 @@ export class BatchSink {
         // The batches at the head of the queue up to GROUP_ROWS rows; always at least one.
         let n = 0;
         let rows = 0;
-        const rowsOf = (k: number) => this.queue[k].b.ip.count + this.queue[k].b.flow.count;
+        const rowsOf = (k: number) => this.queue[k].b.ip.count + this.queue[k].b.flow.count + this.queue[k].b.names.name.length;
         do rows += rowsOf(n);
         while (++n < this.queue.length && rows + rowsOf(n) <= GROUP_ROWS);
         const group = this.queue.slice(0, n).map((e) => e.b);

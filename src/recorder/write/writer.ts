@@ -17,6 +17,7 @@ import { byFlowKey, byIpId } from '../typed-arrays/order';
 import { Rollups } from '../rollups/rollups';
 import { bucketOf, LEVELS } from '../../schema/levels';
 import { TcError } from '../../errors';
+import { dropUnusedHostnames } from '../upkeep/names';
 import { deleteLocalNetworks, endOpenLocalNetworks } from './local-networks';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -24,6 +25,13 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 export const DICT_CACHE_MAX = 500_000;
 /** What the dictionary cache holds at most (IPv6 keys are the larger; U32Map's are 3 x 8 bytes). */
 export const DICT_CACHE_BYTES = DICT_CACHE_MAX * Bytes16Map.BYTES_PER_KEY;
+/**
+ * Names the name dictionary's cache holds at most (it is cleared past it; a miss is one look-up
+ * in the dictionary's index): a host's recurring names, within the 512 MiB the defaults hold.
+ */
+export const NAME_CACHE_MAX = 2_500;
+/** What the name cache holds at most: a name is at most 253 one-byte characters, with its string header and Map entry. */
+export const NAME_CACHE_BYTES = NAME_CACHE_MAX * (253 + 64);
 
 /** JS number when exact, BigInt otherwise (better-sqlite3 binds both as INTEGER). */
 function int(v: bigint): number | bigint {
@@ -98,6 +106,8 @@ export class BatchWriter {
   private overflowId: number | undefined;
   /** Whether the maps hold the whole dictionary (then a miss is a new address, no SELECT). */
   private complete = false;
+  /** Name -> name dictionary id (a cache: a miss is looked up). */
+  private readonly hostnames = new Map<string, number>();
   private readonly stmts;
 
   constructor(private readonly db: Database.Database, nodeId: string, spec: SessionSpec) {
@@ -127,6 +137,18 @@ export class BatchWriter {
       flow: new RowInsert(db, 'flow_deltas', FLOW_DELTA_COLUMNS),
       addrGet: db.prepare('select id from addresses where addr = ?').pluck(),
       addrPut: db.prepare('insert into addresses (addr, text) values (?, ?)'),
+      nameGet: db.prepare('select id from hostnames where name = ?').pluck(),
+      namePut: db.prepare('insert into hostnames (name) values (?)'),
+      // A pair seen again keeps its first interval and moves its last sighting forward (never
+      // back: a batch of an earlier interval written later leaves a later sighting as it is).
+      name: db.prepare(`insert into names (ip_id, name_id, source, session_id, first_ms, last_ms, last_pos, traffic, needed_ms)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        on conflict (ip_id, name_id, source, session_id) do update set
+          first_ms = min(first_ms, excluded.first_ms),
+          last_pos = case when (excluded.last_ms, excluded.last_pos) > (last_ms, last_pos) then excluded.last_pos else last_pos end,
+          last_ms = max(last_ms, excluded.last_ms),
+          traffic = max(traffic, excluded.traffic),
+          needed_ms = max(needed_ms, excluded.needed_ms)`),
     };
     this.loadDictionary(db);
   }
@@ -145,29 +167,41 @@ export class BatchWriter {
     const { count, fam, bytes } = b.addr;
     // A plain array of small integers: the parameter arrays built from it stay unboxed.
     const ids = new Array<number>(count);
-    for (let i = 0; i < count; i++) {
-      const f = fam[i];
-      const off = i * 16;
-      let id: number | undefined;
-      let v4 = 0;
-      if (f === 4) {
-        v4 = ((bytes[off] << 24) | (bytes[off + 1] << 16) | (bytes[off + 2] << 8) | bytes[off + 3]) >>> 0;
-        id = this.v4.get(v4) || undefined;
-      } else if (f === 6) {
-        id = this.v6.get(bytes, off) || undefined;
-      } else {
-        id = this.overflowId;
-      }
-      if (id === undefined) {
-        const raw = Buffer.from(bytes.buffer, bytes.byteOffset + off, f === 4 ? 4 : f === 6 ? 16 : 0);
-        if (!this.complete) id = this.stmts.addrGet.get(raw) as number | undefined;
-        if (id === undefined) id = Number(this.stmts.addrPut.run(raw, f === 0 ? 'overflow' : formatAddr(bytes, off, f)).lastInsertRowid);
-        if (this.v4.size + this.v6.size >= DICT_CACHE_MAX) this.forgetCache();
-        this.remember(f, v4, bytes, off, id);
-      }
-      ids[i] = id;
-    }
+    for (let i = 0; i < count; i++) ids[i] = this.addressId(fam[i], bytes, i * 16);
     return ids;
+  }
+
+  /** The dictionary id of the address of family `f` (4, 6; 0 = overflow) at `off` of `bytes`, inserted when new. */
+  private addressId(f: number, bytes: Uint8Array, off: number): number {
+    let id: number | undefined;
+    let v4 = 0;
+    if (f === 4) {
+      v4 = ((bytes[off] << 24) | (bytes[off + 1] << 16) | (bytes[off + 2] << 8) | bytes[off + 3]) >>> 0;
+      id = this.v4.get(v4) || undefined;
+    } else if (f === 6) {
+      id = this.v6.get(bytes, off) || undefined;
+    } else {
+      id = this.overflowId;
+    }
+    if (id === undefined) {
+      const raw = Buffer.from(bytes.buffer, bytes.byteOffset + off, f === 4 ? 4 : f === 6 ? 16 : 0);
+      if (!this.complete) id = this.stmts.addrGet.get(raw) as number | undefined;
+      if (id === undefined) id = Number(this.stmts.addrPut.run(raw, f === 0 ? 'overflow' : formatAddr(bytes, off, f)).lastInsertRowid);
+      if (this.v4.size + this.v6.size >= DICT_CACHE_MAX) this.forgetCache();
+      this.remember(f, v4, bytes, off, id);
+    }
+    return id;
+  }
+
+  /** The name dictionary's id of `name`, inserted when new. */
+  private nameId(name: string): number {
+    let id = this.hostnames.get(name);
+    if (id === undefined) {
+      id = (this.stmts.nameGet.get(name) as number | undefined) ?? Number(this.stmts.namePut.run(name).lastInsertRowid);
+      if (this.hostnames.size >= NAME_CACHE_MAX) this.hostnames.clear();
+      this.hostnames.set(name, id);
+    }
+    return id;
   }
 
   /** Caches `id` for an IPv4 address (`v4`) or the IPv6 address at `off` of `bytes`. */
@@ -191,6 +225,7 @@ export class BatchWriter {
     const ids = this.resolve(b);
     this.insertIpRows(b, batchId, ids, sums);
     this.insertFlowRows(b, batchId, ids, flowSums);
+    this.insertNames(b, ids);
     return { written: true, batchId, ipRows: b.ip.count, flowRows: b.flow.count };
   }
 
@@ -263,6 +298,22 @@ export class BatchWriter {
     rows.end();
   }
 
+  /**
+   * The batch's names: each (address, name, source) of the interval as a row of this session,
+   * or the row it already has moved forward. An entry's position in the batch is the capture
+   * order of its last sighting in the interval.
+   */
+  private insertNames(b: Batch, ids: number[]): void {
+    const n = b.names;
+    if (n.name.length === 0) return;
+    // Every address of the batch has a traffic row in it (the engine lists only those).
+    const withTraffic = new Set(ids);
+    for (let i = 0; i < n.name.length; i++) {
+      const ipId = this.addressId(n.fam[i], n.addr, i * 16);
+      this.stmts.name.run(ipId, this.nameId(n.name[i]), n.source[i], this.sessionId, b.startMs, b.startMs, i, withTraffic.has(ipId) ? 1 : 0, b.startMs);
+    }
+  }
+
   /** After `write`: the next batch takes the next sequence number. */
   advance(): void {
     this.seq++;
@@ -290,8 +341,14 @@ export class BatchWriter {
   forgetCache(): void {
     this.v4.clear();
     this.v6.clear();
+    this.hostnames.clear();
     this.overflowId = undefined;
     this.complete = false;
+  }
+
+  /** After names left the name dictionary (retention): the cached name ids may name them. */
+  forgetNames(): void {
+    this.hostnames.clear();
   }
 
   /** After addresses left the `addresses` table (budget shedding): the cached ids may name them. */
@@ -362,9 +419,9 @@ export function endUncleanSessions(db: Database.Database, currentId: number): st
 }
 
 /**
- * Removes a session and every row of it (batches, per-IP and flow deltas, events, local networks), and marks
- * every rollup bucket it touched dirty, so that closing them recomputes them from what is left
- * in the log. Call inside a transaction. Refused when retention already removed raw rows in the
+ * Removes a session and every row of it (batches, per-IP and flow deltas, names, events, local
+ * networks), and marks every rollup bucket it touched dirty, so that closing them recomputes
+ * them from what is left in the log. Call inside a transaction. Refused when retention already removed raw rows in the
  * days it touched: those buckets could then not be recomputed.
  */
 export function deleteSession(db: Database.Database, sessionId: number): void {
@@ -384,9 +441,15 @@ export function deleteSession(db: Database.Database, sessionId: number): void {
   db.prepare(`delete from ip_deltas where batch_id in (${batches})`).run(sessionId);
   db.prepare(`delete from flow_deltas where batch_id in (${batches})`).run(sessionId);
   db.prepare('delete from batches where session_id = ?').run(sessionId);
+  // Its names go with it (the names of the new session come with its batches); a name no
+  // other session saw leaves the dictionary.
+  const nameIds = db.prepare('select distinct name_id from names where session_id = ?').pluck().all(sessionId) as number[];
+  db.prepare('delete from names where session_id = ?').run(sessionId);
+  dropUnusedHostnames(db, nameIds);
   run(db, build.deleteFrom('events').where('session_id', '=', sessionId));
   deleteLocalNetworks(db, sessionId);
   run(db, build.deleteFrom('sessions').where('id', '=', sessionId));
   const rollups = new Rollups(db);
   for (const t of touched) rollups.markBatch(t.start_ms, t.ip === 1, t.flow === 1);
 }
+
