@@ -7,6 +7,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { accessProblem, checkIdentity, notOurs } from '../db-identity';
 import { TcError } from '../errors';
+import { SCHEMA_VERSION } from '../../migrations/version';
 
 
 /** A WAL file this size or smaller holds no frame (its header is 32 bytes): nothing to replay. */
@@ -75,7 +76,7 @@ function openInMemory(file: string, cause: Error): Database.Database {
   return new Database(buf, { readonly: true });
 }
 
-export function openReadOnly(file: string): Database.Database {
+export function openReadOnly(file: string, o: { anySchema?: boolean } = {}): Database.Database {
   const problem = accessProblem(file);
   if (problem === 'does not exist') {
     throw new TcError(`database ${file} does not exist (record into it with \`traffic-counter record --db ${file}\`, or pass --db / TC_DB)`, 'ERR_TC_NO_DATABASE');
@@ -101,9 +102,23 @@ export function openReadOnly(file: string): Database.Database {
   }
   try {
     checkIdentity(db, file, false);
+    if (!o.anySchema) checkCurrent(db, file);
   } catch (err) {
     db.close();
     throw err;
   }
   return db;
+}
+
+/**
+ * A file an older recorder wrote lacks the tables and columns of later migrations, and the query
+ * side never migrates (it cannot write): the recorder upgrades it in place, once.
+ */
+function checkCurrent(db: Database.Database, file: string): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version >= SCHEMA_VERSION) return;
+  throw new TcError(
+    `${file} was written by an older traffic-counter (schema version ${version}; this one reads ${SCHEMA_VERSION}); upgrade it once with \`traffic-counter rebuild --db ${file}\` (on a copy, \`tc-query --db ${file} copy --out NEW\`, if the original must stay as it is), then query it`,
+    'ERR_TC_OLDER_SCHEMA',
+  );
 }

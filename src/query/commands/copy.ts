@@ -23,7 +23,8 @@ export interface CopyResult {
 export function copyDatabase(o: { db: string; out: string; force: boolean }): CopyResult {
   if (o.out === '-') throw new TcError('--out -: a database copy is a file; name one (e.g. --out traffic-copy.db)', 'ERR_TC_USAGE');
   // The database first: a file that cannot be read is the problem to say, whatever --out is.
-  const src = openReadOnly(o.db);
+  // A copy is byte for byte: an older file is copied as it is, to be upgraded there.
+  const src = openReadOnly(o.db, { anySchema: true });
   try {
     checkFileOut(o.out, o.db, o.force, true);
   } catch (err) {
