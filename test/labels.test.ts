@@ -188,6 +188,14 @@ test('bad --v4-prefix and --v6-prefix are refused with a message, in every forma
     assert.equal(doc.error.code, 'ERR_TC_USAGE');
     assert.match(doc.error.message, msg);
   }
+  // A prefix with another grouping would be ignored: it is refused instead.
+  for (const by of ['ip', 'label', 'flow']) {
+    const t = query(['--db', gen, 'top', '--all', '--by', by, '--v4-prefix', '16', ...(by === 'label' ? ['--labels', labels] : [])]);
+    assert.equal(t.status, 1);
+    assert.match(t.stderr, new RegExp(`--v4-prefix groups addresses into networks for --by net only \\(this is --by ${by}\\); add --by net`));
+    const j = query(['--db', gen, 'top', '--all', '--by', by, '--v6-prefix', '48', '--format', 'json', ...(by === 'label' ? ['--labels', labels] : [])]);
+    assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'ERR_TC_USAGE');
+  }
 });
 
 test('--label on top, flows, series and export: the addresses of that label, a flow by either end', () => {

@@ -132,6 +132,10 @@ filterOptions(
   .addOption(sideOption('only the addresses of this side: local (in this host\'s networks, as the recorder stored them) or remote (its peers); --by flow: flows sent from that side'))
   .action(async (opts, cmd: Command) => {
     format = opts.format;
+    // A prefix is read by --by net only: given with another grouping it would be ignored silently.
+    for (const [key, flag] of [['v4Prefix', '--v4-prefix'], ['v6Prefix', '--v6-prefix']] as const) {
+      if (opts.by !== 'net' && cmd.getOptionValueSource(key) === 'cli') throw new InvalidArgumentError(`${flag} groups addresses into networks for --by net only (this is --by ${opts.by}); add --by net, or leave ${flag} out`);
+    }
     const window = makeWindow(opts);
     const filters = filtersOf(opts);
     const keys = keySources(cmd, opts);
