@@ -245,6 +245,38 @@ describe('stored names and the name of an address at a time', () => {
     assert.equal(JSON.parse(missing.stdout).error.code, 'ERR_TC_NO_DATABASE');
   });
 
+  test('names: most recently seen first (interval, then capture order), as top names it; --until alone reads from the start; notes in whole seconds', async () => {
+    const f = path.join(tmp(), 'recent.db');
+    const B = '192.0.2.2';
+    const C = '192.0.2.3';
+    await record(f, [
+      traffic(T0, S, [host(B), host(C)], [], [{ ip: C, name: 'shared.test' }, { ip: B, name: 'alpha.test' }, { ip: B, name: 'zeta.test' }, { ip: B, name: 'shared.test' }, { ip: B, name: 'both.test' }, { ip: C, name: 'both.test' }]),
+      traffic(T0 + S, S, [host(B), host(C)], [], [{ ip: B, name: 'mid.test' }, { ip: C, name: 'shared.test' }]),
+      traffic(T0 + 2 * S, S, [host(B), host(C)], [], [{ ip: B, name: 'alpha.test' }, { ip: B, name: 'zeta.test' }]),
+    ]);
+    const top = json(['--db', f, 'top', '--all']).find((r) => r.ip === B)!.name;
+    assert.equal(top, 'zeta.test');
+    const want = ['zeta.test', 'alpha.test', 'mid.test', 'both.test', 'shared.test'];
+    assert.deepEqual(json(['--db', f, 'names', '--ip', B]).map((r) => r.name), want);
+    assert.equal(json(['--db', f, 'names', '--ip', B])[0].name, top);
+    const t = query(['--db', f, 'names', '--ip', B]);
+    assert.equal(t.status, 0, t.stderr);
+    assert.deepEqual([...t.stdout.matchAll(/│ 192\.0\.2\.2 │ (\S+) /g)].map((m) => m[1]), want);
+    // --name: both last seen in the first interval, C later in it; then by the last interval.
+    assert.deepEqual(json(['--db', f, 'names', '--name', 'both.test']).map((r) => r.ip), [C, B]);
+    assert.deepEqual(json(['--db', f, 'names', '--name', 'shared.test']).map((r) => r.ip), [C, B]);
+    // --until alone: from the start of the file, as status, sql and export.
+    for (const fmt of ['table', 'json']) {
+      const u = query(['--db', f, 'names', '--ip', B, '--until', iso(T0 + S), '--format', fmt]);
+      assert.equal(u.status, 0, u.stderr);
+      if (fmt === 'json') assert.deepEqual((JSON.parse(u.stdout) as Row[]).map((r) => r.name), ['zeta.test', 'alpha.test', 'both.test', 'shared.test']);
+      else assert.match(u.stdout, /\n4 names; /);
+      const e = query(['--db', f, 'names', '--ip', '10.9.9.9', '--since', '2h', '--format', fmt]);
+      assert.equal(e.status, 0, e.stderr);
+      assert.match(e.stderr, /^tc-query: no names seen for 10\.9\.9\.9 from \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ to \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ; /);
+    }
+  });
+
   test('flow rows gain src_name and dst_name; flows --ip also name, the peer\'s', async () => {
     const f = path.join(tmp(), 'flows.db');
     const C = '192.0.2.10';

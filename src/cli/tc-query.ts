@@ -215,7 +215,7 @@ common(
   if ((opts.ip === undefined) === (opts.name === undefined)) {
     throw new InvalidArgumentError(opts.ip === undefined ? 'names needs --ip ADDR or --name NAME' : 'give --ip or --name, not both');
   }
-  const window = opts.since || opts.until ? makeWindow(opts) : makeWindow({ all: true });
+  const window = wholeFileWindow(opts);
   print(lazy.names().names({ db: dbOf(cmd), ip: opts.ip, name: opts.name, window, format: opts.format, tz: tzOf(opts) }));
 });
 

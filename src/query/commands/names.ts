@@ -34,14 +34,18 @@ interface Row {
 /**
  * The pairs of the address or name that were seen in the window: first seen before its end
  * and last seen at or after its start (a pair is known by its first and last interval).
+ * Most recently seen first, by the last interval then the position in it (capture order), as
+ * the name rule ranks them (src/query/names.ts), so the first row of `--ip` is the name `top` shows.
  * Binds (what, from, to).
  */
 const pairsSql = (cond: string) => `
-  select a.text as ip, h.name, n.source, min(n.first_ms) as first, max(n.last_ms) as last
+  select a.text as ip, h.name, n.source, min(n.first_ms) as first, max(n.last_ms) as last,
+    (select max(p.last_pos) from names p
+     where p.ip_id = n.ip_id and p.name_id = n.name_id and p.source = n.source and p.last_ms = max(n.last_ms)) as pos
   from names n join hostnames h on h.id = n.name_id join addresses a on a.id = n.ip_id
   where ${cond} and n.last_ms >= ? and n.first_ms < ?
   group by n.ip_id, n.name_id, n.source
-  order by last desc, h.name, length(a.addr), a.addr, n.source`;
+  order by last desc, pos desc, h.name, length(a.addr), a.addr, n.source`;
 
 export function names(o: NamesOptions): Answer {
   const db = openReadOnly(o.db);
@@ -74,7 +78,9 @@ const COLS: ColumnSpec[] = [
 
 /** What the file does hold when nothing matched: no names at all, or names of other addresses or times. */
 function emptyNote(db: Database.Database, o: NamesOptions, what: string, from: number, to: number): string {
-  const range = (a: number, b: number) => `${formatTime(a, o.tz)} to ${formatTime(b, o.tz)}`;
+  // Whole seconds, as every other time printed: a window relative to now carries milliseconds.
+  const sec = (ms: number) => Math.floor(ms / 1000) * 1000;
+  const range = (a: number, b: number) => `${formatTime(sec(a), o.tz)} to ${formatTime(sec(b), o.tz)}`;
   const held = db.prepare('select count(distinct ip_id) as addresses, count(distinct name_id) as names, min(first_ms) as first, max(last_ms) as last from names').get() as {
     addresses: number;
     names: number;
