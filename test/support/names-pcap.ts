@@ -11,6 +11,7 @@
  *   label of 64 bytes, a non-printable byte, a truncated ClientHello (each `malformed` once).
  */
 import { isIPv4 } from 'node:net';
+import { parseAddr } from '../../src/addr';
 import { ethernet, writePcap } from '../fixtures/frames';
 
 export interface ExpectedName {
@@ -30,14 +31,11 @@ export interface NamesCapture {
 const u16 = (n: number) => Buffer.from([(n >> 8) & 255, n & 255]);
 const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
 
+/** The bytes of an address written as text (the project's own parser). */
 function addr(a: string): Buffer {
-  if (isIPv4(a)) return Buffer.from(a.split('.').map(Number));
-  const [head, tail = ''] = a.split('::');
-  const part = (s: string) => (s ? s.split(':').map((h) => parseInt(h, 16)) : []);
-  const h = part(head);
-  const t = part(tail);
-  const words = a.includes('::') ? [...h, ...new Array(8 - h.length - t.length).fill(0), ...t] : h;
-  return Buffer.concat(words.map(u16));
+  const b = parseAddr(a);
+  if (!b) throw new Error(`not an address: ${a}`);
+  return Buffer.from(b);
 }
 
 /** An Ethernet frame of an IPv4 or IPv6 packet (by the addresses) carrying `l4`. */
