@@ -251,3 +251,22 @@ test('series reads no delta rows it would throw away: a window without intervals
   // The same file answers a window with intervals for all addresses only by reading the rows.
   assert.equal(query(['--db', file, 'series', '--since', since, '--until', until, '--step', '1m', '--format', 'json']).status, 1);
 });
+
+test('time before the first interval or after the last was never recorded: no note says its detail was removed', () => {
+  // A replay, as a fresh file is: nothing shed, its first and last buckets start before and end after its intervals.
+  const file = path.join(tmp(), 'fresh.db');
+  const r = recorder(['record', '--pcap', P('ndpi_alexa-app.pcapng'), '--db', file, '--flows', '--quiet', '--interval-secs', '1']);
+  assert.equal(r.status, 0, r.stderr);
+  const ro = new Database(file, { readonly: true });
+  const [first, last] = ro.prepare('select min(start_ms), max(end_ms) from batches').raw().get() as [number, number];
+  ro.close();
+  const around = ['--since', new Date(first - 48 * 60_000 - 1_449).toISOString(), '--until', new Date(last + 7 * 60_000 + 500).toISOString()];
+  for (const args of [['series', '--all', '--step', '5s'], ['series', ...around, '--step', '5s'], ['top', ...around], ['top', '--by', 'flow', ...around]]) {
+    for (const format of ['table', 'json']) {
+      const q = query(['--db', file, ...args, '--format', format]);
+      assert.equal(q.status, 0, q.stderr);
+      assert.ok(q.stdout.length > 0, `${args.join(' ')} ${format}`);
+      assert.doesNotMatch(q.stderr, /no longer in the file/, `${args.join(' ')} ${format}`);
+    }
+  }
+});

@@ -301,9 +301,13 @@ export function readSegments(db: Database.Database, family: Family, segments: Se
  * The parts of a plan's segments that read a source below its floor although intervals were
  * recorded then: detail the disk budget (or retention) removed, which such an answer counts as 0.
  * Sources lose their oldest rows first, so a source holds every row from its first one on.
+ * Only time inside the file's recorded span (see span) can have been removed: before its first
+ * interval or after its last nothing was recorded, however early the bucket holding them starts.
  * Merged [from, to) spans, oldest first.
  */
 export function missingDetail(db: Database.Database, family: Family, segments: Segment[]): { fromMs: number; toMs: number }[] {
+  const sp = span(db);
+  if (!sp) return [];
   const floorOf = floors(db, family);
   // Recorded then: an interval record, or a bucket of any level of the family (the interval log
   // itself may have been shed).
@@ -313,11 +317,12 @@ export function missingDetail(db: Database.Database, family: Family, segments: S
   const out: { fromMs: number; toMs: number }[] = [];
   for (const s of segments) {
     if (s.sign < 0) continue;
-    const to = Math.min(s.toMs, floorOf(s.source));
-    if (s.fromMs >= to || !recorded.get(s.fromMs, to)) continue;
+    const from = Math.max(s.fromMs, sp.fromMs);
+    const to = Math.min(s.toMs, floorOf(s.source), sp.toMs);
+    if (from >= to || !recorded.get(from, to)) continue;
     const last = out[out.length - 1];
-    if (last && last.toMs >= s.fromMs) last.toMs = Math.max(last.toMs, to);
-    else out.push({ fromMs: s.fromMs, toMs: to });
+    if (last && last.toMs >= from) last.toMs = Math.max(last.toMs, to);
+    else out.push({ fromMs: from, toMs: to });
   }
   return out.sort((a, b) => a.fromMs - b.fromMs);
 }
