@@ -156,7 +156,6 @@ export function rowKeys(s: KeySources): AddressKey[] {
   return [...(s.labels ? [labelKey(s.labels)] : []), ...(s.asn ? [asnKey(s.asn)] : [])];
 }
 
-
 /** A key's fields of `k`, every one null without a key. */
 export const fieldsOf = (key: AddressKey, k: Key | null | undefined): Record<string, unknown> => k?.fields ?? Object.fromEntries(key.fields.map((f) => [f.key, null]));
 
@@ -182,11 +181,15 @@ export async function loadAddressKeys(duck: Duck, key: AddressKey, addrs: Addres
   return ordered;
 }
 
-/** Adds each row's key fields to per-address rows (found by their `ip` text among `addrs`). */
-export function addRowKeys(rows: Record<string, unknown>[], keys: AddressKey[], addrs: AddressRow[], ctx: KeyContext): void {
-  if (keys.length === 0 || rows.length === 0) return;
+/** The address of each per-address row (found by its `ip` text among `addrs`), in row order. */
+export function rowAddresses(rows: Record<string, unknown>[], addrs: AddressRow[]): AddressRow[] {
   const byText = new Map(addrs.map((a) => [a.text, a]));
-  const mine = rows.map((r) => byText.get(r.ip as string)!);
+  return rows.map((r) => byText.get(r.ip as string)!);
+}
+
+/** Adds each row's key fields to per-address rows; `mine`: the rows' addresses (rowAddresses). */
+export function addRowKeys(rows: Record<string, unknown>[], keys: AddressKey[], mine: AddressRow[], ctx: KeyContext): void {
+  if (keys.length === 0 || rows.length === 0) return;
   for (const key of keys) {
     const ks = key.keysOf(mine, ctx);
     rows.forEach((r, i) => Object.assign(r, fieldsOf(key, ks[i])));

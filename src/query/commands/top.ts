@@ -6,7 +6,7 @@ import type { Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
 import { missingDetail, planWindow, readSegments, resolveWindow, SEGMENT_COLUMNS, SEGMENT_NAMES, type Family } from '../plan';
 import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
-import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, NAME_KEY, rowKeys, type AddressRow, type KeyBy, type KeyContext, type KeySources } from '../keys';
+import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, NAME_KEY, rowAddresses, rowKeys, type AddressRow, type KeyBy, type KeyContext, type KeySources } from '../keys';
 import { nameAt, sightingsOf } from '../names';
 import type { LabelTable } from '../labels';
 import { coverage, completenessLine, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
@@ -176,12 +176,12 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
         // Per-address rows gain their label and AS as columns (appended in json and csv),
         // whether the address is local, and its name.
         const annotate = rowKeys(sources);
-        addRowKeys(rows, annotate, addrs, ctx);
+        const mine = rowAddresses(rows, addrs);
+        addRowKeys(rows, annotate, mine, ctx);
         extra = annotate.flatMap((k) => k.fields);
-        const byText = new Map(addrs.map((a) => [a.text, a.addr]));
-        for (const r of rows) r.local = localSet.sideOf(byText.get(r.ip as string) ?? new Uint8Array(0));
+        rows.forEach((r, i) => (r.local = localSet.sideOf(mine[i]?.addr ?? new Uint8Array(0))));
         extra.push(LOCAL_COL);
-        addRowKeys(rows, [NAME_KEY], addrs, ctx);
+        addRowKeys(rows, [NAME_KEY], mine, ctx);
         extra.push(...NAME_KEY.fields);
       }
     }
