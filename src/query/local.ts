@@ -47,13 +47,7 @@ export const LOCAL_NETWORKS_SQL = `select * from (
          n.to_ms is not null as closed
   from local_networks n)`;
 
-/** Whether the file has the table (a file written before migration 0005 has no local networks). */
-function hasTable(db: Database.Database): boolean {
-  return db.prepare("select 1 from sqlite_master where type = 'table' and name = 'local_networks'").get() !== undefined;
-}
-
 function rows(db: Database.Database, where: string, params: unknown[]): LocalNetworkRow[] {
-  if (!hasTable(db)) return [];
   return (db.prepare(`${LOCAL_NETWORKS_SQL} where ${where} order by session_id, from_ms, id`).all(...params) as (Omit<LocalNetworkRow, 'closed'> & { closed: number })[]).map((r) => ({ ...r, closed: r.closed === 1 }));
 }
 
@@ -130,7 +124,6 @@ function noLocalNetworks(side: Side, fromMs: number, toMs: number, tz?: string):
  * addresses too. Undefined when every interval's session has some.
  */
 export function partialNote(db: Database.Database, fromMs: number, toMs: number): string | undefined {
-  if (!hasTable(db)) return undefined;
   const r = db
     .prepare(
       `select count(*) as n, coalesce(sum(not exists (select 1 from local_networks n where n.session_id = b.session_id)), 0) as without
