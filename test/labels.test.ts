@@ -8,7 +8,7 @@
  */
 import { before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pcapsDir, query, recordGenerated, recorder, tmp } from './helpers';
@@ -367,4 +367,27 @@ test('a 500,000-range synthetic ip2asn table answers as a scan of it does, parse
   const want2 = scanAsn(table, changed.map((r) => r.ip as string));
   for (const r of changed) assert.equal(r.asn, want2.get(r.ip as string), r.ip as string);
   assert.notDeepEqual(changed.map((r) => r.asn), first.map((r) => r.asn));
+});
+
+test('the cache of a table that no longer exists is removed when another table is cached; a live table keeps its cache', () => {
+  const cache = path.join(dir, 'cache', 'traffic-counter');
+  const caches = () => (existsSync(cache) ? readdirSync(cache).filter((f) => f.startsWith('asn-')).sort() : []);
+  const gone = path.join(dir, 'ip2asn-gone.tsv');
+  const kept = path.join(dir, 'ip2asn-kept.tsv');
+  const next = path.join(dir, 'ip2asn-next.tsv');
+  for (const f of [gone, kept, next]) writeIp2Asn(f, { v4: 50, v6: 10 });
+  const before = new Set(caches());
+  const ask = (t: string) => json(['--db', real, 'top', '--limit', '1', '--by', 'asn', '--asn', t]);
+  ask(gone);
+  ask(kept);
+  const two = caches().filter((f) => !before.has(f));
+  assert.equal(two.length, 2, `one cache per table: ${two}`);
+  writeFileSync(path.join(cache, 'asn-0000000000000000.bin.123.tmp'), 'x');
+  utimesSync(path.join(cache, 'asn-0000000000000000.bin.123.tmp'), new Date(0), new Date(0));
+  rmSync(gone);
+  ask(next);
+  const after = caches().filter((f) => !before.has(f));
+  assert.equal(after.length, 2, `the deleted table's cache and the stale temporary file are gone: ${after}`);
+  assert.equal(two.filter((f) => after.includes(f)).length, 1, 'the live table keeps its cache');
+  assert.ok(!after.some((f) => f.endsWith('.tmp')));
 });

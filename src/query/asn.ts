@@ -7,7 +7,7 @@
  * addresses a window holds are looked up, by binary search.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -308,8 +308,42 @@ function writeCache(sources: CacheHeader['sources'], p: Parsed): void {
     const tmp = `${file}.${process.pid}.tmp`;
     writeFileSync(tmp, Buffer.concat([len, head, pad, arr(p.v4.starts), arr(p.v4.ends), arr(p.v4.values), arr(p.v6.starts), arr(p.v6.ends), arr(p.v6.values)]));
     renameSync(tmp, file);
+    pruneCaches(path.dirname(file), file);
   } catch {
     // No cache where the folder cannot be written: the next query parses again.
+  }
+}
+
+/**
+ * Caches are keyed by the tables' paths, so a table that moved or was deleted would leave its
+ * cache behind for good: when a cache is written, the others whose tables no longer all exist,
+ * and temporary files a killed query left (older than an hour), are removed.
+ */
+function pruneCaches(dir: string, keep: string): void {
+  for (const name of readdirSync(dir)) {
+    const f = path.join(dir, name);
+    if (f === keep || !name.startsWith('asn-')) continue;
+    try {
+      if (name.endsWith('.tmp')) {
+        if (Date.now() - statSync(f).mtimeMs > 3_600_000) unlinkSync(f);
+        continue;
+      }
+      if (!name.endsWith('.bin')) continue;
+      const fd = openSync(f, 'r');
+      let head: Buffer;
+      try {
+        const len = Buffer.alloc(4);
+        readSync(fd, len, 0, 4, 0);
+        head = Buffer.alloc(Math.min(len.readUInt32LE(0), 1 << 20));
+        readSync(fd, head, 0, head.length, 4);
+      } finally {
+        closeSync(fd);
+      }
+      const h = JSON.parse(head.toString('utf8')) as CacheHeader;
+      if (h.version !== CACHE_VERSION || !h.sources.every((s) => existsSync(s.path))) unlinkSync(f);
+    } catch {
+      // A cache being written by another query, or not ours to read: left alone.
+    }
   }
 }
 
