@@ -180,6 +180,7 @@ export async function timeSvg(c: TimeChart): Promise<string> {
     .x((d) => xAt(d.data.t))
     .y0((d) => y(d[0]))
     .y1((d) => y(d[1]));
+  const totals = c.parts.map((_p, i) => c.steps.reduce((n, s) => n + s.bytes[i], 0));
   const yTicks = y.ticks(5);
   const yFormat = y.tickFormat(5);
   const xTicks = x.ticks(Math.max(2, Math.floor((right - left) / 110)));
@@ -189,7 +190,7 @@ export async function timeSvg(c: TimeChart): Promise<string> {
     ...yTicks.map((v) => `<line x1="${left}" x2="${right}" y1="${num(y(v))}" y2="${num(y(v))}"/>`),
     `</g>`,
     `<g class="series">`,
-    ...stacked.map((layer, i) => `<path class="series" data-series="${esc(c.parts[i].name)}" fill="${colourOf(c.parts, i)}" fill-opacity="0.85" stroke="${colourOf(c.parts, i)}" stroke-width="1" d="${area(layer as never) ?? ''}"/>`),
+    ...stacked.map((layer, i) => `<path class="series" data-series="${esc(c.parts[i].name)}" data-bytes="${totals[i]}" fill="${colourOf(c.parts, i)}" stroke="${colourOf(c.parts, i)}" stroke-width="1" d="${area(layer as never) ?? ''}"/>`),
     `</g>`,
     `<g class="axis y-axis" fill="#333333" font-size="11" text-anchor="end">`,
     `<line x1="${left}" x2="${left}" y1="${top}" y2="${plotBottom}" stroke="#888888"/>`,
@@ -203,7 +204,7 @@ export async function timeSvg(c: TimeChart): Promise<string> {
   ].join('\n');
   const seconds = (to - from) / 1000;
   const legend = c.parts.map((p, i) => {
-    const total = c.steps.reduce((n, s) => n + s.bytes[i], 0);
+    const total = totals[i];
     const peak = rates.reduce((m, r) => Math.max(m, r[i]), 0);
     return { name: p.name, colour: colourOf(c.parts, i), text: `${p.label}: ${iec(total)} in all, peak ${iec(peak, '/s')}, mean ${iec(total / Math.max(seconds, 1e-9), '/s')}` };
   });
