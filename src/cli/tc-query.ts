@@ -284,10 +284,10 @@ filterOptions(
   const filters = filtersOf(opts);
   const keys = keySources(cmd, opts);
   const { chart, chartJson, chartText } = lazy.chart();
-  const r = await chart({ db: dbOf(cmd), what, out: opts.out, force: opts.force, width: opts.width, height: opts.height, title: opts.title, window, filters, tz: tzOf(opts), stepMs: opts.step, labels: keys.labels, by: opts.by as TopBy, limit: opts.limit, keys, side: opts.side as Side | undefined });
+  const { result: r, caption } = await chart({ db: dbOf(cmd), what, out: opts.out, force: opts.force, width: opts.width, height: opts.height, title: opts.title, window, filters, tz: tzOf(opts), stepMs: opts.step, labels: keys.labels, by: opts.by as TopBy, limit: opts.limit, keys, side: opts.side as Side | undefined });
   for (const n of r.notes) process.stderr.write(`tc-query: ${n}\n`);
   if (opts.format === 'json') process.stdout.write(chartJson(r));
-  else process.stderr.write(`tc-query: ${chartText(r, tzOf(opts))}\n`);
+  else process.stderr.write(`tc-query: ${chartText(r, caption, tzOf(opts))}\n`);
 });
 
 program

@@ -22,6 +22,8 @@ export interface Texts {
   subtitle: string;
   /** The completeness line (coverage.ts completenessLine). */
   caption: string;
+  /** What else the answer says of itself (the notes tc-query prints on stderr: time counted as 0, ...), below the caption. */
+  notes?: string[];
 }
 
 export interface TimeChart extends Texts {
@@ -70,15 +72,15 @@ const num = (v: number) => (Math.round(v * 100) / 100).toString();
 /** DejaVu Sans' mean advance is about 0.6 em: enough to wrap a caption and size a label column without measuring. */
 const CHAR_EM = 0.6;
 
-/** Splits `text` at ", " into lines of at most `chars` characters (a longer single part stays whole). */
+/** Splits `text` at spaces into lines of at most `chars` characters (a longer word stays whole). */
 export function wrap(text: string, chars: number): string[] {
   const lines: string[] = [];
   let line = '';
-  for (const part of text.split(/(?<=,) /)) {
-    if (line && line.length + 1 + part.length > chars) {
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > chars) {
       lines.push(line);
-      line = part;
-    } else line = line ? `${line} ${part}` : part;
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
   }
   if (line) lines.push(line);
   return lines;
@@ -123,7 +125,7 @@ function frame(t: Texts, width: number, height: number, legend: { colour: string
 }
 
 /** The lines of the caption for a chart `width` wide (11 px text). */
-const captionOf = (t: Texts, width: number) => wrap(t.caption, Math.floor((width - 32) / (11 * CHAR_EM)));
+const captionOf = (t: Texts, width: number) => [t.caption, ...(t.notes ?? [])].flatMap((p) => wrap(p, Math.floor((width - 32) / (11 * CHAR_EM))));
 
 /** The y room below the plot that the legend (`n` lines) and the caption take. */
 const footRoom = (n: number, captionLines: number) => 12 + n * 18 + 10 + (captionLines - 1) * 15 + 6;

@@ -134,6 +134,7 @@ async function seriesChart(o: ChartOptions) {
     title: o.title ?? `${subject(o.filters)}: bytes/s`,
     subtitle: `${range(window, o.tz)}, step ${stepText(stepMs)} (${counted(steps.length, 'step')}), ${path.basename(o.db)}`,
     caption: completenessLine(a.coverage!, o.tz),
+    notes: a.notes,
   };
   const height = o.height ?? SERIES_HEIGHT;
   const svg = await timeSvg({ ...texts, steps, parts, width: o.width, height, tz: o.tz });
@@ -174,14 +175,19 @@ async function topChart(o: ChartOptions) {
     title: o.title ?? `top ${noun} by bytes`,
     subtitle: `${range(window, o.tz)}, ${counted(bars.length, 'bar')}${o.side ? `, ${o.side} side` : ''}, ${path.basename(o.db)}`,
     caption: completenessLine(a.coverage!, o.tz),
+    notes: a.notes,
   };
   const height = o.height ?? barHeight(bars.length, parts.length, texts, o.width);
   const svg = await barSvg({ ...texts, bars, parts, width: o.width, height });
   return { svg, a, parts, width: o.width, height, extra: { bars: bars.length } };
 }
 
-/** Draws the chart and writes --out (staged beside it and renamed, so a reader sees the old or the new file whole). */
-export async function chart(o: ChartOptions): Promise<ChartResult> {
+/**
+ * Draws the chart and writes --out (staged beside it and renamed, so a reader sees the old or
+ * the new file whole). Returns what was written, and the caption (the completeness line in the
+ * display zone; the result's times are UTC, as every JSON document's).
+ */
+export async function chart(o: ChartOptions): Promise<{ result: ChartResult; caption: string }> {
   const type = chartType(o.out);
   checkFileOut(o.out, o.db, o.force);
   const drawn = o.what === 'series' ? await seriesChart(o) : await topChart(o);
@@ -203,7 +209,7 @@ export async function chart(o: ChartOptions): Promise<ChartResult> {
     throw writeFailed(o.out, tmp, err);
   }
   const cov: Coverage = drawn.a.coverage!;
-  return {
+  const result: ChartResult = {
     path: path.resolve(o.out),
     format: type,
     ...size,
@@ -214,12 +220,13 @@ export async function chart(o: ChartOptions): Promise<ChartResult> {
     completeness: { line: completenessLine(cov), intervals: cov.intervals, gaps: cov.gaps, gap_seconds: Math.round(cov.gap_ms / 1000), lost_intervals: cov.lost_intervals, drop_pct: cov.drop_pct },
     notes: drawn.a.notes,
   };
+  return { result, caption: completenessLine(cov, o.tz) };
 }
 
 /** The text report of a chart written (stderr, as export and copy report theirs). */
-export function chartText(r: ChartResult, tz?: string): string {
+export function chartText(r: ChartResult, caption: string, tz?: string): string {
   const what = r.what === 'series' ? `series ${r.series.join(', ')}, step ${r.step}` : `${counted(r.bars!, 'bar')} (${r.series.join(', ')})`;
-  return `wrote ${r.path} (${r.format.toUpperCase()} ${r.width}x${r.height}; ${what}; ${formatTime(Date.parse(r.window.since), tz)} to ${formatTime(Date.parse(r.window.until), tz)}; ${r.completeness.line})`;
+  return `wrote ${r.path} (${r.format.toUpperCase()} ${r.width}x${r.height}; ${what}; ${formatTime(Date.parse(r.window.since), tz)} to ${formatTime(Date.parse(r.window.until), tz)}; ${caption})`;
 }
 
 export const chartJson = (r: ChartResult) => `${toJson(r)}\n`;
