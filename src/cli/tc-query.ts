@@ -29,12 +29,10 @@ import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../que
 import { checkTz, formatTime } from '../query/time';
 import { bytes } from '../units';
 import { defaultDb, intIn } from './options';
-import { openReadOnly } from '../query/db';
 import { KEY_BYS, type KeySources } from '../query/keys';
 import { LABELS_ENV, readLabels } from '../query/labels';
 import { ASN_ENV, readAsn } from '../query/asn';
-import { checkSide, SIDES, type Side } from '../query/local';
-import { resolveWindow } from '../query/plan';
+import { SIDES, type Side } from '../query/local';
 import { parseNamePattern } from '../query/names';
 import * as path from 'node:path';
 
@@ -150,17 +148,7 @@ filterOptions(
     const filters = filtersOf(opts);
     const keys = keySources(cmd, opts);
     // Plan the window and start reading half of it on a worker before DuckDB loads here.
-    const family = opts.by === 'flow' || filters.proto !== undefined || filters.port !== undefined ? 'flow' : 'ip';
-    const planning = openReadOnly(dbOf(cmd));
-    let prefetched;
-    try {
-      // Refused before a worker starts reading the window.
-      const resolved = resolveWindow(planning, window);
-      checkSide(planning, opts.side as Side | undefined, resolved.fromMs, resolved.toMs, tzOf(opts));
-      prefetched = lazy.prefetch().readAhead(planning, dbOf(cmd), family, window, filters, keys.labels);
-    } finally {
-      planning.close();
-    }
+    const prefetched = lazy.prefetch().readAheadTop(dbOf(cmd), { by: opts.by, window, filters, labels: keys.labels, side: opts.side as Side | undefined, tz: tzOf(opts) });
     const { top } = lazy.top();
     print(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched, keys, side: opts.side as Side | undefined }));
   });

@@ -18,6 +18,7 @@ import { counted, toJson, type Answer } from '../output';
 import { checkFileOut, discard, publish, stagingPath, writeFailed } from '../out';
 import { series } from './series';
 import { top, PROTO, type TopBy } from './top';
+import { readAheadTop } from '../prefetch';
 import { barHeight, barSvg, timeSvg, type Part } from '../chart/svg';
 import { TcError } from '../../errors';
 
@@ -158,7 +159,8 @@ function barLabel(r: Row, o: ChartOptions): string {
 }
 
 async function topChart(o: ChartOptions) {
-  const a = await top({ db: o.db, by: o.by, window: o.window, limit: o.limit, format: 'json', filters: o.filters, tz: o.tz, keys: o.keys, side: o.side });
+  const prefetched = readAheadTop(o.db, { by: o.by, window: o.window, filters: o.filters, labels: o.keys.labels, side: o.side, tz: o.tz });
+  const a = await top({ db: o.db, by: o.by, window: o.window, limit: o.limit, format: 'json', filters: o.filters, tz: o.tz, prefetched, keys: o.keys, side: o.side });
   const rows = JSON.parse(a.out) as Row[];
   if (rows.length === 0) throw nothing(`no ${o.by === 'flow' ? 'flows' : 'traffic'}${Object.values(o.filters).some((v) => v !== undefined) ? ' matching the filters' : ''}`, a, o.tz);
   const window = a.window!;
