@@ -245,6 +245,8 @@ test('errors: --out, its extension and folder, step, window, no data; nothing wr
   refused(['--since', '2001-01-01', '--until', '2001-01-02', '--out', out], 'ERR_TC_NO_DATA', /nothing to draw: no intervals in this window .*the file covers 1970-01-01T00:00:00Z to 1970-01-01T00:10:05Z; try --all/);
   refused(['--all', '--ip', '192.0.2.99', '--out', out], 'ERR_TC_NO_DATA', /nothing to draw: 192\.0\.2\.99 has no traffic in 1970-01-01T00:00:00Z to 1970-01-01T00:10:05Z \(110 intervals/);
   refused(['--all', '--what', 'top', '--ip', '192.0.2.99', '--out', out], 'ERR_TC_NO_DATA', /nothing to draw: no traffic matching the filters/);
+  // 605 s at 1 s steps: 605 steps, more than the 224 pixels of a 320 px wide plot.
+  refused(['--all', '--step', '1s', '--width', '320', '--out', out], 'ERR_TC_USAGE', /--step 1s over .* makes 605 steps, more than the 224 pixels across the plot of a 320 px wide chart: use --step 30s \(21 steps\), give --width 701 or more, or leave --step out/);
   refused(['--all', '--what', 'top', '--step', '1m', '--out', out], 'ERR_TC_USAGE', /--step is an option of --what series \(this is --what top\)/);
   refused(['--all', '--by', 'flow', '--out', out], 'ERR_TC_USAGE', /--by is an option of --what top \(this is --what series\)/);
   refused(['--all', '--height', '200', '--ip', IP, '--title', 'x', '--out', out, '--width', '320'], 'ERR_TC_USAGE', /no room for the plot/);
@@ -264,4 +266,32 @@ test('text mode: one line on stderr naming the file, its size and what it shows'
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, '');
   assert.match(r.stderr, new RegExp(`^tc-query: wrote ${out.replace(/[.]/g, '\\.')} \\(SVG 800x400; series rx, tx, step 30s; 1970-01-01T00:00:00Z to 1970-01-01T00:10:05Z; 110 intervals`));
+});
+
+test('--what top --by label: a bar per label of the file, the addresses without one as one bar', () => {
+  const labels = path.join(dir, 'labels.txt');
+  writeFileSync(labels, '10.0.2.0/24 lan\n104.0.0.0/8 far away\n');
+  const out = path.join(dir, 'labels.svg');
+  const doc = queryJson<ChartDoc>(['--db', db, '--labels', labels, 'chart', '--all', '--what', 'top', '--by', 'label', '--out', out]);
+  const rows = queryJson<Row[]>(['--db', db, '--labels', labels, 'top', '--all', '--by', 'label']);
+  assert.deepEqual(doc.series, ['tx', 'rx']);
+  const bars = withClass(parseSvg(out), 'g', 'bar');
+  assert.deepEqual(
+    bars.map((b) => b.getAttribute('data-label')),
+    rows.map((r) => r.label ?? '(no label)'),
+  );
+  assert.ok(bars.some((b) => b.getAttribute('data-label') === 'far away'));
+  assert.deepEqual(bars.map((b) => Number(b.getAttribute('data-bytes'))), rows.map((r) => r.bytes));
+});
+
+test('--tz: the axis, subtitle and caption in that zone, steps on its calendar; the JSON in UTC', () => {
+  const out = path.join(dir, 'tz.svg');
+  const doc = chart(['--all', '--step', '1m', '--tz', '+05:30', '--out', out]);
+  assert.deepEqual(doc.window, { since: '1970-01-01T00:00:00Z', until: '1970-01-01T00:10:05Z' });
+  const svg = parseSvg(out);
+  assert.match(textOf(withClass(svg, 'text', 'subtitle')[0]), /^1970-01-01T05:30:00\+05:30 to 1970-01-01T05:40:05\+05:30/);
+  const ticks = all(withClass(svg, 'g', 'x-axis')[0], 'text').map(textOf);
+  assert.equal(ticks[0], '01-01 05:30');
+  assert.ok(ticks.slice(1).every((t) => /^05:[34]\d$/.test(t)), ticks.join(' '));
+  assert.match(all(withClass(svg, 'text', 'caption')[0], 'tspan').map(textOf).join(' '), /1970-01-01T05:30:00\+05:30 to 1970-01-01T05:40:05\+05:30/);
 });

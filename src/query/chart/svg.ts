@@ -150,12 +150,18 @@ export function timeTickFormat(ticks: Date[]): (d: Date) => string {
   };
 }
 
+/** Room left of a time plot (the y labels) and right of it (the last x label's half). */
+const PLOT_LEFT = 64;
+const PLOT_RIGHT = 32;
+/** Pixels across the plot of a time chart `width` wide. */
+export const plotWidth = (width: number) => width - PLOT_LEFT - PLOT_RIGHT;
+
 /** A time series chart: bytes/s of each part per step, stacked. */
 export async function timeSvg(c: TimeChart): Promise<string> {
   const { scale, shape } = await loadD3();
   const captionLines = captionOf(c, c.width);
-  const left = 64;
-  const right = c.width - 32;
+  const left = PLOT_LEFT;
+  const right = c.width - PLOT_RIGHT;
   const top = 62;
   const plotBottom = c.height - footRoom(c.parts.length, captionLines.length) - 22;
   if (plotBottom - top < 40) throw new TcError(`a ${c.width}x${c.height} chart has no room for the plot below its title and above its legend and caption; give a larger --height`, 'ERR_TC_USAGE');

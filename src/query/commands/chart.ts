@@ -16,10 +16,10 @@ import { completenessLine, type Coverage } from '../coverage';
 import { formatTime } from '../time';
 import { counted, toJson, type Answer } from '../output';
 import { checkFileOut, discard, publish, stagingPath, writeFailed } from '../out';
-import { series } from './series';
+import { series, stepBounds } from './series';
 import { top, PROTO, type TopBy } from './top';
 import { readAheadTop } from '../prefetch';
-import { barHeight, barSvg, timeSvg, type Part } from '../chart/svg';
+import { barHeight, barSvg, plotWidth, timeSvg, type Part } from '../chart/svg';
 import { TcError } from '../../errors';
 
 export const CHART_WHATS = ['series', 'top'] as const;
@@ -32,8 +32,8 @@ export type ChartType = (typeof CHART_TYPES)[number];
 /** Size of a chart unless --width / --height say otherwise (a bar chart's height: what its bars need). */
 export const CHART_WIDTH = 800;
 export const SERIES_HEIGHT = 400;
-/** Steps a chart aims at without --step: about one per two pixels of an 800 px plot. */
-const AUTO_STEPS = 400;
+/** Pixels of the plot a step gets at least without --step: wide enough to see. */
+const AUTO_STEP_PX = 2;
 
 export interface ChartOptions {
   db: string;
@@ -46,7 +46,7 @@ export interface ChartOptions {
   window: Window;
   filters: Filters;
   tz?: string;
-  /** --what series: the step (undefined: the first of SERIES_STEPS giving at most AUTO_STEPS steps). */
+  /** --what series: the step (undefined: the first of SERIES_STEPS whose steps are AUTO_STEP_PX wide or more). */
   stepMs?: number;
   labels?: LabelTable;
   /** --what top: top's own options. */
@@ -96,23 +96,36 @@ function nothing(what: string, a: Answer, tz?: string): TcError {
   return new TcError(`nothing to draw: ${why}`, 'ERR_TC_NO_DATA');
 }
 
-/** The step of a chart without --step: the first offered step that keeps it within AUTO_STEPS. */
-function autoStep(db: string, w: Window): number {
-  const sqlite = openReadOnly(db);
+/**
+ * The step of a series chart: --step, refused when its steps would be narrower than a pixel of
+ * the plot (drawn there they blend into a band that shows neither the peaks nor the mean); without
+ * it the first offered step whose steps are AUTO_STEP_PX wide, else the coarsest.
+ */
+function chartStep(o: ChartOptions): number {
+  const sqlite = openReadOnly(o.db);
   let window: Window;
   try {
-    window = resolveWindow(sqlite, w);
+    window = resolveWindow(sqlite, o.window);
   } finally {
     sqlite.close();
   }
-  const span = window.toMs - window.fromMs;
-  return SERIES_STEPS.map(parseStep).find((s) => span / s <= AUTO_STEPS) ?? parseStep(SERIES_STEPS[SERIES_STEPS.length - 1]);
+  const px = plotWidth(o.width);
+  const steps = (stepMs: number) => Math.max(stepBounds(window, stepMs, o.tz).length - 1, 0);
+  const offered = SERIES_STEPS.map(parseStep);
+  if (o.stepMs === undefined) return offered.find((s) => steps(s) * AUTO_STEP_PX <= px) ?? offered[offered.length - 1];
+  const n = steps(o.stepMs);
+  if (n <= px) return o.stepMs;
+  const fits = offered.find((s) => s > o.stepMs! && steps(s) <= px);
+  throw new TcError(
+    `--step ${stepText(o.stepMs)} over ${range(window, o.tz)} makes ${counted(n, 'step')}, more than the ${px} pixels across the plot of a ${o.width} px wide chart: ${fits ? `use --step ${stepText(fits)} (${counted(steps(fits), 'step')}), ` : ''}give --width ${n + (o.width - px)} or more, or leave --step out`,
+    'ERR_TC_USAGE',
+  );
 }
 
 type Row = Record<string, number | string | null>;
 
 async function seriesChart(o: ChartOptions) {
-  const stepMs = o.stepMs ?? autoStep(o.db, o.window);
+  const stepMs = chartStep(o);
   const a = await series({ db: o.db, window: o.window, stepMs, format: 'json', filters: o.filters, tz: o.tz, labels: o.labels });
   const rows = JSON.parse(a.out) as Row[];
   if (rows.length === 0) throw nothing('no intervals', a, o.tz);
