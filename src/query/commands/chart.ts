@@ -90,9 +90,13 @@ function subject(f: Filters): string {
 
 const range = (w: Window, tz?: string) => `${formatTime(w.fromMs, tz)} to ${formatTime(w.toMs, tz)}`;
 
-/** No data to draw: the notes of the answer (an empty window says what the file covers) or what the filter matched. */
-function nothing(what: string, a: Answer, tz?: string): TcError {
-  const why = a.notes.length > 0 ? a.notes.join('; ') : `${what} in ${range(a.window!, tz)} (${completenessLine(a.coverage!, tz)})`;
+/**
+ * No data to draw. `empty`: the window holds no intervals, and the answer's notes say what the
+ * file covers; else `what` found nothing in the window, said with its completeness line (and the
+ * notes, time counted as 0 ...).
+ */
+function nothing(what: string, a: Answer, tz: string | undefined, empty: boolean): TcError {
+  const why = empty && a.notes.length > 0 ? a.notes.join('; ') : [`${what} in ${range(a.window!, tz)} (${completenessLine(a.coverage!, tz)})`, ...a.notes].join('; ');
   return new TcError(`nothing to draw: ${why}`, 'ERR_TC_NO_DATA');
 }
 
@@ -128,8 +132,8 @@ async function seriesChart(o: ChartOptions) {
   const stepMs = chartStep(o);
   const a = await series({ db: o.db, window: o.window, stepMs, format: 'json', filters: o.filters, tz: o.tz, labels: o.labels });
   const rows = JSON.parse(a.out) as Row[];
-  if (rows.length === 0) throw nothing('no intervals', a, o.tz);
-  if (!rows.some((r) => Number(r.bytes) > 0)) throw nothing(`${subject(o.filters)} has no traffic`, a, o.tz);
+  if (rows.length === 0) throw nothing('no intervals', a, o.tz, true);
+  if (!rows.some((r) => Number(r.bytes) > 0)) throw nothing(`${subject(o.filters)} has no traffic`, a, o.tz, false);
   const window = a.window!;
   // tx and rx when the series is of some addresses (their sum is the bytes); else the total.
   const split = 'tx_bytes' in rows[0];
@@ -175,7 +179,7 @@ async function topChart(o: ChartOptions) {
   const prefetched = readAheadTop(o.db, { by: o.by, window: o.window, filters: o.filters, labels: o.keys.labels, side: o.side, tz: o.tz });
   const a = await top({ db: o.db, by: o.by, window: o.window, limit: o.limit, format: 'json', filters: o.filters, tz: o.tz, prefetched, keys: o.keys, side: o.side });
   const rows = JSON.parse(a.out) as Row[];
-  if (rows.length === 0) throw nothing(`no ${o.by === 'flow' ? 'flows' : 'traffic'}${Object.values(o.filters).some((v) => v !== undefined) ? ' matching the filters' : ''}`, a, o.tz);
+  if (rows.length === 0) throw nothing(`no ${o.by === 'flow' ? 'flows' : 'traffic'}${Object.values(o.filters).some((v) => v !== undefined) ? ' matching the filters' : ''}`, a, o.tz, a.coverage!.intervals === 0);
   const window = a.window!;
   const split = 'tx_bytes' in rows[0];
   const parts: Part[] = split
