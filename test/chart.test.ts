@@ -245,8 +245,8 @@ test('errors: --out, its extension and folder, step, window, no data; nothing wr
   refused(['--since', '2001-01-01', '--until', '2001-01-02', '--out', out], 'ERR_TC_NO_DATA', /nothing to draw: no intervals in this window .*the file covers 1970-01-01T00:00:00Z to 1970-01-01T00:10:05Z; try --all/);
   refused(['--all', '--ip', '192.0.2.99', '--out', out], 'ERR_TC_NO_DATA', /nothing to draw: 192\.0\.2\.99 has no traffic in 1970-01-01T00:00:00Z to 1970-01-01T00:10:05Z \(110 intervals/);
   refused(['--all', '--what', 'top', '--ip', '192.0.2.99', '--out', out], 'ERR_TC_NO_DATA', /nothing to draw: no traffic matching the filters/);
-  // 605 s at 1 s steps: 605 steps, more than the 224 pixels of a 320 px wide plot.
-  refused(['--all', '--step', '1s', '--width', '320', '--out', out], 'ERR_TC_USAGE', /--step 1s over .* makes 605 steps, more than the 224 pixels across the plot of a 320 px wide chart: use --step 30s \(21 steps\), give --width 701 or more, or leave --step out/);
+  // 605 s at 1 s steps: 605 steps, more than the 216 pixels of a 320 px wide plot.
+  refused(['--all', '--step', '1s', '--width', '320', '--out', out], 'ERR_TC_USAGE', /--step 1s over .* makes 605 steps, more than the 216 pixels across the plot of a 320 px wide chart: use --step 30s \(21 steps\), give --width 709 or more, or leave --step out/);
   refused(['--all', '--what', 'top', '--step', '1m', '--out', out], 'ERR_TC_USAGE', /--step is an option of --what series \(this is --what top\)/);
   refused(['--all', '--by', 'flow', '--out', out], 'ERR_TC_USAGE', /--by is an option of --what top \(this is --what series\)/);
   refused(['--all', '--height', '200', '--ip', IP, '--title', 'x', '--out', out, '--width', '320'], 'ERR_TC_USAGE', /no room for the plot/);

@@ -152,7 +152,7 @@ export function timeTickFormat(ticks: Date[]): (d: Date) => string {
 
 /** Room left of a time plot (the y labels) and right of it (the last x label's half). */
 const PLOT_LEFT = 64;
-const PLOT_RIGHT = 32;
+const PLOT_RIGHT = 40;
 /** Pixels across the plot of a time chart `width` wide. */
 export const plotWidth = (width: number) => width - PLOT_LEFT - PLOT_RIGHT;
 
