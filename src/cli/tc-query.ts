@@ -9,6 +9,7 @@ import type * as AdhocMod from '../query/commands/adhoc';
 import type * as PrefetchMod from '../query/prefetch';
 import type * as CopyMod from '../query/commands/copy';
 import type * as NamesMod from '../query/commands/names';
+import type * as ChartMod from '../query/commands/chart';
 
 // Command modules load on use: DuckDB's native module alone is slow to load.
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -20,6 +21,7 @@ const lazy = {
   prefetch: () => require('../query/prefetch') as typeof PrefetchMod,
   copy: () => require('../query/commands/copy') as typeof CopyMod,
   names: () => require('../query/commands/names') as typeof NamesMod,
+  chart: () => require('../query/commands/chart') as typeof ChartMod,
 };
 import { makeWindow, parseStep, SERIES_STEPS } from '../query/window';
 import { counted, renderError, type Answer, type Format } from '../query/output';
@@ -27,12 +29,10 @@ import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../que
 import { checkTz, formatTime } from '../query/time';
 import { bytes } from '../units';
 import { defaultDb, intIn } from './options';
-import { openReadOnly } from '../query/db';
 import { KEY_BYS, type KeySources } from '../query/keys';
 import { LABELS_ENV, readLabels } from '../query/labels';
 import { ASN_ENV, readAsn } from '../query/asn';
-import { checkSide, SIDES, type Side } from '../query/local';
-import { resolveWindow } from '../query/plan';
+import { SIDES, type Side } from '../query/local';
 import { parseNamePattern } from '../query/names';
 import * as path from 'node:path';
 
@@ -117,40 +117,38 @@ function print(a: Answer): void {
 }
 const tzOf = (opts: { tz?: string; utc?: boolean }) => (opts.utc ? undefined : opts.tz);
 
+const TOP_BY_HELP = "top talkers: --by ip (tx + rx), src (as sender), dst (as receiver), flow, or the tx + rx of each label, AS, network or name (read from DNS answers and TLS server names); largest bytes first. Address rows show the name seen last up to the window's end, flow rows the names of both ends";
+const TOP_SIDE_HELP = "only the addresses of this side: local (in this host's networks, as the recorder stored them) or remote (its peers); --by flow: flows sent from that side";
+const topByOption = () => new Option('--by <what>', 'group by').choices(['ip', 'src', 'dst', 'flow', ...KEY_BYS]).default('ip');
+
+/** A prefix is read by --by net only: given with another grouping it would be ignored silently. */
+function checkPrefixes(opts: { by: string }, cmd: Command): void {
+  for (const [key, flag] of [['v4Prefix', '--v4-prefix'], ['v6Prefix', '--v6-prefix']] as const) {
+    if (opts.by !== 'net' && cmd.getOptionValueSource(key) === 'cli') throw new InvalidArgumentError(`${flag} groups addresses into networks for --by net only (this is --by ${opts.by}); add --by net, or leave ${flag} out`);
+  }
+}
+
 filterOptions(
   common(
     program
       .command('top')
-      .description('top talkers: --by ip (tx + rx), src (as sender), dst (as receiver), flow, or the tx + rx of each label, AS, network or name (read from DNS answers and TLS server names); largest bytes first. Address rows show the name seen last up to the window\'s end, flow rows the names of both ends')
-      .addOption(new Option('--by <what>', 'group by').choices(['ip', 'src', 'dst', 'flow', ...KEY_BYS]).default('ip')),
+      .description(TOP_BY_HELP)
+      .addOption(topByOption()),
     '1h',
   ),
 )
   .option('--limit <n>', 'rows to show (0 = every row)', intIn(0, 1e9), 20)
   .option('--v4-prefix <n>', '--by net: IPv4 prefix length', intIn(0, 32), 24)
   .option('--v6-prefix <n>', '--by net: IPv6 prefix length', intIn(0, 128), 64)
-  .addOption(sideOption('only the addresses of this side: local (in this host\'s networks, as the recorder stored them) or remote (its peers); --by flow: flows sent from that side'))
+  .addOption(sideOption(TOP_SIDE_HELP))
   .action(async (opts, cmd: Command) => {
     format = opts.format;
-    // A prefix is read by --by net only: given with another grouping it would be ignored silently.
-    for (const [key, flag] of [['v4Prefix', '--v4-prefix'], ['v6Prefix', '--v6-prefix']] as const) {
-      if (opts.by !== 'net' && cmd.getOptionValueSource(key) === 'cli') throw new InvalidArgumentError(`${flag} groups addresses into networks for --by net only (this is --by ${opts.by}); add --by net, or leave ${flag} out`);
-    }
+    checkPrefixes(opts, cmd);
     const window = makeWindow(opts);
     const filters = filtersOf(opts);
     const keys = keySources(cmd, opts);
     // Plan the window and start reading half of it on a worker before DuckDB loads here.
-    const family = opts.by === 'flow' || filters.proto !== undefined || filters.port !== undefined ? 'flow' : 'ip';
-    const planning = openReadOnly(dbOf(cmd));
-    let prefetched;
-    try {
-      // Refused before a worker starts reading the window.
-      const resolved = resolveWindow(planning, window);
-      checkSide(planning, opts.side as Side | undefined, resolved.fromMs, resolved.toMs, tzOf(opts));
-      prefetched = lazy.prefetch().readAhead(planning, dbOf(cmd), family, window, filters, keys.labels);
-    } finally {
-      planning.close();
-    }
+    const prefetched = lazy.prefetch().readAheadTop(dbOf(cmd), { by: opts.by, window, filters, labels: keys.labels, side: opts.side as Side | undefined, tz: tzOf(opts) });
     const { top } = lazy.top();
     print(await top({ db: dbOf(cmd), by: opts.by as TopBy, window, limit: opts.limit, format: opts.format, filters, tz: tzOf(opts), prefetched, keys, side: opts.side as Side | undefined }));
   });
@@ -232,6 +230,52 @@ common(
   // The label file is read only for a statement that may read the labels table.
   const labels = /\blabels\b/i.test(query) ? keySources(cmd, opts).labels : undefined;
   process.stdout.write(await adhocSql({ db: dbOf(cmd), window, sql: query, format: opts.format, labels }));
+});
+
+/** Options of `chart` that only one --what reads: given with the other they would be ignored silently. */
+const CHART_ONLY: Record<'series' | 'top', [string, string][]> = {
+  series: [['step', '--step']],
+  top: [['by', '--by'], ['limit', '--limit'], ['v4Prefix', '--v4-prefix'], ['v6Prefix', '--v6-prefix'], ['side', '--side'], ['proto', '--proto'], ['port', '--port']],
+};
+
+filterOptions(
+  program
+    .command('chart')
+    .description('draw the answer of series (bytes/s; tx and rx of --ip, --cidr or --label) or, with --what top, of top (a bar per row) into an SVG or PNG file, with axes, units and the completeness line as its caption; the numbers are those of `series`/`top --format json`')
+    .addOption(new Option('--what <chart>', 'series: bytes/s per step; top: the top talkers as bars (top\'s options)').choices(['series', 'top']).default('series'))
+    .requiredOption('--out <file>', 'the chart: FILE.svg or FILE.png (the extension says which)')
+    .option('--force', 'replace an existing --out file', false)
+    .option('--since <time>', 'start: a duration before now (30s, 15m, 1h, 7d), an ISO-8601 time or epoch seconds (default 1h)')
+    .option('--until <time>', 'end: same forms as --since (default now)')
+    .option('--all', 'the whole file', false)
+    .option('--utc', 'show times in UTC (the default)')
+    .option('--tz <zone>', 'show times in this time zone; with --what series, steps follow its calendar', tzParser)
+    .addOption(new Option('--format <fmt>', 'what to print about the file written: a line on stderr (text), or one JSON document on stdout').choices(['text', 'json']).default('text'))
+    .option('--width <px>', 'width in pixels', intIn(320, 8000), 800)
+    .option('--height <px>', 'height in pixels (default: 400 for series, for top what its bars need)', intIn(200, 8000))
+    .option('--title <text>', 'the title (default: what is drawn)')
+    .option('--step <d>', `--what series: step (${SERIES_STEPS.join(', ')} or any whole number of seconds; default: the first of them whose steps are 2 px wide; refused when its steps would be narrower than a pixel)`, parseStep)
+    .addOption(topByOption().default('ip', 'ip; --what top'))
+    .option('--limit <n>', '--what top: bars to draw', intIn(1, 1000), 20)
+    .option('--v4-prefix <n>', '--what top --by net: IPv4 prefix length', intIn(0, 32), 24)
+    .option('--v6-prefix <n>', '--what top --by net: IPv6 prefix length', intIn(0, 128), 64)
+    .addOption(sideOption(`--what top: ${TOP_SIDE_HELP}`)),
+).action(async (opts, cmd: Command) => {
+  format = opts.format === 'json' ? 'json' : 'table';
+  const what = opts.what as 'series' | 'top';
+  const other = what === 'series' ? 'top' : 'series';
+  for (const [key, flag] of CHART_ONLY[other]) {
+    if (cmd.getOptionValueSource(key) === 'cli') throw new InvalidArgumentError(`${flag} is an option of --what ${other} (this is --what ${what}); add --what ${other}, or leave ${flag} out`);
+  }
+  checkPrefixes(opts, cmd);
+  const window = makeWindow(opts);
+  const filters = filtersOf(opts);
+  const keys = keySources(cmd, opts);
+  const { chart, chartJson, chartText } = lazy.chart();
+  const { result: r, caption } = await chart({ db: dbOf(cmd), what, out: opts.out, force: opts.force, width: opts.width, height: opts.height, title: opts.title, window, filters, tz: tzOf(opts), stepMs: opts.step, labels: keys.labels, by: opts.by as TopBy, limit: opts.limit, keys, side: opts.side as Side | undefined });
+  for (const n of r.notes) process.stderr.write(`tc-query: ${n}\n`);
+  if (opts.format === 'json') process.stdout.write(chartJson(r));
+  else process.stderr.write(`tc-query: ${chartText(r, caption, tzOf(opts))}\n`);
 });
 
 program

@@ -1,5 +1,8 @@
 /** Output of tc-query: table (human units), json (exactly one document), csv (exact integers). */
 
+import type { Coverage } from './coverage';
+import type { Window } from './window';
+
 export type Format = 'table' | 'json' | 'csv';
 
 export interface ColumnSpec {
@@ -64,10 +67,16 @@ export function renderError(format: Format, message: string, code: string, hint 
   return { err: `tc-query: error: ${message}${hint}\n` };
 }
 
-/** An answer: the document for stdout, and notes for stderr that explain it (an empty window, ...). */
+/**
+ * An answer: the document for stdout, and notes for stderr that explain it (an empty window, ...);
+ * with the window read (--all: the recorded span) and how complete it is, for what draws or
+ * serves the same document (chart's caption).
+ */
 export interface Answer {
   out: string;
   notes: string[];
+  window?: Window;
+  coverage?: Coverage;
 }
 
 /** "1 interval", "2 intervals" (with thousands separators): the recorder's words too. */

@@ -11,6 +11,8 @@ import type { Window } from './window';
 import { matchingIds, whereFor, type AddressMatch, type Filters } from './filters';
 import type { LabelTable } from './labels';
 import { BUCKET_MS, planWindow, readSegments, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
+import { openReadOnly } from './db';
+import { checkSide, type Side } from './local';
 import { TcError } from '../errors';
 
 export interface ReadRequest {
@@ -89,4 +91,21 @@ export function readAhead(sqlite: Database.Database, file: string, family: Famil
   });
   rows.catch(() => undefined);
   return { window, match, family, where, params, mine, theirs: rows };
+}
+
+/**
+ * The read-ahead of a `top` answer from its options (`tc-query top`, `chart --what top`): the
+ * family its grouping and filters read, the window planned and refused (--side needs local
+ * networks) before a worker starts reading it.
+ */
+export function readAheadTop(file: string, o: { by: string; window: Window; filters: Filters; labels?: LabelTable; side?: Side; tz?: string }): ReadAhead {
+  const family: Family = o.by === 'flow' || o.filters.proto !== undefined || o.filters.port !== undefined ? 'flow' : 'ip';
+  const planning = openReadOnly(file);
+  try {
+    const resolved = resolveWindow(planning, o.window);
+    checkSide(planning, o.side, resolved.fromMs, resolved.toMs, o.tz);
+    return readAhead(planning, file, family, o.window, o.filters, o.labels);
+  } finally {
+    planning.close();
+  }
 }
