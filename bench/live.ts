@@ -10,9 +10,10 @@
  * veth hands a frame to the peer on the sending CPU, so the receiving softirq (the packet
  * socket's filter and ring copy, the wake-ups, the IP stack) runs on CPU 0, which trafgen keeps
  * saturated. The cost a consumer puts on that CPU is therefore 1/rate(with it) - 1/rate(without
- * any consumer); its total cost per packet adds its own CPU time per packet offered. CPU 0's
- * softirq time from /proc/stat is shown beside it as a cross-check (tick-sampled without
- * CONFIG_IRQ_TIME_ACCOUNTING, and softirq run by ksoftirqd is counted there as well).
+ * any consumer); its total cost per packet adds its own CPU time per packet offered. Other work
+ * on a shared machine also takes time from CPU 0 and moves that rate, so the same total is also
+ * given by CPU time: the generator CPU's time per packet (trafgen's, which includes the softirq
+ * run in its context, and ksoftirqd's) against the baseline's, plus the consumer's.
  *
  * Before the timed runs, one check per source set: 7 x N frames captured by tcpdump into a file
  * must hold exactly N source addresses, 7 source ports and 7 x N (address, port) pairs, each
@@ -22,7 +23,7 @@
  *   [--consumers tcpdump,ring,ring-flows,kernel,kernel-flows] [--max-keys 1000000] [--no-check]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { A, arg, argList, B, cpuNs, MAC_B, median, setupNetns, sh, teardownNetns } from './common';
@@ -86,10 +87,26 @@ function txPackets(): number {
   return Number(sh('ip', ['netns', 'exec', A, 'cat', '/sys/class/net/veth-a/statistics/tx_packets']).trim());
 }
 
-/** CPU 0's softirq time so far, in ns (/proc/stat, USER_HZ 100). */
-function softirqNs(cpu: number): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `))!;
-  return Number(line.trim().split(/\s+/)[7]) * (1e9 / 100);
+/** The CPU's softirq thread, which runs what softirq the sending task leaves over. */
+function ksoftirqd(cpu: number): number {
+  for (const pid of readdirSync('/proc')) {
+    if (/^\d+$/.test(pid) && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === `ksoftirqd/${cpu}`) return Number(pid);
+  }
+  throw new Error(`no ksoftirqd/${cpu} in /proc`);
+}
+const KSOFTIRQD = ksoftirqd(GENERATOR_CPU);
+
+/** bash's `times`, children line ("0m1.230s 0m4.560s"), in ns. */
+function childTimesNs(line: string): number {
+  return line
+    .trim()
+    .split(/\s+/)
+    .map((t) => {
+      const m = t.match(/^(\d+)m([\d.]+)s$/);
+      if (!m) throw new Error(`unexpected output of bash times: ${line}`);
+      return (Number(m[1]) * 60 + Number(m[2])) * 1e9;
+    })
+    .reduce((a, b) => a + b, 0);
 }
 
 interface Sent {
@@ -97,17 +114,24 @@ interface Sent {
   offered: number;
   /** trafgen's own rate: its frames over its send loop's time. */
   pps: number;
-  softirqNsPerPkt: number;
+  /**
+   * The generator CPU's time per frame: trafgen's (its sendmsg runs the receiving softirq in its
+   * context, which this kernel's tick accounting charges to it) and ksoftirqd's. Unlike 1/pps it
+   * leaves out what other work on the machine takes from that CPU.
+   */
+  cpuNsPerPkt: number;
 }
 
 /** Runs trafgen pinned to the generator CPU, for SECONDS or for `count` frames `gapUs` apart. */
 async function generate(conf: string, opts: { count?: number; gapUs?: number } = {}): Promise<Sent> {
   const tx0 = txPackets();
-  const s0 = softirqNs(GENERATOR_CPU);
-  const extra = opts.count ? ['--num', String(opts.count), '--gap', `${opts.gapUs ?? 0}us`] : [];
-  const cmd = ['netns', 'exec', A, ...(opts.count ? [] : ['timeout', '-s', 'INT', String(SECONDS)])];
-  // --cpus 1: one sender; --no-sock-mem (its -A is not accepted by 0.6.8): the namespace's socket-memory sysctls are read-only.
-  const child = spawn('ip', [...cmd, 'taskset', '-c', String(GENERATOR_CPU), 'trafgen', '--dev', 'veth-a', '--conf', conf, '--cpus', '1', '--no-sock-mem', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const k0 = cpuNs(KSOFTIRQD);
+  const limit = opts.count ? `--num ${opts.count} --gap ${opts.gapUs ?? 0}us` : '';
+  // --cpus 1: one sender; --no-sock-mem (its -A is not accepted by 0.6.8): the namespace's
+  // socket-memory sysctls are read-only. bash's `times` gives the CPU of trafgen and its worker.
+  const script =
+    `${opts.count ? '' : `timeout -s INT ${SECONDS} `}taskset -c ${GENERATOR_CPU} trafgen --dev veth-a --conf ${conf} --cpus 1 --no-sock-mem ${limit} 2>&1; times`;
+  const child = spawn('ip', ['netns', 'exec', A, 'bash', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -116,7 +140,9 @@ async function generate(conf: string, opts: { count?: number; gapUs?: number } =
   if (!m) throw new Error(`trafgen gave no statistics: ${out}`);
   const offered = txPackets() - tx0;
   const secs = Number(m[1]) + Number(m[2]) / 1e6;
-  return { offered, pps: Number(m[3]) / secs, softirqNsPerPkt: (softirqNs(GENERATOR_CPU) - s0) / offered };
+  const lines = out.trim().split('\n');
+  const cpu = childTimesNs(lines[lines.length - 1]) + cpuNs(KSOFTIRQD) - k0;
+  return { offered, pps: Number(m[3]) / secs, cpuNsPerPkt: cpu / offered };
 }
 
 /** Resolves with the stderr so far once `re` matches it, or with an Error (the child's exit). */
@@ -267,23 +293,26 @@ async function benchSources(sources: number): Promise<void> {
     }
   }
   const basePps = baseline.map((b) => b.pps);
-  process.stdout.write(`no consumer: ${fmt(basePps.map((p) => p / 1e3), (x) => `${x.toFixed(0)} kpps`)} offered; CPU ${GENERATOR_CPU} softirq ${fmt(baseline.map((b) => b.softirqNsPerPkt), ns)} a packet\n\n`);
-  // A run's total cost: the extra time a packet takes on the generator's saturated CPU against
-  // that run's baseline, plus the consumer's own CPU.
-  const total = (s: Sample, run: number) => 1e9 / s.sent.pps - 1e9 / basePps[run] + s.cpuNsPerPkt;
-  const totals = new Map([...samples].map(([name, xs]) => [name, xs.map((s, run) => total(s, run))]));
-  const tcp = samples.get('tcpdump');
+  process.stdout.write(
+    `no consumer: ${fmt(basePps.map((p) => p / 1e3), (x) => `${x.toFixed(0)} kpps`)} offered; generator CPU ${fmt(baseline.map((b) => b.cpuNsPerPkt), ns)} a packet (trafgen + ksoftirqd/${GENERATOR_CPU})\n\n`,
+  );
+  // A run's total cost: what a packet costs the generator's saturated CPU beyond that run's
+  // baseline, plus the consumer's own CPU; by rate as the issue defines it, and by CPU time.
+  const byRate = (s: Sample, run: number) => 1e9 / s.sent.pps - 1e9 / basePps[run] + s.cpuNsPerPkt;
+  const byCpu = (s: Sample, run: number) => s.sent.cpuNsPerPkt - baseline[run].cpuNsPerPkt + s.cpuNsPerPkt;
+  const tcp = samples.get('tcpdump') ?? [];
   const ratio = (name: string, f: (s: Sample, run: number) => number) => {
-    const xs = samples.get(name)!;
-    if (!tcp || tcp.length === 0 || name === 'tcpdump') return '';
-    return `${median(xs.map((s, run) => f(s, run) / f(tcp[run], run))).toFixed(2)}x`;
+    if (tcp.length === 0 || name === 'tcpdump') return '-';
+    return `${median(samples.get(name)!.map((s, run) => f(s, run) / f(tcp[run], run))).toFixed(2)}x`;
   };
-  process.stdout.write('| consumer | offered (kpps) | kernel drops | counted (IPv4) | consumer CPU/packet | total cost/packet | CPU 0 softirq/packet | CPU vs tcpdump | total vs tcpdump | peak RSS, lost intervals |\n');
-  process.stdout.write('|---|---|---|---|---|---|---|---|---|---|\n');
+  process.stdout.write(
+    '| consumer | offered, packets (median kpps) | kernel drops | counted (IPv4) | consumer CPU/packet | total/packet, by rate | total/packet, by CPU time | vs tcpdump: CPU, total by rate, by CPU time | peak RSS; lost intervals |\n',
+  );
+  process.stdout.write('|---|---|---|---|---|---|---|---|---|\n');
   for (const c of CONSUMERS) {
     const r = refused.get(c.name);
     if (r !== undefined) {
-      process.stdout.write(`| ${c.label} | refused: ${r} |||||||||\n`);
+      process.stdout.write(`| ${c.label} | refused: ${r} ||||||||\n`);
       continue;
     }
     const xs = samples.get(c.name)!;
@@ -293,11 +322,10 @@ async function benchSources(sources: number): Promise<void> {
       xs.map((s) => s.drops).join(', '),
       c.record ? xs.map((s) => s.counted).join(', ') : '-',
       fmt(xs.map((s) => s.cpuNsPerPkt), ns),
-      fmt(totals.get(c.name)!, ns),
-      fmt(xs.map((s) => s.sent.softirqNsPerPkt), ns),
-      ratio(c.name, (s) => s.cpuNsPerPkt),
-      ratio(c.name, total),
-      c.record ? `${(median(xs.map((s) => s.hwm!)) / 2 ** 20).toFixed(0)} MiB, ${xs.map((s) => s.lost).join(', ')}` : '-',
+      fmt(xs.map(byRate), ns),
+      fmt(xs.map(byCpu), ns),
+      [ratio(c.name, (s) => s.cpuNsPerPkt), ratio(c.name, byRate), ratio(c.name, byCpu)].join(', '),
+      c.record ? `${(median(xs.map((s) => s.hwm!)) / 2 ** 20).toFixed(0)} MiB; ${xs.map((s) => s.lost).join(', ')}` : '-',
     ];
     process.stdout.write(`| ${cells.join(' | ')} |\n`);
   }
