@@ -47,8 +47,8 @@ export function argList(name: string, fallback: string): string[] {
   return (i > 0 ? process.argv[i + 1] : fallback).split(',').filter((s) => s !== '');
 }
 
-/** utime + stime of a process and all its threads, in ns (USER_HZ 100). */
-export function cpuNs(pid: number): number {
+/** utime + stime of a process and all its threads (or of one: `pid/task/tid`), in ns (USER_HZ 100). */
+export function cpuNs(pid: number | string): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(rest[11]) + Number(rest[12])) * (1e9 / 100);

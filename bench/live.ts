@@ -171,6 +171,8 @@ interface Sample {
   /** IPv4 packets the consumer counted (recorder only). */
   counted?: number;
   cpuNsPerPkt: number;
+  /** The part of it in the capture engine's threads (tc-worker-N, tc-merger; recorder only). */
+  engineNsPerPkt?: number;
   /** The mode the start line states ("ring", "kernel"). */
   mode?: string;
   hwm?: number;
@@ -192,9 +194,11 @@ async function runConsumer(c: Consumer, conf: string): Promise<Outcome> {
   }
   await sleep(500);
   const c0 = cpuNs(child.pid!);
+  const e0 = engineCpuNs(child.pid!);
   const sent = await generate(conf);
   await sleep(c.record ? RECORDER_SETTLE_MS : 1000);
   const c1 = cpuNs(child.pid!);
+  const engineNsPerPkt = (engineCpuNs(child.pid!) - e0) / sent.offered;
   const hwm = Number(readFileSync(`/proc/${child.pid}/status`, 'utf8').match(/VmHWM:\s+(\d+) kB/)![1]) * 1024;
   child.kill('SIGINT');
   await exited(child);
@@ -209,7 +213,20 @@ async function runConsumer(c: Consumer, conf: string): Promise<Outcome> {
   const lost = d.prepare("select count(*) from events where kind = 'lost-interval'").pluck().get() as number;
   d.close();
   const mode = s.log().match(/counted in the (\w+)/)?.[1] ?? '?';
-  return { sent, drops: r.drops, counted: r.v4, cpuNsPerPkt, mode, hwm, lost };
+  return { sent, drops: r.drops, counted: r.v4, cpuNsPerPkt, engineNsPerPkt, mode, hwm, lost };
+}
+
+/** CPU of the capture engine's own threads (tc-worker-N, tc-merger), in ns; 0 for tcpdump. */
+function engineCpuNs(pid: number): number {
+  let n = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').startsWith('tc-')) n += cpuNs(`${pid}/task/${tid}`);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return n;
 }
 
 /** 7 x N frames through tcpdump into a file: the source set and the checksums are what the benchmark says. */
@@ -321,7 +338,7 @@ async function benchSources(sources: number): Promise<void> {
       `${xs.map((s) => s.sent.offered).join(', ')} (${(median(xs.map((s) => s.sent.pps)) / 1e3).toFixed(0)})`,
       xs.map((s) => s.drops).join(', '),
       c.record ? xs.map((s) => s.counted).join(', ') : '-',
-      fmt(xs.map((s) => s.cpuNsPerPkt), ns),
+      fmt(xs.map((s) => s.cpuNsPerPkt), ns) + (c.record ? `; capture threads ${fmt(xs.map((s) => s.engineNsPerPkt!), ns)}` : ''),
       fmt(xs.map(byRate), ns),
       fmt(xs.map(byCpu), ns),
       [ratio(c.name, (s) => s.cpuNsPerPkt), ratio(c.name, byRate), ratio(c.name, byCpu)].join(', '),
