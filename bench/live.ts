@@ -42,8 +42,9 @@ const FIRST_PORT = 1024;
 const FIRST_SOURCE = 0x0b000000; // 11.0.0.0 on: spoofed, never a real neighbour
 const GENERATOR_CPU = 0;
 const CONSUMER_CPU = 1;
-/** After the traffic, a recorder gets one interval (5 s by default) and a margin to write it. */
-const RECORDER_SETTLE_MS = 7000;
+const INTERVAL_SECS = 5;
+/** After the traffic, a recorder gets one interval and a margin to write it. */
+const RECORDER_SETTLE_MS = INTERVAL_SECS * 1000 + 2000;
 
 interface Consumer {
   name: string;
@@ -184,7 +185,7 @@ async function runConsumer(c: Consumer, conf: string): Promise<Outcome> {
   const db = path.join(OUT, 'live.db');
   for (const e of ['', '-wal', '-shm']) rmSync(db + e, { force: true });
   const argv = c.record
-    ? [process.execPath, RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--workers', '1', '--max-keys', String(MAX_KEYS), '--max-db-size', '0', ...c.record]
+    ? [process.execPath, RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--workers', '1', '--interval-secs', String(INTERVAL_SECS), '--max-keys', String(MAX_KEYS), '--max-db-size', '0', ...c.record]
     : ['tcpdump', '-i', 'veth-b', '-w', '/dev/null', '-s', '128', '-n'];
   // `ip netns exec` and taskset exec, so the child's pid is the consumer's.
   const child = spawn('ip', ['netns', 'exec', B, 'taskset', '-c', String(CONSUMER_CPU), ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
