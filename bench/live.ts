@@ -7,8 +7,10 @@
  * A consumer the recorder refuses (live `--count-in kernel` before it exists) is reported as
  * "refused: <message>".
  *
- * veth hands a frame to the peer on the sending CPU, so the receiving softirq (the packet
- * socket's filter and ring copy, the wake-ups, the IP stack) runs on CPU 0, which trafgen keeps
+ * veth hands a frame to the peer on the sending CPU (veth_xmit() in drivers/net/veth.c calls
+ * __netif_rx(), which queues it to this CPU's backlog without RPS, netif_rx_internal() in
+ * net/core/dev.c), so the receiving softirq (the packet socket's filter and ring copy, the
+ * wake-ups, the IP stack) runs on CPU 0, which trafgen keeps
  * saturated. The cost a consumer puts on that CPU is therefore 1/rate(with it) - 1/rate(without
  * any consumer); its total cost per packet adds its own CPU time per packet offered. Other work
  * on a shared machine also takes time from CPU 0 and moves that rate, so the same total is also
@@ -25,6 +27,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { A, arg, argList, B, cpuNs, MAC_B, median, setupNetns, sh, teardownNetns } from './common';
 
@@ -97,6 +100,35 @@ function ksoftirqd(cpu: number): number {
 }
 const KSOFTIRQD = ksoftirqd(GENERATOR_CPU);
 
+/**
+ * Whether the kernel keeps irq time out of tasks' CPU (CONFIG_IRQ_TIME_ACCOUNTING): then
+ * update_rq_clock_task() (kernel/sched/core.c) subtracts it from the task's clock, so the
+ * softirq run in trafgen's context is not in its CPU time and is read from /proc/stat instead
+ * (which then holds all of it but ksoftirqd's, irqtime_account_irq() in kernel/sched/cputime.c).
+ * Without it, a task's CPU time includes the softirq it ran.
+ */
+function irqTimeAccounting(): boolean {
+  const release = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  let config: string;
+  try {
+    config = gunzipSync(readFileSync('/proc/config.gz')).toString();
+  } catch {
+    try {
+      config = readFileSync(`/boot/config-${release}`, 'utf8');
+    } catch {
+      throw new Error(`neither /proc/config.gz nor /boot/config-${release} is readable: the benchmark needs the kernel's CONFIG_IRQ_TIME_ACCOUNTING to split the generator CPU's time (modprobe configs, or install the kernel's config file)`);
+    }
+  }
+  return /^CONFIG_IRQ_TIME_ACCOUNTING=y$/m.test(config);
+}
+const IRQ_TIME = irqTimeAccounting();
+
+/** The CPU's softirq time from /proc/stat, in ns (USER_HZ 100). */
+function softirqNs(cpu: number): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `))!;
+  return Number(line.trim().split(/\s+/)[7]) * (1e9 / 100);
+}
+
 /** bash's `times`, children line ("0m1.230s 0m4.560s"), in ns. */
 function childTimesNs(line: string): number {
   return line
@@ -116,9 +148,9 @@ interface Sent {
   /** trafgen's own rate: its frames over its send loop's time. */
   pps: number;
   /**
-   * The generator CPU's time per frame: trafgen's (its sendmsg runs the receiving softirq in its
-   * context, which this kernel's tick accounting charges to it) and ksoftirqd's. Unlike 1/pps it
-   * leaves out what other work on the machine takes from that CPU.
+   * The generator CPU's time per frame: trafgen's, ksoftirqd's and the softirq run in trafgen's
+   * context (see irqTimeAccounting). Unlike 1/pps it leaves out what other work on the machine
+   * takes from that CPU.
    */
   cpuNsPerPkt: number;
 }
@@ -127,6 +159,7 @@ interface Sent {
 async function generate(conf: string, opts: { count?: number; gapUs?: number } = {}): Promise<Sent> {
   const tx0 = txPackets();
   const k0 = cpuNs(KSOFTIRQD);
+  const s0 = IRQ_TIME ? softirqNs(GENERATOR_CPU) : 0;
   const limit = opts.count ? `--num ${opts.count} --gap ${opts.gapUs ?? 0}us` : '';
   // --cpus 1: one sender; --no-sock-mem (its -A is not accepted by 0.6.8): the namespace's
   // socket-memory sysctls are read-only. bash's `times` gives the CPU of trafgen and its worker.
@@ -142,7 +175,8 @@ async function generate(conf: string, opts: { count?: number; gapUs?: number } =
   const offered = txPackets() - tx0;
   const secs = Number(m[1]) + Number(m[2]) / 1e6;
   const lines = out.trim().split('\n');
-  const cpu = childTimesNs(lines[lines.length - 1]) + cpuNs(KSOFTIRQD) - k0;
+  const softirq = IRQ_TIME ? softirqNs(GENERATOR_CPU) - s0 : 0;
+  const cpu = childTimesNs(lines[lines.length - 1]) + cpuNs(KSOFTIRQD) - k0 + softirq;
   return { offered, pps: Number(m[3]) / secs, cpuNsPerPkt: cpu / offered };
 }
 
@@ -312,7 +346,7 @@ async function benchSources(sources: number): Promise<void> {
   }
   const basePps = baseline.map((b) => b.pps);
   process.stdout.write(
-    `no consumer: ${fmt(basePps.map((p) => p / 1e3), (x) => `${x.toFixed(0)} kpps`)} offered; generator CPU ${fmt(baseline.map((b) => b.cpuNsPerPkt), ns)} a packet (trafgen + ksoftirqd/${GENERATOR_CPU})\n\n`,
+    `no consumer: ${fmt(basePps.map((p) => p / 1e3), (x) => `${x.toFixed(0)} kpps`)} offered; generator CPU ${fmt(baseline.map((b) => b.cpuNsPerPkt), ns)} a packet (trafgen + ksoftirqd/${GENERATOR_CPU}${IRQ_TIME ? ` + CPU ${GENERATOR_CPU}'s softirq` : ''})\n\n`,
   );
   // A run's total cost: what a packet costs the generator's saturated CPU beyond that run's
   // baseline, plus the consumer's own CPU; by rate as the issue defines it, and by CPU time.
@@ -353,7 +387,7 @@ async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   setupNetns();
   try {
-    process.stdout.write(`# bench:live: trafgen --cpus 1 on CPU ${GENERATOR_CPU}, consumer on CPU ${CONSUMER_CPU}, recorder --workers 1 --max-keys ${MAX_KEYS} --max-db-size 0; load before: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}\n`);
+    process.stdout.write(`# bench:live: trafgen --cpus 1 on CPU ${GENERATOR_CPU}, consumer on CPU ${CONSUMER_CPU}, recorder --workers 1 --max-keys ${MAX_KEYS} --max-db-size 0; softirq time ${IRQ_TIME ? 'apart from tasks (CONFIG_IRQ_TIME_ACCOUNTING): added from /proc/stat' : "in the tasks' CPU time"}; load before: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}\n`);
     for (const sources of SOURCE_SETS) await benchSources(sources);
   } finally {
     teardownNetns();
