@@ -22,7 +22,8 @@
  * frame 60 bytes with a valid IPv4 header checksum and a valid UDP checksum.
  *
  * Usage (root): node dist/bench/live.js [--seconds 10] [--runs 3] [--sources 1000,100000]
- *   [--consumers tcpdump,ring,ring-flows,kernel,kernel-flows] [--max-keys 1000000] [--no-check]
+ *   [--consumers tcpdump,ring,ring-flows,kernel,kernel-flows (the default; also ring-no-ebpf)]
+ *   [--max-keys 1000000] [--no-check]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,8 +63,11 @@ const ALL_CONSUMERS: Consumer[] = [
   { name: 'ring-flows', label: 'record --count-in ring --flows', record: ['--count-in', 'ring', '--flows'] },
   { name: 'kernel', label: 'record --count-in kernel', record: ['--count-in', 'kernel'] },
   { name: 'kernel-flows', label: 'record --count-in kernel --flows', record: ['--count-in', 'kernel', '--flows'] },
+  // Only on request: what the eBPF socket filter adds to ring mode.
+  { name: 'ring-no-ebpf', label: 'record --count-in ring --no-ebpf', record: ['--count-in', 'ring', '--no-ebpf'] },
 ];
-const CONSUMERS = argList('consumers', ALL_CONSUMERS.map((c) => c.name).join(',')).map((n) => {
+const DEFAULT_CONSUMERS = 'tcpdump,ring,ring-flows,kernel,kernel-flows';
+const CONSUMERS = argList('consumers', DEFAULT_CONSUMERS).map((n) => {
   const c = ALL_CONSUMERS.find((x) => x.name === n);
   if (!c) throw new Error(`--consumers: unknown consumer ${n}; choose from ${ALL_CONSUMERS.map((x) => x.name).join(', ')}`);
   return c;
