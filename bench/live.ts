@@ -189,7 +189,10 @@ function started(child: ChildProcess, re: RegExp): Promise<{ log: () => string; 
   return new Promise((res, rej) => {
     let buf = '';
     const log = () => buf;
-    const t = setTimeout(() => rej(new Error(`timeout waiting for ${re}: ${buf}`)), 30_000);
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      rej(new Error(`no ${re} from the consumer within 30 s (killed it): ${buf}`));
+    }, 30_000);
     child.stderr!.on('data', (d: Buffer) => {
       buf += d.toString();
       if (re.test(buf)) {
