@@ -1,5 +1,6 @@
 /** Helpers shared by the benchmarks. */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** `--name N` from the command line, or `fallback`. */
 export function arg(name: string, fallback: number): number {
@@ -38,4 +39,17 @@ export function setupNetns(): void {
 
 export function teardownNetns(): void {
   for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
+}
+
+/** `--name a,b,c` from the command line, or `fallback`, split at commas. */
+export function argList(name: string, fallback: string): string[] {
+  const i = process.argv.indexOf(`--${name}`);
+  return (i > 0 ? process.argv[i + 1] : fallback).split(',').filter((s) => s !== '');
+}
+
+/** utime + stime of a process and all its threads (or of one: `pid/task/tid`), in ns (USER_HZ 100). */
+export function cpuNs(pid: number | string): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) * (1e9 / 100);
 }
