@@ -233,7 +233,22 @@ impl Ring {
                 return Err(RingError::Sys { call: "poll", source: e });
             }
         }
+        if r > 0 && p.revents & libc::POLLERR != 0 {
+            self.take_error();
+        }
         Ok(())
+    }
+
+    /// Reads and so clears the socket's pending error. The kernel sets ENETDOWN when the
+    /// interface is down at bind or goes down later (packet_do_bind, packet_notifier in
+    /// net/packet/af_packet.c), and poll reports POLLERR until it is read: left unread, every
+    /// wait would return at once and the worker would spin while the interface is down. The
+    /// socket stays bound and receives again once the interface is up.
+    fn take_error(&self) -> i32 {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        unsafe { libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, &mut err as *mut libc::c_int as *mut libc::c_void, &mut len) };
+        err
     }
 
     fn block(&self, i: usize) -> *mut u8 {
@@ -342,6 +357,26 @@ mod tests {
             assert_eq!(at(std::ptr::addr_of!((*bh1).num_pkts)), 12);
             assert_eq!(at(std::ptr::addr_of!((*bh1).offset_to_first_pkt)), 16);
         }
+    }
+
+    #[test]
+    fn a_wait_on_a_down_interface_blocks_instead_of_returning_at_once() {
+        if !crate::testing::privileged("a_wait_on_a_down_interface_blocks_instead_of_returning_at_once", "AF_PACKET, unshare(CLONE_NEWNET)") {
+            return;
+        }
+        std::thread::spawn(|| {
+            // A new namespace's loopback is down: binding to it leaves ENETDOWN pending.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare: {}", std::io::Error::last_os_error());
+            let cfg = RingConfig { block_size: 1 << 16, block_count: 2, frame_size: DEFAULT_FRAME_SIZE };
+            let r = Ring::open(&cfg).unwrap();
+            r.bind(ifindex("lo").unwrap()).unwrap();
+            r.wait(10).unwrap();
+            assert_eq!(r.take_error(), 0, "the wait read the pending error");
+            let mut p = libc::pollfd { fd: r.fd.as_raw_fd(), events: libc::POLLIN | libc::POLLERR, revents: 0 };
+            assert_eq!(unsafe { libc::poll(&mut p, 1, 0) }, 0, "nothing left for poll to report: revents {:#x}", p.revents);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
