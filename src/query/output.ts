@@ -1,4 +1,5 @@
 /** Output of tc-query: table (human units), json (exactly one document), csv (exact integers). */
+import type { Completeness } from './coverage';
 
 export type Format = 'table' | 'json' | 'csv';
 
@@ -68,6 +69,8 @@ export function renderError(format: Format, message: string, code: string, hint 
 export interface Answer {
   out: string;
   notes: string[];
+  /** How complete the window's answer is (sent by `tc-query serve` in a header; the table shows its line). */
+  completeness?: Completeness;
 }
 
 /** "1 interval", "2 intervals" (with thousands separators): the recorder's words too. */

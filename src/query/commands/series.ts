@@ -10,7 +10,7 @@ import { collectColumns, missingDetail, planWindow, resolveWindow, seriesSql } f
 import { idsBetween, matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
 import { checkSide, LocalSet, networksOf, partialNote, type LocalNetworkRow, type Side } from '../local';
 import type { LabelTable } from '../labels';
-import { coverage, completenessLine, emptyWindowNote, missingDetailNote } from '../coverage';
+import { coverage, completenessLine, completenessOf, emptyWindowNote, missingDetailNote } from '../coverage';
 import type Database from 'better-sqlite3';
 import { formatTime, localSteps } from '../time';
 import { bitRate, bytes, si } from '../../units';
@@ -163,13 +163,14 @@ export async function series(o: SeriesOptions): Promise<Answer> {
         ? undefined
         : missingDetailNote(missingDetail(sqlite, 'ip', planWindow(sqlite, 'ip', window, { stepMs: alignMs })), 'detail at this step', 'use a coarser --step there (1d keeps every day)', o.tz);
       const partial = o.side && !empty ? partialNote(sqlite, window.fromMs, window.toMs) : undefined;
-      return { bounds, ids, cov, read, known, notes: [missing, partial].filter((n): n is string => n !== undefined) };
+      return { bounds, ids, cov, window, read, known, notes: [missing, partial].filter((n): n is string => n !== undefined) };
     });
     duck = opened.duck;
-    const { bounds, ids, cov, read, known, notes } = opened.result;
+    const { bounds, ids, cov, window, read, known, notes } = opened.result;
+    const completeness = completenessOf(cov, window);
     const perAddress = ids !== undefined;
     const side = o.side !== undefined;
-    if ('empty' in read) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress, side).join(',')}\n` : '', notes: [read.empty] };
+    if ('empty' in read) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress, side).join(',')}\n` : '', notes: [read.empty], completeness };
     const big = (name: string) => ({ name, sqlType: 'BIGINT', type: BIGINT });
     await duck.loadColumns(TIME_SUMS, TIME_SUMS_COLUMNS.map(big), [read.sums]);
     const starts = BigInt64Array.from(bounds.slice(0, -1), BigInt);
@@ -189,10 +190,10 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       if (side) Object.assign(row, known[i] ? { in_bytes: r.in_bytes, out_bytes: r.out_bytes } : { in_bytes: null, out_bytes: null });
       return row;
     });
-    if (o.format !== 'table') return { out: render(o.format, seriesKeys(perAddress, side).map((key) => ({ key })), out), notes };
+    if (o.format !== 'table') return { out: render(o.format, seriesKeys(perAddress, side).map((key) => ({ key })), out), notes, completeness };
     const footer = completenessLine(cov, o.tz);
     // Nothing to chart: the completeness line says what the window holds.
-    if (!result.some((r) => Number(r.packets) > 0)) return { out: `${footer}\n`, notes };
+    if (!result.some((r) => Number(r.packets) > 0)) return { out: `${footer}\n`, notes, completeness };
     const max = out.reduce((m, r) => (Number(r.bytes) > m ? Number(r.bytes) : m), 0);
     result.forEach((r, i) => {
       const n = max > 0 ? Math.round((Number(out[i].bytes) / max) * BAR_WIDTH) : 0;
@@ -214,7 +215,7 @@ export async function series(o: SeriesOptions): Promise<Answer> {
       { key: 'chart', align: 'left', header: '' },
     ];
     for (const r of out) r.rate = bitRate(r.bytes as bigint, r.secs as number);
-    return { out: render('table', cols, out, footer), notes };
+    return { out: render('table', cols, out, footer), notes, completeness };
   } finally {
     duck?.close();
     sqlite.close();

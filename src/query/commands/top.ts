@@ -9,7 +9,7 @@ import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
 import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, NAME_KEY, rowAddresses, rowKeys, type AddressRow, type KeyBy, type KeyContext, type KeySources } from '../keys';
 import { nameAt, sightingsOf } from '../names';
 import type { LabelTable } from '../labels';
-import { coverage, completenessLine, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
+import { coverage, completenessLine, completenessOf, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
 import type { ReadAhead } from '../prefetch';
 import { checkSide, localSetOf, partialNote, type LocalSet, type Side } from '../local';
 import { bitRate, bytes, si } from '../../units';
@@ -186,6 +186,7 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
       }
     }
     const cov = coverage(sqlite, window);
+    const completeness = completenessOf(cov, window);
     const empty = emptyWindowNote(sqlite, cov, window, o.tz);
     const noFlows = o.by === 'flow' || l4 ? flowsNote(cov) : undefined;
     const family: Family = o.by === 'flow' || l4 ? 'flow' : 'ip';
@@ -193,7 +194,7 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const partial = o.side && !empty ? partialNote(sqlite, window.fromMs, window.toMs) : undefined;
     const notes = [empty, noFlows, missing, partial].filter((n): n is string => n !== undefined);
     // No table where there is nothing to show: the notes say why.
-    if (o.format === 'table' && (empty || (noFlows && cov.flow_intervals === 0))) return { out: '', notes };
+    if (o.format === 'table' && (empty || (noFlows && cov.flow_intervals === 0))) return { out: '', notes, completeness };
     // Average rates over the time the recorded intervals cover.
     const secs = cov.covered_ms / 1000;
     const rates: ColumnSpec[] = [
@@ -203,7 +204,7 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const base = key ? [...key.fields, ...IP_COLS.slice(1)] : o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS;
     // json and csv: the new fields after the existing ones; a table shows them beside the address
     // (the name first), a flow's names beside its two addresses.
-    if (o.format !== 'table') return { out: render(o.format, [...base, ...extra], rows), notes };
+    if (o.format !== 'table') return { out: render(o.format, [...base, ...extra], rows), notes, completeness };
     const shownExtra = extra.filter((c) => !c.dataOnly);
     const beside = [...shownExtra.filter((c) => c.key === NAME_KEY.fields[0].key), ...shownExtra.filter((c) => c.key !== NAME_KEY.fields[0].key)];
     const cols =
@@ -214,10 +215,10 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
     const total = rows.length > 0 ? Number(rows[0].total_rows) : 0;
     const noun: [string, string] = key ? key.noun : o.by === 'flow' ? ['flow', 'flows'] : ['address', 'addresses'];
     if (total > rows.length) footer.unshift(`${rows.length} of ${counted(total, ...noun)} (--limit 0 for all)`);
-    if (rows.length === 0) return { out: `${footer.join('\n')}\n`, notes };
+    if (rows.length === 0) return { out: `${footer.join('\n')}\n`, notes, completeness };
     // The row of addresses without a key is named in the table (null in json and csv).
     const shown = key ? rows.map((r) => (key.fields.every((f) => r[f.key] === null) ? { ...r, [key.fields[0].key]: key.none } : r)) : rows;
-    return { out: render('table', cols, shown, footer.join('\n')), notes };
+    return { out: render('table', cols, shown, footer.join('\n')), notes, completeness };
   }
 }
 
