@@ -185,6 +185,8 @@ export interface Completeness {
   line: string;
   window: { from: string; to: string };
   intervals: number;
+  /** Seconds the recorded intervals (and coarser totals) cover: what average rates are over. */
+  covered_seconds: number;
   first: string | null;
   last: string | null;
   gaps: number;
@@ -205,6 +207,7 @@ export function completenessOf(c: Coverage, w: Window): Completeness {
     line: completenessLine(c),
     window: { from: formatTime(w.fromMs), to: formatTime(w.toMs) },
     intervals: c.intervals,
+    covered_seconds: c.covered_ms / 1000,
     first: t(c.first),
     last: t(c.last),
     gaps: c.gaps,
