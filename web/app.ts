@@ -42,6 +42,7 @@ const STEPS = [5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400];
 const MAX_POINTS = 400;
 const STACKED = 5;
 const COLORS = ['#2563eb', '#16a34a', '#f59e0b', '#dc2626', '#9333ea'];
+const LINE_COLORS = ['#111', '#db2777'];
 const TOKEN_KEY = 'tc-query-token';
 
 function readState(): State {
@@ -189,13 +190,14 @@ function drawChart(el: HTMLElement, xs: number[], lines: { label: string; values
     tzDate: state.utc ? (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC') : undefined,
     scales: { x: { time: true } },
     axes: [{}, { values: (_u, vals) => vals.map((v) => rate(v)), size: 80 }],
+    // The lines after the areas: drawn over them.
     series: [
       {},
-      ...lines.map((l, i) => ({ label: l.label, stroke: i === 0 ? '#111' : COLORS[(i + 2) % COLORS.length], width: 1.5, value: (_u: uPlot, v: number | null) => rate(v) })),
       ...order.map((i) => ({ label: stacked[i].label, stroke: COLORS[i], fill: `${COLORS[i]}cc`, width: 1, value: own(i) })),
+      ...lines.map((l, i) => ({ label: l.label, stroke: LINE_COLORS[i % LINE_COLORS.length], width: 1.5, value: (_u: uPlot, v: number | null) => rate(v) })),
     ],
   };
-  const data: uPlot.AlignedData = [xs, ...lines.map((l) => l.values), ...order.map((i) => sums[i])];
+  const data: uPlot.AlignedData = [xs, ...order.map((i) => sums[i]), ...lines.map((l) => l.values)];
   const u = new uPlot(opts, data, el);
   charts.set(el.id, u);
   el.dataset.series = String(lines.length + stacked.length);
@@ -274,6 +276,10 @@ async function load(): Promise<void> {
     $('completeness').textContent = c ? c.line.replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, (t) => showTime(t)) : '';
     $('window').textContent = c ? `window ${showTime(c.window.from)} to ${showTime(c.window.to)}` : '';
     renderStatus(status.body);
+    if (c) {
+      ($('from') as HTMLInputElement).value = inputValue(c.window.from);
+      ($('to') as HTMLInputElement).value = inputValue(c.window.to);
+    }
     const step = stepFor(c, intervalSecs);
     const [total, stacked] = await Promise.all([api<SeriesRow[]>('series', { ...windowParams(), step: `${step}s` }), stackedSeries(state.by, top.body, step)]);
     if (mine !== generation) return;
@@ -335,6 +341,13 @@ async function openingWindow(): Promise<void> {
   const note = $('note');
   note.hidden = false;
   note.textContent = `This file holds no data of the last hour: showing its recorded range, ${showTime(s.first)} to ${showTime(s.last)}.`;
+}
+
+/** An ISO-8601 time as a datetime-local value, in the browser's zone or UTC. */
+function inputValue(iso: string): string {
+  const d = new Date(iso);
+  const shifted = state.utc ? d : new Date(d.getTime() - d.getTimezoneOffset() * 60_000);
+  return shifted.toISOString().slice(0, 19);
 }
 
 /** A datetime-local value in the browser's zone, or UTC with the toggle on, as ISO-8601 UTC. */
