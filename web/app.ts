@@ -258,6 +258,16 @@ async function stackedSeries(by: By, top: Row[], step: number): Promise<{ label:
   return replies.map((r, i) => ({ label: keys[i].label, values: perSecond(r.body, 'bytes') }));
 }
 
+/** True while the page decides which window to open on: the default window's answer is not final yet. */
+let deciding = false;
+
+/** Tells that load `n`'s table and chart are drawn (the tests and bench/serve.ts wait for it). */
+function markReady(n: number): void {
+  if (deciding || document.body.dataset.ready === String(n)) return;
+  document.body.dataset.ready = String(n);
+  performance.mark('tc-ready');
+}
+
 /** Loads the window's answers and draws them; a later load supersedes one still running. */
 async function load(): Promise<void> {
   const mine = ++generation;
@@ -285,14 +295,16 @@ async function load(): Promise<void> {
     if (mine !== generation) return;
     const xs = total.body.map((r) => Date.parse(r.start) / 1000);
     drawChart($('chart'), xs, [{ label: 'total', values: perSecond(total.body, 'bytes') }], stacked);
-    document.body.dataset.ready = String(mine);
+    document.body.dataset.drawn = String(mine);
+    markReady(mine);
     if (state.ip) await loadDetail();
     // A live file (a live session still recording) and a window up to now: again after one interval.
     if (live.length > 0 && state.until === undefined) refreshTimer = setTimeout(() => void load(), Math.max(live[live.length - 1].interval_ms, 1000));
   } catch (err) {
     if (mine === generation) {
       showError(err);
-      document.body.dataset.ready = String(mine);
+      document.body.dataset.drawn = String(mine);
+      markReady(mine);
     }
   }
 }
@@ -317,7 +329,7 @@ async function loadDetail(): Promise<void> {
     if (state.ip !== ip) return;
     const xs = series.body.map((r) => Date.parse(r.start) / 1000);
     drawChart($('detail-chart'), xs, [{ label: `${ip} tx`, values: perSecond(series.body, 'tx_bytes') }, { label: `${ip} rx`, values: perSecond(series.body, 'rx_bytes') }], []);
-    renderTable($('detail-flows') as HTMLTableElement, topColumns('flow', c?.covered_seconds ?? 0).filter((col) => !col.tableOnly), flows.body);
+    renderTable($('detail-flows') as HTMLTableElement, topColumns('flow', c?.covered_seconds ?? 0), flows.body);
     const timeCol = (key: string): ColumnSpec => ({ key, align: 'left', human: (v) => showTime(v as string) });
     renderTable($('detail-names') as HTMLTableElement, [nameCol('name'), nameCol('source'), timeCol('first'), timeCol('last')], names.body);
     $('detail').dataset.ready = ip;
@@ -330,17 +342,17 @@ async function loadDetail(): Promise<void> {
  * A file whose data lies outside the default window (a replayed capture, a copy taken off a box
  * long ago) opens on its recorded range, and says so.
  */
-async function openingWindow(): Promise<void> {
-  if (state.since !== undefined || state.until !== undefined) return;
-  const s = (await api<Row>('status', {})).body;
-  if (typeof s.last !== 'string' || typeof s.first !== 'string') return;
-  if (Date.parse(s.last) > Date.now() - 3_600_000) return;
+async function openingWindow(whole: Promise<Reply<Row>>): Promise<boolean> {
+  const s = (await whole).body;
+  if (typeof s.last !== 'string' || typeof s.first !== 'string') return false;
+  if (Date.parse(s.last) > Date.now() - 3_600_000) return false;
   state.since = s.first;
   state.until = s.last;
   writeState(true);
   const note = $('note');
   note.hidden = false;
   note.textContent = `This file holds no data of the last hour: showing its recorded range, ${showTime(s.first)} to ${showTime(s.last)}.`;
+  return true;
 }
 
 /** An ISO-8601 time as a datetime-local value, in the browser's zone or UTC. */
@@ -403,15 +415,27 @@ function wire(): void {
   });
 }
 
+/**
+ * Without a window in the URL the default window loads at once, while the file's range is
+ * asked for; a file without data in it then loads its recorded range instead.
+ */
 async function start(): Promise<void> {
+  if (state.since !== undefined || state.until !== undefined) return load();
+  const whole = api<Row>('status', {});
+  deciding = true;
+  const first = load();
+  let moved = false;
   try {
-    await openingWindow();
+    moved = await openingWindow(whole);
   } catch (err) {
     showError(err);
-    document.body.dataset.ready = 'error';
-    return;
+  } finally {
+    deciding = false;
   }
-  await load();
+  if (moved) return load();
+  await first;
+  // Drawn while the window was being decided: it is the answer.
+  if (generation === 1 && document.body.dataset.drawn === '1') markReady(1);
 }
 
 wire();
