@@ -19,6 +19,8 @@ interface State {
   until?: string;
   by: By;
   ip?: string;
+  /** The chart's step (the API's `step`); chosen per window when absent. */
+  step?: string;
   utc: boolean;
 }
 
@@ -53,6 +55,7 @@ function readState(): State {
     until: p.get('until') ?? undefined,
     by: by && BYS.includes(by) ? by : 'ip',
     ip: p.get('ip') ?? undefined,
+    step: p.get('step') ?? undefined,
     utc: p.get('utc') === '1' || p.get('utc') === 'true',
   };
 }
@@ -66,6 +69,7 @@ function writeState(replace = false): void {
   if (state.until) p.set('until', state.until);
   if (state.by !== 'ip') p.set('by', state.by);
   if (state.ip) p.set('ip', state.ip);
+  if (state.step) p.set('step', state.step);
   if (state.utc) p.set('utc', '1');
   const q = p.toString();
   const url = `${location.pathname}${q ? `?${q}` : ''}`;
@@ -154,10 +158,35 @@ function renderTable(table: HTMLTableElement, cols: ColumnSpec[], rows: Row[]): 
   }
 }
 
-/** The step of the chart for a window: the finest of STEPS at or above the interval, under MAX_POINTS. */
-function stepFor(c: Completeness | undefined, intervalSecs: number): number {
-  const secs = c ? (Date.parse(c.window.to) - Date.parse(c.window.from)) / 1000 : 3600;
-  return STEPS.find((s) => s >= intervalSecs && secs / s <= MAX_POINTS) ?? STEPS[STEPS.length - 1];
+/**
+ * The step of the chart for a window (as the API takes it), unless the URL names one: a short window at
+ * the finest of STEPS at or above the interval (under MAX_POINTS), a longer one at the length of
+ * the rollup level it is read from (a minute up to 3 h, an hour up to 3 d, a day beyond), as
+ * a step finer than its level would read the level below: up to 60 times the rows.
+ */
+function stepFor(secs: number, intervalSecs: number): string {
+  if (state.step) return state.step;
+  if (secs <= 15 * 60) return `${STEPS.find((s) => s >= intervalSecs && secs / s <= MAX_POINTS) ?? 60}s`;
+  return secs <= 3 * 3600 ? '1m' : secs <= 3 * 86400 ? '1h' : '1d';
+}
+
+const UNIT_SECS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
+
+/** A time of the API's forms (a duration before now, ISO-8601, epoch seconds) in ms; undefined for another form. */
+function timeOf(v: string, now: number): number | undefined {
+  const d = /^(\d+(?:\.\d+)?)\s*([smhdw])$/.exec(v.trim());
+  if (d) return now - Number(d[1]) * UNIT_SECS[d[2]] * 1000;
+  if (/^\d+(\.\d+)?$/.test(v.trim())) return Number(v) * 1000;
+  const t = Date.parse(/T[^Z+-]*$/.test(v) ? `${v}Z` : v);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+/** The window's length in seconds as the page can tell it before an answer (the chart's step needs it), else an hour. */
+function windowSecs(): number {
+  const now = Date.now();
+  const from = timeOf(state.since ?? DEFAULT_SINCE, now);
+  const to = state.until ? timeOf(state.until, now) : now;
+  return from !== undefined && to !== undefined && to > from ? (to - from) / 1000 : 3600;
 }
 
 interface SeriesRow {
@@ -218,6 +247,7 @@ function setPressed(): void {
   for (const b of document.querySelectorAll<HTMLButtonElement>('#windows button[data-since]')) b.setAttribute('aria-pressed', String(b.dataset.since === relative));
   for (const b of document.querySelectorAll<HTMLButtonElement>('#bys button')) b.setAttribute('aria-pressed', String(b.dataset.by === state.by));
   ($('utc') as HTMLInputElement).checked = state.utc;
+  ($('step') as HTMLSelectElement).value = state.step ?? '';
 }
 
 /** Status facts of the window: what limits how far its numbers can be trusted. */
@@ -246,7 +276,7 @@ function renderStatus(s: Row): void {
 }
 
 /** The series of the top keys: addresses (by ip, name, flow) or labels (by label). */
-async function stackedSeries(by: By, top: Row[], step: number): Promise<{ label: string; values: number[] }[]> {
+async function stackedSeries(by: By, top: Row[], step: string): Promise<{ label: string; values: number[] }[]> {
   let keys: { param: 'ip' | 'label'; value: string; label: string }[];
   if (by === 'label') keys = top.filter((r) => typeof r.label === 'string').map((r) => ({ param: 'label', value: r.label as string, label: r.label as string }));
   else {
@@ -254,7 +284,7 @@ async function stackedSeries(by: By, top: Row[], step: number): Promise<{ label:
     keys = rows.filter((r) => typeof r.ip === 'string' && /^[0-9a-f.:]+$/i.test(r.ip as string)).map((r) => ({ param: 'ip', value: r.ip as string, label: r.name ? `${r.ip} (${r.name})` : (r.ip as string) }));
   }
   keys = keys.slice(0, STACKED);
-  const replies = await Promise.all(keys.map((k) => api<SeriesRow[]>('series', { ...windowParams(), step: `${step}s`, [k.param]: k.value })));
+  const replies = await Promise.all(keys.map((k) => api<SeriesRow[]>('series', { ...windowParams(), step, [k.param]: k.value })));
   return replies.map((r, i) => ({ label: keys[i].label, values: perSecond(r.body, 'bytes') }));
 }
 
@@ -275,6 +305,10 @@ async function load(): Promise<void> {
   setPressed();
   $('error').hidden = true;
   try {
+    // The total series does not wait for the top: only the stacked ones need its rows.
+    const step = stepFor(windowSecs(), intervalSecs);
+    const totalReply = api<SeriesRow[]>('series', { ...windowParams(), step });
+    totalReply.catch(() => undefined);
     const [top, status] = await Promise.all([api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }), api<Row>('status', windowParams())]);
     if (mine !== generation) return;
     const c = top.completeness;
@@ -290,8 +324,7 @@ async function load(): Promise<void> {
       ($('from') as HTMLInputElement).value = inputValue(c.window.from);
       ($('to') as HTMLInputElement).value = inputValue(c.window.to);
     }
-    const step = stepFor(c, intervalSecs);
-    const [total, stacked] = await Promise.all([api<SeriesRow[]>('series', { ...windowParams(), step: `${step}s` }), stackedSeries(state.by, top.body, step)]);
+    const [total, stacked] = await Promise.all([totalReply, stackedSeries(state.by, top.body, step)]);
     if (mine !== generation) return;
     const xs = total.body.map((r) => Date.parse(r.start) / 1000);
     drawChart($('chart'), xs, [{ label: 'total', values: perSecond(total.body, 'bytes') }], stacked);
@@ -319,17 +352,16 @@ async function loadDetail(): Promise<void> {
   $('detail').hidden = false;
   $('detail-title').textContent = ip;
   try {
-    const c = (await api<Row[]>('top', { ...windowParams(), ip, limit: '1' })).completeness;
-    const step = stepFor(c, intervalSecs);
+    const step = stepFor(windowSecs(), intervalSecs);
     const [series, flows, names] = await Promise.all([
-      api<SeriesRow[]>('series', { ...windowParams(), ip, step: `${step}s` }),
+      api<SeriesRow[]>('series', { ...windowParams(), ip, step }),
       api<Row[]>('flows', { ...windowParams(), ip, limit: '20' }),
       api<Row[]>('names', { ...windowParams(), ip }),
     ]);
     if (state.ip !== ip) return;
     const xs = series.body.map((r) => Date.parse(r.start) / 1000);
     drawChart($('detail-chart'), xs, [{ label: `${ip} tx`, values: perSecond(series.body, 'tx_bytes') }, { label: `${ip} rx`, values: perSecond(series.body, 'rx_bytes') }], []);
-    renderTable($('detail-flows') as HTMLTableElement, topColumns('flow', c?.covered_seconds ?? 0), flows.body);
+    renderTable($('detail-flows') as HTMLTableElement, topColumns('flow', flows.completeness?.covered_seconds ?? 0), flows.body);
     const timeCol = (key: string): ColumnSpec => ({ key, align: 'left', human: (v) => showTime(v as string) });
     renderTable($('detail-names') as HTMLTableElement, [nameCol('name'), nameCol('source'), timeCol('first'), timeCol('last')], names.body);
     $('detail').dataset.ready = ip;
@@ -393,6 +425,12 @@ function wire(): void {
       void load();
     });
   }
+  $('step').addEventListener('change', () => {
+    const v = ($('step') as HTMLSelectElement).value;
+    state.step = v === '' ? undefined : v;
+    writeState();
+    void load();
+  });
   $('utc').addEventListener('change', () => {
     state.utc = ($('utc') as HTMLInputElement).checked;
     writeState();
