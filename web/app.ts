@@ -291,7 +291,10 @@ async function stackedSeries(by: By, top: Row[], step: string): Promise<{ label:
 /** True while the page decides which window to open on: the default window's answer is not final yet. */
 let deciding = false;
 
-/** Tells that load `n`'s table and chart are drawn (the tests and bench/serve.ts wait for it). */
+/**
+ * Tells that load `n`'s table and whole chart are drawn (the tests and bench/serve.ts wait for
+ * it; `tc-first-N` marks the table and the total's chart before the top 5 join it).
+ */
 function markReady(n: number): void {
   if (deciding || document.body.dataset.ready === String(n)) return;
   document.body.dataset.ready = String(n);
@@ -324,10 +327,18 @@ async function load(): Promise<void> {
       ($('from') as HTMLInputElement).value = inputValue(c.window.from);
       ($('to') as HTMLInputElement).value = inputValue(c.window.to);
     }
-    const [total, stacked] = await Promise.all([totalReply, stackedSeries(state.by, top.body, step)]);
+    const stacking = stackedSeries(state.by, top.body, step);
+    stacking.catch(() => undefined);
+    const total = await totalReply;
     if (mine !== generation) return;
     const xs = total.body.map((r) => Date.parse(r.start) / 1000);
-    drawChart($('chart'), xs, [{ label: 'total', values: perSecond(total.body, 'bytes') }], stacked);
+    const totalLine = [{ label: 'total', values: perSecond(total.body, 'bytes') }];
+    // The total is drawn as soon as it is there; the top 5 join it when their series are.
+    drawChart($('chart'), xs, totalLine, []);
+    performance.mark(`tc-first-${mine}`);
+    const stacked = await stacking;
+    if (mine !== generation) return;
+    drawChart($('chart'), xs, totalLine, stacked);
     document.body.dataset.drawn = String(mine);
     markReady(mine);
     if (state.ip) await loadDetail();
