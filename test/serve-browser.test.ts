@@ -7,7 +7,8 @@
  */
 import { test, after, before } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { ROOT, queryJson } from './helpers';
@@ -129,4 +130,34 @@ test('the page in chromium: range, table, chart, an address, the window picker, 
   assert.equal(await page.isVisible('#error'), true);
   assert.match(await page.textContent('#error') ?? '', /"yesterday" is not a duration \(30s, 15m, 1h, 7d\), an ISO-8601 time or epoch seconds \(ERR_TC_USAGE\)/);
   assert.deepEqual(errors, [], 'no script error on the page');
+});
+
+test('a live file refreshes by itself, at its interval, without reloading the page', async (t) => {
+  if (!browser) return t.skip(`no ${CHROMIUM}`);
+  // A copy whose session looks like a live one still recording (5 s intervals).
+  const live = `${db}.live.db`;
+  copyFileSync(db, live);
+  const w = new Database(live);
+  w.prepare("update sessions set kind = 'live', ended_at = null").run();
+  w.close();
+  const srv = await serve(live);
+  const p = await browser.newPage();
+  try {
+    let tops = 0;
+    p.on('request', (r) => {
+      if (r.url().includes('/api/top?')) tops++;
+    });
+    let navigations = 0;
+    p.on('framenavigated', () => navigations++);
+    await p.goto(`${srv.url}?since=${first}`);
+    await loaded(p);
+    const start = tops;
+    // Two more loads at 5 s each: bounded by the timeout, not by a figure.
+    await p.waitForFunction(() => Number(document.body.dataset.ready) >= 3, null, { timeout: 30_000 });
+    assert.ok(tops >= start + 2, `${tops - start} refreshes`);
+    assert.equal(navigations, 1, 'the page was not reloaded');
+  } finally {
+    await p.close();
+    await srv.stop();
+  }
 });

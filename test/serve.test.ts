@@ -191,4 +191,11 @@ test('a listen address other than loopback warns; with --auth-token-file a reque
   const r = query(['--db', db, 'serve', '--listen', '127.0.0.1:0', '--auth-token-file', tokenFile]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /must hold one token of at least 16 characters/);
+  // A file that cannot be read and an address that is none are said at the start, not per request.
+  const missing = query(['--db', path.join(dir, 'none.db'), 'serve', '--listen', '127.0.0.1:0']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /database .*none\.db does not exist/);
+  const bad = query(['--db', db, 'serve', '--listen', 'host:99999']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr + bad.stdout, /is not HOST:PORT/);
 });

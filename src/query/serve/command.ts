@@ -1,5 +1,6 @@
 /** `tc-query serve`: the options of the web view; the server itself loads on use (server.ts). */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { openReadOnly } from '../db';
 import type * as ServerMod from './server';
 
 /** `--listen HOST:PORT`, `[v6]:PORT`, `HOST` (port 8080) or `:PORT` (loopback). */
@@ -20,11 +21,17 @@ export function addServe(program: Command): void {
   program
     .command('serve')
     .description('a read-only web view of the file (one page) and a JSON API that answers as the commands do with --format json: /api/top, /api/flows, /api/series, /api/status, /api/names, their parameters the commands\' options (/api/top?by=ip&since=1h&limit=20)')
-    .option('--listen <host:port>', `address to listen on; another than loopback is warned about (give --auth-token-file then)`, parseListen, { host: DEFAULT_HOST, port: DEFAULT_PORT })
+    .addOption(
+      new Option('--listen <host:port>', 'address to listen on; another than loopback is warned about (give --auth-token-file then)')
+        .argParser(parseListen)
+        .default({ host: DEFAULT_HOST, port: DEFAULT_PORT }, `${DEFAULT_HOST}:${DEFAULT_PORT}`),
+    )
     .option('--auth-token-file <file>', 'file holding a bearer token that every /api request must carry (Authorization: Bearer TOKEN); the page asks for it')
     .option('--allow-host <name>', 'a further Host header to accept (a DNS name the view is reached by); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .action(async (opts, cmd: Command) => {
       const g = cmd.parent!.opts() as { db: string; labels?: string; asn?: string[] };
+      // A file that cannot be read is said now, not on the first request.
+      openReadOnly(g.db).close();
       /* eslint-disable-next-line @typescript-eslint/no-require-imports */
       const { startServer } = require('./server') as typeof ServerMod;
       const s = await startServer({ db: g.db, labels: g.labels, asn: g.asn, listen: opts.listen, tokenFile: opts.authTokenFile, allowHosts: opts.allowHost ?? [] });
