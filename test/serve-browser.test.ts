@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { ROOT, queryJson } from './helpers';
 import { replayed, serve, type Serving } from './support/serve';
-import { bytes } from '../src/units';
+import { bytes, si } from '../src/units';
 
 // The functions given to page.$eval and waitForFunction run in the page; this file compiles without the DOM lib.
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -88,6 +88,13 @@ test('the page in chromium: range, table, chart, an address, the window picker, 
     return n;
   });
   assert.ok(painted > 1000, `the chart painted ${painted} pixels`);
+  // The legend under the cursor: the total's bytes/s at a step, as the CLI's series gives it.
+  const box = (await page.locator('#chart .u-over').boundingBox())!;
+  await page.mouse.move(box.x + box.width * 0.45, box.y + box.height / 2);
+  const shown = (await page.locator('#chart .u-legend .u-series').last().locator('.u-value').textContent())!;
+  const steps = queryJson<{ start: string; end: string; bytes: number }[]>(['--db', db, 'series', '--since', first, '--until', last, '--step', '5s']);
+  const perSec = steps.map((r) => si(r.bytes / ((Date.parse(r.end) - Date.parse(r.start)) / 1000), 'B/s'));
+  assert.ok(perSec.includes(shown), `the total's ${shown} is a step's bytes/s of the CLI's series (${perSec.slice(0, 5).join(', ')}, ...)`);
   assert.match(await page.textContent('#completeness') ?? '', /^35 intervals .* 0 gaps/);
   assert.match(await page.textContent('#status') ?? '', /gaps0kernel drops/);
 

@@ -9,7 +9,7 @@ import uPlot from 'uplot';
 import { FLOW_COLS, IP_COLS, LOCAL_COL, rateCols } from '../src/query/columns';
 import type { ColumnSpec } from '../src/query/output';
 import type { Completeness } from '../src/query/coverage';
-import { bitRate, grouped } from '../src/units';
+import { grouped, si } from '../src/units';
 
 type Row = Record<string, unknown>;
 type By = 'ip' | 'name' | 'label' | 'flow';
@@ -209,7 +209,7 @@ function drawChart(el: HTMLElement, xs: number[], lines: { label: string; values
   charts.get(el.id)?.destroy();
   const sums: number[][] = [];
   stacked.forEach((s, i) => sums.push(s.values.map((v, j) => v + (i > 0 ? sums[i - 1][j] : 0))));
-  const rate = (v: number | null) => (v === null ? '-' : bitRate(v, 1 / 8).replace('bit/s', 'B/s'));
+  const rate = (v: number | null) => (v === null ? '-' : si(v, 'B/s'));
   const own = (i: number) => (_u: uPlot, _v: number | null, _s: number, idx: number | null) => (idx === null ? '-' : rate(stacked[i].values[idx]));
   // The top of the stack is drawn first, so each lower area covers the one above down to its own top.
   const order = stacked.map((_, i) => stacked.length - 1 - i);
