@@ -176,6 +176,51 @@ export function completenessLine(c: Coverage, tz?: string): string {
   return parts.join(', ');
 }
 
+/**
+ * The completeness of an answer as data: the completeness line and the figures behind it, in
+ * UTC. `tc-query serve` sends it beside each answer (a response header), the body staying the
+ * CLI's JSON.
+ */
+export interface Completeness {
+  line: string;
+  window: { from: string; to: string };
+  intervals: number;
+  /** Seconds the recorded intervals (and coarser totals) cover: what average rates are over. */
+  covered_seconds: number;
+  first: string | null;
+  last: string | null;
+  gaps: number;
+  gap_seconds: number;
+  lost_intervals: number;
+  kernel_drops: number;
+  kernel_drop_pct: number;
+  ip_overflow_keys: number;
+  flow_overflow_keys: number;
+  /** The window's time held only as rollup totals (retention or the disk budget removed its intervals). */
+  coarser: { level: string; from: string; to: string }[];
+}
+
+/** `w`: the window as resolved (plan.ts resolveWindow: --all is the recorded span). */
+export function completenessOf(c: Coverage, w: Window): Completeness {
+  const t = (ms: number | null) => (ms === null ? null : formatTime(ms));
+  return {
+    line: completenessLine(c),
+    window: { from: formatTime(w.fromMs), to: formatTime(w.toMs) },
+    intervals: c.intervals,
+    covered_seconds: c.covered_ms / 1000,
+    first: t(c.first),
+    last: t(c.last),
+    gaps: c.gaps,
+    gap_seconds: c.gap_ms / 1000,
+    lost_intervals: c.lost_intervals,
+    kernel_drops: c.ring_drops,
+    kernel_drop_pct: Number(c.drop_pct.toFixed(4)),
+    ip_overflow_keys: c.ip_overflow_keys,
+    flow_overflow_keys: c.flow_overflow_keys,
+    coarser: c.coarser.map((p) => ({ level: p.level, from: formatTime(p.from), to: formatTime(p.to) })),
+  };
+}
+
 const range = (a: number | null, b: number | null) => (a === b ? grouped(a ?? 0) : `${grouped(a ?? 0)}-${grouped(b ?? 0)}`);
 
 /**

@@ -1,6 +1,5 @@
 /** Output of tc-query: table (human units), json (exactly one document), csv (exact integers). */
-
-import type { Coverage } from './coverage';
+import type { Completeness, Coverage } from './coverage';
 import type { Window } from './window';
 
 export type Format = 'table' | 'json' | 'csv';
@@ -77,6 +76,8 @@ export interface Answer {
   notes: string[];
   window?: Window;
   coverage?: Coverage;
+  /** How complete the window's answer is (sent by `tc-query serve` in a header; the table shows its line). */
+  completeness?: Completeness;
 }
 
 /** "1 interval", "2 intervals" (with thousands separators): the recorder's words too. */

@@ -11,7 +11,8 @@ import { counted, render, type Answer, type ColumnSpec, type Format } from '../o
 import { formatTime } from '../time';
 import { parseAddr } from '../../addr';
 import { sourceName, type NamePattern } from '../names';
-import { span } from '../plan';
+import { resolveWindow, span } from '../plan';
+import { completenessOf, coverage } from '../coverage';
 
 export interface NamesOptions {
   db: string;
@@ -59,10 +60,12 @@ export function names(o: NamesOptions): Answer {
     const t = (ms: number) => formatTime(ms, o.format === 'table' ? o.tz : undefined);
     const out = rows.map((r) => ({ ip: r.ip, name: r.name, source: sourceName(r.source), first: t(r.first), last: t(r.last) }));
     const notes = rows.length === 0 ? [emptyNote(db, o, what, from, to)] : [];
-    if (o.format !== 'table') return { out: render(o.format, COLS, out), notes };
-    if (rows.length === 0) return { out: '', notes };
+    const resolved = resolveWindow(db, o.window);
+    const completeness = completenessOf(coverage(db, resolved), resolved);
+    if (o.format !== 'table') return { out: render(o.format, COLS, out), notes, completeness };
+    if (rows.length === 0) return { out: '', notes, completeness };
     const noun = o.ip !== undefined ? counted(rows.length, 'name') : counted(rows.length, 'address', 'addresses');
-    return { out: render('table', COLS, out, `${noun}; first and last: the start of the first and the last interval seen in`), notes };
+    return { out: render('table', COLS, out, `${noun}; first and last: the start of the first and the last interval seen in`), notes, completeness };
   } finally {
     db.close();
   }

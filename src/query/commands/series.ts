@@ -10,7 +10,7 @@ import { collectColumns, missingDetail, planWindow, resolveWindow, seriesSql } f
 import { idsBetween, matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
 import { checkSide, LocalSet, networksOf, partialNote, type LocalNetworkRow, type Side } from '../local';
 import type { LabelTable } from '../labels';
-import { coverage, completenessLine, emptyWindowNote, missingDetailNote } from '../coverage';
+import { coverage, completenessLine, completenessOf, emptyWindowNote, missingDetailNote } from '../coverage';
 import type Database from 'better-sqlite3';
 import { formatTime, localSteps } from '../time';
 import { bitRate, bytes, si } from '../../units';
@@ -167,7 +167,7 @@ export async function series(o: SeriesOptions): Promise<Answer> {
     });
     duck = opened.duck;
     const { window, bounds, ids, cov, read, known, notes } = opened.result;
-    const facts = { window, coverage: cov };
+    const facts = { window, coverage: cov, completeness: completenessOf(cov, window) };
     const perAddress = ids !== undefined;
     const side = o.side !== undefined;
     if ('empty' in read) return { out: o.format === 'json' ? '[]\n' : o.format === 'csv' ? `${seriesKeys(perAddress, side).join(',')}\n` : '', notes: [read.empty], ...facts };

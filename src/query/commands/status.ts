@@ -1,9 +1,9 @@
 /** `tc-query status`: what the file covers and how complete it is. */
 import { openReadOnly } from '../db';
 import type { Window } from '../window';
-import { counted, toJson, type Format } from '../output';
+import { counted, toJson, type Answer, type Format } from '../output';
 import { resolveWindow } from '../plan';
-import { bounds, coarserText, coverage, EVENT_TIME, GAPS_SQL, type Coverage } from '../coverage';
+import { bounds, coarserText, completenessOf, coverage, EVENT_TIME, GAPS_SQL, type Coverage } from '../coverage';
 import { formatTime } from '../time';
 import { bytes, grouped } from '../../units';
 import { networksBySession, networksOf, type LocalNetworkRow } from '../local';
@@ -70,12 +70,13 @@ function localLines(nets: LocalNetworkRow[], t: (ms: number | null) => string | 
   return `${pad}local networks ${origin}: ${whole.length > 0 ? whole.map(text).join(', ') : '(none at the start)'}${changed.map((n) => `${pad}  ${text(n)} from ${t(n.from_ms)}${n.closed ? ` to ${t(n.to_ms)}` : ''}`).join('')}`;
 }
 
-export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<string> {
+export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<Answer> {
   const db = openReadOnly(o.db);
   try {
     const w = resolveWindow(db, o.window);
     const c = coverage(db, w);
     const [from, to] = bounds(w);
+    const done = (out: string): Answer => ({ out, notes: [], completeness: completenessOf(c, w) });
     const t = (ms: number | null) => (ms === null ? null : formatTime(ms, o.format === 'table' ? o.tz : undefined));
     const gaps = (
       db
@@ -156,7 +157,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       coarser: c.coarser.map((p) => ({ level: p.level, from: t(p.from), to: t(p.to) })),
       names: { rows: held.pairs, names: held.names, addresses: held.addresses, first: t(held.first), last: t(held.last), ...nc },
     };
-    if (o.format === 'json') return `${toJson(result)}\n`;
+    if (o.format === 'json') return done(`${toJson(result)}\n`);
     if (o.format === 'csv') {
       const flat: [string, unknown][] = [
         ['first', result.first], ['last', result.last], ['intervals', result.intervals], ['gaps', c.gaps], ['gap_seconds', c.gap_ms / 1000],
@@ -171,7 +172,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
         ['names_rows', held.pairs], ['names_names', held.names], ['names_addresses', held.addresses],
         ['names_recorded', nc.recorded], ['names_overflowed', nc.overflowed], ['names_malformed', nc.malformed], ['names_incomplete', nc.incomplete],
       ];
-      return `key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`;
+      return done(`key,value\n${flat.map(([k, v]) => `${k},${v ?? ''}`).join('\n')}\n`);
     }
     const SHOWN = 5;
     const shown = sessions.slice(-SHOWN);
@@ -197,7 +198,7 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `sessions        ${sessions.length}${shown.length < sessions.length ? ` (showing the last ${shown.length} of ${sessions.length} sessions)` : ''}${shown.map((s) => `\n                  #${s.id} ${s.kind} ${s.source} ${s.started_at} to ${s.ended_at ?? '(running or killed)'}${localLines(nets.get(s.id) ?? [], t)}`).join('')}`,
       `database        ${bytes((db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number))}`,
     ];
-    return `${lines.join('\n')}\n`;
+    return done(`${lines.join('\n')}\n`);
   } finally {
     db.close();
   }

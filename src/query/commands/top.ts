@@ -9,10 +9,11 @@ import { idsOfEvery, matchingIds, whereFor, type Filters } from '../filters';
 import { addressKey, addRowKeys, fieldsOf, isKeyBy, loadAddressKeys, NAME_KEY, rowAddresses, rowKeys, type AddressRow, type KeyBy, type KeyContext, type KeySources } from '../keys';
 import { nameAt, sightingsOf } from '../names';
 import type { LabelTable } from '../labels';
-import { coverage, completenessLine, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
+import { coverage, completenessLine, completenessOf, emptyWindowNote, flowsNote, missingDetailNote } from '../coverage';
 import type { ReadAhead } from '../prefetch';
 import { checkSide, localSetOf, partialNote, type LocalSet, type Side } from '../local';
-import { bitRate, bytes, si } from '../../units';
+import { FLOW_COLS, IP_COLS, LOCAL_COL, rateCols, SIDE_COLS } from '../columns';
+export { PROTO } from '../columns';
 import { formatAddr, parseAddr } from '../../addr';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow' | KeyBy;
@@ -35,7 +36,6 @@ export interface TopOptions {
 
 const NO_KEYS: KeySources = { v4Prefix: 24, v6Prefix: 64 };
 
-export const PROTO: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
 
 /** Loads addresses(id, text) for the dictionary ids the window's rows refer to; returns them (with their bytes, for keys). */
 export async function loadAddresses(sqlite: Database.Database, duck: Duck, ids: Set<number>): Promise<AddressRow[]> {
@@ -75,22 +75,6 @@ export async function loadWindow(
   await duck.loadColumns(WINDOW_TABLE[family], spec, parts);
 }
 
-const IP_COLS: ColumnSpec[] = [
-  { key: 'ip', align: 'left' },
-  { key: 'tx_packets', header: 'tx pkts', human: (v) => si(v as bigint) },
-  { key: 'tx_bytes', header: 'tx', human: (v) => bytes(v as bigint) },
-  { key: 'rx_packets', header: 'rx pkts', human: (v) => si(v as bigint) },
-  { key: 'rx_bytes', header: 'rx', human: (v) => bytes(v as bigint) },
-  { key: 'packets', header: 'pkts', human: (v) => si(v as bigint) },
-  { key: 'bytes', header: 'bytes', human: (v) => bytes(v as bigint) },
-];
-const SIDE_COLS: ColumnSpec[] = [
-  { key: 'ip', align: 'left' },
-  { key: 'packets', header: 'pkts', human: (v) => si(v as bigint) },
-  { key: 'bytes', header: 'bytes', human: (v) => bytes(v as bigint) },
-];
-/** The `local` field of per-address rows: true, false, or null (no local networks for the window; the overflow row). */
-const LOCAL_COL: ColumnSpec = { key: 'local', header: 'side', align: 'left', human: (v) => (v === null || v === undefined ? '' : v ? 'local' : 'remote') };
 
 /**
  * Keeps only the rows of one side: per-address rows by their address, flow rows by their
@@ -105,15 +89,6 @@ async function keepSide(duck: Duck, family: Family, side: Side, set: LocalSet, a
   else await duck.conn.run(`delete from ${table} where ${col} in (select unnest($ids::bigint[]))`, ids([...local, ...none]));
 }
 
-const FLOW_COLS: ColumnSpec[] = [
-  { key: 'src', align: 'left' },
-  { key: 'dst', align: 'left' },
-  { key: 'proto', human: (v) => PROTO[v as number] ?? String(v) },
-  { key: 'sport' },
-  { key: 'dport' },
-  { key: 'packets', header: 'pkts', human: (v) => si(v as bigint) },
-  { key: 'bytes', human: (v) => bytes(v as bigint) },
-];
 
 export async function top(o: TopOptions): Promise<Answer> {
   const sqlite = openReadOnly(o.db);
@@ -186,21 +161,19 @@ async function answerTop(sqlite: Database.Database, duck: Duck, o: TopOptions): 
       }
     }
     const cov = coverage(sqlite, window);
+    const completeness = completenessOf(cov, window);
     const empty = emptyWindowNote(sqlite, cov, window, o.tz);
     const noFlows = o.by === 'flow' || l4 ? flowsNote(cov) : undefined;
     const family: Family = o.by === 'flow' || l4 ? 'flow' : 'ip';
     const missing = empty ? undefined : missingDetailNote(missingDetail(sqlite, family, planWindow(sqlite, family, window)), family === 'ip' ? 'per-address detail' : 'per-flow detail', family === 'ip' ? 'widen --since/--until to whole hours or days there' : 'flows of that time cannot be answered', o.tz);
     const partial = o.side && !empty ? partialNote(sqlite, window.fromMs, window.toMs) : undefined;
     const notes = [empty, noFlows, missing, partial].filter((n): n is string => n !== undefined);
-    const facts = { window, coverage: cov };
+    const facts = { window, coverage: cov, completeness };
     // No table where there is nothing to show: the notes say why.
     if (o.format === 'table' && (empty || (noFlows && cov.flow_intervals === 0))) return { out: '', notes, ...facts };
     // Average rates over the time the recorded intervals cover.
     const secs = cov.covered_ms / 1000;
-    const rates: ColumnSpec[] = [
-      { key: 'bytes', header: 'avg bit/s', human: (v) => bitRate(v as bigint, secs), tableOnly: true },
-      { key: 'packets', header: 'avg pkt/s', human: (v) => si(Number(v) / Math.max(secs, 1e-9)), tableOnly: true },
-    ];
+    const rates = rateCols(secs);
     const base = key ? [...key.fields, ...IP_COLS.slice(1)] : o.by === 'flow' ? FLOW_COLS : o.by === 'ip' ? IP_COLS : SIDE_COLS;
     // json and csv: the new fields after the existing ones; a table shows them beside the address
     // (the name first), a flow's names beside its two addresses.

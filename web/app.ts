@@ -1,0 +1,491 @@
+/**
+ * The page of `tc-query serve`: the window's top talkers, its bytes/s chart (the total and the
+ * top 5 stacked), the completeness line and the status facts; an address's series, flows and
+ * names on a click. Everything it shows comes from the JSON API, which answers as the CLI's
+ * --format json does; the table uses the CLI's columns and units (src/query/columns.ts). The
+ * view lives in the URL with the API's parameter names (since, until, by, ip, utc).
+ */
+import uPlot from 'uplot';
+import { FLOW_COLS, IP_COLS, LOCAL_COL, rateCols } from '../src/query/columns';
+import type { ColumnSpec } from '../src/query/output';
+import type { Completeness } from '../src/query/coverage';
+import { grouped, si } from '../src/units';
+
+type Row = Record<string, unknown>;
+type By = 'ip' | 'name' | 'label' | 'flow';
+
+interface State {
+  since?: string;
+  until?: string;
+  by: By;
+  ip?: string;
+  /** The chart's step (the API's `step`); chosen per window when absent. */
+  step?: string;
+  utc: boolean;
+}
+
+interface Reply<T> {
+  body: T;
+  completeness?: Completeness;
+  notes: string[];
+}
+
+class ApiError extends Error {
+  constructor(message: string, readonly code: string, readonly status: number) {
+    super(message);
+  }
+}
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const DEFAULT_SINCE = '1h';
+const BYS: By[] = ['ip', 'name', 'label', 'flow'];
+/** Steps the chart may use (seconds), the finest that keeps it under MAX_POINTS. */
+const STEPS = [5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400];
+const MAX_POINTS = 400;
+const STACKED = 5;
+const COLORS = ['#2563eb', '#16a34a', '#f59e0b', '#dc2626', '#9333ea'];
+const LINE_COLORS = ['#111', '#db2777'];
+const TOKEN_KEY = 'tc-query-token';
+
+function readState(): State {
+  const p = new URLSearchParams(location.search);
+  const by = p.get('by') as By | null;
+  return {
+    since: p.get('since') ?? undefined,
+    until: p.get('until') ?? undefined,
+    by: by && BYS.includes(by) ? by : 'ip',
+    ip: p.get('ip') ?? undefined,
+    step: p.get('step') ?? undefined,
+    utc: p.get('utc') === '1' || p.get('utc') === 'true',
+  };
+}
+
+let state = readState();
+
+/** The URL of the view: its parameters in the API's names, the defaults left out. */
+function writeState(replace = false): void {
+  const p = new URLSearchParams();
+  if (state.since) p.set('since', state.since);
+  if (state.until) p.set('until', state.until);
+  if (state.by !== 'ip') p.set('by', state.by);
+  if (state.ip) p.set('ip', state.ip);
+  if (state.step) p.set('step', state.step);
+  if (state.utc) p.set('utc', '1');
+  const q = p.toString();
+  const url = `${location.pathname}${q ? `?${q}` : ''}`;
+  if (replace) history.replaceState(null, '', url);
+  else history.pushState(null, '', url);
+}
+
+/** The window's parameters for the API. */
+function windowParams(): Record<string, string> {
+  return { since: state.since ?? DEFAULT_SINCE, ...(state.until ? { until: state.until } : {}) };
+}
+
+async function api<T>(route: string, params: Record<string, string>): Promise<Reply<T>> {
+  const headers: Record<string, string> = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(`/api/${route}?${new URLSearchParams(params)}`, { headers });
+  const body = (await res.json()) as T & { error?: { message: string; code: string } };
+  if (!res.ok) {
+    if (res.status === 401) $('auth').hidden = false;
+    throw new ApiError(body.error?.message ?? `HTTP ${res.status}`, body.error?.code ?? 'ERR_TC', res.status);
+  }
+  const header = (name: string) => {
+    const v = res.headers.get(name);
+    return v ? JSON.parse(v) : undefined;
+  };
+  return { body, completeness: header('X-TC-Completeness'), notes: header('X-TC-Notes') ?? [] };
+}
+
+/** A time as the page shows it: the browser's zone (with its offset), or UTC. */
+function showTime(iso: string | null | undefined): string {
+  if (!iso) return '-';
+  const d = new Date(iso);
+  if (state.utc) return d.toISOString().replace('.000Z', 'Z');
+  const off = -d.getTimezoneOffset();
+  const pad = (n: number) => String(Math.abs(n)).padStart(2, '0');
+  const local = new Date(d.getTime() + off * 60_000).toISOString().replace(/(\.000)?Z$/, '');
+  return `${local}${off < 0 ? '-' : '+'}${pad(Math.trunc(off / 60))}:${pad(off % 60)}`;
+}
+
+const nameCol = (key: string): ColumnSpec => ({ key, align: 'left', human: (v) => (v === null || v === undefined ? '' : String(v)) });
+const NONE: Record<string, string> = { name: '(no name)', label: '(no label)' };
+
+/** The table columns of a top answer, as `tc-query top --by BY` shows them. */
+function topColumns(by: By, secs: number): ColumnSpec[] {
+  const rates = rateCols(secs);
+  if (by === 'flow') return [FLOW_COLS[0], nameCol('src_name'), FLOW_COLS[1], nameCol('dst_name'), ...FLOW_COLS.slice(2), ...rates];
+  if (by === 'ip') return [IP_COLS[0], nameCol('name'), LOCAL_COL, ...IP_COLS.slice(1), ...rates];
+  return [{ ...nameCol(by), human: (v) => (v === null || v === undefined ? NONE[by] : String(v)) }, ...IP_COLS.slice(1), ...rates];
+}
+
+const ADDRESS_KEYS = new Set(['ip', 'src', 'dst']);
+
+function renderTable(table: HTMLTableElement, cols: ColumnSpec[], rows: Row[]): void {
+  table.replaceChildren();
+  const head = table.createTHead().insertRow();
+  for (const c of cols) {
+    const th = document.createElement('th');
+    th.textContent = c.header ?? c.key;
+    if (c.align === 'left') th.className = 'left';
+    head.appendChild(th);
+  }
+  const body = table.createTBody();
+  for (const r of rows) {
+    const tr = body.insertRow();
+    tr.dataset.row = JSON.stringify(r);
+    for (const c of cols) {
+      const td = tr.insertCell();
+      if (c.align === 'left') td.className = 'left';
+      const v = r[c.key];
+      const text = c.human ? c.human(v) : v === null || v === undefined ? '' : String(v);
+      // An address (not the overflow row) opens its own series, flows and names.
+      if (ADDRESS_KEYS.has(c.key) && typeof v === 'string' && /^[0-9a-f.:]+$/i.test(v)) {
+        const a = document.createElement('a');
+        a.className = 'addr';
+        a.textContent = text;
+        a.dataset.ip = v;
+        a.addEventListener('click', () => {
+          state.ip = v;
+          writeState();
+          void loadDetail();
+        });
+        td.appendChild(a);
+      } else td.textContent = text;
+    }
+  }
+}
+
+/**
+ * The step of the chart for a window (as the API takes it), unless the URL names one: a short window at
+ * the finest of STEPS at or above the interval (under MAX_POINTS), a longer one at the length of
+ * the rollup level it is read from (a minute up to 3 h, an hour up to 3 d, a day beyond), as
+ * a step finer than its level would read the level below: up to 60 times the rows.
+ */
+function stepFor(secs: number, intervalSecs: number): string {
+  if (state.step) return state.step;
+  if (secs <= 15 * 60) return `${STEPS.find((s) => s >= intervalSecs && secs / s <= MAX_POINTS) ?? 60}s`;
+  return secs <= 3 * 3600 ? '1m' : secs <= 3 * 86400 ? '1h' : '1d';
+}
+
+const UNIT_SECS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
+
+/** A time of the API's forms (a duration before now, ISO-8601, epoch seconds) in ms; undefined for another form. */
+function timeOf(v: string, now: number): number | undefined {
+  const d = /^(\d+(?:\.\d+)?)\s*([smhdw])$/.exec(v.trim());
+  if (d) return now - Number(d[1]) * UNIT_SECS[d[2]] * 1000;
+  if (/^\d+(\.\d+)?$/.test(v.trim())) return Number(v) * 1000;
+  const t = Date.parse(/T[^Z+-]*$/.test(v) ? `${v}Z` : v);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+/** The window's length in seconds as the page can tell it before an answer (the chart's step needs it), else an hour. */
+function windowSecs(): number {
+  const now = Date.now();
+  const from = timeOf(state.since ?? DEFAULT_SINCE, now);
+  const to = state.until ? timeOf(state.until, now) : now;
+  return from !== undefined && to !== undefined && to > from ? (to - from) / 1000 : 3600;
+}
+
+interface SeriesRow {
+  start: string;
+  end: string;
+  bytes: number;
+  tx_bytes?: number;
+  rx_bytes?: number;
+}
+
+const perSecond = (rows: SeriesRow[], key: 'bytes' | 'tx_bytes' | 'rx_bytes') => rows.map((r) => Number(r[key] ?? 0) / Math.max((Date.parse(r.end) - Date.parse(r.start)) / 1000, 1e-9));
+
+const charts = new Map<string, uPlot>();
+
+/**
+ * Draws a chart into `el`: `lines` drawn as lines, `stacked` drawn as areas each on top of the
+ * ones before (their legend shows each one's own value).
+ */
+function drawChart(el: HTMLElement, xs: number[], lines: { label: string; values: number[] }[], stacked: { label: string; values: number[] }[]): void {
+  charts.get(el.id)?.destroy();
+  const sums: number[][] = [];
+  stacked.forEach((s, i) => sums.push(s.values.map((v, j) => v + (i > 0 ? sums[i - 1][j] : 0))));
+  const rate = (v: number | null) => (v === null ? '-' : si(v, 'B/s'));
+  const own = (i: number) => (_u: uPlot, _v: number | null, _s: number, idx: number | null) => (idx === null ? '-' : rate(stacked[i].values[idx]));
+  // The top of the stack is drawn first, so each lower area covers the one above down to its own top.
+  const order = stacked.map((_, i) => stacked.length - 1 - i);
+  const opts: uPlot.Options = {
+    width: Math.max(el.clientWidth || document.body.clientWidth - 40, 400),
+    height: 260,
+    tzDate: state.utc ? (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC') : undefined,
+    scales: { x: { time: true } },
+    axes: [{}, { values: (_u, vals) => vals.map((v) => rate(v)), size: 80 }],
+    // The lines after the areas: drawn over them.
+    series: [
+      {},
+      ...order.map((i) => ({ label: stacked[i].label, stroke: COLORS[i], fill: `${COLORS[i]}cc`, width: 1, value: own(i) })),
+      ...lines.map((l, i) => ({ label: l.label, stroke: LINE_COLORS[i % LINE_COLORS.length], width: 1.5, value: (_u: uPlot, v: number | null) => rate(v) })),
+    ],
+  };
+  const data: uPlot.AlignedData = [xs, ...order.map((i) => sums[i]), ...lines.map((l) => l.values)];
+  const u = new uPlot(opts, data, el);
+  charts.set(el.id, u);
+  el.dataset.series = String(lines.length + stacked.length);
+}
+
+let intervalSecs = 5;
+let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+let generation = 0;
+
+function showError(err: unknown): void {
+  const e = $('error');
+  e.hidden = false;
+  e.textContent = err instanceof ApiError ? `${err.message} (${err.code})` : String(err);
+}
+
+function setPressed(): void {
+  const relative = state.until === undefined ? (state.since ?? DEFAULT_SINCE) : undefined;
+  for (const b of document.querySelectorAll<HTMLButtonElement>('#windows button[data-since]')) b.setAttribute('aria-pressed', String(b.dataset.since === relative));
+  for (const b of document.querySelectorAll<HTMLButtonElement>('#bys button')) b.setAttribute('aria-pressed', String(b.dataset.by === state.by));
+  ($('utc') as HTMLInputElement).checked = state.utc;
+  ($('step') as HTMLSelectElement).value = state.step ?? '';
+}
+
+/** Status facts of the window: what limits how far its numbers can be trusted. */
+function renderStatus(s: Row): void {
+  const gaps = s.gaps as { count: number; seconds: number };
+  const sessions = s.sessions as { kind: string; ended_at: string | null }[];
+  const facts: [string, string][] = [
+    ['file', `${s.file} (node ${s.node_id})`],
+    ['covers', `${showTime(s.first as string)} to ${showTime(s.last as string)}, ${grouped(s.intervals as number)} intervals`],
+    ['gaps', `${gaps.count}${gaps.count ? ` (${Math.round(gaps.seconds)} s)` : ''}`],
+    ['kernel drops', `${grouped(s.kernel_drops as number)} of ${grouped(s.kernel_packets as number)} packets (${Number(s.kernel_drop_pct).toFixed(2)}%)`],
+    ['lost intervals', `${s.lost_intervals}; unclean shutdowns ${s.unclean_shutdowns}`],
+    ['overflow', `~${grouped(s.ip_overflow_keys as number)} address keys, ~${grouped(s.flow_overflow_keys as number)} flow keys`],
+    ['late frames', grouped(s.late_frames as number)],
+    ['sessions', `${sessions.length}${sessions.some((x) => x.kind === 'live' && x.ended_at === null) ? ' (one recording now)' : ''}`],
+  ];
+  const dl = $('status');
+  dl.replaceChildren();
+  for (const [k, v] of facts) {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    dl.append(dt, dd);
+  }
+}
+
+/** The series of the top keys: addresses (by ip, name, flow) or labels (by label). */
+async function stackedSeries(by: By, top: Row[], step: string): Promise<{ label: string; values: number[] }[]> {
+  let keys: { param: 'ip' | 'label'; value: string; label: string }[];
+  if (by === 'label') keys = top.filter((r) => typeof r.label === 'string').map((r) => ({ param: 'label', value: r.label as string, label: r.label as string }));
+  else {
+    const rows = by === 'ip' ? top : (await api<Row[]>('top', { ...windowParams(), by: 'ip', limit: String(STACKED + 1) })).body;
+    keys = rows.filter((r) => typeof r.ip === 'string' && /^[0-9a-f.:]+$/i.test(r.ip as string)).map((r) => ({ param: 'ip', value: r.ip as string, label: r.name ? `${r.ip} (${r.name})` : (r.ip as string) }));
+  }
+  keys = keys.slice(0, STACKED);
+  const replies = await Promise.all(keys.map((k) => api<SeriesRow[]>('series', { ...windowParams(), step, [k.param]: k.value })));
+  return replies.map((r, i) => ({ label: keys[i].label, values: perSecond(r.body, 'bytes') }));
+}
+
+/** True while the page decides which window to open on: the default window's answer is not final yet. */
+let deciding = false;
+
+/**
+ * Tells that load `n`'s table and whole chart are drawn (the tests and bench/serve.ts wait for
+ * it; `tc-first-N` marks the table and the total's chart before the top 5 join it).
+ */
+function markReady(n: number): void {
+  if (deciding || document.body.dataset.ready === String(n)) return;
+  document.body.dataset.ready = String(n);
+  performance.mark('tc-ready');
+}
+
+/** Loads the window's answers and draws them; a later load supersedes one still running. */
+async function load(): Promise<void> {
+  const mine = ++generation;
+  clearTimeout(refreshTimer);
+  setPressed();
+  $('error').hidden = true;
+  try {
+    // The total series does not wait for the top: only the stacked ones need its rows.
+    const step = stepFor(windowSecs(), intervalSecs);
+    const totalReply = api<SeriesRow[]>('series', { ...windowParams(), step });
+    totalReply.catch(() => undefined);
+    const [top, status] = await Promise.all([api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }), api<Row>('status', windowParams())]);
+    if (mine !== generation) return;
+    const c = top.completeness;
+    const live = (status.body.sessions as { kind: string; ended_at: string | null; interval_ms: number }[]).filter((s) => s.ended_at === null && s.kind === 'live');
+    const sessions = status.body.sessions as { interval_ms: number }[];
+    intervalSecs = Math.max(1, (sessions[sessions.length - 1]?.interval_ms ?? 5000) / 1000);
+    renderTable($('top') as HTMLTableElement, topColumns(state.by, c?.covered_seconds ?? 0), top.body);
+    $('top-footer').textContent = top.notes.join(' ');
+    $('completeness').textContent = c ? c.line.replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, (t) => showTime(t)) : '';
+    $('window').textContent = c ? `window ${showTime(c.window.from)} to ${showTime(c.window.to)}` : '';
+    renderStatus(status.body);
+    if (c) {
+      ($('from') as HTMLInputElement).value = inputValue(c.window.from);
+      ($('to') as HTMLInputElement).value = inputValue(c.window.to);
+    }
+    const stacking = stackedSeries(state.by, top.body, step);
+    stacking.catch(() => undefined);
+    const total = await totalReply;
+    if (mine !== generation) return;
+    const xs = total.body.map((r) => Date.parse(r.start) / 1000);
+    const totalLine = [{ label: 'total', values: perSecond(total.body, 'bytes') }];
+    // The total is drawn as soon as it is there; the top 5 join it when their series are.
+    drawChart($('chart'), xs, totalLine, []);
+    performance.mark(`tc-first-${mine}`);
+    const stacked = await stacking;
+    if (mine !== generation) return;
+    drawChart($('chart'), xs, totalLine, stacked);
+    document.body.dataset.drawn = String(mine);
+    markReady(mine);
+    if (state.ip) await loadDetail();
+    // A live file (a live session still recording) and a window up to now: again after one interval.
+    if (live.length > 0 && state.until === undefined) refreshTimer = setTimeout(() => void load(), Math.max(live[live.length - 1].interval_ms, 1000));
+  } catch (err) {
+    if (mine === generation) {
+      showError(err);
+      document.body.dataset.drawn = String(mine);
+      markReady(mine);
+    }
+  }
+}
+
+/** An address's own series (tx and rx), its flows and the names it had in the window. */
+async function loadDetail(): Promise<void> {
+  const ip = state.ip;
+  if (!ip) {
+    $('detail').hidden = true;
+    return;
+  }
+  $('detail').hidden = false;
+  $('detail-title').textContent = ip;
+  try {
+    const step = stepFor(windowSecs(), intervalSecs);
+    const [series, flows, names] = await Promise.all([
+      api<SeriesRow[]>('series', { ...windowParams(), ip, step }),
+      api<Row[]>('flows', { ...windowParams(), ip, limit: '20' }),
+      api<Row[]>('names', { ...windowParams(), ip }),
+    ]);
+    if (state.ip !== ip) return;
+    const xs = series.body.map((r) => Date.parse(r.start) / 1000);
+    drawChart($('detail-chart'), xs, [{ label: `${ip} tx`, values: perSecond(series.body, 'tx_bytes') }, { label: `${ip} rx`, values: perSecond(series.body, 'rx_bytes') }], []);
+    renderTable($('detail-flows') as HTMLTableElement, topColumns('flow', flows.completeness?.covered_seconds ?? 0), flows.body);
+    const timeCol = (key: string): ColumnSpec => ({ key, align: 'left', human: (v) => showTime(v as string) });
+    renderTable($('detail-names') as HTMLTableElement, [nameCol('name'), nameCol('source'), timeCol('first'), timeCol('last')], names.body);
+    $('detail').dataset.ready = ip;
+  } catch (err) {
+    showError(err);
+  }
+}
+
+/**
+ * A file whose data lies outside the default window (a replayed capture, a copy taken off a box
+ * long ago) opens on its recorded range, and says so.
+ */
+async function openingWindow(whole: Promise<Reply<Row>>): Promise<boolean> {
+  const s = (await whole).body;
+  if (typeof s.last !== 'string' || typeof s.first !== 'string') return false;
+  if (Date.parse(s.last) > Date.now() - 3_600_000) return false;
+  state.since = s.first;
+  state.until = s.last;
+  writeState(true);
+  const note = $('note');
+  note.hidden = false;
+  note.textContent = `This file holds no data of the last hour: showing its recorded range, ${showTime(s.first)} to ${showTime(s.last)}.`;
+  return true;
+}
+
+/** An ISO-8601 time as a datetime-local value, in the browser's zone or UTC. */
+function inputValue(iso: string): string {
+  const d = new Date(iso);
+  const shifted = state.utc ? d : new Date(d.getTime() - d.getTimezoneOffset() * 60_000);
+  return shifted.toISOString().slice(0, 19);
+}
+
+/** A datetime-local value in the browser's zone, or UTC with the toggle on, as ISO-8601 UTC. */
+function inputTime(v: string): string {
+  const t = state.utc ? Date.parse(`${v}Z`) : new Date(v).getTime();
+  return new Date(t).toISOString().replace('.000Z', 'Z');
+}
+
+function wire(): void {
+  for (const b of document.querySelectorAll<HTMLButtonElement>('#windows button[data-since]')) {
+    b.addEventListener('click', () => {
+      state = { ...state, since: b.dataset.since, until: undefined };
+      $('note').hidden = true;
+      writeState();
+      void load();
+    });
+  }
+  $('range').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const from = ($('from') as HTMLInputElement).value;
+    const to = ($('to') as HTMLInputElement).value;
+    if (!from) return showError('give the start of the window (from)');
+    state = { ...state, since: inputTime(from), until: to ? inputTime(to) : undefined };
+    writeState();
+    void load();
+  });
+  for (const b of document.querySelectorAll<HTMLButtonElement>('#bys button')) {
+    b.addEventListener('click', () => {
+      state.by = b.dataset.by as By;
+      writeState();
+      void load();
+    });
+  }
+  $('step').addEventListener('change', () => {
+    const v = ($('step') as HTMLSelectElement).value;
+    state.step = v === '' ? undefined : v;
+    writeState();
+    void load();
+  });
+  $('utc').addEventListener('change', () => {
+    state.utc = ($('utc') as HTMLInputElement).checked;
+    writeState();
+    void load();
+  });
+  $('detail-close').addEventListener('click', () => {
+    state.ip = undefined;
+    writeState();
+    void loadDetail();
+  });
+  $('auth').addEventListener('submit', (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, ($('token') as HTMLInputElement).value.trim());
+    $('auth').hidden = true;
+    void start();
+  });
+  window.addEventListener('popstate', () => {
+    state = readState();
+    void load();
+  });
+}
+
+/**
+ * Without a window in the URL the default window loads at once, while the file's range is
+ * asked for; a file without data in it then loads its recorded range instead.
+ */
+async function start(): Promise<void> {
+  if (state.since !== undefined || state.until !== undefined) return load();
+  const whole = api<Row>('status', {});
+  deciding = true;
+  const first = load();
+  let moved = false;
+  try {
+    moved = await openingWindow(whole);
+  } catch (err) {
+    showError(err);
+  } finally {
+    deciding = false;
+  }
+  if (moved) return load();
+  await first;
+  // Drawn while the window was being decided: it is the answer.
+  if (generation === 1 && document.body.dataset.drawn === '1') markReady(1);
+}
+
+wire();
+void start();
