@@ -7,11 +7,7 @@ use std::time::Instant;
 use traffic_counter_core::replay::{replay, ReplayEvent, ReplayOptions};
 use traffic_counter_core::rules::Rules;
 
-#[global_allocator]
-static A: traffic_counter_core::huge::HugeAlloc = traffic_counter_core::huge::HugeAlloc;
-
 fn main() {
-    if std::env::var_os("NOHUGE").is_some() { traffic_counter_core::huge::ON.store(false, std::sync::atomic::Ordering::Relaxed); }
     let args: Vec<String> = std::env::args().collect();
     let file = PathBuf::from(&args[1]);
     let flows = args.iter().any(|a| a == "--flows");

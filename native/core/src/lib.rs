@@ -21,7 +21,6 @@ pub mod budget;
 pub mod error;
 pub mod filter;
 pub mod handover;
-pub mod huge;
 pub mod kcount;
 pub mod live;
 pub mod lock;
