@@ -470,11 +470,14 @@ impl Deferred {
         // Updates of keys the table holds add up in any order: in bucket order. The others
         // then go in packet order, as they would have: the first new keys up to `max_keys` get
         // a row, the rest the overflow row.
+        // A full table takes no new key: theirs go to the overflow row, in any order too.
+        let full = t.ips.len() >= t.max_keys;
         self.tmp.clear();
         for &k in &self.keys {
             let u = &self.ups[(k & 0xFFFF_FFFF) as usize];
             match t.ips.get_mut(&u.addr) {
                 Some(e) => e.add(&u.counters()),
+                None if full => t.add_ip(u.addr, &u.counters()),
                 None => self.tmp.push(k & 0xFFFF_FFFF),
             }
         }
