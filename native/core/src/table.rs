@@ -473,10 +473,26 @@ impl Deferred {
         // A full table takes no new key: theirs go to the overflow row, in any order too.
         let full = t.ips.len() >= t.max_keys;
         self.tmp.clear();
-        for &k in &self.keys {
+        // Each lookup's bucket is prefetched `AHEAD` updates before it. hashbrown lays bucket i
+        // out at `end - (i + 1) * size`; `end` is learnt from the values found (the largest
+        // estimate: a key found at its probe start). A wrong guess only wastes a prefetch.
+        const AHEAD: usize = 16;
+        let size = std::mem::size_of::<(Addr, IpCounters)>();
+        let mut end = 0usize;
+        let n = self.keys.len();
+        for j in 0..n {
+            let k = self.keys[j];
+            if j + AHEAD < n && end != 0 {
+                let f = self.keys[j + AHEAD];
+                prefetch(end.wrapping_sub(((f >> 32) as usize + 1) * size));
+                prefetch(&self.ups[(f & 0xFFFF_FFFF) as usize] as *const IpUpdate as usize);
+            }
             let u = &self.ups[(k & 0xFFFF_FFFF) as usize];
             match t.ips.get_mut(&u.addr) {
-                Some(e) => e.add(&u.counters()),
+                Some(e) => {
+                    end = end.max(e as *mut IpCounters as usize + ((k >> 32) as usize + 1) * size);
+                    e.add(&u.counters())
+                }
                 None if full => t.add_ip(u.addr, &u.counters()),
                 None => self.tmp.push(k & 0xFFFF_FFFF),
             }
@@ -488,6 +504,18 @@ impl Deferred {
         }
         self.ups.clear();
     }
+}
+
+/// A hint to bring the cache line at `addr` in (never faults, whatever the address).
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 reads nothing architecturally and never faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// Sorts `v` by its bits 32..32 + `bits` (least significant digit first, 11 bits a pass; the
