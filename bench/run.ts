@@ -1,7 +1,8 @@
 /**
  * Replay benchmark: packets/s of `traffic-counter record --pcap FILE --flows` (database writes
- * included) against `tcpdump -r FILE -w /dev/null` on the same file, medians of several runs in
- * the same command. Usage: npm run bench [-- --packets N --runs R]
+ * included) against `tcpdump -r FILE -w /dev/null` on the same file, and the capture engine
+ * alone on it (`examples/replay_bench.rs --flows`, the recorder's default `--max-keys`), medians
+ * of several runs in the same command, runs alternated. Usage: npm run bench [-- --packets N --runs R]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
@@ -31,21 +32,28 @@ function main(): void {
     generate(file, { packets, hosts: 100_000, flows: 1_000_000, seconds: 4 });
   }
   const mb = statSync(file).size / 1e6;
+  const cargo = spawnSync('cargo', ['build', '--release', '-q', '--example', 'replay_bench', '-p', 'traffic-counter-core'], { cwd: ROOT, stdio: 'inherit' });
+  if (cargo.status !== 0) throw new Error('cargo build --example replay_bench failed');
+  const engine = path.join(ROOT, 'target', 'release', 'examples', 'replay_bench');
   const tcpdump: number[] = [];
+  const alone: number[] = [];
   const ours: number[] = [];
   for (let i = 0; i < runs; i++) {
     tcpdump.push(time('tcpdump', ['-r', file, '-w', '/dev/null']));
+    alone.push(time(engine, [file, '--flows']));
     const db = path.join(OUT, 'bench.db');
     for (const ext of ['', '-wal', '-shm']) rmSync(db + ext, { force: true });
     ours.push(time(process.execPath, [path.join(ROOT, 'dist', 'src', 'cli', 'traffic-counter.js'), 'record', '--pcap', file, '--flows', '--quiet', '--no-progress', '--db', db]));
   }
   const t = median(tcpdump);
+  const a = median(alone);
   const o = median(ours);
   const rows = [
     ['file', `${packets} packets, ${mb.toFixed(0)} MB`],
     ['tcpdump -r FILE -w /dev/null', `${t.toFixed(2)} s median of ${runs} (${(packets / t / 1e6).toFixed(2)} Mpps) runs: ${tcpdump.map((x) => x.toFixed(2)).join(' ')}`],
+    ['engine alone (replay_bench --flows)', `${a.toFixed(2)} s median of ${runs} (${(packets / a / 1e6).toFixed(2)} Mpps) runs: ${alone.map((x) => x.toFixed(2)).join(' ')}`],
     ['traffic-counter record --pcap --flows', `${o.toFixed(2)} s median of ${runs} (${(packets / o / 1e6).toFixed(2)} Mpps) runs: ${ours.map((x) => x.toFixed(2)).join(' ')}`],
-    ['ratio (ours / tcpdump packets/s)', `${(t / o).toFixed(2)}x`],
+    ['ratio (ours / tcpdump packets/s)', `${(t / o).toFixed(2)}x (engine alone ${(t / a).toFixed(2)}x)`],
   ];
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(40)} ${v}\n`);
 }

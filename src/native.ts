@@ -346,6 +346,13 @@ export function captureIdentity(file: string): string {
   return engineCall(() => addon.captureIdentity(file));
 }
 
+/** `captureIdentity` off the JS thread (libuv's pool): rejects with the same TcError. */
+export async function captureIdentityAsync(file: string): Promise<string> {
+  const r = (await addon.captureIdentityAsync(file)) as Addon.IdentityResult;
+  if (r.identity === undefined) throw new TcError(r.message ?? `cannot read ${file}`, r.code ?? 'ERR_TC');
+  return r.identity;
+}
+
 /**
  * Every option's default, and the ranges checked at the CLI's entry, from the core
  * (native/core/src/options.rs): the CLI and the recorder show and use these, not copies.

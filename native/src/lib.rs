@@ -459,6 +459,39 @@ pub fn capture_identity(file: String) -> Result<String, String> {
     replay::identity(&PathBuf::from(file)).map_err(js_error)
 }
 
+/// A capture file's identity, or the error (its code and message) that kept it from being read.
+#[napi(object)]
+pub struct IdentityResult {
+    pub identity: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+pub struct IdentityTask(PathBuf);
+
+impl Task for IdentityTask {
+    type Output = IdentityResult;
+    type JsValue = IdentityResult;
+
+    fn compute(&mut self) -> Result<IdentityResult> {
+        Ok(match replay::identity(&self.0) {
+            Ok(id) => IdentityResult { identity: Some(id), code: None, message: None },
+            Err(e) => IdentityResult { identity: None, code: Some(e.code().as_str().to_string()), message: Some(error::message(&e)) },
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, out: IdentityResult) -> Result<IdentityResult> {
+        Ok(out)
+    }
+}
+
+/// `captureIdentity` on a thread of libuv's pool, so that the read of the whole file runs beside
+/// a replay's counting instead of before it.
+#[napi]
+pub fn capture_identity_async(file: String) -> AsyncTask<IdentityTask> {
+    AsyncTask::new(IdentityTask(PathBuf::from(file)))
+}
+
 traffic_counter_core::capture_option_fields!(napi_options! [
     #[doc = " Live capture options (see `traffic-counter record --help`; defaults and ranges: core"]
     #[doc = " `options.rs`, checked by `Options::validate`)."]

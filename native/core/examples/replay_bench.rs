@@ -1,4 +1,5 @@
-//! Times the engine alone on a capture: `cargo run --release --example replay_bench -- FILE [--flows] [--max-names N]`.
+//! Times the engine alone on a capture: `cargo run --release --example replay_bench -- FILE [--flows] [--max-names N] [--max-keys N]`
+//! (`--max-keys` defaults to the recorder's default, as `record --pcap` runs it).
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ fn main() {
     let file = PathBuf::from(&args[1]);
     let flows = args.iter().any(|a| a == "--flows");
     let max_names = args.iter().position(|a| a == "--max-names").map(|i| args[i + 1].parse().expect("--max-names N")).unwrap_or(traffic_counter_core::options::DEFAULT_MAX_NAMES);
-    let opts = ReplayOptions { interval_ms: 5000, max_keys: 1_000_000, flows, max_names, rules: Rules::default(), kernel: None };
+    let max_keys = args.iter().position(|a| a == "--max-keys").map(|i| args[i + 1].parse().expect("--max-keys N")).unwrap_or(traffic_counter_core::options::DEFAULT_MAX_KEYS);
+    let opts = ReplayOptions { interval_ms: 5000, max_keys, flows, max_names, rules: Rules::default(), kernel: None };
     let t = Instant::now();
     let mut rows = (0, 0, 0);
     let mut last = t;

@@ -19,7 +19,7 @@ use std::mem::size_of;
 pub const REPLAY_QUEUE_BATCHES: usize = 4;
 
 /// Hash buckets of a hashbrown table holding `keys` (its sizing rule: a power of two, at most 7/8 full).
-fn buckets(keys: usize) -> usize {
+pub(crate) fn buckets(keys: usize) -> usize {
     if keys < 4 {
         4
     } else if keys < 8 {
@@ -170,12 +170,17 @@ pub fn live(v: &Valid) -> EngineMemory {
 }
 
 /// Replay: the open intervals' tables (at most `OPEN_TABLES` full tables' room, the newest
-/// growing), one conversion, and `REPLAY_QUEUE_BATCHES` batches waiting for the consumer. Names:
-/// one reader and the collector over the intervals the reorder window keeps open.
+/// growing), the per-IP updates held back (`table::Deferred`), one conversion, and
+/// `REPLAY_QUEUE_BATCHES` batches waiting for the consumer. Names: one reader and the collector
+/// over the intervals the reorder window keeps open.
 pub fn replay(v: &Valid) -> EngineMemory {
     let (k, f) = (v.max_keys, v.flows);
     let window = (REORDER_WINDOW_MS / v.interval_ms) as usize + 2;
-    let tables = OPEN_TABLES as u64 * table_bytes(k, f) + growing_table_bytes(k, f) + conversion_bytes(k, f) + names_bytes(v, 1, window);
+    let tables = OPEN_TABLES as u64 * table_bytes(k, f)
+        + growing_table_bytes(k, f)
+        + crate::table::Deferred::BYTES as u64
+        + conversion_bytes(k, f)
+        + names_bytes(v, 1, window);
     EngineMemory { rings: 0, tables, batches: REPLAY_QUEUE_BATCHES as u64 * batch_bytes_with_names(v) }
 }
 

@@ -8,7 +8,7 @@ use crate::names::collect::{NameCollector, Order};
 use crate::names::Reader;
 use crate::parse::{self, Parsed};
 use crate::rules::{Rules, Verdict};
-use crate::table::Tables;
+use crate::table::{Deferred, Tables};
 use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgParser};
@@ -213,6 +213,10 @@ struct Counter<'a> {
     /// The first failure of the kernel path: the replay stops and reports it.
     failed: Option<ReplayError>,
     kernel_counted: u64,
+    /// Per-IP updates held back for the open interval starting at `deferred.0`
+    /// (`table::Deferred`): applied before that interval's tables are read, flushed, or counted
+    /// into by anything else.
+    deferred: (i64, Deferred),
 }
 
 /// Full tables' room the open intervals of a replayed file may hold in all (`budget::replay`).
@@ -237,6 +241,15 @@ impl<'a> Counter<'a> {
             kernel: kernel.map(|k| (k, None)),
             failed: None,
             kernel_counted: 0,
+            deferred: (i64::MIN, Deferred::default()),
+        }
+    }
+
+    /// Applies the held-back per-IP updates to their interval's tables.
+    fn settle(&mut self) {
+        let (start, d) = &mut self.deferred;
+        if !d.is_empty() {
+            d.apply(self.open.get_mut(start).expect("an interval is open while updates are held back for it"));
         }
     }
 
@@ -248,6 +261,10 @@ impl<'a> Counter<'a> {
         };
         if *active == to {
             return;
+        }
+        let (start, d) = &mut self.deferred;
+        if !d.is_empty() {
+            d.apply(self.open.get_mut(start).expect("an interval is open while updates are held back for it"));
         }
         if let Some(prev) = active.take() {
             let t = self.open.get_mut(&prev).expect("the kernel's interval is open until drained");
@@ -345,6 +362,10 @@ impl<'a> Counter<'a> {
             }
             return;
         }
+        if self.deferred.0 != counted_in {
+            self.settle();
+            self.deferred.0 = counted_in;
+        }
         let tables = self.open.get_mut(&counted_in).expect("opened above");
         let before = tables.room();
         let parsed = parse::parse_frame(lt, data).unwrap_or(Parsed::NonIp);
@@ -354,7 +375,7 @@ impl<'a> Counter<'a> {
                 return;
             }
         }
-        tables.count(&parsed);
+        tables.count_deferred(&parsed, &mut self.deferred.1);
         if let (Some((reader, collector)), Parsed::Ip(ip)) = (&mut self.names, &parsed) {
             let seen = &mut self.seen;
             reader.read(data, ip, ts_ms.saturating_mul(1_000_000), &mut tables.names, &mut |a, src, name| {
@@ -371,6 +392,7 @@ impl<'a> Counter<'a> {
 
     /// Flushes the oldest open interval (`last`: the final batch of the file).
     fn flush_first(&mut self, last: bool, sink: &mut dyn FnMut(ReplayEvent)) {
+        self.settle();
         if let Some(&first) = self.open.keys().next() {
             if self.kernel.as_ref().is_some_and(|(_, active)| *active == Some(first)) {
                 self.kernel_to(None);

@@ -14,7 +14,7 @@ import { grouped, isoUtc, plural } from '../../units';
 import { closeDb, countOptions, diskBudget, queueBounds, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
 import { describeBudget, memoryBudget } from '../budget/memory';
-import { describeOptions, priorSession, replaySessionKey } from './session-key';
+import { describeOptions, priorSession, replaySessionKeyAsync } from './session-key';
 import { StopSignals } from './stop';
 import { describeNetworks } from './local-networks';
 import type { LocalNetwork } from '../write/local-networks';
@@ -65,33 +65,37 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
     const given = new Map<string, string>();
     for (const [i, file] of files.entries()) {
       if (stop.stopped) break;
-      const key = replaySessionKey(file);
-      const same = given.get(key);
-      if (same !== undefined) {
-        log.info(`${file} has the same content as ${same}, given before it; skipped`);
-        continue;
-      }
-      given.set(key, file);
-      const prior = priorSession(db, key);
-      if (prior && prior.ended_at !== null && !o.replace) {
-        const when = `replayed ${isoUtc(prior.started_at)}${prior.source !== path.resolve(file) ? ` from ${prior.source}` : ''}`;
-        log.info(
-          `${file} is already recorded in ${o.db} as session ${prior.id} (${when}, ${describeOptions(prior.options)}); skipped, nothing counted twice (--replace records it again with the options given now)`,
-          { event: 'skipped', file, session: prior.id },
-        );
-        continue;
-      }
-      const spec: SessionSpec = {
-        key,
-        kind: 'replay',
-        source: path.resolve(file),
-        intervalMs: o.intervalSecs * 1000,
-        flows: o.flows,
-        options: counting,
-      };
-      // A session stopped before the end of its file holds partial intervals (flushed on the
-      // stop): it is recorded again in its place.
-      const summary = await replayFile(file, spec, prior);
+      // Which session the file is (its content's identity, a read of all of it) is found while
+      // the engine counts it; nothing is written before it is known.
+      const decided = replaySessionKeyAsync(file).then((key): Decided | undefined => {
+        const same = given.get(key);
+        if (same !== undefined) {
+          log.info(`${file} has the same content as ${same}, given before it; skipped`);
+          return undefined;
+        }
+        given.set(key, file);
+        const prior = priorSession(db, key);
+        if (prior && prior.ended_at !== null && !o.replace) {
+          const when = `replayed ${isoUtc(prior.started_at)}${prior.source !== path.resolve(file) ? ` from ${prior.source}` : ''}`;
+          log.info(
+            `${file} is already recorded in ${o.db} as session ${prior.id} (${when}, ${describeOptions(prior.options)}); skipped, nothing counted twice (--replace records it again with the options given now)`,
+            { event: 'skipped', file, session: prior.id },
+          );
+          return undefined;
+        }
+        const spec: SessionSpec = {
+          key,
+          kind: 'replay',
+          source: path.resolve(file),
+          intervalMs: o.intervalSecs * 1000,
+          flows: o.flows,
+          options: counting,
+        };
+        // A session stopped before the end of its file holds partial intervals (flushed on the
+        // stop): it is recorded again in its place.
+        return { spec, replaced: prior };
+      });
+      const summary = await replayFile(file, decided);
       before += sizes[i];
       if (!o.quiet && summary) log.info(`${summary.path}: ${plural(summary.frames, 'frame')} (${summary.format})${summary.truncated ? ', ends early' : ''}`);
     }
@@ -105,13 +109,15 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   }
 
   /**
-   * One file as one session. Replacing, its earlier session's rows go and the new ones come in
-   * one transaction (the sink's group commits are savepoints inside it): a reader sees the
-   * old session or the new one, never a part of either.
+   * One file as one session, counted from the start while `decided` finds which session it is
+   * (undefined: it is skipped, its counting stopped and nothing written). Replacing, its earlier
+   * session's rows go and the new ones come in one transaction (the sink's group commits are
+   * savepoints inside it): a reader sees the old session or the new one, never a part of either.
    */
-  async function replayFile(file: string, spec: SessionSpec, replaced: PriorSession | undefined): Promise<engine.FileSummary | undefined> {
+  async function replayFile(file: string, decided: Promise<Decided | undefined>): Promise<engine.FileSummary | undefined> {
     let sink: BatchSink | undefined;
-    const newSink = () =>
+    let replaced: PriorSession | undefined;
+    const newSink = (spec: SessionSpec) =>
       new BatchSink({
         db,
         spec,
@@ -125,26 +131,34 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
           if (!bar) printer.observe(wb);
         },
       });
-    if (replaced) {
-      db.sqlite.exec('begin immediate');
-      try {
-        deleteSession(db.sqlite, replaced.id);
-        sink = newSink();
-        lock.setSession(sink.sessionId);
-      } catch (err) {
-        db.sqlite.exec('rollback');
-        throw err;
+    const ready = decided.then((d) => {
+      if (!d) return undefined;
+      replaced = d.replaced;
+      if (replaced) {
+        db.sqlite.exec('begin immediate');
+        try {
+          deleteSession(db.sqlite, replaced.id);
+          sink = newSink(d.spec);
+          lock.setSession(sink.sessionId);
+        } catch (err) {
+          db.sqlite.exec('rollback');
+          replaced = undefined;
+          throw err;
+        }
+        log.info(
+          `${file}: replacing session ${replaced.id} (${describeOptions(replaced.options)}${replaced.ended_at === null ? '; stopped before the end of the file' : ''})`,
+          { event: 'replace', file, session: replaced.id },
+        );
       }
-      log.info(
-        `${file}: replacing session ${replaced.id} (${describeOptions(replaced.options)}${replaced.ended_at === null ? '; stopped before the end of the file' : ''})`,
-        { event: 'replace', file, session: replaced.id },
-      );
-    }
+      return d.spec;
+    });
     let netsWritten = false;
     const run = engine.replay([file], countOptions(o), {
       batch: async (b) => {
+        const spec = await ready;
+        if (!spec) return;
         if (!sink) {
-          sink = newSink();
+          sink = newSink(spec);
           lock.setSession(sink.sessionId);
         }
         // The networks span the capture's own times: from its first interval (the session's
@@ -160,9 +174,15 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
         bar.update(mib(before + done));
       },
     });
+    // Skipped, or its session could not be found: the counting stops (`ready` says why).
+    ready.then(
+      (spec) => spec || run.stop(),
+      () => run.stop(),
+    );
     const unlisten = stop.onStop(() => run.stop());
     try {
       const [summary] = await run.done;
+      if (!(await ready)) return undefined;
       // Everything queued is written (or writing gave up: the error ends the replay).
       await sink?.idle();
       // A replay stopped before the end of the file stays open (ended_at NULL): the next
@@ -172,10 +192,18 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
       return summary;
     } catch (err) {
       if (replaced && db.sqlite.inTransaction) db.sqlite.exec('rollback');
+      // The file's own failure (it cannot be read) before one the counting met because of it.
+      await ready;
       throw err;
     } finally {
       unlisten();
       await sink?.release();
     }
   }
+}
+
+/** Which session a replayed file is: the spec to write it under, and the session it replaces. */
+interface Decided {
+  spec: SessionSpec;
+  replaced: PriorSession | undefined;
 }

@@ -8,6 +8,11 @@ export function replaySessionKey(file: string): string {
   return `replay:${engine.captureIdentity(file)}`;
 }
 
+/** `replaySessionKey`, the file read off the JS thread. */
+export async function replaySessionKeyAsync(file: string): Promise<string> {
+  return `replay:${await engine.captureIdentityAsync(file)}`;
+}
+
 /** The session that already holds this capture, if any: keyed by its content alone. */
 export function priorSession(db: WriteDb, key: string): PriorSession | undefined {
   return sessionByKey(db.sqlite, key);

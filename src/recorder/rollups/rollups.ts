@@ -31,6 +31,19 @@ const IP_COLS = IP_VALUES.join(', ');
 const IP_SUMS = IP_VALUES.map((c) => `sum(${c})`).join(', ');
 const FLOW_KEY = FLOW_KEY_COLUMNS.join(', ');
 
+/**
+ * Counts the distinct buckets of `table` in (:start, :end) by seeking from one bucket to the next
+ * on the primary key (bucket_ms first): a handful of index look-ups, where count(distinct) read
+ * every row of the range (a bucket's 100,000 rows took ~40 ms at each close).
+ */
+function distinctBuckets(table: string): string {
+  return `with recursive b(ms) as (
+      select (select min(bucket_ms) from ${table} where bucket_ms >= :start and bucket_ms < :end)
+      union all
+      select (select min(bucket_ms) from ${table} where bucket_ms > b.ms and bucket_ms < :end) from b where b.ms is not null
+    ) select count(ms) from b`;
+}
+
 const SQL: Record<Level, LevelSql> = {
   ip_1m: {
     source: `select :start, d.ip_id, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
@@ -42,12 +55,12 @@ const SQL: Record<Level, LevelSql> = {
   ip_1h: {
     source: `select :start, ip_id, ${IP_SUMS} from ip_1m where bucket_ms >= :start and bucket_ms < :end group by ip_id`,
     copy: `select :start, ip_id, ${IP_COLS} from ip_1m where bucket_ms >= :start and bucket_ms < :end`,
-    parts: 'select count(distinct bucket_ms) from ip_1m where bucket_ms >= :start and bucket_ms < :end',
+    parts: distinctBuckets('ip_1m'),
   },
   ip_1d: {
     source: `select :start, ip_id, ${IP_SUMS} from ip_1h where bucket_ms >= :start and bucket_ms < :end group by ip_id`,
     copy: `select :start, ip_id, ${IP_COLS} from ip_1h where bucket_ms >= :start and bucket_ms < :end`,
-    parts: 'select count(distinct bucket_ms) from ip_1h where bucket_ms >= :start and bucket_ms < :end',
+    parts: distinctBuckets('ip_1h'),
   },
   flow_1m: {
     source: `select :start, ${FLOW_KEY.split(', ').map((c) => `d.${c}`).join(', ')}, sum(d.packets), sum(d.bytes)
@@ -60,7 +73,7 @@ const SQL: Record<Level, LevelSql> = {
   flow_1h: {
     source: `select :start, ${FLOW_KEY}, sum(packets), sum(bytes) from flow_1m where bucket_ms >= :start and bucket_ms < :end group by ${FLOW_KEY}`,
     copy: `select :start, ${FLOW_KEY}, packets, bytes from flow_1m where bucket_ms >= :start and bucket_ms < :end`,
-    parts: 'select count(distinct bucket_ms) from flow_1m where bucket_ms >= :start and bucket_ms < :end',
+    parts: distinctBuckets('flow_1m'),
   },
 };
 
