@@ -23,6 +23,7 @@
  * map memory does not grow with the CPU count. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -407,7 +408,7 @@ static __always_inline int count(enum kind k, const struct pkt *p, int flows, vo
 	switch (k) {
 	case K_RETURN:
 		add(counts, TC_KC_RETURNED, 1);
-		return TC_KC_RETURN;
+		return -1; /* the caller returns tc_kc_config.keep */
 	case K_IGNORED:
 		add(counts, TC_KC_IGNORED, 1);
 		return 0;
@@ -451,12 +452,17 @@ int tc_count(struct __sk_buff *skb)
 	struct tc_kc_config *cfg = bpf_map_lookup_elem(&tc_kc_config, &zero);
 	if (!cfg)
 		return TC_KC_RETURN;
+	if (cfg->skip_outgoing && skb->pkt_type == PACKET_OUTGOING)
+		return 0;
 	struct pkt p = {};
 	enum kind k = parse(skb, cfg, &p);
 	/* Read once: the buffer this run counts into, whatever userspace flips meanwhile. */
 	__u32 active = *(volatile __u32 *)&cfg->active;
 	int flows = cfg->flows;
+	int r;
 	if (active)
-		return count(k, &p, flows, &tc_kc_ips_b, &tc_kc_flows_b, &tc_kc_counts_b);
-	return count(k, &p, flows, &tc_kc_ips_a, &tc_kc_flows_a, &tc_kc_counts_a);
+		r = count(k, &p, flows, &tc_kc_ips_b, &tc_kc_flows_b, &tc_kc_counts_b);
+	else
+		r = count(k, &p, flows, &tc_kc_ips_a, &tc_kc_flows_a, &tc_kc_counts_a);
+	return r < 0 ? cfg->keep : 0;
 }

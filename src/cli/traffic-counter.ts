@@ -12,7 +12,7 @@ import { accessProblem } from '../db-identity';
 import { TcError } from '../errors';
 import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
 import { DEFAULT_MAX_DB_SIZE_TEXT, parseSize, SIZE_FORMS } from '../recorder/budget/disk';
-import { describeBudget, memoryBudget } from '../recorder/budget/memory';
+import { describeBudget, describeKernelMaps, memoryBudget } from '../recorder/budget/memory';
 
 quietOnClosedOutput();
 
@@ -108,12 +108,15 @@ const CONFIG_EXAMPLE = 'contrib/traffic-counter.json';
 function memoryHelp(): string {
   const defaults = { intervalSecs: D.intervalMs / 1000, maxKeys: D.maxKeys, maxNames: D.maxNames, flows: false, blockSize: D.blockSize, blockCount: D.blockCount, frameSize: D.frameSize };
   const line = (flows: boolean, live: boolean) => describeBudget(memoryBudget({ ...defaults, flows }, live));
+  const kline = (flows: boolean) => `${describeBudget(memoryBudget({ ...defaults, flows, countIn: 'kernel' }, true))} + ${describeKernelMaps({ maxKeys: D.maxKeys, flows })}`;
   return [
     '',
     'Memory (a bound, computed from the options: the start line states it for the options given):',
     `  live, defaults (${D.blockSize / 2 ** 20} MiB x ${D.blockCount} ring blocks per worker, one worker per CPU): ${line(false, true)}`,
     `  live, defaults and --flows: ${line(true, true)}`,
     `  replay, defaults and --flows: ${line(true, false)}`,
+    `  live, --count-in kernel (one counting socket, one names socket), defaults: ${kline(false)}`,
+    `  live, --count-in kernel, defaults and --flows: ${kline(true)}`,
   ].join('\n');
 }
 
@@ -150,7 +153,7 @@ program
   .addOption(
     new Option(
       '--count-in <where>',
-      'where frames are counted: ring (copied to userspace), kernel (by the kernel\'s counting program: with --pcap every Ethernet frame runs through it with BPF_PROG_TEST_RUN, to check it against userspace; its maps take memlock, see docs/recording.md; not yet for live capture), auto (ring in this build)',
+      'where frames are counted: kernel (live: the counting program attached to one packet socket counts each frame where it arrives and copies none, but DNS answers and TLS ClientHellos, which a second socket passes to userspace for names only, and frames it cannot count exactly, which userspace counts; --workers is then moot; its maps take kernel memory, below; with --pcap every Ethernet frame runs through it with BPF_PROG_TEST_RUN, to check it against userspace), ring (every frame copied to userspace and counted there), auto (live: kernel where the kernel loads the program and the interface is Ethernet or loopback, else ring, the start line says which; replays: ring)',
     )
       .choices(['kernel', 'ring', 'auto'])
       .default('auto'),

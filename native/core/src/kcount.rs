@@ -66,6 +66,8 @@ struct Config {
     flows: u32,
     ignore_enabled: u32,
     accept_enabled: u32,
+    keep: u32,
+    skip_outgoing: u32,
 }
 
 #[repr(C)]
@@ -121,6 +123,17 @@ pub enum Outcome {
     Returned,
 }
 
+/// What one buffer held when it was drained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Frames the program handed back (userspace counts them).
+    pub returned: u64,
+    /// Entries of the address map and of the flow map: the interval's fill (a map only grows
+    /// while it counts), against `max_keys`.
+    pub ip_entries: u64,
+    pub flow_entries: u64,
+}
+
 /// Where a replay counts: `None` in userspace (ring mode), else in the kernel with these rules.
 #[derive(Clone, Debug, Default)]
 pub struct KernelCount {
@@ -157,7 +170,7 @@ impl KernelCounter {
         let prog: &mut SocketFilter =
             ebpf.program_mut("tc_count").ok_or(FilterError::MissingProgram)?.try_into().map_err(FilterError::load)?;
         prog.load().map_err(FilterError::load)?;
-        let mut k = KernelCounter { ebpf, grace: GracePeriod::new(), config: Config { flows: flows as u32, ..Default::default() }, max_keys, flows };
+        let mut k = KernelCounter { ebpf, grace: GracePeriod::new(), config: Config { flows: flows as u32, keep: consts::KC_RETURN, ..Default::default() }, max_keys, flows };
         k.write_config()?;
         Ok(k)
     }
@@ -185,18 +198,40 @@ impl KernelCounter {
         Ok(if ret == 0 { Outcome::Counted } else { Outcome::Returned })
     }
 
+    /// For live capture: a frame handed back keeps `snaplen` bytes in the ring; with
+    /// `skip_outgoing` (loopback) frames the host sends are neither counted nor passed.
+    pub fn set_live(&mut self, snaplen: u32, skip_outgoing: bool) -> Result<(), FilterError> {
+        self.config.keep = snaplen.max(1);
+        self.config.skip_outgoing = skip_outgoing as u32;
+        self.write_config()
+    }
+
+    /// Attaches the program to a packet socket (SO_ATTACH_BPF).
+    pub fn attach<T: AsFd>(&mut self, socket: T) -> Result<(), FilterError> {
+        let prog: &mut SocketFilter = self.ebpf.program_mut("tc_count").unwrap().try_into().unwrap();
+        prog.attach(socket).map_err(FilterError::attach)?;
+        Ok(())
+    }
+
     /// Switches the buffers (the program counts into the other one from now on), waits until no
     /// run still writes the old one, and adds what it counted into `into` before clearing it.
-    /// Returns the frames the program handed back in that buffer's time.
-    pub fn switch(&mut self, into: &mut Tables) -> Result<u64, FilterError> {
+    pub fn switch(&mut self, into: &mut Tables) -> Result<Drained, FilterError> {
+        let old = self.flip()?;
+        self.drain(old, into)
+    }
+
+    /// The first half of `switch`: flips the index and waits until no run still writes the old
+    /// buffer, whose number it returns for `drain`.
+    pub fn flip(&mut self) -> Result<usize, FilterError> {
         let old = self.config.active as usize;
         self.config.active ^= 1;
         self.write_config()?;
         self.grace.wait().map_err(|source| FilterError::GracePeriod { source })?;
-        self.drain(old, into)
+        Ok(old)
     }
 
-    fn drain(&mut self, buf: usize, into: &mut Tables) -> Result<u64, FilterError> {
+    /// The second half of `switch`: reads buffer `buf` into `into` and clears it.
+    pub fn drain(&mut self, buf: usize, into: &mut Tables) -> Result<Drained, FilterError> {
         let (ips_name, flows_name, counts_name) = BUFFERS[buf];
         let mut ips: HashMap<&mut MapData, IpKey, IpVal> =
             HashMap::try_from(self.ebpf.map_mut(ips_name).expect("ips map")).map_err(map_err("tc_kc_ips"))?;
@@ -204,6 +239,8 @@ impl KernelCounter {
         for (k, _) in &rows {
             ips.remove(k).map_err(map_err("tc_kc_ips"))?;
         }
+        let ip_entries = rows.len() as u64;
+        let mut flow_entries = 0;
         for (k, v) in rows {
             let a = Addr { fam: k.fam as u8, bytes: k.addr };
             into.add_ip(a, &IpCounters { tx_packets: v.tx_packets, tx_bytes: v.tx_bytes, rx_packets: v.rx_packets, rx_bytes: v.rx_bytes });
@@ -215,6 +252,7 @@ impl KernelCounter {
             for (k, _) in &rows {
                 flows.remove(k).map_err(map_err("tc_kc_flows"))?;
             }
+            flow_entries = rows.len() as u64;
             for (k, v) in rows {
                 let key = FlowKey {
                     src: Addr { fam: k.fam, bytes: k.src },
@@ -265,7 +303,7 @@ impl KernelCounter {
             &FlowCounters { packets: g(consts::KC_FLOW_OVF_PACKETS), bytes: g(consts::KC_FLOW_OVF_BYTES) },
             &OverflowSketch::from_words(&c[flow_sketch..][..consts::KC_SKETCH_WORDS as usize]),
         );
-        Ok(g(consts::KC_RETURNED))
+        Ok(Drained { returned: g(consts::KC_RETURNED), ip_entries, flow_entries })
     }
 
     /// Entries of each hash map (addresses, and flows with `--flows`).
@@ -289,6 +327,26 @@ impl KernelCounter {
             })
             .sum()
     }
+}
+
+/// The kernel memory the counting program's maps take (memlock) for `max_keys` and `flows`,
+/// computed as `htab_map_mem_usage()` in kernel/bpf/hashtab.c charges a preallocated hash map:
+/// a 16-byte bucket per entry rounded up to a power of two, and per entry a `struct htab_elem`
+/// (48 bytes on 64-bit) with the key and value each rounded up to 8 bytes. Both buffers, and the
+/// small maps (counters arrays, config) besides; the few entries per CPU a map keeps spare are
+/// left out, so the figure does not depend on the CPU count, as the maps do not (shared, not
+/// per-CPU). `KernelCounter::memlock` reads what the kernel actually charged.
+pub fn map_memory(max_keys: usize, flows: bool) -> u64 {
+    const BUCKET: u64 = 16;
+    const ELEM: u64 = 48;
+    let r8 = |n: usize| (n as u64).div_ceil(8) * 8;
+    let hash = |entries: u64, key: usize, value: usize| BUCKET * entries.next_power_of_two() + entries * (ELEM + r8(key) + r8(value));
+    let keys = max_keys as u64;
+    let flow_keys = if flows { keys } else { consts::KC_UNUSED_ENTRIES as u64 };
+    let ip = hash(keys, std::mem::size_of::<IpKey>(), std::mem::size_of::<IpVal>());
+    let flow = hash(flow_keys, std::mem::size_of::<FlowKeyC>(), std::mem::size_of::<FlowVal>());
+    let counts = consts::KC_COUNTS_ENTRIES as u64 * 8;
+    2 * (ip + flow + counts)
 }
 
 /// A one-slot BPF_MAP_TYPE_ARRAY_OF_MAPS and the array it points at, made with raw bpf(2) calls
@@ -396,7 +454,7 @@ mod tests {
 
     fn drained(k: &mut KernelCounter, flows: bool) -> (Tables, u64) {
         let mut t = Tables::new(k.max_keys(), flows);
-        let returned = k.switch(&mut t).unwrap();
+        let returned = k.switch(&mut t).unwrap().returned;
         (t, returned)
     }
 
@@ -583,8 +641,11 @@ mod tests {
         for (keys, flows) in [(crate::options::DEFAULT_MAX_KEYS, false), (crate::options::DEFAULT_MAX_KEYS, true), (1_000_000, true)] {
             let k = KernelCounter::load(keys, flows).unwrap();
             let m = k.memlock();
-            eprintln!("map memlock, --max-keys {keys}{}: {:.1} MiB", if flows { " --flows" } else { "" }, m as f64 / (1 << 20) as f64);
+            let est = map_memory(keys, flows);
+            eprintln!("map memlock, --max-keys {keys}{}: {:.1} MiB (computed {:.1} MiB)", if flows { " --flows" } else { "" }, m as f64 / (1 << 20) as f64, est as f64 / (1 << 20) as f64);
             assert!(m > 0);
+            // The computed figure (the start line, --help) is what the kernel charges, within 2%.
+            assert!((est as f64 - m as f64).abs() < 0.02 * m as f64, "computed {est}, charged {m}");
         }
     }
 }
