@@ -247,7 +247,11 @@ describe('live --count-in kernel in network namespaces', () => {
 
   test('interval boundaries crossed under traffic: each frame in exactly one interval, the switch measured', async (t) => {
     if (!guard(t)) return;
-    const r = await start(net!, 'kernel', ['--interval-secs', '1', '--log-format', 'json']);
+    for (const mode of ['kernel', 'ring']) await boundaries(mode);
+  });
+
+  async function boundaries(mode: string): Promise<void> {
+    const r = await start(net!, mode, ['--interval-secs', '1', '--log-format', 'json']);
     // 8 bursts of 100 frames, 400 ms apart: about 3 s, so at least two boundaries fall inside.
     let sent = 0;
     for (let burst = 0; burst < 8; burst++) {
@@ -263,10 +267,10 @@ describe('live --count-in kernel in network namespaces', () => {
       // One flow per frame (its own source port): a frame counted twice would be a flow in two
       // intervals, a frame lost a port missing.
       const rows = d.prepare('select sport, count(*) as intervals, sum(packets) as packets from flow_deltas where dport = 9000 group by sport').all() as { sport: number; intervals: number; packets: number }[];
-      assert.equal(rows.length, 800);
+      assert.equal(rows.length, 800, mode);
       assert.ok(rows.every((x) => x.intervals === 1 && x.packets === 1));
       const busy = d.prepare('select count(distinct batch_id) from flow_deltas where dport = 9000').pluck().get() as number;
-      assert.ok(busy >= 3, `the traffic spans ${busy} intervals`);
+      assert.ok(busy >= 3, `${mode}: the traffic spans ${busy} intervals`);
     } finally {
       d.close();
     }
@@ -277,9 +281,10 @@ describe('live --count-in kernel in network namespaces', () => {
       .map((l) => JSON.parse(l))
       .filter((l) => l.level === 'interval' && 'kernel_switch_late_us' in l)
       .map((l) => l.kernel_switch_late_us as number);
+    if (mode === 'ring') return;
     assert.ok(lates.length >= 3, r.stderr);
     assert.ok(lates.every((x) => Number.isInteger(x) && x >= 0));
-  });
+  }
 
   test('--max-keys overflow: the overflow rows balance the totals; the estimate is near the keys refused; /metrics shows the map fill', async (t) => {
     if (!guard(t)) return;
@@ -332,6 +337,24 @@ describe('live --count-in kernel in network namespaces', () => {
     // The names socket's ring got the answers whole; the counting ring got nothing.
     assert.equal(sums(kernel.db).ring_packets, 3);
     assert.equal(sums(kernel.db).ring_drops, 0);
+  });
+
+  test('loopback: each frame is seen sent and received, and counted once, in kernel mode as in ring mode', async (t) => {
+    if (!guard(t)) return;
+    const lo: VethPair = { ...net!, devB: 'lo' };
+    const sink = spawnIn(net!.b, process.execPath, ['-e', "const s = require('dgram').createSocket('udp4'); s.on('message', () => {}); s.bind(9100, '127.0.0.1', () => console.log('ready')); setTimeout(() => process.exit(0), 30000)"]);
+    await new Promise<void>((res) => sink.stdout!.once('data', () => res()));
+    try {
+      const sender = "const s = require('dgram').createSocket('udp4'); let n = 0; const go = () => s.send(Buffer.alloc(72), 9100, '127.0.0.1', () => (++n < 25 ? go() : s.close())); s.bind(9101, go);";
+      const { kernel, ring } = await both(lo, ['--interval-secs', '1', '--max-names', '0'], () => void sh('ip', ['netns', 'exec', net!.b, process.execPath, '-e', sender]));
+      for (const r of [kernel, ring]) {
+        const f = flowRows(r.db).find((x) => x.sport === 9101 && x.dport === 9100);
+        assert.deepEqual([f?.packets, f?.bytes], [25, 25 * 100], path.basename(r.db));
+      }
+      assert.equal(sums(kernel.db).ring_packets, 0);
+    } finally {
+      sink.kill('SIGTERM');
+    }
   });
 
   test('auto counts in the kernel here and says so; --no-ebpf makes it the ring; kernel with --no-ebpf is refused', async (t) => {
