@@ -633,6 +633,29 @@ mod tests {
         }
     }
 
+    /// The figure docs/recording.md gives for draining full maps (no threshold: a measurement).
+    #[test]
+    fn draining_full_maps_of_the_default_size() {
+        if !privileged("draining_full_maps") {
+            return;
+        }
+        let keys = crate::options::DEFAULT_MAX_KEYS;
+        let mut k = KernelCounter::load(keys, true).unwrap();
+        for i in 0..keys as u32 {
+            let mut f = udp4(1, 1000, 28);
+            f[14 + 12..14 + 16].copy_from_slice(&(0x0a00_0000 | (i + 16)).to_be_bytes());
+            assert_eq!(k.test_run(&f).unwrap(), Outcome::Counted);
+        }
+        let mut t = Tables::new(keys, true);
+        let t0 = std::time::Instant::now();
+        let old = k.flip().unwrap();
+        let flipped = t0.elapsed();
+        let d = k.drain(old, &mut t).unwrap();
+        eprintln!("switch of full maps ({} addresses, {} flows): flip and grace period {:?}, drain {:?}", d.ip_entries, d.flow_entries, flipped, t0.elapsed() - flipped);
+        assert_eq!((d.ip_entries, d.flow_entries), (keys as u64, keys as u64));
+        assert_eq!(t.totals.ip_packets, keys as u64);
+    }
+
     #[test]
     fn map_memory_at_the_defaults_and_at_a_million_keys_with_flows() {
         if !privileged("map_memory") {
