@@ -9,7 +9,9 @@
  * totals. It returns 0 for every frame it counted (or dropped by a rule), so the frame is never
  * copied to a ring. A frame it cannot count exactly (a header it cannot read whole: cut short,
  * or outside the linear data on a socket; a walk deeper than its bounds) it does not count and
- * returns (TC_KC_RETURN): userspace counts it by parse.rs, so each frame is counted once.
+ * returns tc_kc_config.keep (the snap length live, TC_KC_RETURN in a test run): the ring gets it
+ * and userspace counts it by parse.rs, so each frame is counted once. With skip_outgoing
+ * (loopback) a frame the host sends returns 0 uncounted: its received copy is counted.
  *
  * Every read is bpf_skb_load_bytes_relative(..., BPF_HDR_START_MAC): on an AF_PACKET socket and
  * in BPF_PROG_TEST_RUN (net/bpf/test_run.c pulls the Ethernet header off the input but keeps the

@@ -123,7 +123,7 @@ describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pai
   /** Records pp-b while the sender floods MIX from pp-a; returns the database. */
   async function recordFlood(extra: string[]): Promise<string> {
     const db = path.join(tmp(), 'live.db');
-    const child = spawnIn(net!.b, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...extra]);
+    const child = spawnIn(net!.b, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', '--count-in', 'ring', ...extra]);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     await waitForStderr(child, /recording pp-b/);
