@@ -233,11 +233,16 @@ impl KernelCounter {
     /// The second half of `switch`: reads buffer `buf` into `into` and clears it.
     pub fn drain(&mut self, buf: usize, into: &mut Tables) -> Result<Drained, FilterError> {
         let (ips_name, flows_name, counts_name) = BUFFERS[buf];
-        let mut ips: HashMap<&mut MapData, IpKey, IpVal> =
-            HashMap::try_from(self.ebpf.map_mut(ips_name).expect("ips map")).map_err(map_err("tc_kc_ips"))?;
-        let rows: Vec<(IpKey, IpVal)> = ips.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_ips"))?;
-        for (k, _) in &rows {
-            ips.remove(k).map_err(map_err("tc_kc_ips"))?;
+        let (mut rows, whole) = take_all::<IpKey, IpVal>(hash_fd(&self.ebpf, ips_name));
+        if !whole {
+            // Entry by entry (a kernel without batch operations, or what a failed batch left).
+            let mut ips: HashMap<&mut MapData, IpKey, IpVal> =
+                HashMap::try_from(self.ebpf.map_mut(ips_name).expect("ips map")).map_err(map_err("tc_kc_ips"))?;
+            let rest: Vec<(IpKey, IpVal)> = ips.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_ips"))?;
+            for (k, _) in &rest {
+                ips.remove(k).map_err(map_err("tc_kc_ips"))?;
+            }
+            rows.extend(rest);
         }
         let ip_entries = rows.len() as u64;
         let mut flow_entries = 0;
@@ -246,11 +251,16 @@ impl KernelCounter {
             into.add_ip(a, &IpCounters { tx_packets: v.tx_packets, tx_bytes: v.tx_bytes, rx_packets: v.rx_packets, rx_bytes: v.rx_bytes });
         }
         if self.flows {
-            let mut flows: HashMap<&mut MapData, FlowKeyC, FlowVal> =
-                HashMap::try_from(self.ebpf.map_mut(flows_name).expect("flows map")).map_err(map_err("tc_kc_flows"))?;
-            let rows: Vec<(FlowKeyC, FlowVal)> = flows.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_flows"))?;
-            for (k, _) in &rows {
-                flows.remove(k).map_err(map_err("tc_kc_flows"))?;
+            let (mut rows, whole) = take_all::<FlowKeyC, FlowVal>(hash_fd(&self.ebpf, flows_name));
+            if !whole {
+                // Entry by entry (a kernel without batch operations, or what a failed batch left).
+                let mut flows: HashMap<&mut MapData, FlowKeyC, FlowVal> =
+                    HashMap::try_from(self.ebpf.map_mut(flows_name).expect("flows map")).map_err(map_err("tc_kc_flows"))?;
+                let rest: Vec<(FlowKeyC, FlowVal)> = flows.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_flows"))?;
+                for (k, _) in &rest {
+                    flows.remove(k).map_err(map_err("tc_kc_flows"))?;
+                }
+                rows.extend(rest);
             }
             flow_entries = rows.len() as u64;
             for (k, v) in rows {
@@ -326,6 +336,70 @@ impl KernelCounter {
                 info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse::<u64>().ok())
             })
             .sum()
+    }
+}
+
+/// The `batch` member of `union bpf_attr` (include/uapi/linux/bpf.h), for BPF_MAP_*_BATCH.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+/// Entries read per call (a hash bucket never holds this many: the kernel would say ENOSPC).
+const BATCH: usize = 8192;
+
+/// Reads and deletes every entry of the hash map `fd` with BPF_MAP_LOOKUP_AND_DELETE_BATCH
+/// (`__htab_map_lookup_and_delete_batch()` in kernel/bpf/hashtab.c, since 5.6): one call per
+/// 8,192 entries instead of three per entry (next key, lookup, delete). Only for a map no program
+/// writes any more (after the grace period). Also says whether it took the whole map: not when
+/// the kernel refuses the command (older kernels) or fails midway; the caller reads the rest
+/// entry by entry.
+fn take_all<K: Copy + Default, V: Copy + Default>(fd: std::os::fd::RawFd) -> (Vec<(K, V)>, bool) {
+    let mut keys = vec![K::default(); BATCH];
+    let mut values = vec![V::default(); BATCH];
+    let mut out = Vec::new();
+    let (mut token_in, mut token_out) = (0u32, 0u32);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &token_in as *const u32 as u64 },
+            out_batch: &mut token_out as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: BATCH as u32,
+            map_fd: fd as u32,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the kernel's layout; the key, value and token buffers it points to
+        // hold `count` entries of the map's key and value sizes and outlive the call.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_AND_DELETE_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
+        let err = (r < 0).then(std::io::Error::last_os_error);
+        let n = (attr.count as usize).min(BATCH);
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        match err {
+            None => {}
+            // The end of the map: what this call took is in `out`.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return (out, true),
+            Some(_) => return (out, false),
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
+
+/// The descriptor of the hash map `name` of a loaded object.
+fn hash_fd(ebpf: &Ebpf, name: &str) -> std::os::fd::RawFd {
+    match ebpf.map(name) {
+        Some(Map::HashMap(d)) => d.fd().as_fd().as_raw_fd(),
+        _ => panic!("{name} is a hash map of ebpf/count.c"),
     }
 }
 

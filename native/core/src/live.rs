@@ -592,8 +592,10 @@ impl KernelDrain {
             if stopping {
                 return;
             }
-            // After a long stall (a suspended host), the next interval is the clock's.
-            start = next.max(end);
+            // A switch that ended inside the next interval (a long drain) leaves that interval
+            // its own buffer, switched as soon as possible; after a stall of whole intervals (a
+            // suspended host) the next is the clock's.
+            start = if next > end + iv { next } else { end };
         }
     }
 
