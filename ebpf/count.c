@@ -9,7 +9,9 @@
  * totals. It returns 0 for every frame it counted (or dropped by a rule), so the frame is never
  * copied to a ring. A frame it cannot count exactly (a header it cannot read whole: cut short,
  * or outside the linear data on a socket; a walk deeper than its bounds) it does not count and
- * returns (TC_KC_RETURN): userspace counts it by parse.rs, so each frame is counted once.
+ * returns tc_kc_config.keep (the snap length live, TC_KC_RETURN in a test run): the ring gets it
+ * and userspace counts it by parse.rs, so each frame is counted once. With skip_outgoing
+ * (loopback) a frame the host sends returns 0 uncounted: its received copy is counted.
  *
  * Every read is bpf_skb_load_bytes_relative(..., BPF_HDR_START_MAC): on an AF_PACKET socket and
  * in BPF_PROG_TEST_RUN (net/bpf/test_run.c pulls the Ethernet header off the input but keeps the
@@ -23,6 +25,7 @@
  * map memory does not grow with the CPU count. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -407,7 +410,7 @@ static __always_inline int count(enum kind k, const struct pkt *p, int flows, vo
 	switch (k) {
 	case K_RETURN:
 		add(counts, TC_KC_RETURNED, 1);
-		return TC_KC_RETURN;
+		return -1; /* the caller returns tc_kc_config.keep */
 	case K_IGNORED:
 		add(counts, TC_KC_IGNORED, 1);
 		return 0;
@@ -451,12 +454,17 @@ int tc_count(struct __sk_buff *skb)
 	struct tc_kc_config *cfg = bpf_map_lookup_elem(&tc_kc_config, &zero);
 	if (!cfg)
 		return TC_KC_RETURN;
+	if (cfg->skip_outgoing && skb->pkt_type == PACKET_OUTGOING)
+		return 0;
 	struct pkt p = {};
 	enum kind k = parse(skb, cfg, &p);
 	/* Read once: the buffer this run counts into, whatever userspace flips meanwhile. */
 	__u32 active = *(volatile __u32 *)&cfg->active;
 	int flows = cfg->flows;
+	int r;
 	if (active)
-		return count(k, &p, flows, &tc_kc_ips_b, &tc_kc_flows_b, &tc_kc_counts_b);
-	return count(k, &p, flows, &tc_kc_ips_a, &tc_kc_flows_a, &tc_kc_counts_a);
+		r = count(k, &p, flows, &tc_kc_ips_b, &tc_kc_flows_b, &tc_kc_counts_b);
+	else
+		r = count(k, &p, flows, &tc_kc_ips_a, &tc_kc_flows_a, &tc_kc_counts_a);
+	return r < 0 ? cfg->keep : 0;
 }

@@ -266,6 +266,8 @@ int tc_filter(struct __sk_buff *skb)
 		goto non_ip;
 	if (v == DROPPED)
 		return 0;
+	if (cfg->names_only)
+		return cfg->names && loaded && names_whole(skb, off, proto, ip) ? skb->len : 0;
 	count(TC_CNT_PASSED);
 	/* Whole: tpacket_rcv() keeps min(this, skb->len) bytes, clamped to the ring's max_frame_len
 	 * (block size less its header, net/packet/af_packet.c), so a TPACKET_V3 block of 1 MiB holds

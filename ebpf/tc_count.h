@@ -33,8 +33,9 @@
 /* TC_KC_SLOTS + 2 * TC_KC_SKETCH_WORDS (checked in count.c) */
 #define TC_KC_COUNTS_ENTRIES 2067
 
-/* Return values: 0 counted here; TC_KC_RETURN: count it in userspace (a header this program
- * cannot read whole, a walk deeper than its bounds). */
+/* Return values: 0 counted here; otherwise tc_kc_config.keep: count it in userspace (a header
+ * this program cannot read whole, a walk deeper than its bounds). TC_KC_RETURN is the value a
+ * test run uses (any nonzero value would do). */
 #define TC_KC_RETURN 0xFFFF
 
 /* Bounds of the walks (bounded loops for the verifier): headers before the IP header (VLAN
@@ -52,6 +53,12 @@ struct tc_kc_config {
 	__u32 flows;
 	__u32 ignore_enabled;
 	__u32 accept_enabled;
+	/* What a frame handed back returns: the bytes the ring keeps of it (live capture: the
+	 * snaplen) or TC_KC_RETURN (BPF_PROG_TEST_RUN). */
+	__u32 keep;
+	/* Frames the host sends (PACKET_OUTGOING) are neither counted nor passed: on loopback every
+	 * frame is seen twice, sent and received, and one is counted, as in userspace. */
+	__u32 skip_outgoing;
 };
 
 /* An address: family 4 keeps its 4 bytes at the front and zeros after (parse.rs Addr). */

@@ -45,6 +45,9 @@ struct tc_config {
 	__u32 accept_enabled;
 	/* Pass DNS responses and ClientHellos whole (the reader of names is on). */
 	__u32 names;
+	/* Pass only those, and nothing else (the names socket of kernel counting: the counting
+	 * program counts every frame, this socket's ring feeds names only). */
+	__u32 names_only;
 };
 
 /* A TCP connection, client to server (tc_hello's key). IPv4 keeps its 4 bytes at the front. */

@@ -100,7 +100,12 @@ export interface Batch {
   };
   /** Entries in the capture order of each pair's last sighting in the interval. */
   names: BatchNames;
+  /** Live capture counted in the kernel: the switch at the interval's end and the maps' fill. */
+  kernel?: KernelBatchStats;
 }
+
+/** Kernel counting's figures for one interval (native/core/src/batch.rs KernelStats). */
+export type KernelBatchStats = Addon.KernelBatchStats;
 
 /** A typed-array view over a Buffer (copied when the Buffer is not aligned for it). */
 function view<T extends Uint16Array | Uint32Array | BigUint64Array>(
@@ -128,6 +133,7 @@ export function decodeBatch(b: Addon.NativeBatch): Batch {
     counters,
     hasRing: b.hasRing,
     hasFilter: b.hasFilter,
+    ...(b.kernel ? { kernel: b.kernel } : {}),
     addr: { count: b.addrCount, fam: b.addrFam, bytes: b.addrBytes },
     ip: {
       count: n,
@@ -309,6 +315,15 @@ export type EngineMemory = Addon.EngineMemory;
  */
 export function engineMemory(opts: LiveOptions, live: boolean): EngineMemory {
   return engineCall(() => addon.engineMemory(opts, live));
+}
+
+/**
+ * The kernel memory (memlock, bytes) the counting program's maps take with these options
+ * (native/core/src/kcount.rs map_memory): two buffers of --max-keys addresses, and of flows with
+ * --flows, shared by every CPU.
+ */
+export function kernelMapMemory(maxKeys: number, flows: boolean): number {
+  return addon.kernelMapMemory(maxKeys, flows);
 }
 
 /** Validates a CIDR file; returns its number of entries or throws TcError. */

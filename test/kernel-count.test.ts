@@ -10,8 +10,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { needRoot, pcapsDir, queryJson, recorder, tmp } from './helpers';
+import { needRoot, pcapsDir, queryJson, RECORDER, recorder, tmp } from './helpers';
 import { generate } from './support/gen';
 
 interface Expected {
@@ -83,15 +84,29 @@ test('--count-in kernel refuses a capture that is not Ethernet before touching t
   assert.match(r2.stderr, /link type 0 cannot be counted with --count-in kernel/);
 });
 
-test('--count-in kernel is refused for live capture in this build, before anything is set up', () => {
+test('live --count-in kernel on an interface without an Ethernet header is refused before the database is created; auto counts in the ring there and says why', (t) => {
   const db = path.join(tmp(), 'live.db');
-  const r = recorder(['record', '--iface', 'lo', '--db', db, '--count-in', 'kernel']);
-  assert.notEqual(r.status, 0);
-  assert.match(r.stderr, /--count-in kernel is not available for live capture yet in this build.*use --count-in ring/);
-  assert.ok(!existsSync(db));
   const bad = recorder(['record', '--pcap', path.join(dir, 'zeek_smtp.pcap'), '--db', db, '--count-in', 'bpf']);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--count-in/);
+  if (!needRoot(t)) return;
+  const ns = `tckc${process.pid}`;
+  spawnSync('ip', ['netns', 'add', ns]);
+  try {
+    // A tun device: raw IP, no link header (ARPHRD_NONE).
+    assert.equal(spawnSync('ip', ['netns', 'exec', ns, 'ip', 'tuntap', 'add', 'dev', 'tctun', 'mode', 'tun']).status, 0);
+    spawnSync('ip', ['-n', ns, 'link', 'set', 'tctun', 'up']);
+    const run = (countIn: string) => spawnSync('ip', ['netns', 'exec', ns, process.execPath, RECORDER, 'record', '--iface', 'tctun', '--db', db, '--count-in', countIn, '--interval-secs', '1'], { encoding: 'utf8', timeout: 3000, killSignal: 'SIGINT' });
+    const r = run('kernel');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--count-in kernel: the counting program reads Ethernet frames and this interface has no Ethernet header; use --count-in ring/);
+    assert.match(r.stderr, /ERR_TC_BAD_OPTION/);
+    assert.ok(!existsSync(db));
+    const auto = run('auto');
+    assert.match(auto.stderr, /counted in the ring \(--count-in auto: the counting program reads Ethernet frames/);
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
 });
 
 test('--count-in kernel with a full map: keys fold into the overflow row, totals balance, as in userspace', (t) => {

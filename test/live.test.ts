@@ -1,5 +1,6 @@
 /**
- * Live capture in two network namespaces joined by a veth pair: known UDP and ICMP packets,
+ * Live capture counted in the ring (`--count-in ring`; test/kernel-live.test.ts has kernel
+ * mode) in two network namespaces joined by a veth pair: known UDP and ICMP packets,
  * IPv4 and IPv6, of known sizes and bounded count, recorded on one end; exact per-IP and
  * per-flow counts, 0 kernel drops, the filter attached, --ignore-file, --accept-source-file and
  * SIGHUP reload honoured. Traffic stays inside the namespaces.
@@ -63,7 +64,7 @@ interface Recording {
 
 async function startRecorder(extra: string[]): Promise<Recording> {
   const db = path.join(tmp(), 'live.db');
-  const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...extra]);
+  const child = spawnIn(B, process.execPath, [RECORDER, 'record', '--iface', 'veth-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', '--count-in', 'ring', ...extra]);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   await waitForStderr(child, /recording veth-b/);

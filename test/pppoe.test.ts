@@ -89,7 +89,7 @@ function sums(db: string): Record<string, number | null> {
     return d
       .prepare(
         `select sum(frames) as frames, sum(ip_packets) as ip_packets, sum(non_ip) as non_ip, sum(ip_header_incomplete) as ip_header_incomplete,
-                sum(filter_passed) as filter_passed, sum(filter_non_ip) as filter_non_ip, sum(filter_ignored) as filter_ignored, sum(ring_drops) as ring_drops from batches`,
+                sum(filter_passed) as filter_passed, sum(filter_non_ip) as filter_non_ip, sum(filter_ignored) as filter_ignored, sum(ring_drops) as ring_drops, sum(ring_packets) as ring_packets from batches`,
       )
       .get() as Record<string, number | null>;
   } finally {
@@ -123,11 +123,11 @@ describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pai
   /** Records pp-b while the sender floods MIX from pp-a; returns the database. */
   async function recordFlood(extra: string[]): Promise<string> {
     const db = path.join(tmp(), 'live.db');
-    const child = spawnIn(net!.b, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...extra]);
+    const child = spawnIn(net!.b, process.execPath, [RECORDER, 'record', '--iface', 'pp-b', '--db', db, '--interval-secs', '1', '--flows', '--workers', '2', ...(extra.includes('--count-in') ? [] : ['--count-in', 'ring']), ...extra]);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     await waitForStderr(child, /recording pp-b/);
-    if (!extra.includes('--no-ebpf')) assert.match(stderr, /eBPF filter attached to 2 socket\(s\)/);
+    if (!extra.includes('--no-ebpf') && !extra.includes('kernel')) assert.match(stderr, /eBPF filter attached to 2 socket\(s\)/);
     const input = MIX.map((m) => `${m.count} ${m.frame.toString('hex')}`).join('\n');
     const send = spawnSync('ip', ['netns', 'exec', net!.a, 'python3', SENDER, 'pp-a', '20'], { input, encoding: 'utf8', timeout: 30_000 });
     assert.equal(send.status, 0, send.stderr);
@@ -156,6 +156,16 @@ describe('live: a PPPoE-framed flood from an AF_PACKET sender in a namespace pai
       }
     });
   }
+
+  test('--count-in kernel: the counting program counts the PPPoE-framed flood exactly, the non-IP frames once, and hands none back', async (t: TestContext) => {
+    if (!needRoot(t)) return;
+    assert.ok(net, 'namespaces set up');
+    const db = await recordFlood(['--count-in', 'kernel', '--max-names', '0']);
+    assert.deepEqual(ipTable(db), EXPECTED);
+    assertFlows(db);
+    const s = sums(db);
+    assert.deepEqual([s.ip_packets, s.non_ip, s.frames, s.ring_packets, s.ring_drops], [IP_PACKETS, NON_IP, IP_PACKETS + NON_IP, 0, 0]);
+  });
 
   test('--ignore-file: the eBPF filter finds an address behind a 0x9100 tag and PPPoE and drops it as ignored', async (t: TestContext) => {
     if (!needRoot(t)) return;

@@ -134,10 +134,36 @@ pub struct NativeBatch {
     pub names_source: Buffer,
     pub names_text: Buffer,
     pub names_end: Buffer,
+    /// Live capture counted in the kernel: the switch at the interval's end and the maps' fill.
+    pub kernel: Option<KernelBatchStats>,
+}
+
+/// `Batch::kernel` of the core (live `--count-in kernel`).
+#[napi(object)]
+pub struct KernelBatchStats {
+    /// How long after the interval's UTC boundary the switch to the other maps completed (µs).
+    pub switch_late_us: f64,
+    /// Reading and clearing the old maps after it (µs).
+    pub drain_us: f64,
+    /// Frames the counting program handed to the ring, counted in userspace.
+    pub returned: f64,
+    /// Entries of the address map and of the flow map at the interval's end.
+    pub ip_entries: f64,
+    pub flow_entries: f64,
+    /// Entries each map holds (`--max-keys`).
+    pub capacity: f64,
 }
 
 fn to_native(b: Batch) -> NativeBatch {
     let counters = COUNTERS.map(|(_, get)| get(&b));
+    let kernel = b.kernel.map(|k| KernelBatchStats {
+        switch_late_us: k.switch_late_us as f64,
+        drain_us: k.drain_us as f64,
+        returned: k.returned as f64,
+        ip_entries: k.ip_entries as f64,
+        flow_entries: k.flow_entries as f64,
+        capacity: k.capacity as f64,
+    });
     let ips = b.ips;
     let fl = b.flows;
     let names = b.names;
@@ -171,6 +197,7 @@ fn to_native(b: Batch) -> NativeBatch {
         names_source: names.source.into(),
         names_text: names.text.into(),
         names_end: u32s(names.end),
+        kernel,
     }
 }
 
@@ -326,7 +353,12 @@ pub struct EngineMemory {
 #[napi]
 pub fn engine_memory(options: LiveCaptureOptions, live: bool) -> Result<EngineMemory, String> {
     let v = Options { count: options.count.core(), capture: options.core() }.validate().map_err(bad_option)?;
-    let m = if live { budget::live(&v) } else { budget::replay(&v) };
+    // `auto` is budgeted as the ring, which holds more: the start line states what was settled.
+    let m = match (live, v.count_in) {
+        (true, options::CountIn::Kernel) => budget::live_kernel(&v),
+        (true, _) => budget::live(&v),
+        (false, _) => budget::replay(&v),
+    };
     Ok(EngineMemory {
         rings: m.rings as f64,
         tables: m.tables as f64,
@@ -334,6 +366,13 @@ pub fn engine_memory(options: LiveCaptureOptions, live: bool) -> Result<EngineMe
         batch_bytes: budget::batch_bytes_with_names(&v) as f64,
         batch_addrs: budget::batch_addrs(v.max_keys, v.flows) as f64,
     })
+}
+
+/// The kernel memory (memlock, bytes) the counting program's maps take for `max_keys` and
+/// `flows` (core `kcount::map_memory`; the start line states what the kernel charged).
+#[napi]
+pub fn kernel_map_memory(max_keys: u32, flows: bool) -> f64 {
+    traffic_counter_core::kcount::map_memory(max_keys as usize, flows) as f64
 }
 
 fn bad_option(e: options::OptionError) -> Error<String> {
@@ -509,6 +548,14 @@ pub struct CaptureInfo {
     pub linktype: u32,
     pub ebpf_attached_sockets: u32,
     pub fanout_group: u32,
+    /// "kernel" or "ring": where frames are counted.
+    pub count_in: String,
+    /// Why `--count-in auto` counts in the ring (empty otherwise).
+    pub count_in_why: String,
+    /// Memlock the kernel charged for the counting program's maps, in bytes (0 in ring mode).
+    pub kernel_map_bytes: f64,
+    /// Kernel mode: the socket whose ring feeds names only (0 or 1).
+    pub names_sockets: u32,
 }
 
 /// A running live capture. Batches arrive through the callback given to `start`.
@@ -532,7 +579,6 @@ impl LiveCapture {
         let v = Options { count: c.core(), capture: options.core() }
         .validate()
         .map_err(bad_option)?;
-        live_count_in(v.count_in)?;
         let group = v.fanout_group;
         let lo = LiveOptions {
             iface: options.iface.clone(),
@@ -547,8 +593,8 @@ impl LiveCapture {
             snaplen: v.snaplen,
             ignore,
             accept_source: accept,
+            count_in: v.count_in,
         };
-        let workers = lo.workers as u32;
         let mut handover = Handover::new(v.handover_max_batches, v.handover_max_bytes);
         // Runs on the JS thread as each event is delivered: the batch is taken, its place given back.
         let deliver = on_event
@@ -583,19 +629,25 @@ impl LiveCapture {
             }
         })
         .map_err(js_error)?;
+        let k = &cap.counted_in;
         let info = CaptureInfo {
             iface: options.iface,
-            workers,
+            // Kernel mode counts on one socket, whatever --workers says.
+            workers: if k.kernel { 1 } else { v.workers as u32 },
             linktype: cap.linktype,
             ebpf_attached_sockets: cap.attached as u32,
             fanout_group: group as u32,
+            count_in: if k.kernel { "kernel" } else { "ring" }.into(),
+            count_in_why: k.why.clone(),
+            kernel_map_bytes: k.map_bytes as f64,
+            names_sockets: k.names_sockets as u32,
         };
         Ok(LiveCapture { inner: Arc::new(Mutex::new(Some(cap))), info, ignore_file: c.ignore_file.clone(), accept_source_file: c.accept_source_file.clone() })
     }
 
     #[napi(getter)]
     pub fn info(&self) -> CaptureInfo {
-        CaptureInfo { iface: self.info.iface.clone(), ..self.info }
+        CaptureInfo { iface: self.info.iface.clone(), count_in: self.info.count_in.clone(), count_in_why: self.info.count_in_why.clone(), ..self.info }
     }
 
     /// Re-reads the CIDR files given at start and swaps them into the filter maps and the
@@ -626,25 +678,12 @@ impl LiveCapture {
     }
 }
 
-/// Refuses what live capture cannot do with `--count-in`.
-fn live_count_in(c: options::CountIn) -> Result<(), String> {
-    if c == options::CountIn::Kernel {
-        return Err(err(
-            Code::BadOption,
-            "--count-in kernel is not available for live capture yet in this build (it counts replays: record --pcap FILE --count-in kernel); use --count-in ring or auto (ring in this build)",
-        ));
-    }
-    Ok(())
-}
-
 /// Checks `--count-in` for a live capture (`live`) or a replay before anything is set up;
-/// throws ERR_TC_BAD_OPTION.
+/// throws ERR_TC_BAD_OPTION. (What the interface and the kernel allow is settled at start.)
 #[napi]
 pub fn check_count_in(count_in: Option<String>, live: bool) -> Result<(), String> {
-    let v = Options { count: options::CountOptions { count_in, ..Default::default() }, ..Options::default() }.validate().map_err(bad_option)?;
-    if live {
-        live_count_in(v.count_in)?;
-    }
+    let _ = live;
+    Options { count: options::CountOptions { count_in, ..Default::default() }, ..Options::default() }.validate().map_err(bad_option)?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ import { accessProblem } from '../db-identity';
 import { TcError } from '../errors';
 import { OPTION_DEFAULTS as D, REORDER_WINDOW_MS } from '../native';
 import { DEFAULT_MAX_DB_SIZE_TEXT, parseSize, SIZE_FORMS } from '../recorder/budget/disk';
-import { describeBudget, memoryBudget } from '../recorder/budget/memory';
+import { describeBudget, describeKernelMaps, memoryBudget } from '../recorder/budget/memory';
 
 quietOnClosedOutput();
 
@@ -108,12 +108,15 @@ const CONFIG_EXAMPLE = 'contrib/traffic-counter.json';
 function memoryHelp(): string {
   const defaults = { intervalSecs: D.intervalMs / 1000, maxKeys: D.maxKeys, maxNames: D.maxNames, flows: false, blockSize: D.blockSize, blockCount: D.blockCount, frameSize: D.frameSize };
   const line = (flows: boolean, live: boolean) => describeBudget(memoryBudget({ ...defaults, flows }, live));
+  const kline = (flows: boolean) => `${describeBudget(memoryBudget({ ...defaults, flows, countIn: 'kernel' }, true))} + ${describeKernelMaps({ maxKeys: D.maxKeys, flows })}`;
   return [
     '',
     'Memory (a bound, computed from the options: the start line states it for the options given):',
     `  live, defaults (${D.blockSize / 2 ** 20} MiB x ${D.blockCount} ring blocks per worker, one worker per CPU): ${line(false, true)}`,
     `  live, defaults and --flows: ${line(true, true)}`,
     `  replay, defaults and --flows: ${line(true, false)}`,
+    `  live, --count-in kernel (one counting socket, one names socket), defaults: ${kline(false)}`,
+    `  live, --count-in kernel, defaults and --flows: ${kline(true)}`,
   ].join('\n');
 }
 
@@ -137,7 +140,7 @@ program
   .option('-i, --iface <name>', 'interface to capture on (default: the interface of the default route)')
   .option('--pcap <files...>', `replay these pcap/pcapng files instead of capturing, each as its own session (frames up to ${REORDER_WINDOW_MS / 1000} s out of order are counted in their own interval; a capture already in the file is skipped)`)
   .option('--replace', 'with --pcap: record a capture already in the file again with the options given now, in place of its earlier session (in one transaction)', false)
-  .option('--workers <n>', 'capture workers, one ring each (default: number of CPUs)', intIn(1, D.maxWorkers))
+  .option('--workers <n>', 'capture workers, one ring each (default: number of CPUs; counting in the kernel uses one socket whatever this says)', intIn(1, D.maxWorkers))
   .option('--block-size <bytes>', 'TPACKET_V3 block size (power of two, multiple of the page size)', intIn(1, 2 ** 30), D.blockSize)
   .option('--block-count <n>', 'blocks per ring', intIn(1, 1 << 20), D.blockCount)
   .option('--frame-size <bytes>', 'TPACKET_V3 frame size', intIn(1, 2 ** 30), D.frameSize)
@@ -150,7 +153,7 @@ program
   .addOption(
     new Option(
       '--count-in <where>',
-      'where frames are counted: ring (copied to userspace), kernel (by the kernel\'s counting program: with --pcap every Ethernet frame runs through it with BPF_PROG_TEST_RUN, to check it against userspace; its maps take memlock, see docs/recording.md; not yet for live capture), auto (ring in this build)',
+      'where frames are counted: kernel (live: the counting program attached to one packet socket counts each frame where it arrives and copies none, but DNS answers and TLS ClientHellos, which a second socket passes to userspace for names only, and frames it cannot count exactly, which userspace counts; --workers is then moot; its maps take kernel memory, below; with --pcap every Ethernet frame runs through it with BPF_PROG_TEST_RUN, to check it against userspace), ring (every frame copied to userspace and counted there), auto (live: kernel where the kernel loads the program and the interface is Ethernet or loopback, else ring, the start line says which; replays: ring)',
     )
       .choices(['kernel', 'ring', 'auto'])
       .default('auto'),
@@ -158,7 +161,7 @@ program
   .option('--ignore-file <file>', 'CIDRs whose traffic (as source or destination) is not counted')
   .option('--accept-source-file <file>', 'count only frames whose source is in these CIDRs')
   .option('--local-networks <file>', "this host's networks, one CIDR a line (# comments), for tc-query --side local|remote: in place of the capture interface's addresses and prefixes, which live capture records by default (and their changes); a replay has local networks only with it; SIGHUP re-reads it")
-  .option('--no-ebpf', 'do not load the eBPF socket filter (rules are applied in userspace)')
+  .option('--no-ebpf', 'do not load the eBPF socket filter (rules are applied in userspace; frames are counted in the ring)')
   .option('--snaplen <bytes>', 'bytes of each frame the eBPF filter keeps', intIn(64, 65535), D.snaplen)
   .addOption(retainOption('--retain-raw-ip <period>', 'live: keep per-interval per-IP rows this long', 'rawIpMs'))
   .addOption(retainOption('--retain-raw-flows <period>', 'live: keep per-interval per-flow rows this long', 'rawFlowMs'))

@@ -32,6 +32,23 @@ pub struct FilterCounters {
     pub not_accepted: u64,
 }
 
+/// Kernel counting's figures for one interval (live `--count-in kernel`).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct KernelStats {
+    /// How long after the interval's UTC boundary the switch to the other buffer completed (the
+    /// index flipped and the grace period over), in microseconds.
+    pub switch_late_us: u64,
+    /// Reading and clearing the old buffer after it, in microseconds.
+    pub drain_us: u64,
+    /// Frames the counting program handed to the ring to be counted in userspace.
+    pub returned: u64,
+    /// Entries of the address and flow maps at the end of the interval, and each map's capacity
+    /// (`--max-keys`; the flow map holds entries only with `--flows`).
+    pub ip_entries: u64,
+    pub flow_entries: u64,
+    pub capacity: u64,
+}
+
 /// The distinct addresses of a batch, sorted by (family, bytes); rows refer to them by index.
 #[derive(Default, Debug)]
 pub struct AddrTable {
@@ -90,6 +107,8 @@ pub struct Batch {
     pub totals: Totals,
     pub ring: Option<RingStats>,
     pub filter: Option<FilterCounters>,
+    /// Live capture counted in the kernel: the switch and the maps' fill.
+    pub kernel: Option<KernelStats>,
     /// Estimated distinct keys that did not fit `max_keys` and were folded into the overflow row.
     pub ip_overflow_keys: u64,
     pub flow_overflow_keys: u64,
@@ -189,6 +208,7 @@ impl Batch {
             names: BatchNames::default(),
             name_counts,
             last: false,
+            kernel: None,
         }
     }
 }

@@ -169,6 +169,18 @@ pub fn live(v: &Valid) -> EngineMemory {
     EngineMemory { rings, tables, batches }
 }
 
+/// Live capture counted in the kernel: as `live` with three senders of tables (the counting
+/// socket's worker, which counts what the program hands back, the kernel drain, and the names
+/// socket's worker, whose tables stay empty but for name counts) and one ring, two with names.
+/// The maps themselves are kernel memory (`kcount::map_memory`), stated apart.
+pub fn live_kernel(v: &Valid) -> EngineMemory {
+    let rings = if v.max_names > 0 { 2 } else { 1 };
+    let senders = if v.max_names > 0 { 3 } else { 2 };
+    let as_ring = Valid { workers: senders, ..v.clone() };
+    let m = live(&as_ring);
+    EngineMemory { rings: rings * v.ring.block_size as u64 * v.ring.block_count as u64, ..m }
+}
+
 /// Replay: the open intervals' tables (at most `OPEN_TABLES` full tables' room, the newest
 /// growing), the per-IP updates held back (`table::Deferred`), one conversion, and
 /// `REPLAY_QUEUE_BATCHES` batches waiting for the consumer. Names: one reader and the collector

@@ -23,6 +23,7 @@ struct Config {
     ignore_enabled: u32,
     accept_enabled: u32,
     names: u32,
+    names_only: u32,
 }
 // SAFETY: plain repr(C) integers, the layout of struct tc_config in ebpf/tc_filter.h.
 unsafe impl aya::Pod for Config {}
@@ -81,7 +82,7 @@ impl FilterError {
         }
     }
 
-    fn attach(source: aya::programs::ProgramError) -> FilterError {
+    pub(crate) fn attach(source: aya::programs::ProgramError) -> FilterError {
         if crate::error::is_permission(&source) {
             FilterError::Permission { source: source.into() }
         } else {
@@ -111,7 +112,18 @@ impl Filter {
             ignore_enabled: 0,
             accept_enabled: 0,
             names: names as u32,
+            names_only: 0,
         })?;
+        Ok(f)
+    }
+
+    /// Loads the program for the names socket of kernel counting: it passes DNS responses and
+    /// ClientHellos whole (after the CIDR rules) and nothing else; its counters mean nothing.
+    pub fn load_names_only() -> Result<Filter, FilterError> {
+        let mut f = Filter::load(0, false, true)?;
+        let mut c = f.config()?;
+        c.names_only = 1;
+        f.set_config(c)?;
         Ok(f)
     }
 

@@ -66,6 +66,8 @@ struct Config {
     flows: u32,
     ignore_enabled: u32,
     accept_enabled: u32,
+    keep: u32,
+    skip_outgoing: u32,
 }
 
 #[repr(C)]
@@ -121,6 +123,17 @@ pub enum Outcome {
     Returned,
 }
 
+/// What one buffer held when it was drained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Frames the program handed back (userspace counts them).
+    pub returned: u64,
+    /// Entries of the address map and of the flow map: the interval's fill (a map only grows
+    /// while it counts), against `max_keys`.
+    pub ip_entries: u64,
+    pub flow_entries: u64,
+}
+
 /// Where a replay counts: `None` in userspace (ring mode), else in the kernel with these rules.
 #[derive(Clone, Debug, Default)]
 pub struct KernelCount {
@@ -157,7 +170,7 @@ impl KernelCounter {
         let prog: &mut SocketFilter =
             ebpf.program_mut("tc_count").ok_or(FilterError::MissingProgram)?.try_into().map_err(FilterError::load)?;
         prog.load().map_err(FilterError::load)?;
-        let mut k = KernelCounter { ebpf, grace: GracePeriod::new(), config: Config { flows: flows as u32, ..Default::default() }, max_keys, flows };
+        let mut k = KernelCounter { ebpf, grace: GracePeriod::new(), config: Config { flows: flows as u32, keep: consts::KC_RETURN, ..Default::default() }, max_keys, flows };
         k.write_config()?;
         Ok(k)
     }
@@ -185,36 +198,71 @@ impl KernelCounter {
         Ok(if ret == 0 { Outcome::Counted } else { Outcome::Returned })
     }
 
+    /// For live capture: a frame handed back keeps `snaplen` bytes in the ring; with
+    /// `skip_outgoing` (loopback) frames the host sends are neither counted nor passed.
+    pub fn set_live(&mut self, snaplen: u32, skip_outgoing: bool) -> Result<(), FilterError> {
+        self.config.keep = snaplen.max(1);
+        self.config.skip_outgoing = skip_outgoing as u32;
+        self.write_config()
+    }
+
+    /// Attaches the program to a packet socket (SO_ATTACH_BPF).
+    pub fn attach<T: AsFd>(&mut self, socket: T) -> Result<(), FilterError> {
+        let prog: &mut SocketFilter = self.ebpf.program_mut("tc_count").unwrap().try_into().unwrap();
+        prog.attach(socket).map_err(FilterError::attach)?;
+        Ok(())
+    }
+
     /// Switches the buffers (the program counts into the other one from now on), waits until no
     /// run still writes the old one, and adds what it counted into `into` before clearing it.
-    /// Returns the frames the program handed back in that buffer's time.
-    pub fn switch(&mut self, into: &mut Tables) -> Result<u64, FilterError> {
+    pub fn switch(&mut self, into: &mut Tables) -> Result<Drained, FilterError> {
+        let old = self.flip()?;
+        self.drain(old, into)
+    }
+
+    /// The first half of `switch`: flips the index and waits until no run still writes the old
+    /// buffer, whose number it returns for `drain`.
+    pub fn flip(&mut self) -> Result<usize, FilterError> {
         let old = self.config.active as usize;
         self.config.active ^= 1;
         self.write_config()?;
         self.grace.wait().map_err(|source| FilterError::GracePeriod { source })?;
-        self.drain(old, into)
+        Ok(old)
     }
 
-    fn drain(&mut self, buf: usize, into: &mut Tables) -> Result<u64, FilterError> {
+    /// The second half of `switch`: reads buffer `buf` into `into` and clears it.
+    pub fn drain(&mut self, buf: usize, into: &mut Tables) -> Result<Drained, FilterError> {
         let (ips_name, flows_name, counts_name) = BUFFERS[buf];
-        let mut ips: HashMap<&mut MapData, IpKey, IpVal> =
-            HashMap::try_from(self.ebpf.map_mut(ips_name).expect("ips map")).map_err(map_err("tc_kc_ips"))?;
-        let rows: Vec<(IpKey, IpVal)> = ips.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_ips"))?;
-        for (k, _) in &rows {
-            ips.remove(k).map_err(map_err("tc_kc_ips"))?;
+        let (mut rows, whole) = take_all::<IpKey, IpVal>(hash_fd(&self.ebpf, ips_name));
+        if !whole {
+            // Entry by entry (a kernel without batch operations, or what a failed batch left).
+            let mut ips: HashMap<&mut MapData, IpKey, IpVal> =
+                HashMap::try_from(self.ebpf.map_mut(ips_name).expect("ips map")).map_err(map_err("tc_kc_ips"))?;
+            let rest: Vec<(IpKey, IpVal)> = ips.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_ips"))?;
+            for (k, _) in &rest {
+                ips.remove(k).map_err(map_err("tc_kc_ips"))?;
+            }
+            rows.extend(rest);
         }
+        let ip_entries = rows.len() as u64;
+        let mut flow_entries = 0;
         for (k, v) in rows {
             let a = Addr { fam: k.fam as u8, bytes: k.addr };
             into.add_ip(a, &IpCounters { tx_packets: v.tx_packets, tx_bytes: v.tx_bytes, rx_packets: v.rx_packets, rx_bytes: v.rx_bytes });
         }
         if self.flows {
-            let mut flows: HashMap<&mut MapData, FlowKeyC, FlowVal> =
-                HashMap::try_from(self.ebpf.map_mut(flows_name).expect("flows map")).map_err(map_err("tc_kc_flows"))?;
-            let rows: Vec<(FlowKeyC, FlowVal)> = flows.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_flows"))?;
-            for (k, _) in &rows {
-                flows.remove(k).map_err(map_err("tc_kc_flows"))?;
+            let (mut rows, whole) = take_all::<FlowKeyC, FlowVal>(hash_fd(&self.ebpf, flows_name));
+            if !whole {
+                // Entry by entry (a kernel without batch operations, or what a failed batch left).
+                let mut flows: HashMap<&mut MapData, FlowKeyC, FlowVal> =
+                    HashMap::try_from(self.ebpf.map_mut(flows_name).expect("flows map")).map_err(map_err("tc_kc_flows"))?;
+                let rest: Vec<(FlowKeyC, FlowVal)> = flows.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_flows"))?;
+                for (k, _) in &rest {
+                    flows.remove(k).map_err(map_err("tc_kc_flows"))?;
+                }
+                rows.extend(rest);
             }
+            flow_entries = rows.len() as u64;
             for (k, v) in rows {
                 let key = FlowKey {
                     src: Addr { fam: k.fam, bytes: k.src },
@@ -265,7 +313,7 @@ impl KernelCounter {
             &FlowCounters { packets: g(consts::KC_FLOW_OVF_PACKETS), bytes: g(consts::KC_FLOW_OVF_BYTES) },
             &OverflowSketch::from_words(&c[flow_sketch..][..consts::KC_SKETCH_WORDS as usize]),
         );
-        Ok(g(consts::KC_RETURNED))
+        Ok(Drained { returned: g(consts::KC_RETURNED), ip_entries, flow_entries })
     }
 
     /// Entries of each hash map (addresses, and flows with `--flows`).
@@ -289,6 +337,90 @@ impl KernelCounter {
             })
             .sum()
     }
+}
+
+/// The `batch` member of `union bpf_attr` (include/uapi/linux/bpf.h), for BPF_MAP_*_BATCH.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+/// Entries read per call (a hash bucket never holds this many: the kernel would say ENOSPC).
+const BATCH: usize = 8192;
+
+/// Reads and deletes every entry of the hash map `fd` with BPF_MAP_LOOKUP_AND_DELETE_BATCH
+/// (`__htab_map_lookup_and_delete_batch()` in kernel/bpf/hashtab.c, since 5.6): one call per
+/// 8,192 entries instead of three per entry (next key, lookup, delete). Only for a map no program
+/// writes any more (after the grace period). Also says whether it took the whole map: not when
+/// the kernel refuses the command (older kernels) or fails midway; the caller reads the rest
+/// entry by entry.
+fn take_all<K: Copy + Default, V: Copy + Default>(fd: std::os::fd::RawFd) -> (Vec<(K, V)>, bool) {
+    let mut keys = vec![K::default(); BATCH];
+    let mut values = vec![V::default(); BATCH];
+    let mut out = Vec::new();
+    let (mut token_in, mut token_out) = (0u32, 0u32);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &token_in as *const u32 as u64 },
+            out_batch: &mut token_out as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: BATCH as u32,
+            map_fd: fd as u32,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the kernel's layout; the key, value and token buffers it points to
+        // hold `count` entries of the map's key and value sizes and outlive the call.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_AND_DELETE_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
+        let err = (r < 0).then(std::io::Error::last_os_error);
+        let n = (attr.count as usize).min(BATCH);
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        match err {
+            None => {}
+            // The end of the map: what this call took is in `out`.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return (out, true),
+            Some(_) => return (out, false),
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
+
+/// The descriptor of the hash map `name` of a loaded object.
+fn hash_fd(ebpf: &Ebpf, name: &str) -> std::os::fd::RawFd {
+    match ebpf.map(name) {
+        Some(Map::HashMap(d)) => d.fd().as_fd().as_raw_fd(),
+        _ => panic!("{name} is a hash map of ebpf/count.c"),
+    }
+}
+
+/// The kernel memory the counting program's maps take (memlock) for `max_keys` and `flows`,
+/// computed as `htab_map_mem_usage()` in kernel/bpf/hashtab.c charges a preallocated hash map:
+/// a 16-byte bucket per entry rounded up to a power of two, and per entry a `struct htab_elem`
+/// (48 bytes on 64-bit) with the key and value each rounded up to 8 bytes. Both buffers, and the
+/// small maps (counters arrays, config) besides; the few entries per CPU a map keeps spare are
+/// left out, so the figure does not depend on the CPU count, as the maps do not (shared, not
+/// per-CPU). `KernelCounter::memlock` reads what the kernel actually charged.
+pub fn map_memory(max_keys: usize, flows: bool) -> u64 {
+    const BUCKET: u64 = 16;
+    const ELEM: u64 = 48;
+    let r8 = |n: usize| (n as u64).div_ceil(8) * 8;
+    let hash = |entries: u64, key: usize, value: usize| BUCKET * entries.next_power_of_two() + entries * (ELEM + r8(key) + r8(value));
+    let keys = max_keys as u64;
+    let flow_keys = if flows { keys } else { consts::KC_UNUSED_ENTRIES as u64 };
+    let ip = hash(keys, std::mem::size_of::<IpKey>(), std::mem::size_of::<IpVal>());
+    let flow = hash(flow_keys, std::mem::size_of::<FlowKeyC>(), std::mem::size_of::<FlowVal>());
+    let counts = consts::KC_COUNTS_ENTRIES as u64 * 8;
+    2 * (ip + flow + counts)
 }
 
 /// A one-slot BPF_MAP_TYPE_ARRAY_OF_MAPS and the array it points at, made with raw bpf(2) calls
@@ -396,7 +528,7 @@ mod tests {
 
     fn drained(k: &mut KernelCounter, flows: bool) -> (Tables, u64) {
         let mut t = Tables::new(k.max_keys(), flows);
-        let returned = k.switch(&mut t).unwrap();
+        let returned = k.switch(&mut t).unwrap().returned;
         (t, returned)
     }
 
@@ -575,6 +707,29 @@ mod tests {
         }
     }
 
+    /// The figure docs/recording.md gives for draining full maps (no threshold: a measurement).
+    #[test]
+    fn draining_full_maps_of_the_default_size() {
+        if !privileged("draining_full_maps") {
+            return;
+        }
+        let keys = crate::options::DEFAULT_MAX_KEYS;
+        let mut k = KernelCounter::load(keys, true).unwrap();
+        for i in 0..keys as u32 {
+            let mut f = udp4(1, 1000, 28);
+            f[14 + 12..14 + 16].copy_from_slice(&(0x0a00_0000 | (i + 16)).to_be_bytes());
+            assert_eq!(k.test_run(&f).unwrap(), Outcome::Counted);
+        }
+        let mut t = Tables::new(keys, true);
+        let t0 = std::time::Instant::now();
+        let old = k.flip().unwrap();
+        let flipped = t0.elapsed();
+        let d = k.drain(old, &mut t).unwrap();
+        eprintln!("switch of full maps ({} addresses, {} flows): flip and grace period {:?}, drain {:?}", d.ip_entries, d.flow_entries, flipped, t0.elapsed() - flipped);
+        assert_eq!((d.ip_entries, d.flow_entries), (keys as u64, keys as u64));
+        assert_eq!(t.totals.ip_packets, keys as u64);
+    }
+
     #[test]
     fn map_memory_at_the_defaults_and_at_a_million_keys_with_flows() {
         if !privileged("map_memory") {
@@ -583,8 +738,11 @@ mod tests {
         for (keys, flows) in [(crate::options::DEFAULT_MAX_KEYS, false), (crate::options::DEFAULT_MAX_KEYS, true), (1_000_000, true)] {
             let k = KernelCounter::load(keys, flows).unwrap();
             let m = k.memlock();
-            eprintln!("map memlock, --max-keys {keys}{}: {:.1} MiB", if flows { " --flows" } else { "" }, m as f64 / (1 << 20) as f64);
+            let est = map_memory(keys, flows);
+            eprintln!("map memlock, --max-keys {keys}{}: {:.1} MiB (computed {:.1} MiB)", if flows { " --flows" } else { "" }, m as f64 / (1 << 20) as f64, est as f64 / (1 << 20) as f64);
             assert!(m > 0);
+            // The computed figure (the start line, --help) is what the kernel charges, within 2%.
+            assert!((est as f64 - m as f64).abs() < 0.02 * m as f64, "computed {est}, charged {m}");
         }
     }
 }

@@ -6,7 +6,9 @@
 //! sends its tables to the merger. Frames stamped before the worker's open interval (a block
 //! handed over late) are counted in the open interval and in `totals.late`.
 
-use crate::batch::{interval_start, Batch, RingStats};
+use crate::batch::{interval_start, Batch, KernelStats, RingStats};
+use crate::kcount::KernelCounter;
+use crate::options::CountIn;
 use crate::error::{self, Code, Coded};
 use crate::filter::{Filter, FilterError};
 use crate::names::collect::{NameCollector, Order};
@@ -60,6 +62,7 @@ pub struct LiveOptions {
     pub snaplen: u32,
     pub ignore: Vec<Cidr>,
     pub accept_source: Option<Vec<Cidr>>,
+    pub count_in: CountIn,
 }
 
 /// What the engine hands its consumer, in order, on the merger thread.
@@ -75,6 +78,8 @@ struct Contribution {
     start: i64,
     tables: Tables,
     ring: RingStats,
+    /// From the kernel counting thread.
+    kernel: Option<KernelStats>,
     /// The worker's final interval: it sends nothing after.
     last: bool,
 }
@@ -88,10 +93,50 @@ pub struct Capture {
     stop: Arc<AtomicBool>,
     rules: Arc<RwLock<Rules>>,
     filter: Option<Arc<Mutex<Filter>>>,
+    /// Kernel counting: the counting program (rules, switches) and the names socket's filter.
+    kernel: Option<Arc<Mutex<KernelCounter>>>,
     workers: Vec<JoinHandle<()>>,
     merger: Option<JoinHandle<()>>,
     pub linktype: u32,
     pub attached: usize,
+    /// Where frames are counted, and why there when `auto` chose.
+    pub counted_in: Counted,
+}
+
+/// Where a live capture counts, as `Capture::start` settled it.
+#[derive(Clone, Debug, Default)]
+pub struct Counted {
+    pub kernel: bool,
+    /// Why `auto` counts in the ring (empty when it counts in the kernel or was told where).
+    pub why: String,
+    /// Memlock the kernel charged for the counting program's maps (0 in ring mode).
+    pub map_bytes: u64,
+    /// Sockets: the counting one, and the names one (0 with names off).
+    pub names_sockets: usize,
+}
+
+/// Where to count: the counting program loaded (kernel) or not (ring), and why not for `auto`.
+fn settle(o: &LiveOptions, lt: u32) -> Result<(Option<KernelCounter>, String), CaptureError> {
+    let refuse = |why: &str| Err(CaptureError::BadOption(format!("--count-in kernel: {why}; use --count-in ring (or auto)")));
+    let cannot = if !o.ebpf {
+        Some("--no-ebpf loads no eBPF program, so nothing counts in the kernel")
+    } else if lt != linktype::ETHERNET {
+        Some("the counting program reads Ethernet frames and this interface has no Ethernet header")
+    } else {
+        None
+    };
+    match (o.count_in, cannot) {
+        (CountIn::Ring, _) => Ok((None, String::new())),
+        (CountIn::Kernel, Some(why)) => refuse(why),
+        (CountIn::Auto, Some(why)) => Ok((None, why.to_string())),
+        (CountIn::Kernel, None) => Ok((Some(KernelCounter::load(o.max_keys, o.flows)?), String::new())),
+        (CountIn::Auto, None) => match KernelCounter::load(o.max_keys, o.flows) {
+            Ok(k) => Ok((Some(k), String::new())),
+            // Without the capability the socket filter fails as well, with the message to act on.
+            Err(e @ FilterError::Permission { .. }) => Err(e.into()),
+            Err(e) => Ok((None, format!("the running kernel refused the counting program ({})", error::message(&e)))),
+        },
+    }
 }
 
 fn now_ms() -> i64 {
@@ -121,44 +166,88 @@ impl Capture {
         let is_loopback = hw == ring::ARPHRD_LOOPBACK;
         let lt = if hw == ring::ARPHRD_ETHER || is_loopback { linktype::ETHERNET } else { linktype::RAW };
 
-        let mut filter = if o.ebpf { Some(Filter::load(o.snaplen, lt == linktype::RAW, o.max_names > 0)?) } else { None };
+        let (mut kernel, why) = settle(&o, lt)?;
+        let mut counted_in = Counted { kernel: kernel.is_some(), why, ..Default::default() };
+        // Kernel counting: the socket filter runs on the names socket only, passing DNS answers
+        // and ClientHellos whole (`Filter::load_names_only`); without names there is none.
+        let mut filter = match (&kernel, o.ebpf) {
+            (Some(_), _) if o.max_names == 0 => None,
+            (Some(_), _) => Some(Filter::load_names_only()?),
+            (None, true) => Some(Filter::load(o.snaplen, lt == linktype::RAW, o.max_names > 0)?),
+            (None, false) => None,
+        };
         if let Some(f) = filter.as_mut() {
             f.set_rules(&o.ignore, o.accept_source.as_deref())?;
+        }
+        if let Some(k) = kernel.as_mut() {
+            k.set_rules(&o.ignore, o.accept_source.as_deref())?;
+            k.set_live(o.snaplen, is_loopback)?;
+            counted_in.map_bytes = k.memlock();
         }
         if Ring::fanout_group_taken(o.fanout_group, ifindex)? {
             return Err(RingError::FanoutTaken { group: o.fanout_group }.into());
         }
         let mut rings = Vec::new();
-        for _ in 0..o.workers {
+        if let Some(k) = kernel.as_mut() {
+            // One socket counts: the program counts every frame where it arrives, so more
+            // sockets would only run it again; the ring gets the frames it hands back.
             let r = Ring::open(&o.ring)?;
-            if let Some(f) = filter.as_mut() {
-                f.attach(&r)?;
-            }
+            k.attach(&r)?;
             r.bind(ifindex)?;
             r.join_fanout(o.fanout_group)?;
             rings.push(r);
+            if let Some(f) = filter.as_mut() {
+                // Not in the fanout group: it sees every frame, as the counting socket does.
+                let r = Ring::open(&o.ring)?;
+                f.attach(&r)?;
+                r.bind(ifindex)?;
+                rings.push(r);
+                counted_in.names_sockets = 1;
+            }
+        } else {
+            for _ in 0..o.workers {
+                let r = Ring::open(&o.ring)?;
+                if let Some(f) = filter.as_mut() {
+                    f.attach(&r)?;
+                }
+                r.bind(ifindex)?;
+                r.join_fanout(o.fanout_group)?;
+                rings.push(r);
+            }
         }
-        let attached = filter.as_ref().map(|f| f.attached_sockets()).unwrap_or(0);
+        let attached = filter.as_ref().map(|f| f.attached_sockets()).unwrap_or(0) + kernel.is_some() as usize;
         let filter = filter.map(|f| Arc::new(Mutex::new(f)));
+        let kernel = kernel.map(|k| Arc::new(Mutex::new(k)));
         let rules = Arc::new(RwLock::new(Rules::new(&o.ignore, o.accept_source.as_deref())));
         let stop = Arc::new(AtomicBool::new(false));
         // A rendezvous: a worker hands its closed interval to the merger itself, so each worker
         // holds at most one closed interval besides its open one (`budget::live`).
         let (tx, rx) = mpsc::sync_channel::<ToMerger>(0);
-        let settings = Settings { linktype: lt, is_loopback, ebpf: o.ebpf, interval_ms: o.interval_ms, max_keys: o.max_keys, flows: o.flows };
+        // In kernel mode the counting socket's frames were handed back before or after the rules
+        // (so userspace judges them again, alike), and the names socket's only feed names.
+        let settings = Settings { linktype: lt, is_loopback, ebpf: o.ebpf && kernel.is_none(), interval_ms: o.interval_ms, max_keys: o.max_keys, flows: o.flows, names_only: false };
         // One collector for every worker: sightings are rare next to frames (`names::collect`).
         let names = (o.max_names > 0).then(|| Arc::new(Mutex::new(NameCollector::new(o.max_names))));
 
         let mut workers = Vec::new();
+        let senders = rings.len() + kernel.is_some() as usize;
         for (index, ring) in rings.into_iter().enumerate() {
-            let mut w = Worker::new(index, ring, settings, rules.clone(), stop.clone(), tx.clone());
-            w.counter.names = names.clone().map(|shared| WorkerNames { reader: Reader::default(), shared, seq: 0 });
+            let names_only = kernel.is_some() && index == 1;
+            let mut w = Worker::new(index, ring, Settings { names_only, ..settings }, rules.clone(), stop.clone(), tx.clone());
+            if kernel.is_none() || names_only {
+                w.counter.names = names.clone().map(|shared| WorkerNames { reader: Reader::default(), shared, seq: 0 });
+            }
             workers.push(std::thread::Builder::new().name(format!("tc-worker-{index}")).spawn(move || w.run()).expect("spawn worker"));
+        }
+        if let Some(k) = &kernel {
+            let d = KernelDrain { worker: senders - 1, k: k.clone(), s: settings, stop: stop.clone(), tx: tx.clone() };
+            workers.push(std::thread::Builder::new().name("tc-kernel".into()).spawn(move || d.run()).expect("spawn kernel drain"));
         }
         drop(tx);
 
-        let mfilter = filter.clone();
-        let mut merger = Merger::new(o.workers, o.interval_ms);
+        // The names socket's filter counts nothing worth reporting: kernel mode has no filter counters.
+        let mfilter = if kernel.is_some() { None } else { filter.clone() };
+        let mut merger = Merger::new(senders, o.interval_ms);
         let merger = std::thread::Builder::new()
             .name("tc-merger".into())
             .spawn(move || {
@@ -179,6 +268,7 @@ impl Capture {
                             b.names = n.lock().unwrap().take(if m.last { i64::MAX } else { m.start }).into_batch();
                         }
                         b.ring = Some(m.ring);
+                        b.kernel = m.kernel;
                         b.filter = mfilter.as_ref().map(|f| f.lock().unwrap().counters_delta());
                         b.last = m.last;
                         emit(LiveEvent::Batch(b));
@@ -187,13 +277,16 @@ impl Capture {
             })
             .expect("spawn merger");
 
-        Ok(Capture { stop, rules, filter, workers, merger: Some(merger), linktype: lt, attached })
+        Ok(Capture { stop, rules, filter, kernel, workers, merger: Some(merger), linktype: lt, attached, counted_in })
     }
 
     /// Replaces the CIDR rules in the kernel maps and in userspace, without re-attaching.
     pub fn reload(&self, ignore: &[Cidr], accept: Option<&[Cidr]>) -> Result<(), CaptureError> {
         if let Some(f) = &self.filter {
             f.lock().unwrap().set_rules(ignore, accept)?;
+        }
+        if let Some(k) = &self.kernel {
+            k.lock().unwrap().set_rules(ignore, accept)?;
         }
         *self.rules.write().unwrap() = Rules::new(ignore, accept);
         Ok(())
@@ -228,6 +321,7 @@ struct Merged {
     start: i64,
     tables: Tables,
     ring: RingStats,
+    kernel: Option<KernelStats>,
     /// The capture's final interval: every worker has sent its last.
     last: bool,
 }
@@ -236,6 +330,7 @@ struct Merged {
 struct Pending {
     tables: Tables,
     ring: RingStats,
+    kernel: Option<KernelStats>,
 }
 
 /// Joins the workers' tables interval by interval. An interval is complete when no worker can
@@ -273,12 +368,13 @@ impl Merger {
         };
         match self.pending.entry(start) {
             Entry::Vacant(v) => {
-                v.insert(Pending { tables: c.tables, ring: c.ring });
+                v.insert(Pending { tables: c.tables, ring: c.ring, kernel: c.kernel });
             }
             Entry::Occupied(mut o) => {
                 let p = o.get_mut();
                 p.tables.merge(c.tables);
                 p.ring.add(&c.ring);
+                p.kernel = p.kernel.or(c.kernel);
             }
         }
         let floor = self.low.iter().map(|l| l.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX);
@@ -291,7 +387,7 @@ impl Merger {
             }
             let (start, p) = e.remove_entry();
             self.emitted_end = start + self.interval_ms;
-            out.push(Merged { start, tables: p.tables, ring: p.ring, last: false });
+            out.push(Merged { start, tables: p.tables, ring: p.ring, kernel: p.kernel, last: false });
         }
         let finished = self.low.iter().all(Option::is_none) && self.pending.is_empty();
         if let Some(m) = out.last_mut() {
@@ -312,6 +408,8 @@ struct Settings {
     interval_ms: i64,
     max_keys: usize,
     flows: bool,
+    /// The names socket of kernel counting: its frames feed names and are not counted.
+    names_only: bool,
 }
 
 /// A worker's names reader and the capture's collector.
@@ -338,7 +436,7 @@ impl Counter {
     fn close(&mut self, ring: RingStats, last: bool) {
         let fresh = self.tables.fresh();
         let tables = std::mem::replace(&mut self.tables, fresh);
-        let _ = self.tx.send(ToMerger::Interval { worker: self.worker, c: Contribution { start: self.start, tables, ring, last } });
+        let _ = self.tx.send(ToMerger::Interval { worker: self.worker, c: Contribution { start: self.start, tables, ring, kernel: None, last } });
         self.start += self.s.interval_ms;
     }
 
@@ -356,11 +454,16 @@ impl Counter {
         let s = interval_start((f.ts_ns / 1_000_000) as i64, self.s.interval_ms);
         if s > self.start {
             self.close_before(s, RingStats::default());
-        } else if s < self.start {
+        } else if s < self.start && !self.s.names_only {
             self.tables.totals.late += 1;
         }
         let parsed = parse::parse_frame(self.s.linktype, f.data).unwrap_or(Parsed::NonIp);
         if let Parsed::Ip(ip) = &parsed {
+            if self.s.names_only {
+                // Counted in the kernel already; the filter applied the rules.
+                self.names(f, ip);
+                return;
+            }
             // The kernel filter already applied the rules when the frame arrived (so a reload
             // never re-judges frames waiting in the ring), except to MPLS frames.
             let judged_in_kernel = self.s.ebpf
@@ -371,8 +474,18 @@ impl Counter {
                 return;
             }
         }
+        if self.s.names_only {
+            return;
+        }
         self.tables.count(&parsed);
-        if let (Some(n), Parsed::Ip(ip)) = (&mut self.names, &parsed) {
+        if let Parsed::Ip(ip) = &parsed {
+            self.names(f, ip);
+        }
+    }
+
+    /// Reads the names of a frame (with names on).
+    fn names(&mut self, f: &Frame, ip: &parse::IpPacket) {
+        if let Some(n) = &mut self.names {
             let (interval, worker, ts) = (self.start, (self.worker as u64) << 48, f.ts_ns as i64);
             let (shared, seq) = (&n.shared, &mut n.seq);
             // Locked once per frame that has names, not per name.
@@ -438,6 +551,89 @@ impl Worker {
     }
 }
 
+/// Kernel counting's interval clock: at every UTC-aligned boundary it switches the counting
+/// program to its other buffer and hands the drained one to the merger as one more worker's
+/// tables. A frame belongs to the interval whose buffer was active when the program ran, so the
+/// frames of the moments between the boundary and the switch's end count in the interval before
+/// (`KernelStats::switch_late_us` says how long that was).
+struct KernelDrain {
+    worker: usize,
+    k: Arc<Mutex<KernelCounter>>,
+    s: Settings,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::SyncSender<ToMerger>,
+}
+
+impl KernelDrain {
+    fn run(self) {
+        let iv = self.s.interval_ms;
+        let mut start = interval_start(now_ms(), iv);
+        loop {
+            let end = start + iv;
+            // Sleeps in short steps, to see a stop, and wakes on the boundary (not after it).
+            let stopping = loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    break true;
+                }
+                let left = end - now_ms();
+                if left <= 0 {
+                    break false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(left.min(50) as u64));
+            };
+            if stopping {
+                // The ring worker waits a retire timeout before its last count; so does this, so
+                // that a frame counted just before the stop is in the last interval too.
+                std::thread::sleep(std::time::Duration::from_millis(2 * ring::BLOCK_TIMEOUT_MS as u64));
+            }
+            let boundary_us = end * 1000;
+            let (c, next) = self.switch(start, boundary_us);
+            let _ = self.tx.send(ToMerger::Interval { worker: self.worker, c: Contribution { last: stopping, ..c } });
+            if stopping {
+                return;
+            }
+            // A switch that ended inside the next interval (a long drain) leaves that interval
+            // its own buffer, switched as soon as possible; after a stall of whole intervals (a
+            // suspended host) the next is the clock's.
+            start = if next > end + iv { next } else { end };
+        }
+    }
+
+    /// Switches and drains the buffer that counted interval `start`.
+    fn switch(&self, start: i64, boundary_us: i64) -> (Contribution, i64) {
+        let mut tables = Tables::new(self.s.max_keys, self.s.flows);
+        let mut stats = KernelStats { capacity: self.s.max_keys as u64, ..Default::default() };
+        let mut k = self.k.lock().unwrap();
+        match k.flip() {
+            Ok(old) => {
+                let done = now_us();
+                stats.switch_late_us = (done - boundary_us).max(0) as u64;
+                match k.drain(old, &mut tables) {
+                    Ok(d) => {
+                        stats.returned = d.returned;
+                        stats.ip_entries = d.ip_entries;
+                        stats.flow_entries = d.flow_entries;
+                    }
+                    Err(e) => {
+                        let _ = self.tx.send(ToMerger::Warning(format!("kernel counting: {}", error::message(&e))));
+                    }
+                }
+                stats.drain_us = (now_us() - done).max(0) as u64;
+            }
+            Err(e) => {
+                let _ = self.tx.send(ToMerger::Warning(format!("kernel counting: {}", error::message(&e))));
+            }
+        }
+        drop(k);
+        let next = interval_start(now_ms(), self.s.interval_ms);
+        (Contribution { start, tables, ring: RingStats::default(), kernel: Some(stats), last: false }, next)
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,7 +641,7 @@ mod tests {
     fn contribution(start: i64, frames: u64, drops: u64, last: bool) -> Contribution {
         let mut tables = Tables::new(16, false);
         tables.totals.frames = frames;
-        Contribution { start, tables, ring: RingStats { drops, ..Default::default() }, last }
+        Contribution { start, tables, ring: RingStats { drops, ..Default::default() }, kernel: None, last }
     }
 
     fn starts(m: &[Merged]) -> Vec<i64> {
@@ -559,7 +755,7 @@ mod tests {
             // Under load the sends can straddle a retire timeout, leaving the last frames in a
             // block still open; a few more timeouts hand that one over too.
             std::thread::sleep(std::time::Duration::from_millis(4 * ring::BLOCK_TIMEOUT_MS as u64));
-            let settings = Settings { linktype: linktype::ETHERNET, is_loopback: true, ebpf: false, interval_ms: 1000, max_keys: 64, flows: false };
+            let settings = Settings { linktype: linktype::ETHERNET, is_loopback: true, ebpf: false, interval_ms: 1000, max_keys: 64, flows: false, names_only: false };
             let (to_merger, from_worker) = mpsc::sync_channel(16);
             let rules = Arc::new(RwLock::new(Rules::new(&[], None)));
             let w = Worker::new(0, r, settings, rules, Arc::new(AtomicBool::new(true)), to_merger);

@@ -70,6 +70,25 @@ function localLines(nets: LocalNetworkRow[], t: (ms: number | null) => string | 
   return `${pad}local networks ${origin}: ${whole.length > 0 ? whole.map(text).join(', ') : '(none at the start)'}${changed.map((n) => `${pad}  ${text(n)} from ${t(n.from_ms)}${n.closed ? ` to ${t(n.to_ms)}` : ''}`).join('')}`;
 }
 
+/**
+ * What the ring counters mean for a session counted in the kernel: the ring receives only what
+ * the counting program hands back and the names socket's frames, so its packets are few and 0
+ * drops is the norm.
+ */
+const KERNEL_RING_NOTE =
+  'counted in the kernel (live --count-in kernel): these are the frames the counting program handed to userspace (those it cannot count exactly) and the DNS answers and ClientHellos passed for names, not the traffic; 0 drops expected, and a drop there loses names or those few frames, never the kernel\'s counts';
+
+function countedIn(kind: string, options: string): string {
+  try {
+    const o = JSON.parse(options) as { countedIn?: string; countIn?: string };
+    if (o.countedIn) return o.countedIn;
+    // A replay counts in the kernel only when told to (and live sessions before kernel counting: the ring).
+    return kind === 'replay' && o.countIn === 'kernel' ? 'kernel' : 'ring';
+  } catch {
+    return 'ring';
+  }
+}
+
 export async function status(o: { db: string; window: Window; format: Format; tz?: string }): Promise<Answer> {
   const db = openReadOnly(o.db);
   try {
@@ -87,11 +106,13 @@ export async function status(o: { db: string; window: Window; format: Format; tz
     ).map((g) => ({ source: g.source, from: t(g.prev_end), to: t(g.start_ms), seconds: (g.start_ms - g.prev_end) / 1000 }));
     const nets = networksBySession(db);
     const sessions = (
-      db.prepare('select id, node_id, kind, source, interval_ms, flows, started_at, ended_at from sessions order by id').all() as {
-        id: number; node_id: string; kind: string; source: string; interval_ms: number; flows: number; started_at: number; ended_at: number | null;
+      db.prepare('select id, node_id, kind, source, interval_ms, flows, started_at, ended_at, options from sessions order by id').all() as {
+        id: number; node_id: string; kind: string; source: string; interval_ms: number; flows: number; started_at: number; ended_at: number | null; options: string;
       }[]
-    ).map((s) => ({
+    ).map(({ options, ...s }) => ({
       ...s,
+      // Where the session counted: "kernel" or "ring" (what the engine settled --count-in to).
+      counted_in: countedIn(s.kind, options),
       started_at: t(s.started_at),
       ended_at: t(s.ended_at),
       flows: s.flows === 1,
@@ -183,7 +204,8 @@ export async function status(o: { db: string; window: Window; format: Format; tz
       `lost intervals  ${c.lost_intervals}; unclean shutdowns ${c.unclean_shutdowns}`,
       // Replayed intervals have no kernel ring, so no kernel counters.
       c.ring_intervals > 0
-        ? `kernel          ${counted(c.ring_packets, 'packet')}, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)${c.ring_intervals < c.intervals ? ` in the ${counted(c.ring_intervals, 'live interval')}` : ''}`
+        ? `kernel          ${counted(c.ring_packets, 'packet')}, ${grouped(c.ring_drops)} dropped (${c.drop_pct.toFixed(2)}%)${c.ring_intervals < c.intervals ? ` in the ${counted(c.ring_intervals, 'live interval')}` : ''}` +
+          (sessions.some((s) => s.kind === 'live' && s.counted_in === 'kernel') ? `\n                  ${KERNEL_RING_NOTE}` : '')
         : `kernel          no kernel counters (replayed captures only)`,
       `not counted     ${counted(nonIp, 'non-IP frame')}, ${counted(c.filter_drops, 'frame')} filtered by CIDR rules`,
       `overflow        ~${counted(c.ip_overflow_keys, 'address key')}, ~${counted(c.flow_overflow_keys, 'flow key')}`,

@@ -27,7 +27,7 @@ export interface MemoryBudget {
   parts: { name: string; bytes: number }[];
 }
 
-export type BudgetOptions = Pick<RecordOptions, 'workers' | 'blockSize' | 'blockCount' | 'frameSize' | 'intervalSecs' | 'maxKeys' | 'maxNames' | 'flows' | 'queueMax' | 'queueMaxMib'>;
+export type BudgetOptions = Pick<RecordOptions, 'workers' | 'blockSize' | 'blockCount' | 'frameSize' | 'intervalSecs' | 'maxKeys' | 'maxNames' | 'flows' | 'queueMax' | 'queueMaxMib' | 'countIn'>;
 
 export function memoryBudget(o: BudgetOptions, live: boolean): MemoryBudget {
   const q = queueBounds(o as RecordOptions);
@@ -38,7 +38,7 @@ export function memoryBudget(o: BudgetOptions, live: boolean): MemoryBudget {
       blockSize: o.blockSize,
       blockCount: o.blockCount,
       frameSize: o.frameSize,
-      count: { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, maxNames: o.maxNames, flows: o.flows },
+      count: { intervalMs: o.intervalSecs * 1000, maxKeys: o.maxKeys, maxNames: o.maxNames, flows: o.flows, countIn: o.countIn },
       handoverMaxBatches: q.queueMax,
       handoverMaxBytes: q.queueMaxBytes,
     },
@@ -66,4 +66,13 @@ const mib = (n: number) => `${Math.ceil(n / 2 ** 20)} MiB`;
 /** "memory at most 463 MiB (rings 64 MiB, tables 160 MiB, ...)". */
 export function describeBudget(b: MemoryBudget): string {
   return `memory at most ${mib(b.total)} (${b.parts.map((p) => `${p.name} ${mib(p.bytes)}`).join(', ')})`;
+}
+
+/**
+ * "kernel maps 24 MiB (memlock)": what live --count-in kernel's maps take in the kernel, beside
+ * the process's memory (native/core/src/kcount.rs map_memory; `measured` is what the kernel
+ * charged, from the maps' fdinfo, once they are loaded).
+ */
+export function describeKernelMaps(o: Pick<BudgetOptions, 'maxKeys' | 'flows'>, measured?: number): string {
+  return `kernel maps ${mib(measured ?? engine.kernelMapMemory(o.maxKeys, o.flows))} (memlock, shared by every CPU)`;
 }

@@ -1,7 +1,7 @@
 /** The recorder's own health in the Prometheus text exposition format (`--metrics-listen`). */
 import * as http from 'node:http';
 import { statSync } from 'node:fs';
-import type { Batch, CounterName } from '../../native';
+import type { Batch, CounterName, KernelBatchStats } from '../../native';
 import { TcError } from '../../errors';
 
 /**
@@ -44,6 +44,11 @@ export class Metrics {
   /** Names the engine recorded (distinct address, name and source per interval), and those past --max-names. */
   namesRecorded = 0;
   namesOverflowed = 0;
+  /** Live --count-in kernel: the last interval's switch and map fill (undefined in ring mode). */
+  kernel: KernelBatchStats | undefined;
+  /** Whether the kernel's flow map counts (--flows); without it only the address map is shown. */
+  kernelFlows = false;
+  kernelReturned = 0;
   private readonly shedBytes = new Map<string, number>();
   private readonly shedRows = new Map<string, number>();
   private readonly shedSteps = new Map<string, number>();
@@ -67,6 +72,10 @@ export class Metrics {
     this.flowKeys = b.flow.count;
     this.namesRecorded += Number(c.namesRecorded);
     this.namesOverflowed += Number(c.namesOverflowed);
+    if (b.kernel) {
+      this.kernel = b.kernel;
+      this.kernelReturned += b.kernel.returned;
+    }
   }
 
   /** A budget shedding step removed `rows` of `level`, freeing `bytesFreed`. */
@@ -123,7 +132,22 @@ export class Metrics {
       ['tc_names_recorded_total', 'counter', 'names read from the traffic (DNS answers, TLS server names): distinct (address, name, source) per interval', this.namesRecorded],
       ['tc_names_overflowed_total', 'counter', 'new (address, name, source) pairs of an interval past --max-names (estimated; not recorded)', this.namesOverflowed],
     );
+    const k = this.kernel;
+    if (k) {
+      m.push(
+        ['tc_kernel_switch_late_seconds', 'gauge', 'how long after the last interval boundary the switch to the other kernel maps completed', k.switchLateUs / 1e6],
+        ['tc_kernel_drain_seconds', 'gauge', 'reading and clearing the old kernel maps after the last switch', k.drainUs / 1e6],
+        ['tc_kernel_returned_frames_total', 'counter', 'frames the counting program handed to userspace to be counted there', this.kernelReturned],
+      );
+    }
     const out = m.map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
+    if (k) {
+      // Each map's fill at the end of the last interval (a map only grows while it counts).
+      const maps: [string, number][] = [['ips', k.ipEntries], ...(this.kernelFlows ? [['flows', k.flowEntries] as [string, number]] : [])];
+      out.push(`# HELP tc_kernel_map_entries entries of the kernel counting maps at the end of the last interval\n# TYPE tc_kernel_map_entries gauge\n${maps.map(([n, v]) => `tc_kernel_map_entries{map="${n}"} ${v}\n`).join('')}`);
+      out.push(`# HELP tc_kernel_map_capacity entries the kernel counting maps hold (--max-keys)\n# TYPE tc_kernel_map_capacity gauge\n${maps.map(([n]) => `tc_kernel_map_capacity{map="${n}"} ${k.capacity}\n`).join('')}`);
+      out.push(`# HELP tc_kernel_map_fill_ratio entries / capacity of the kernel counting maps at the end of the last interval\n# TYPE tc_kernel_map_fill_ratio gauge\n${maps.map(([n, v]) => `tc_kernel_map_fill_ratio{map="${n}"} ${v / k.capacity}\n`).join('')}`);
+    }
     for (const [name, help, map] of [
       ['tc_budget_shed_steps_total', 'disk budget shedding steps, by level', this.shedSteps],
       ['tc_budget_shed_rows_total', 'rows the disk budget shed, by level', this.shedRows],

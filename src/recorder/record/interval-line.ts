@@ -16,12 +16,15 @@ export class IntervalPrinter {
     const filterDrops = b.hasFilter ? c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored : c.ignored;
     const ipKeys = b.ip.count;
     const flowKeys = b.flow.count;
+    const k = b.kernel;
     const d = (n: number, p: number) => `${n - p >= 0 ? '+' : ''}${n - p}`;
     this.log.interval(
       `${isoUtc(b.startMs)}  ${bytes(c.ipBytes).padStart(10)}  ${si(c.ipPackets, 'pkt').padStart(9)}  ` +
         `kernel drops ${drops}  non-IP ${grouped(nc.nonIp)}  filtered by CIDR rules ${grouped(nc.cidrFiltered)}  ips ${grouped(ipKeys)} (${d(ipKeys, this.prevIps)})  ` +
         `flows ${grouped(flowKeys)} (${d(flowKeys, this.prevFlows)})` +
-        (c.ipOverflowKeys + c.flowOverflowKeys > 0n ? `  overflowed keys ${c.ipOverflowKeys}/${c.flowOverflowKeys}` : ''),
+        (c.ipOverflowKeys + c.flowOverflowKeys > 0n ? `  overflowed keys ${c.ipOverflowKeys}/${c.flowOverflowKeys}` : '') +
+        // Kernel counting: when the switch to the other maps completed after the boundary, and their fill.
+        (k ? `  kernel switch +${(k.switchLateUs / 1000).toFixed(1)} ms, maps ${grouped(k.ipEntries)}${k.flowEntries ? `/${grouped(k.flowEntries)}` : ''} of ${grouped(k.capacity)}` : ''),
       {
         start: new Date(b.startMs).toISOString(),
         end: new Date(b.endMs).toISOString(),
@@ -37,6 +40,9 @@ export class IntervalPrinter {
         flow_keys_growth: flowKeys - this.prevFlows,
         ip_overflow_keys: c.ipOverflowKeys,
         flow_overflow_keys: c.flowOverflowKeys,
+        ...(k
+          ? { kernel_switch_late_us: k.switchLateUs, kernel_drain_us: k.drainUs, kernel_returned: k.returned, kernel_ip_entries: k.ipEntries, kernel_flow_entries: k.flowEntries, kernel_map_capacity: k.capacity }
+          : {}),
       },
     );
     this.prevIps = ipKeys;

@@ -11,7 +11,7 @@ import type { WriterLock } from '../write/lock';
 import { DEFAULT_RETENTION } from '../upkeep/retention';
 import { closeDb, countOptions, diskBudget, queueBounds, startMetrics, type RecordOptions } from './options';
 import { IntervalPrinter } from './interval-line';
-import { describeBudget, memoryBudget } from '../budget/memory';
+import { describeBudget, describeKernelMaps, memoryBudget } from '../budget/memory';
 import { dropPrivileges } from './privileges';
 import { StopSignals } from './stop';
 import { TcError } from '../../errors';
@@ -97,6 +97,8 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
       warning: (m) => log.warn(m),
     },
   );
+  // Where this session counts, as the engine settled `--count-in` (tc-query status reads it).
+  spec.options.countedIn = live.info.countIn;
   let db: WriteDb;
   let sink: BatchSink;
   let budget: ReturnType<typeof diskBudget>;
@@ -134,11 +136,13 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   // Close rollup buckets a crashed session left open.
   sink!.closeStaleBuckets(Date.now());
   const info = live.info;
-  const memory = memoryBudget(o, true);
+  const kernel = info.countIn === 'kernel';
+  metrics.kernelFlows = kernel && o.flows;
+  const memory = memoryBudget({ ...o, countIn: info.countIn }, true);
   log.info(
-    `recording ${info.iface} into ${o.db}: ${info.workers} worker(s), fanout group ${info.fanoutGroup}, ` +
-      `${info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s)` : 'no eBPF filter (userspace rules)'}, ` +
-      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}, counted in the ring (--count-in ${o.countIn ?? 'auto'}: kernel counting is not in this build for live capture); ${budget!.text}; ${describeBudget(memory)}; ${nets.describe()}`,
+    `recording ${info.iface} into ${o.db}: ${kernel ? kernelSockets(o, info) : `${info.workers} worker(s)`}, fanout group ${info.fanoutGroup}, ` +
+      `${kernel ? '' : info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s), ` : 'no eBPF filter (userspace rules), '}` +
+      `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}, ${countedIn(o, info)}; ${budget!.text}; ${describeBudget(memory)}${kernel ? `; ${describeKernelMaps(o, info.kernelMapBytes)}` : ''}; ${nets.describe()}`,
     {
       event: 'start',
       iface: info.iface,
@@ -148,7 +152,9 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
       ...budget!.fields,
       memory_max_bytes: memory.total,
       local_networks: startNets.map((n) => ({ network: n.network, address: n.address, origin: n.origin, source: n.source })),
-      count_in: 'ring',
+      count_in: info.countIn,
+      ...(info.countInWhy ? { count_in_why: info.countInWhy } : {}),
+      ...(kernel ? { kernel_map_bytes: info.kernelMapBytes } : {}),
     },
   );
   const down = interfaceDown(info.iface);
@@ -191,4 +197,17 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
     await sink!.release();
     closeDb(db!);
   }
+}
+
+/** Where frames are counted, and why there when `auto` chose the ring. */
+function countedIn(o: RecordOptions, info: engine.CaptureInfo): string {
+  const asked = o.countIn ?? 'auto';
+  if (info.countIn === 'kernel') return `counted in the kernel (--count-in ${asked}; the ring gets only the frames the kernel cannot count exactly${info.namesSockets ? ', and the names socket DNS answers and ClientHellos for names only' : ''})`;
+  return `counted in the ring (--count-in ${asked}${info.countInWhy ? `: ${info.countInWhy}` : ''})`;
+}
+
+/** Kernel mode's sockets; --workers asks for more rings than kernel counting needs. */
+function kernelSockets(o: RecordOptions, info: engine.CaptureInfo): string {
+  const moot = o.workers !== undefined && o.workers > 1 ? ` (--workers ${o.workers} is moot: the program counts every frame where it arrives, so one socket is enough)` : '';
+  return `counting program attached to 1 socket${info.namesSockets ? `, names filter to 1 more` : ''}${moot}`;
 }
