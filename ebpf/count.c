@@ -7,15 +7,20 @@
  * IP length field; unusable headers non-IP), applies the ignore/accept CIDR tries, and counts
  * into the active buffer's maps: per address, per flow (tc_kc_config.flows) and the interval
  * totals. It returns 0 for every frame it counted (or dropped by a rule), so the frame is never
- * copied to a ring. A frame it cannot count exactly (a header it cannot read whole: cut short,
- * or outside the linear data on a socket; a walk deeper than its bounds) it does not count and
+ * copied to a ring. A frame it cannot count exactly (a header it cannot read whole, cut short;
+ * a walk deeper than its bounds) it does not count and
  * returns tc_kc_config.keep (the snap length live, TC_KC_RETURN in a test run): the ring gets it
  * and userspace counts it by parse.rs, so each frame is counted once. With skip_outgoing
  * (loopback) a frame the host sends returns 0 uncounted: its received copy is counted.
  *
- * Every read is bpf_skb_load_bytes_relative(..., BPF_HDR_START_MAC): on an AF_PACKET socket and
- * in BPF_PROG_TEST_RUN (net/bpf/test_run.c pulls the Ethernet header off the input but keeps the
- * MAC header there) offset 0 is the first byte of the frame.
+ * Offset 0 of every read is the first byte of the frame. Live (tc_kc_config.data_at_mac) the read
+ * is bpf_skb_load_bytes: on a SOCK_RAW packet socket skb->data is the MAC header (packet_rcv and
+ * tpacket_rcv push it back before the filter runs, net/packet/af_packet.c), and that helper also
+ * reads paged data (skb_header_pointer), where a frame sent from a TX_RING (trafgen) or a driver
+ * that leaves headers in page fragments keeps its IP header. In BPF_PROG_TEST_RUN
+ * (net/bpf/test_run.c pulls the Ethernet header off the input but keeps the MAC header there,
+ * the whole input linear) it is bpf_skb_load_bytes_relative(..., BPF_HDR_START_MAC), which reads
+ * the linear part only.
  *
  * Two buffers (_a, _b) of every map: the program counts into the one tc_kc_config.active names,
  * read once per run. Userspace flips it at an interval boundary and then waits for an RCU grace
@@ -91,8 +96,10 @@ LPM_MAP(tc_accept_v6, tc_lpm_v6);
 #define ETH_P_QINQ1_ 0x9100
 #define ETH_P_QINQ2_ 0x9200
 
-static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
+static __always_inline int load(struct __sk_buff *skb, const struct tc_kc_config *cfg, __u32 off, void *to, __u32 len)
 {
+	if (cfg->data_at_mac)
+		return bpf_skb_load_bytes(skb, off, to, len);
 	return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_MAC);
 }
 
@@ -151,7 +158,7 @@ static __always_inline enum kind rules(const struct tc_kc_config *cfg, const str
 static __always_inline enum kind ipv4(struct __sk_buff *skb, __u32 off, const struct tc_kc_config *cfg, struct pkt *p)
 {
 	__u8 h[20];
-	if (load(skb, off, h, sizeof(h)) < 0)
+	if (load(skb, cfg, off, h, sizeof(h)) < 0)
 		return K_RETURN; /* cut short: ip_header_incomplete, counted in userspace */
 	__u32 ihl = (h[0] & 15) * 4;
 	__u32 total = be16(h + 2);
@@ -170,7 +177,7 @@ static __always_inline enum kind ipv4(struct __sk_buff *skb, __u32 off, const st
 	p->bytes = total;
 	if (has_ports(p->proto) && fo == 0) {
 		__u8 ports[4];
-		if (load(skb, off + ihl, ports, sizeof(ports)) < 0)
+		if (load(skb, cfg, off + ihl, ports, sizeof(ports)) < 0)
 			return K_RETURN;
 		p->sport = be16(ports);
 		p->dport = be16(ports + 2);
@@ -183,7 +190,7 @@ static __always_inline enum kind ipv4(struct __sk_buff *skb, __u32 off, const st
 static __always_inline enum kind ipv6(struct __sk_buff *skb, __u32 off, const struct tc_kc_config *cfg, struct pkt *p)
 {
 	__u8 h[40];
-	if (load(skb, off, h, sizeof(h)) < 0)
+	if (load(skb, cfg, off, h, sizeof(h)) < 0)
 		return K_RETURN;
 	if ((h[0] >> 4) != 6)
 		return K_NON_IP;
@@ -204,7 +211,7 @@ static __always_inline enum kind ipv6(struct __sk_buff *skb, __u32 off, const st
 		if (nxt == 44) {
 			/* The whole 8-byte Fragment header, as parse.rs requires it. */
 			__u8 e[8];
-			if (load(skb, at, e, sizeof(e)) < 0)
+			if (load(skb, cfg, at, e, sizeof(e)) < 0)
 				return K_RETURN;
 			__u16 fo = be16(e + 2);
 			nxt = e[0];
@@ -218,7 +225,7 @@ static __always_inline enum kind ipv6(struct __sk_buff *skb, __u32 off, const st
 			at += 8;
 		} else {
 			__u8 e[2];
-			if (load(skb, at, e, sizeof(e)) < 0)
+			if (load(skb, cfg, at, e, sizeof(e)) < 0)
 				return K_RETURN;
 			nxt = e[0];
 			at += ((__u32)e[1] + 1) * 8;
@@ -229,7 +236,7 @@ static __always_inline enum kind ipv6(struct __sk_buff *skb, __u32 off, const st
 	p->proto = nxt;
 	if (complete && has_ports(nxt)) {
 		__u8 ports[4];
-		if (load(skb, at, ports, sizeof(ports)) < 0)
+		if (load(skb, cfg, at, ports, sizeof(ports)) < 0)
 			return K_RETURN;
 		p->sport = be16(ports);
 		p->dport = be16(ports + 2);
@@ -245,7 +252,7 @@ static __always_inline enum kind ipv6(struct __sk_buff *skb, __u32 off, const st
 static __noinline enum kind parse(struct __sk_buff *skb, const struct tc_kc_config *cfg, struct pkt *p)
 {
 	__u8 b[14];
-	if (load(skb, 0, b, 14) < 0)
+	if (load(skb, cfg, 0, b, 14) < 0)
 		return K_RETURN;
 	__u16 et = be16(b + 12);
 	__u32 off = 14;
@@ -253,13 +260,13 @@ static __noinline enum kind parse(struct __sk_buff *skb, const struct tc_kc_conf
 	int l3 = 0;
 	for (int i = 0; i < TC_KC_MAX_STEPS; i++) {
 		if (label) {
-			if (load(skb, off, b, 4) < 0)
+			if (load(skb, cfg, off, b, 4) < 0)
 				return K_RETURN;
 			off += 4;
 			if (!(b[2] & 1))
 				continue;
 			/* The bottom of the stack: what follows it. */
-			if (load(skb, off, b, 1) < 0)
+			if (load(skb, cfg, off, b, 1) < 0)
 				return K_RETURN;
 			__u8 nib = b[0] >> 4;
 			if (nib == 4 || nib == 6) {
@@ -270,7 +277,7 @@ static __noinline enum kind parse(struct __sk_buff *skb, const struct tc_kc_conf
 				return K_NON_IP;
 			/* Ethernet pseudowire with a control word (RFC 4385): a whole Ethernet header
 			 * after the 4-byte word, then the walk goes on. */
-			if (load(skb, off + 4, b, 14) < 0)
+			if (load(skb, cfg, off + 4, b, 14) < 0)
 				return K_RETURN;
 			et = be16(b + 12);
 			off += 4 + 14;
@@ -286,14 +293,14 @@ static __noinline enum kind parse(struct __sk_buff *skb, const struct tc_kc_conf
 			break;
 		}
 		if (et == ETH_P_8021Q || et == ETH_P_8021AD || et == ETH_P_QINQ1_ || et == ETH_P_QINQ2_) {
-			if (load(skb, off, b, 4) < 0)
+			if (load(skb, cfg, off, b, 4) < 0)
 				return K_RETURN;
 			et = be16(b + 2);
 			off += 4;
 			continue;
 		}
 		if (et == ETH_P_PPP_SES) {
-			if (load(skb, off, b, TC_PPPOE_SES_HLEN) < 0)
+			if (load(skb, cfg, off, b, TC_PPPOE_SES_HLEN) < 0)
 				return K_RETURN;
 			__u16 ppp = be16(b + TC_PPPOE_SES_HLEN - 2);
 			off += TC_PPPOE_SES_HLEN;
@@ -311,7 +318,7 @@ static __noinline enum kind parse(struct __sk_buff *skb, const struct tc_kc_conf
 		}
 		if (et <= 1500) {
 			/* 802.3 length field: only LLC/SNAP with OUI 0 carries an ethertype. */
-			if (load(skb, off, b, 8) < 0)
+			if (load(skb, cfg, off, b, 8) < 0)
 				return K_RETURN;
 			if (b[0] == 0xAA && b[1] == 0xAA && b[2] == 0x03 && b[3] == 0 && b[4] == 0 && b[5] == 0) {
 				et = be16(b + 6);

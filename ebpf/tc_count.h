@@ -59,6 +59,8 @@ struct tc_kc_config {
 	/* Frames the host sends (PACKET_OUTGOING) are neither counted nor passed: on loopback every
 	 * frame is seen twice, sent and received, and one is counted, as in userspace. */
 	__u32 skip_outgoing;
+	/* Live: offset 0 of skb->data is the MAC header, read with bpf_skb_load_bytes (count.c). */
+	__u32 data_at_mac;
 };
 
 /* An address: family 4 keeps its 4 bytes at the front and zeros after (parse.rs Addr). */

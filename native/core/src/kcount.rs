@@ -68,6 +68,7 @@ struct Config {
     accept_enabled: u32,
     keep: u32,
     skip_outgoing: u32,
+    data_at_mac: u32,
 }
 
 #[repr(C)]
@@ -203,6 +204,7 @@ impl KernelCounter {
     pub fn set_live(&mut self, snaplen: u32, skip_outgoing: bool) -> Result<(), FilterError> {
         self.config.keep = snaplen.max(1);
         self.config.skip_outgoing = skip_outgoing as u32;
+        self.config.data_at_mac = 1;
         self.write_config()
     }
 
