@@ -465,10 +465,10 @@ impl Counter {
                 return;
             }
             // The kernel filter already applied the rules when the frame arrived (so a reload
-            // never re-judges frames waiting in the ring), except to MPLS frames.
+            // never re-judges frames waiting in the ring), except to those it passes unjudged.
             let judged_in_kernel = self.s.ebpf
                 && !(self.s.linktype == linktype::ETHERNET
-                    && parse::is_mpls_behind_tags(f.data, crate::filter::consts::MAX_VLAN_TAGS as usize));
+                    && parse::unjudged_by_filter(f.data, crate::filter::consts::MAX_L2_STEPS as usize));
             if !noop && !judged_in_kernel && rules.verdict(ip) != Verdict::Keep {
                 self.tables.totals.ignored += 1;
                 return;
