@@ -71,6 +71,17 @@ for (const name of ethernet) {
   }
 }
 
+test('a replay stores where it counted: tc-query status says counted_in kernel or ring', (t) => {
+  if (!needRoot(t)) return;
+  for (const mode of ['kernel', 'ring']) {
+    const db = path.join(tmp(), `${mode}.db`);
+    const r = recorder(['record', '--pcap', path.join(dir, 'zeek_smtp.pcap'), '--db', db, '--count-in', mode, '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    const s = queryJson<{ sessions: { counted_in: string }[] }>(['--db', db, 'status']);
+    assert.deepEqual(s.sessions.map((x) => x.counted_in), [mode]);
+  }
+});
+
 test('--count-in kernel refuses a capture that is not Ethernet before touching the database', (t) => {
   if (!needRoot(t)) return;
   const db = path.join(tmp(), 'raw.db');

@@ -29,6 +29,7 @@ import type { LocalNetwork } from '../write/local-networks';
  */
 export async function recordReplay(o: RecordOptions, files: string[], lock: WriterLock, localNetworks?: LocalNetwork[]): Promise<void> {
   const log = new Logger(o.logFormat);
+  const countedIn = o.countIn === 'kernel' ? 'kernel' : 'ring';
   const counting = {
     intervalMs: o.intervalSecs * 1000,
     maxKeys: o.maxKeys,
@@ -36,6 +37,7 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
     ignoreFile: o.ignoreFile ?? null,
     acceptSourceFile: o.acceptSourceFile ?? null,
     localNetworks: o.localNetworks ?? null,
+    countedIn,
   };
   const db = await openForWrite(o.db, o.nodeId);
   const metrics = new Metrics(o.db);
@@ -53,12 +55,12 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   const stop = new StopSignals({ secondKills: true, hup: false });
   const netsText = localNetworks && o.localNetworks !== undefined ? `; ${describeNetworks(localNetworks, { file: o.localNetworks })}` : '';
   if (!o.quiet) {
-    const where = o.countIn === 'kernel' ? '; counted in the kernel (every Ethernet frame through its counting program, BPF_PROG_TEST_RUN)' : '';
+    const where = countedIn === 'kernel' ? '; counted in the kernel (every Ethernet frame through its counting program, BPF_PROG_TEST_RUN)' : '';
     log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}${netsText}${where}`, {
       event: 'start',
       memory_max_bytes: memoryBudget(o, false).total,
       local_networks: (localNetworks ?? []).map((n) => ({ network: n.network, origin: n.origin, source: n.source })),
-      count_in: o.countIn === 'kernel' ? 'kernel' : 'ring',
+      count_in: countedIn,
     });
   }
   try {
