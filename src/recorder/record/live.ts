@@ -188,10 +188,12 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
     live.stop();
   });
   try {
-    await live.done;
+    const failure = await live.done;
     nets.stop();
     await sink!.close(Date.now() + 1500);
-    sink!.event('stop', 'clean stop');
+    sink!.event('stop', failure ? failure.message : 'clean stop');
+    // After the last interval is written: the process exits non-zero, for a service manager.
+    if (failure) throw failure;
   } finally {
     stopMetrics?.();
     await sink!.release();
