@@ -173,7 +173,17 @@ export class Metrics {
       }
     });
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const why =
+          err.code === 'EADDRINUSE'
+            ? 'the port is in use by another process (see `ss -ltnp`); choose another port or stop that process'
+            : err.code === 'EACCES'
+              ? 'not allowed to bind it (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose a port of 1024 or above'
+              : err.code === 'EADDRNOTAVAIL'
+                ? 'the address is not one of this host\'s (see `ip -br addr`); use one of them, 127.0.0.1 or :PORT for all'
+                : 'choose another ADDR:PORT';
+        reject(new TcError(`--metrics-listen ${addr}: cannot listen (${err.code ?? err.message}): ${why}`, 'ERR_TC_METRICS_LISTEN'));
+      });
       server.listen(port, host, () => resolve(server));
     });
   }

@@ -39,11 +39,15 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
     localNetworks: o.localNetworks ?? null,
     countedIn,
   };
-  const db = await openForWrite(o.db, o.nodeId);
   const metrics = new Metrics(o.db);
+  // Listening first: a taken port is refused before the database is made.
+  const stopMetrics = await startMetrics(o, metrics, log);
+  const db = await openForWrite(o.db, o.nodeId).catch((err) => {
+    stopMetrics?.();
+    throw err;
+  });
   const budget = diskBudget(o, false, db);
   if (budget.maxBytes > 0 && !o.quiet) log.info(`replaying into ${o.db}: ${budget.text}`, { event: 'budget', ...budget.fields });
-  const stopMetrics = await startMetrics(o, metrics, log);
   const printer = new IntervalPrinter(log, o.quiet);
   const showBar = o.progress ?? (process.stderr.isTTY === true && !o.quiet);
   // noTTYOutput: a bar asked for with --progress is drawn on a pipe or file too.
