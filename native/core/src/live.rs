@@ -121,18 +121,18 @@ pub struct Counted {
 
 /// Where to count: the counting program loaded (kernel) or not (ring), and why not for `auto`.
 fn settle(o: &LiveOptions, lt: u32) -> Result<(Option<KernelCounter>, String), CaptureError> {
-    let refuse = |why: &str| Err(CaptureError::BadOption(format!("--count-in kernel: {why}; use --count-in ring (or auto)")));
+    let refuse = |why: String| Err(CaptureError::BadOption(format!("--count-in kernel: {why}; use --count-in ring (or auto)")));
     let cannot = if !o.ebpf {
-        Some("--no-ebpf loads no eBPF program, so nothing counts in the kernel")
+        Some("--no-ebpf loads no eBPF program, so nothing counts in the kernel".to_string())
     } else if lt != linktype::ETHERNET {
-        Some("the counting program reads Ethernet frames and this interface has no Ethernet header")
+        Some(format!("the counting program reads Ethernet frames and interface {} has no Ethernet header", o.iface))
     } else {
         None
     };
     match (o.count_in, cannot) {
         (CountIn::Ring, _) => Ok((None, String::new())),
         (CountIn::Kernel, Some(why)) => refuse(why),
-        (CountIn::Auto, Some(why)) => Ok((None, why.to_string())),
+        (CountIn::Auto, Some(why)) => Ok((None, why)),
         (CountIn::Kernel, None) => Ok((Some(KernelCounter::load(o.max_keys, o.flows)?), String::new())),
         (CountIn::Auto, None) => match KernelCounter::load(o.max_keys, o.flows) {
             Ok(k) => Ok((Some(k), String::new())),
