@@ -445,6 +445,8 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     assert.equal(await exited(c), 0, out());
     const metric = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, 'm'))![1]);
     assert.equal(metric('tc_cidr_filtered_frames_total'), 10);
+    // One total in every --count-in mode (docs/recording.md, kernel mode).
+    assert.equal(metric('tc_filter_drops_total'), metric('tc_non_ip_frames_total') + metric('tc_cidr_filtered_frames_total'));
     assert.match(metrics, /^# HELP tc_non_ip_frames_total non-IP frames/m);
     assert.match(metrics, /^# HELP tc_cidr_filtered_frames_total frames filtered by CIDR rules/m);
     const lines = out().split('\n').filter((l) => / non-IP \d+ {2}filtered by CIDR rules \d+ /.test(l));

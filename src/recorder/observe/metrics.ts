@@ -63,8 +63,8 @@ export class Metrics {
     this.bytes += Number(c.ipBytes);
     this.kernelPackets += Number(c.ringPackets);
     this.kernelDrops += Number(c.ringDrops);
-    this.filterDrops += Number(c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored);
     const nc = notCounted(c);
+    this.filterDrops += Number(nc.nonIp + nc.cidrFiltered);
     this.nonIpFrames += Number(nc.nonIp);
     this.cidrFiltered += Number(nc.cidrFiltered);
     this.lateFrames += Number(c.late);
@@ -103,7 +103,7 @@ export class Metrics {
       ['tc_bytes_total', 'counter', 'IP bytes counted (IP length field)', this.bytes],
       ['tc_kernel_packets_total', 'counter', 'packets the kernel ring received (PACKET_STATISTICS)', this.kernelPackets],
       ['tc_kernel_drops_total', 'counter', 'packets the kernel dropped because a ring was full', this.kernelDrops],
-      ['tc_filter_drops_total', 'counter', 'frames dropped by the CIDR rules and the non-IP filter', this.filterDrops],
+      ['tc_filter_drops_total', 'counter', 'frames not counted, as non-IP or by the CIDR rules, wherever dropped (socket filter, counting program, userspace): tc_non_ip_frames_total plus tc_cidr_filtered_frames_total, alike in every --count-in mode', this.filterDrops],
       ['tc_non_ip_frames_total', 'counter', 'non-IP frames (not counted)', this.nonIpFrames],
       ['tc_cidr_filtered_frames_total', 'counter', 'frames filtered by CIDR rules (--ignore-file, --accept-source-file; not counted)', this.cidrFiltered],
       ['tc_late_frames_total', 'counter', 'frames counted in a later interval than their timestamp (replay: beyond the reorder window; live: handed over late)', this.lateFrames],
