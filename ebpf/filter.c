@@ -2,8 +2,8 @@
 /* traffic-counter socket filter (BPF_PROG_TYPE_SOCKET_FILTER), attached to every AF_PACKET
  * worker socket.
  *
- * Passes IPv4/IPv6 frames (also behind up to TC_MAX_VLAN_TAGS 802.1Q/802.1ad/QinQ tags and in
- * PPPoE sessions) and MPLS frames (parsed in userspace), trimmed to tc_config.snaplen bytes, except
+ * Passes IPv4/IPv6 frames (also behind up to TC_MAX_L2_STEPS 802.1Q/802.1ad/QinQ tags and
+ * 802.2 LLC/SNAP headers, and in PPPoE sessions) and MPLS frames (parsed in userspace), trimmed to tc_config.snaplen bytes, except
  * that with tc_config.names DNS responses and ClientHellos pass whole (names_whole()); drops
  * and counts as non-IP everything else, by the same rules as userspace (native/core/src/parse.rs,
  * MANIFEST rules 2 and 3), so a frame is counted non-IP once, here or there. Drops frames whose
@@ -233,16 +233,37 @@ int tc_filter(struct __sk_buff *skb)
 			goto non_ip;
 		proto = bpf_ntohs(proto);
 		off = 14;
+		/* parse.rs ethertype(): VLAN tags and LLC/SNAP headers in any order. */
 #pragma unroll
-		for (int i = 0; i < TC_MAX_VLAN_TAGS; i++) {
-			if (proto != ETH_P_8021Q && proto != ETH_P_8021AD && proto != ETH_P_QINQ1 && proto != ETH_P_QINQ2)
+		for (int i = 0; i < TC_MAX_L2_STEPS; i++) {
+			if (proto == ETH_P_8021Q || proto == ETH_P_8021AD || proto == ETH_P_QINQ1 || proto == ETH_P_QINQ2) {
+				if (bpf_skb_load_bytes(skb, off + 2, &proto, 2) < 0)
+					goto non_ip;
+				proto = bpf_ntohs(proto);
+				off += 4;
+			} else if (proto <= 1500) {
+				/* 802.3 length field: only LLC/SNAP with OUI 0 carries an ethertype. */
+				__u8 llc[8];
+				if (bpf_skb_load_bytes(skb, off, llc, sizeof(llc)) < 0)
+					goto non_ip;
+				if (llc[0] != 0xAA || llc[1] != 0xAA || llc[2] != 0x03 || llc[3] || llc[4] || llc[5])
+					goto non_ip;
+				proto = ((__u16)llc[6] << 8) | llc[7];
+				off += 8;
+			} else {
 				break;
-			if (bpf_skb_load_bytes(skb, off + 2, &proto, 2) < 0)
-				goto non_ip;
-			proto = bpf_ntohs(proto);
-			off += 4;
+			}
 		}
-		/* A PPPoE session header ends the tags (RFC 2516): the PPP protocol at its end says
+		/* Still behind a tag or LLC header: userspace walks on (to its own depth cap) and
+		 * applies the rules, so the frame passes whole and unjudged. */
+		if (proto == ETH_P_8021Q || proto == ETH_P_8021AD || proto == ETH_P_QINQ1 || proto == ETH_P_QINQ2 ||
+		    proto <= 1500) {
+			if (cfg->names_only)
+				return 0;
+			count(TC_CNT_PASSED);
+			return skb->len;
+		}
+		/* A PPPoE session header ends the walk (RFC 2516): the PPP protocol at its end says
 		 * whether an IP header follows. */
 		if (proto == ETH_P_PPP_SES) {
 			__u16 ppp;

@@ -14,8 +14,9 @@
 #define TC_LINK_ETHERNET 0
 #define TC_LINK_RAW_IP 1
 
-/* Most VLAN tags (802.1Q / 802.1ad / QinQ) walked before giving up. */
-#define TC_MAX_VLAN_TAGS 4
+/* Most link-layer headers (VLAN tags: 802.1Q / 802.1ad / QinQ; 802.2 LLC/SNAP headers) the socket
+ * filter walks; a frame still behind one after that many passes whole, for userspace to walk. */
+#define TC_MAX_L2_STEPS 8
 
 /* PPPoE session stage (RFC 2516 section 5.4, ethertype 0x8864): the 6-byte PPPoE header and the
  * 2-byte PPP protocol after it, which names IPv4 (RFC 1332) or IPv6 (RFC 5072); every other PPP

@@ -261,17 +261,21 @@ export type CaptureInfo = Addon.CaptureInfo;
 
 export interface LiveHandle {
   info: CaptureInfo;
-  /** Resolves after the last batch was handled. */
-  done: Promise<void>;
+  /**
+   * Resolves after the last batch was handled: with the error that ended the capture (the
+   * interface was deleted; its last interval was still delivered), or undefined after a stop.
+   */
+  done: Promise<TcError | undefined>;
   stop(): void;
   reloadRules(): void;
 }
 
 /** Starts a live capture; throws TcError (with `code`) when it cannot start. */
 export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
-  let resolveDone!: () => void;
+  let resolveDone!: (failure: TcError | undefined) => void;
   let rejectDone!: (e: unknown) => void;
-  const done = new Promise<void>((res, rej) => {
+  let failure: TcError | undefined;
+  const done = new Promise<TcError | undefined>((res, rej) => {
     resolveDone = res;
     rejectDone = rej;
   });
@@ -282,7 +286,8 @@ export function startLive(opts: LiveOptions, h: EngineHandlers): LiveHandle {
         if (e.kind === 'batch') {
           if (e.dropped.length) await h.dropped?.(e.dropped);
           await h.batch(decodeBatch(e.batch));
-        } else if (e.kind === 'end') resolveDone();
+        } else if (e.kind === 'end') resolveDone(failure);
+        else if (e.kind === 'failed') failure = new TcError(e.message, e.code);
         else h.warning?.(e.message);
       })
       .catch(rejectDone);

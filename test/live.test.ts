@@ -477,3 +477,37 @@ test('a JS thread busy for many intervals: batches wait for it up to the hand-ov
   assert.ok(byBytes.waited <= 1, `${byBytes.waited} batches had waited (bound 1 byte)`);
   assert.ok(byBytes.dropped.length >= 4, `intervals dropped while blocked: ${byBytes.dropped.length}`);
 });
+
+test('a deleted interface ends the recording (kernel and ring): the last interval is written, the error names the interface, the exit is non-zero', async (t) => {
+  if (!needRoot(t)) return;
+  const ns = `tc${process.pid}del`;
+  sh('ip', ['netns', 'add', ns]);
+  try {
+    for (const countIn of ['kernel', 'ring']) {
+      sh('ip', ['-n', ns, 'link', 'add', 'tcgone', 'type', 'veth', 'peer', 'name', 'tcpeer']);
+      sh('ip', ['-n', ns, 'link', 'set', 'tcgone', 'up']);
+      const db = path.join(tmp(), `${countIn}.db`);
+      const child = spawnIn(ns, process.execPath, [RECORDER, 'record', '--iface', 'tcgone', '--db', db, '--interval-secs', '1', '--count-in', countIn]);
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      await waitForStderr(child, /recording tcgone/);
+      // Down first: the recorder waits on (the interface may come back).
+      sh('ip', ['-n', ns, 'link', 'set', 'tcgone', 'down']);
+      await sleep(1200);
+      assert.equal(child.exitCode, null, `still running while the interface is down: ${stderr}`);
+      sh('ip', ['-n', ns, 'link', 'del', 'tcgone']);
+      const code = await exited(child, 5000);
+      assert.notEqual(code, 0, stderr);
+      assert.match(stderr, /interface tcgone was removed: .*the recorder exits so its service manager restarts it/);
+      const d = new Database(db, { readonly: true });
+      const stop = d.prepare("select detail from events where kind = 'stop'").pluck().all() as string[];
+      const last = d.prepare('select count(*) from batches').pluck().get() as number;
+      d.close();
+      assert.ok(last > 0, 'intervals written');
+      assert.equal(stop.length, 1);
+      assert.match(stop[0], /interface tcgone was removed/);
+    }
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+});

@@ -9,6 +9,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -137,6 +138,27 @@ test('every refusal carries its code: a --metrics-listen that is not ADDR:PORT',
   const r = recorder(['record', '--pcap', SMTP, '--db', path.join(tmp(), 'm.db'), '--quiet', '--metrics-listen', 'nowhere']);
   assert.equal(r.status, 1);
   assert.equal(r.stderr, 'traffic-counter: error: --metrics-listen "nowhere" is not ADDR:PORT (e.g. 127.0.0.1:9464) [ERR_TC_BAD_OPTION]\n');
+});
+
+test('a --metrics-listen port in use is refused with its code and a hint, before the database is made (replay and live)', async (t) => {
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const port = (taken.address() as net.AddressInfo).port;
+  try {
+    const db = path.join(tmp(), 'm.db');
+    const want = new RegExp(`^traffic-counter: error: --metrics-listen 127\\.0\\.0\\.1:${port}: cannot listen \\(EADDRINUSE\\): the port is in use by another process .*choose another port .*\\[ERR_TC_METRICS_LISTEN\\]\n$`);
+    const r = recorder(['record', '--pcap', SMTP, '--db', db, '--quiet', '--metrics-listen', `127.0.0.1:${port}`]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, want);
+    assert.equal(existsSync(db), false);
+    if (!needRoot(t)) return;
+    const live = spawnSync(process.execPath, [RECORDER, 'record', '--iface', 'lo', '--db', db, '--metrics-listen', `127.0.0.1:${port}`], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(live.status, 1, live.stderr);
+    assert.match(live.stderr, want);
+    assert.equal(existsSync(db), false);
+  } finally {
+    taken.close();
+  }
 });
 
 test('--pcap refuses the options of live capture, from the command line and from --config', () => {
@@ -423,6 +445,8 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     assert.equal(await exited(c), 0, out());
     const metric = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, 'm'))![1]);
     assert.equal(metric('tc_cidr_filtered_frames_total'), 10);
+    // One total in every --count-in mode (docs/recording.md, kernel mode).
+    assert.equal(metric('tc_filter_drops_total'), metric('tc_non_ip_frames_total') + metric('tc_cidr_filtered_frames_total'));
     assert.match(metrics, /^# HELP tc_non_ip_frames_total non-IP frames/m);
     assert.match(metrics, /^# HELP tc_cidr_filtered_frames_total frames filtered by CIDR rules/m);
     const lines = out().split('\n').filter((l) => / non-IP \d+ {2}filtered by CIDR rules \d+ /.test(l));

@@ -236,6 +236,8 @@ pub enum ReplayEvent {
 pub enum LiveEvent {
     Batch { batch: NativeBatch, dropped: Vec<DroppedInterval> },
     Warning { message: String },
+    /// What ends the capture (the interface was deleted): its last batches and `end` follow.
+    Failed { message: String, code: String },
     End,
 }
 
@@ -612,6 +614,11 @@ impl LiveCapture {
                 live::LiveEvent::Batch(b) => b,
                 live::LiveEvent::Warning(message) => {
                     deliver.call(Delivery { event: LiveEvent::Warning { message }, held: None }, ThreadsafeFunctionCallMode::NonBlocking);
+                    return;
+                }
+                live::LiveEvent::Failed { message, code } => {
+                    // Blocking: it must not be lost, and it comes once.
+                    deliver.call(Delivery { event: LiveEvent::Failed { message, code: code.as_str().into() }, held: None }, ThreadsafeFunctionCallMode::Blocking);
                     return;
                 }
             };

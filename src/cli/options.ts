@@ -43,7 +43,8 @@ export function usageErrors(cmd: import('commander').Command, program: string, j
   const name = cmd.parent ? `${program} ${cmd.name()}` : program;
   cmd.showHelpAfterError(false).configureOutput({
     outputError: (str, write) => {
-      const message = `${str.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}; see \`${name} --help\``;
+      // Without commander's closing period ("Allowed choices are a, b."): the hint follows.
+      const message = `${str.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').replace(/\.$/, '')}; see \`${name} --help\``;
       if (json) process.stdout.write(`${JSON.stringify({ error: { message, code: 'ERR_TC_USAGE' } })}\n`);
       else write(`${program}: error: ${message}\n`);
     },

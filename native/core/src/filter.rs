@@ -341,6 +341,59 @@ mod tests {
         assert_eq!((c.passed, c.non_ip, c.ignored), (1, 0, 2));
     }
 
+    /// An 802.3 frame (length field) with an LLC/SNAP header of OUI 0 carrying `et`.
+    fn snap(et: u16, payload: &[u8]) -> Vec<u8> {
+        let mut body = vec![0xAA, 0xAA, 0x03, 0, 0, 0];
+        body.extend_from_slice(&et.to_be_bytes());
+        body.extend_from_slice(payload);
+        body
+    }
+
+    #[test]
+    fn the_kernel_filter_walks_llc_snap_and_vlan_tags_as_userspace_does() {
+        if !privileged("the_kernel_filter_walks_llc_snap_and_vlan_tags_as_userspace_does") {
+            return;
+        }
+        use crate::parse::{parse_frame, unjudged_by_filter, Parsed};
+        let mut f = Filter::load(consts::DEFAULT_SNAPLEN, false, false).unwrap();
+        let keep = consts::DEFAULT_SNAPLEN;
+        let v4 = snap(0x0800, &ipv4(28, [10, 0, 0, 1]));
+        let mut tagged_snap = vec![0, 5];
+        tagged_snap.extend_from_slice(&(v4.len() as u16).to_be_bytes());
+        tagged_snap.extend_from_slice(&v4);
+        let mut deep = Vec::new();
+        for _ in 0..consts::MAX_L2_STEPS + 2 {
+            deep.extend_from_slice(&[0, 1, 0x81, 0x00]);
+        }
+        deep.extend_from_slice(&[0, 1, 0x08, 0x00]);
+        deep.extend_from_slice(&ipv4(28, [10, 0, 0, 1]));
+        let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+            ("IPv4 in LLC/SNAP", eth(v4.len() as u16, &v4), keep),
+            ("IPv6 in LLC/SNAP", eth(48, &snap(0x86DD, &ipv6(1))), keep),
+            ("LLC/SNAP behind a VLAN tag", eth(0x8100, &tagged_snap), keep),
+            ("ARP in LLC/SNAP", eth(36, &snap(0x0806, &[0; 28])), 0),
+            ("IS-IS over plain LLC", eth(30, &[0xFE, 0xFE, 0x03, 0x83, 0, 0, 0, 0]), 0),
+        ];
+        for (what, frame, want) in &cases {
+            assert_eq!(run(&mut f, frame), *want, "{what}");
+            let ip = matches!(parse_frame(crate::parse::linktype::ETHERNET, frame), Some(Parsed::Ip(_)));
+            assert_eq!(ip, *want != 0, "{what}: userspace agrees");
+            assert!(!unjudged_by_filter(frame, consts::MAX_L2_STEPS as usize), "{what} is judged in the kernel");
+        }
+        let c = f.counters_delta();
+        assert_eq!((c.passed, c.non_ip), (3, 2));
+        // Deeper than the filter walks: passed whole, left to userspace, which counts it as IP.
+        let frame = eth(0x8100, &deep);
+        assert_eq!(run(&mut f, &frame), frame.len() as u32);
+        assert!(unjudged_by_filter(&frame, consts::MAX_L2_STEPS as usize));
+        assert!(matches!(parse_frame(crate::parse::linktype::ETHERNET, &frame), Some(Parsed::Ip(_))));
+        // The CIDR rules judge the addresses behind LLC/SNAP.
+        let ignore = parse_cidr_text("test", "10.0.0.1/32\n").unwrap();
+        f.set_rules(&ignore, None).unwrap();
+        assert_eq!(run(&mut f, &cases[0].1), 0);
+        assert_eq!(f.counters_delta().ignored, 1);
+    }
+
     #[test]
     fn the_kernel_filter_counts_an_unusable_ipv4_header_as_non_ip_before_any_rule() {
         if !privileged("the_kernel_filter_counts_an_unusable_ipv4_header_as_non_ip") {

@@ -38,7 +38,7 @@ impl Coded for CaptureError {
     fn code(&self) -> Code {
         match self {
             CaptureError::Ring(RingError::Permission { .. }) | CaptureError::Filter(FilterError::Permission { .. }) => Code::Permission,
-            CaptureError::Ring(RingError::NoInterface(_)) => Code::NoInterface,
+            CaptureError::Ring(RingError::NoInterface(_) | RingError::InterfaceRemoved { .. }) => Code::NoInterface,
             CaptureError::Ring(RingError::FanoutTaken { .. }) => Code::FanoutTaken,
             CaptureError::Ring(RingError::BadOption(_)) | CaptureError::BadOption(_) => Code::BadOption,
             CaptureError::Ring(RingError::Sys { .. }) => Code::Syscall,
@@ -71,6 +71,9 @@ pub enum LiveEvent {
     Batch(Batch),
     /// A worker's trouble that does not stop the capture (the core never prints).
     Warning(String),
+    /// What ends the capture (sent once, before its last batches): the workers stop and flush
+    /// their open intervals, then the capture ends as on a stop.
+    Failed { message: String, code: Code },
 }
 
 /// One worker's tables for one interval.
@@ -87,6 +90,7 @@ struct Contribution {
 enum ToMerger {
     Interval { worker: usize, c: Contribution },
     Warning(String),
+    Failed { message: String, code: Code },
 }
 
 pub struct Capture {
@@ -117,18 +121,18 @@ pub struct Counted {
 
 /// Where to count: the counting program loaded (kernel) or not (ring), and why not for `auto`.
 fn settle(o: &LiveOptions, lt: u32) -> Result<(Option<KernelCounter>, String), CaptureError> {
-    let refuse = |why: &str| Err(CaptureError::BadOption(format!("--count-in kernel: {why}; use --count-in ring (or auto)")));
+    let refuse = |why: String| Err(CaptureError::BadOption(format!("--count-in kernel: {why}; use --count-in ring (or auto)")));
     let cannot = if !o.ebpf {
-        Some("--no-ebpf loads no eBPF program, so nothing counts in the kernel")
+        Some("--no-ebpf loads no eBPF program, so nothing counts in the kernel".to_string())
     } else if lt != linktype::ETHERNET {
-        Some("the counting program reads Ethernet frames and this interface has no Ethernet header")
+        Some(format!("the counting program reads Ethernet frames and interface {} has no Ethernet header", o.iface))
     } else {
         None
     };
     match (o.count_in, cannot) {
         (CountIn::Ring, _) => Ok((None, String::new())),
         (CountIn::Kernel, Some(why)) => refuse(why),
-        (CountIn::Auto, Some(why)) => Ok((None, why.to_string())),
+        (CountIn::Auto, Some(why)) => Ok((None, why)),
         (CountIn::Kernel, None) => Ok((Some(KernelCounter::load(o.max_keys, o.flows)?), String::new())),
         (CountIn::Auto, None) => match KernelCounter::load(o.max_keys, o.flows) {
             Ok(k) => Ok((Some(k), String::new())),
@@ -234,6 +238,7 @@ impl Capture {
         for (index, ring) in rings.into_iter().enumerate() {
             let names_only = kernel.is_some() && index == 1;
             let mut w = Worker::new(index, ring, Settings { names_only, ..settings }, rules.clone(), stop.clone(), tx.clone());
+            w.iface = Arc::from(o.iface.as_str());
             if kernel.is_none() || names_only {
                 w.counter.names = names.clone().map(|shared| WorkerNames { reader: Reader::default(), shared, seq: 0 });
             }
@@ -251,11 +256,20 @@ impl Capture {
         let merger = std::thread::Builder::new()
             .name("tc-merger".into())
             .spawn(move || {
+                let mut failed = false;
                 while let Ok(msg) = rx.recv() {
                     let (worker, c) = match msg {
                         ToMerger::Interval { worker, c } => (worker, c),
                         ToMerger::Warning(w) => {
                             emit(LiveEvent::Warning(w));
+                            continue;
+                        }
+                        ToMerger::Failed { message, code } => {
+                            // Every worker on the interface may see it: the first one says it.
+                            if !failed {
+                                failed = true;
+                                emit(LiveEvent::Failed { message, code });
+                            }
                             continue;
                         }
                     };
@@ -465,10 +479,10 @@ impl Counter {
                 return;
             }
             // The kernel filter already applied the rules when the frame arrived (so a reload
-            // never re-judges frames waiting in the ring), except to MPLS frames.
+            // never re-judges frames waiting in the ring), except to those it passes unjudged.
             let judged_in_kernel = self.s.ebpf
                 && !(self.s.linktype == linktype::ETHERNET
-                    && parse::is_mpls_behind_tags(f.data, crate::filter::consts::MAX_VLAN_TAGS as usize));
+                    && parse::unjudged_by_filter(f.data, crate::filter::consts::MAX_L2_STEPS as usize));
             if !noop && !judged_in_kernel && rules.verdict(ip) != Verdict::Keep {
                 self.tables.totals.ignored += 1;
                 return;
@@ -505,18 +519,32 @@ struct Worker {
     rules: Arc<RwLock<Rules>>,
     stop: Arc<AtomicBool>,
     counter: Counter,
+    /// The interface's name, for the message that ends the capture when it is deleted.
+    iface: Arc<str>,
 }
 
 impl Worker {
     fn new(worker: usize, ring: Ring, s: Settings, rules: Arc<RwLock<Rules>>, stop: Arc<AtomicBool>, tx: mpsc::SyncSender<ToMerger>) -> Worker {
         let counter = Counter { worker, s, start: interval_start(now_ms(), s.interval_ms), tables: Tables::new(s.max_keys, s.flows), tx, names: None };
-        Worker { ring, rules, stop, counter }
+        Worker { ring, rules, stop, counter, iface: Arc::from("") }
     }
 
     fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
-            if let Err(e) = self.ring.wait(100) {
-                let _ = self.counter.tx.send(ToMerger::Warning(format!("worker {}: {}", self.counter.worker, error::message(&e))));
+            match self.ring.wait(100) {
+                Ok(()) => {}
+                Err(RingError::InterfaceRemoved { source, .. }) => {
+                    let message = format!(
+                        "interface {} was removed: {source}; the recorder exits so its service manager restarts it (or run it again once the interface exists)",
+                        self.iface
+                    );
+                    // Every thread stops and flushes its open interval, as on a stop.
+                    self.stop.store(true, Ordering::SeqCst);
+                    let _ = self.counter.tx.send(ToMerger::Failed { message, code: Code::NoInterface });
+                }
+                Err(e) => {
+                    let _ = self.counter.tx.send(ToMerger::Warning(format!("worker {}: {}", self.counter.worker, error::message(&e))));
+                }
             }
             self.count_ready(usize::MAX);
             let now = interval_start(now_ms(), self.counter.s.interval_ms);

@@ -170,17 +170,23 @@ pub fn parse_frame(lt: u32, p: &[u8]) -> Option<Parsed> {
     Some(r)
 }
 
-/// Whether an Ethernet frame carries MPLS after at most `max_tags` VLAN tags: the frames the
-/// eBPF filter passes without applying the CIDR rules (so userspace applies them).
-pub fn is_mpls_behind_tags(p: &[u8], max_tags: usize) -> bool {
+/// Whether the eBPF filter (ebpf/filter.c) passes this Ethernet frame without applying the CIDR
+/// rules, so userspace applies them: MPLS reached within `max_steps` VLAN tags and LLC/SNAP
+/// headers, or a frame still behind one of those after `max_steps`. Lengths are not checked
+/// where a short frame is non-IP for both sides.
+pub fn unjudged_by_filter(p: &[u8], max_steps: usize) -> bool {
     let mut off = 12;
-    for _ in 0..=max_tags {
+    for step in 0..=max_steps {
         if p.len() < off + 2 {
             return false;
         }
-        match be16(p, off) {
+        let et = be16(p, off);
+        let walkable = matches!(et, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1 | ETH_P_QINQ2) || et <= 1500;
+        match et {
             ETH_P_MPLS_UC | ETH_P_MPLS_MC => return true,
+            _ if walkable && step == max_steps => return true,
             ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1 | ETH_P_QINQ2 => off += 4,
+            l if l <= 1500 => off += 8,
             _ => return false,
         }
     }
@@ -619,10 +625,15 @@ pub(crate) mod tests {
 
     #[test]
     fn mpls_detection_for_the_kernel_filter_gap() {
-        assert!(is_mpls_behind_tags(&eth(0x8847, &[0, 0, 0x11, 64]), 4));
-        assert!(is_mpls_behind_tags(&eth(0x8100, &[0, 1, 0x88, 0x47, 0, 0, 0x11, 64]), 4));
-        assert!(!is_mpls_behind_tags(&eth(0x0800, &ipv4_udp(28, 0, 1, 2)), 4));
-        assert!(!is_mpls_behind_tags(&[0u8; 10], 4));
+        assert!(unjudged_by_filter(&eth(0x8847, &[0, 0, 0x11, 64]), 4));
+        assert!(unjudged_by_filter(&eth(0x8100, &[0, 1, 0x88, 0x47, 0, 0, 0x11, 64]), 4));
+        assert!(!unjudged_by_filter(&eth(0x0800, &ipv4_udp(28, 0, 1, 2)), 4));
+        assert!(!unjudged_by_filter(&[0u8; 10], 4));
+        // LLC/SNAP is walked by the filter (and judged there); past the step cap it is not.
+        let mut snap = vec![0xAA, 0xAA, 0x03, 0, 0, 0, 0x08, 0x00];
+        snap.extend_from_slice(&ipv4_udp(28, 0, 1, 2));
+        assert!(!unjudged_by_filter(&eth(36, &snap), 4));
+        assert!(unjudged_by_filter(&eth(0x8100, &[0, 1, 0, 36]), 1));
     }
 
     #[test]

@@ -47,7 +47,10 @@ impl crate::error::Coded for ReplayError {
     fn code(&self) -> crate::error::Code {
         match self {
             ReplayError::Open { .. } => crate::error::Code::Open,
-            ReplayError::NotACapture { .. } | ReplayError::LinkType { .. } | ReplayError::KernelLinkType { .. } => crate::error::Code::NotACapture,
+            ReplayError::NotACapture { .. } | ReplayError::LinkType { .. } => crate::error::Code::NotACapture,
+            // A capture, but not one --count-in kernel can count: the option is what to change,
+            // as for a live interface without an Ethernet header.
+            ReplayError::KernelLinkType { .. } => crate::error::Code::BadOption,
             ReplayError::Kernel(FilterError::Permission { .. }) => crate::error::Code::Permission,
             ReplayError::Kernel(_) | ReplayError::TestRun { .. } => crate::error::Code::Ebpf,
         }

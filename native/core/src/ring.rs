@@ -28,6 +28,14 @@ pub enum RingError {
         #[source]
         source: std::io::Error,
     },
+    /// The bound interface was deleted (its index no longer names one): the socket will never
+    /// receive again.
+    #[error("interface index {ifindex} was removed")]
+    InterfaceRemoved {
+        ifindex: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("PACKET_FANOUT group {group} is already in use on this host (by another capture, with another mode or interface); choose another --fanout-group")]
     FanoutTaken { group: u16 },
 }
@@ -97,6 +105,12 @@ pub fn ifindex(name: &str) -> Result<u32, RingError> {
     Ok(i)
 }
 
+/// Whether an interface has this index (if_indextoname(3)).
+fn index_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
+}
+
 /// ARPHRD_* type of the interface (include/uapi/linux/if_arp.h), from sysfs.
 pub fn arphrd(name: &str) -> u32 {
     std::fs::read_to_string(format!("/sys/class/net/{name}/type")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1)
@@ -112,6 +126,10 @@ pub struct Ring {
     block_size: usize,
     block_count: usize,
     cur: usize,
+    /// The interface `bind` bound to (0: not bound).
+    ifindex: std::cell::Cell<u32>,
+    /// The socket reported the interface down (ENETDOWN): it may have been deleted.
+    down: std::cell::Cell<bool>,
 }
 
 // SAFETY: the mapping is owned by this Ring and used by one thread at a time.
@@ -162,7 +180,7 @@ impl Ring {
         if map == libc::MAP_FAILED {
             return Err(sys("mmap of the TPACKET_V3 ring"));
         }
-        Ok(Ring { fd, map: map as *mut u8, size, block_size: cfg.block_size as usize, block_count: cfg.block_count as usize, cur: 0 })
+        Ok(Ring { fd, map: map as *mut u8, size, block_size: cfg.block_size as usize, block_count: cfg.block_count as usize, cur: 0, ifindex: std::cell::Cell::new(0), down: std::cell::Cell::new(false) })
     }
 
     /// Binds to the interface for every protocol (ETH_P_ALL), both directions.
@@ -177,6 +195,7 @@ impl Ring {
         if r != 0 {
             return Err(sys("bind(AF_PACKET)"));
         }
+        self.ifindex.set(ifindex);
         Ok(())
     }
 
@@ -234,7 +253,18 @@ impl Ring {
             }
         }
         if r > 0 && p.revents & libc::POLLERR != 0 {
-            self.take_error();
+            let err = self.take_error();
+            if err == libc::ENETDOWN || err == libc::ENODEV {
+                self.down.set(true);
+            }
+        }
+        // Deleting an interface takes it down first (ENETDOWN, NETDEV_DOWN in packet_notifier,
+        // net/packet/af_packet.c) and unlists it after (unregister_netdevice_many_notify in
+        // net/core/dev.c), with no second error; so once down, each wait asks whether the index
+        // still names an interface. A down interface keeps it, and the socket waits on.
+        let ifindex = self.ifindex.get();
+        if self.down.get() && ifindex != 0 && !index_exists(ifindex) {
+            return Err(RingError::InterfaceRemoved { ifindex, source: std::io::Error::from_raw_os_error(libc::ENODEV) });
         }
         Ok(())
     }

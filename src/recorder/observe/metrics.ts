@@ -63,8 +63,8 @@ export class Metrics {
     this.bytes += Number(c.ipBytes);
     this.kernelPackets += Number(c.ringPackets);
     this.kernelDrops += Number(c.ringDrops);
-    this.filterDrops += Number(c.filterNonIp + c.filterIgnored + c.filterNotAccepted + c.ignored);
     const nc = notCounted(c);
+    this.filterDrops += Number(nc.nonIp + nc.cidrFiltered);
     this.nonIpFrames += Number(nc.nonIp);
     this.cidrFiltered += Number(nc.cidrFiltered);
     this.lateFrames += Number(c.late);
@@ -103,7 +103,7 @@ export class Metrics {
       ['tc_bytes_total', 'counter', 'IP bytes counted (IP length field)', this.bytes],
       ['tc_kernel_packets_total', 'counter', 'packets the kernel ring received (PACKET_STATISTICS)', this.kernelPackets],
       ['tc_kernel_drops_total', 'counter', 'packets the kernel dropped because a ring was full', this.kernelDrops],
-      ['tc_filter_drops_total', 'counter', 'frames dropped by the CIDR rules and the non-IP filter', this.filterDrops],
+      ['tc_filter_drops_total', 'counter', 'frames not counted, as non-IP or by the CIDR rules, wherever dropped (socket filter, counting program, userspace): tc_non_ip_frames_total plus tc_cidr_filtered_frames_total, alike in every --count-in mode', this.filterDrops],
       ['tc_non_ip_frames_total', 'counter', 'non-IP frames (not counted)', this.nonIpFrames],
       ['tc_cidr_filtered_frames_total', 'counter', 'frames filtered by CIDR rules (--ignore-file, --accept-source-file; not counted)', this.cidrFiltered],
       ['tc_late_frames_total', 'counter', 'frames counted in a later interval than their timestamp (replay: beyond the reorder window; live: handed over late)', this.lateFrames],
@@ -173,7 +173,17 @@ export class Metrics {
       }
     });
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const why =
+          err.code === 'EADDRINUSE'
+            ? 'the port is in use by another process (see `ss -ltnp`); choose another port or stop that process'
+            : err.code === 'EACCES'
+              ? 'not allowed to bind it (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose a port of 1024 or above'
+              : err.code === 'EADDRNOTAVAIL'
+                ? 'the address is not one of this host\'s (see `ip -br addr`); use one of them, 127.0.0.1 or :PORT for all'
+                : 'choose another ADDR:PORT';
+        reject(new TcError(`--metrics-listen ${addr}: cannot listen (${err.code ?? err.message}): ${why}`, 'ERR_TC_METRICS_LISTEN'));
+      });
       server.listen(port, host, () => resolve(server));
     });
   }

@@ -62,41 +62,49 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
       ? LocalNetworkWatch.ofFile(o.localNetworks, localNetworks, onNetworks, warnNetworks)
       : LocalNetworkWatch.ofInterface(iface, onNetworks, warnNetworks);
   const metrics = new Metrics(o.db);
+  // Listening first: a taken port is refused before the capture starts or the database is made.
+  const stopMetrics = await startMetrics(o, metrics, log);
   const printer = new IntervalPrinter(log, o.quiet);
   const bounds = queueBounds(o);
   // The capture starts first, so every option (interface, ring shape, fanout group, filter) is
   // checked before the database is touched; batches wait for the sink.
   let sinkReady: Promise<BatchSink> | undefined;
-  const live = engine.startLive(
-    {
-      iface,
-      workers: o.workers,
-      blockSize: o.blockSize,
-      blockCount: o.blockCount,
-      frameSize: o.frameSize,
-      fanoutGroup: o.fanoutGroup,
-      ebpf: o.ebpf,
-      snaplen: o.snaplen,
-      count: countOptions(o),
-      // Batches waiting for this thread (while one write runs long) are bounded as the write queue is.
-      handoverMaxBatches: bounds.queueMax,
-      handoverMaxBytes: bounds.queueMaxBytes,
-    },
-    {
-      batch: async (b) => {
-        const sink = await sinkReady!;
-        printer.observe(b);
-        sink.push(b);
-        // Once an interval: the interface's addresses again (off this thread).
-        nets.poll();
+  let live: engine.LiveHandle;
+  try {
+    live = engine.startLive(
+      {
+        iface,
+        workers: o.workers,
+        blockSize: o.blockSize,
+        blockCount: o.blockCount,
+        frameSize: o.frameSize,
+        fanoutGroup: o.fanoutGroup,
+        ebpf: o.ebpf,
+        snaplen: o.snaplen,
+        count: countOptions(o),
+        // Batches waiting for this thread (while one write runs long) are bounded as the write queue is.
+        handoverMaxBatches: bounds.queueMax,
+        handoverMaxBytes: bounds.queueMaxBytes,
       },
-      dropped: async (intervals) => {
-        const sink = await sinkReady!;
-        for (const d of intervals) sink.lose(d.startMs, d.endMs, 'engine queue full (the recorder was busy for several intervals)');
+      {
+        batch: async (b) => {
+          const sink = await sinkReady!;
+          printer.observe(b);
+          sink.push(b);
+          // Once an interval: the interface's addresses again (off this thread).
+          nets.poll();
+        },
+        dropped: async (intervals) => {
+          const sink = await sinkReady!;
+          for (const d of intervals) sink.lose(d.startMs, d.endMs, 'engine queue full (the recorder was busy for several intervals)');
+        },
+        warning: (m) => log.warn(m),
       },
-      warning: (m) => log.warn(m),
-    },
-  );
+    );
+  } catch (err) {
+    stopMetrics?.();
+    throw err;
+  }
   // Where this session counts, as the engine settled `--count-in` (tc-query status reads it).
   spec.options.countedIn = live.info.countIn;
   let db: WriteDb;
@@ -121,12 +129,9 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   } catch (err) {
     live.stop();
     await live.done.catch(() => undefined);
+    stopMetrics?.();
     throw err;
   }
-  const stopMetrics = await startMetrics(o, metrics, log).catch((err) => {
-    live.stop();
-    throw err;
-  });
   lock.setSession(sink!.sessionId);
   sink!.event('start', `live capture on ${iface}`);
   const startNets = await nets.start();
@@ -188,10 +193,12 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
     live.stop();
   });
   try {
-    await live.done;
+    const failure = await live.done;
     nets.stop();
     await sink!.close(Date.now() + 1500);
-    sink!.event('stop', 'clean stop');
+    sink!.event('stop', failure ? failure.message : 'clean stop');
+    // After the last interval is written: the process exits non-zero, for a service manager.
+    if (failure) throw failure;
   } finally {
     stopMetrics?.();
     await sink!.release();

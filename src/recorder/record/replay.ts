@@ -29,6 +29,7 @@ import type { LocalNetwork } from '../write/local-networks';
  */
 export async function recordReplay(o: RecordOptions, files: string[], lock: WriterLock, localNetworks?: LocalNetwork[]): Promise<void> {
   const log = new Logger(o.logFormat);
+  const countedIn = o.countIn === 'kernel' ? 'kernel' : 'ring';
   const counting = {
     intervalMs: o.intervalSecs * 1000,
     maxKeys: o.maxKeys,
@@ -36,12 +37,17 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
     ignoreFile: o.ignoreFile ?? null,
     acceptSourceFile: o.acceptSourceFile ?? null,
     localNetworks: o.localNetworks ?? null,
+    countedIn,
   };
-  const db = await openForWrite(o.db, o.nodeId);
   const metrics = new Metrics(o.db);
+  // Listening first: a taken port is refused before the database is made.
+  const stopMetrics = await startMetrics(o, metrics, log);
+  const db = await openForWrite(o.db, o.nodeId).catch((err) => {
+    stopMetrics?.();
+    throw err;
+  });
   const budget = diskBudget(o, false, db);
   if (budget.maxBytes > 0 && !o.quiet) log.info(`replaying into ${o.db}: ${budget.text}`, { event: 'budget', ...budget.fields });
-  const stopMetrics = await startMetrics(o, metrics, log);
   const printer = new IntervalPrinter(log, o.quiet);
   const showBar = o.progress ?? (process.stderr.isTTY === true && !o.quiet);
   // noTTYOutput: a bar asked for with --progress is drawn on a pipe or file too.
@@ -53,12 +59,12 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   const stop = new StopSignals({ secondKills: true, hup: false });
   const netsText = localNetworks && o.localNetworks !== undefined ? `; ${describeNetworks(localNetworks, { file: o.localNetworks })}` : '';
   if (!o.quiet) {
-    const where = o.countIn === 'kernel' ? '; counted in the kernel (every Ethernet frame through its counting program, BPF_PROG_TEST_RUN)' : '';
+    const where = countedIn === 'kernel' ? '; counted in the kernel (every Ethernet frame through its counting program, BPF_PROG_TEST_RUN)' : '';
     log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}${netsText}${where}`, {
       event: 'start',
       memory_max_bytes: memoryBudget(o, false).total,
       local_networks: (localNetworks ?? []).map((n) => ({ network: n.network, origin: n.origin, source: n.source })),
-      count_in: o.countIn === 'kernel' ? 'kernel' : 'ring',
+      count_in: countedIn,
     });
   }
   try {
