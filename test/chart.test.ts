@@ -248,6 +248,16 @@ test('errors: --out, its extension and folder, step, window, no data; nothing wr
   // 605 s at 1 s steps: 605 steps, more than the 216 pixels of a 320 px wide plot.
   refused(['--all', '--step', '1s', '--width', '320', '--out', out], 'ERR_TC_USAGE', /--step 1s over .* makes 605 steps, more than the 216 pixels across the plot of a 320 px wide chart: use --step 30s \(21 steps\), give --width 709 or more, or leave --step out/);
   refused(['--all', '--what', 'top', '--step', '1m', '--out', out], 'ERR_TC_USAGE', /--step is an option of --what series \(this is --what top\)/);
+  // 5 s intervals: a 1 s step would put each interval's bytes in one step (its rate 5x too high), 7 s cuts them.
+  refused(['--all', '--step', '1s', '--out', out], 'ERR_TC_USAGE', /--step 1s is shorter than the 5s intervals recorded in this window: .*use --step 5s \(or 30s, 1m, 5m\), a multiple of 5s/);
+  refused(['--all', '--step', '7s', '--out', out], 'ERR_TC_USAGE', /--step 7s is not a multiple of the 5s intervals recorded in this window: .*use --step 10s/);
+  for (const step of ['1s', '7s']) {
+    const q = query(['--db', db, 'series', '--all', '--step', step, '--format', 'json']);
+    assert.equal(q.status, 1);
+    assert.equal((JSON.parse(q.stdout) as { error: { code: string } }).error.code, 'ERR_TC_USAGE');
+    assert.match(q.stdout, /the 5s intervals recorded in this window/);
+  }
+  assert.equal(query(['--db', db, 'series', '--all', '--step', '10s']).status, 0);
   refused(['--all', '--by', 'flow', '--out', out], 'ERR_TC_USAGE', /--by is an option of --what top \(this is --what series\)/);
   refused(['--all', '--height', '200', '--ip', IP, '--title', 'x', '--out', out, '--width', '320'], 'ERR_TC_USAGE', /no room for the plot/);
   assert.deepEqual(readdirSync(where), ['a-file'], 'nothing written by a refusal, no staged file left');

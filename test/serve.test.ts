@@ -117,6 +117,9 @@ test('hostile and bad parameters get the CLI\'s error document with 400; nothing
     ['series', { since: 'now() - interval 1 day' }],
     ['series', { since: '0', until: '2020-01-01', step: '1s' }],
     ['series', { step: '0' }],
+    // Steps that cut the 5 s intervals: refused as by the CLI, not answered with inflated rates.
+    ['series', { since: first, until: last, step: '1s' }],
+    ['series', { since: first, until: last, step: '7s' }],
     ['series', { since: '2017-13-45T99:99:99Z' }],
     ['series', { tz: 'Mars/Olympus' }],
     ['flows', {}],
