@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import { query, queryJson, tmp } from './helpers';
 import { replayed, serve, type Serving } from './support/serve';
+import { allowedHosts } from '../src/query/serve/server';
 
 let db: string;
 let s: Serving;
@@ -151,6 +152,19 @@ test('a Host header that is not the server\'s is refused (DNS rebinding); every 
     assert.equal((await get(`${s.url}api/status`, { headers: { Host: host } })).status, 421, host);
   }
   for (const host of [`127.0.0.1:${port}`, `localhost:${port}`]) assert.equal((await get(`${s.url}api/status`, { headers: { Host: host } })).status, 200, host);
+  // A reverse proxy sends the name it is reached by, without a port or with its own.
+  const proxied = await serve(db, ['--allow-host', 'TC.example', '--allow-host', 'other.example:8443']);
+  try {
+    const p = new URL(proxied.url).port;
+    for (const host of ['tc.example', `tc.example:${p}`, 'tc.example:443', 'tc.example:80', 'other.example:8443']) {
+      assert.equal((await get(`${proxied.url}api/status`, { headers: { Host: host } })).status, 200, host);
+    }
+    for (const host of ['other.example', `other.example:${p}`, '127.0.0.1', 'evil.example', 'tc.example.evil.example']) {
+      assert.equal((await get(`${proxied.url}api/status`, { headers: { Host: host } })).status, 421, host);
+    }
+  } finally {
+    await proxied.stop();
+  }
   for (const p of ['', 'app.js', 'app.css', 'api/status', 'api/top?limit=x', 'nothing']) {
     const got = await get(`${s.url}${p}`);
     assert.match(String(got.headers['content-security-policy']), /default-src 'none'; script-src 'self'/, p);
@@ -201,4 +215,12 @@ test('a listen address other than loopback warns; with --auth-token-file a reque
   const bad = query(['--db', db, 'serve', '--listen', 'host:99999']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr + bad.stdout, /is not HOST:PORT/);
+});
+
+test('on port 80 the listen address is accepted without a port, as clients send it', () => {
+  const on80 = allowedHosts({ host: '192.0.2.7', port: 80 }, []);
+  assert.deepEqual([...on80].sort(), ['192.0.2.7', '192.0.2.7:80']);
+  const on8080 = allowedHosts({ host: '192.0.2.7', port: 8080 }, ['tc.example']);
+  assert.ok(!on8080.has('192.0.2.7'));
+  assert.ok(on8080.has('192.0.2.7:8080') && on8080.has('tc.example') && on8080.has('tc.example:8080') && on8080.has('tc.example:443'));
 });

@@ -27,7 +27,7 @@ export function addServe(program: Command): void {
         .default({ host: DEFAULT_HOST, port: DEFAULT_PORT }, `${DEFAULT_HOST}:${DEFAULT_PORT}`),
     )
     .option('--auth-token-file <file>', 'file holding a bearer token that every /api request must carry (Authorization: Bearer TOKEN); the page asks for it')
-    .option('--allow-host <name>', 'a further Host header to accept (a DNS name the view is reached by); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--allow-host <name>', 'a further Host name to accept (a DNS name the view is reached by, e.g. through a reverse proxy): accepted without a port, with the listen port or with :80/:443; NAME:PORT accepts that port only; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .action(async (opts, cmd: Command) => {
       const g = cmd.parent!.opts() as { db: string; labels?: string; asn?: string[] };
       // A file that cannot be read is said now, not on the first request.

@@ -71,16 +71,29 @@ const isWildcard = (host: string) => host === '0.0.0.0' || host === '::';
 /** A header value holds ASCII only: JSON with every other character escaped. */
 const asciiJson = (v: unknown) => toJson(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
-/** Host header values (lower case, with the port) that name this server. */
-function allowedHosts(listen: { host: string; port: number }, extra: string[]): Set<string> {
-  const names = new Set<string>(extra.map((h) => h.toLowerCase()));
+/** The ports a Host header may leave out or name for a proxy in front: http's and https's defaults. */
+const DEFAULT_PORTS = [80, 443];
+
+/**
+ * Host header values (lower case) that name this server: its own names with its port (without
+ * one too when it listens on port 80, which a client leaves out), and each --allow-host name
+ * with or without a port (a reverse proxy sends its own Host, `tc.example` or
+ * `tc.example:443`); a name given with a port is accepted with that port only.
+ */
+export function allowedHosts(listen: { host: string; port: number }, extra: string[]): Set<string> {
+  const names = new Set<string>();
   const add = (h: string) => names.add(h.includes(':') ? `[${h}]` : h.toLowerCase());
   if (isLoopback(listen.host) || isWildcard(listen.host)) ['localhost', '127.0.0.1', '::1'].forEach(add);
   if (isWildcard(listen.host)) {
     add(os.hostname());
     for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) add(a.address.replace(/%.*$/, ''));
   } else add(listen.host);
-  return new Set([...names].map((h) => `${h}:${listen.port}`));
+  const out = new Set([...names].flatMap((h) => (listen.port === 80 ? [h, `${h}:80`] : [`${h}:${listen.port}`])));
+  for (const e of extra.map((h) => h.toLowerCase())) {
+    if (/^(\[[^\]]*\]|[^:]*):\d+$/.test(e)) out.add(e);
+    else for (const form of [e, `${e}:${listen.port}`, ...DEFAULT_PORTS.map((p) => `${e}:${p}`)]) out.add(form);
+  }
+  return out;
 }
 
 function readToken(file: string): Buffer {
