@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
-import { query, queryJson, tmp } from './helpers';
+import { spawn } from 'node:child_process';
+import { QUERY, query, queryJson, tmp } from './helpers';
 import { replayed, serve, type Serving } from './support/serve';
 import { allowedHosts } from '../src/query/serve/server';
 
@@ -181,6 +182,10 @@ test('a listen address other than loopback warns; with --auth-token-file a reque
   const open = await serve(db, [], '0.0.0.0:0');
   try {
     assert.match(open.stderr, /warning: listening on 0\.0\.0\.0, not loopback: .*no --auth-token-file/);
+    // 0.0.0.0 is no address to browse to: a loopback URL, and that it listens on every address.
+    assert.match(open.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.match(open.stderr, /serving .* on http:\/\/127\.0\.0\.1:\d+\/ \(listening on every address of this host/);
+    assert.equal((await get(`${open.url}api/status`)).status, 200);
   } finally {
     await open.stop();
   }
@@ -215,6 +220,44 @@ test('a listen address other than loopback warns; with --auth-token-file a reque
   const bad = query(['--db', db, 'serve', '--listen', 'host:99999']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr + bad.stdout, /is not HOST:PORT/);
+  // A name that does not resolve and an address of another host: what is wrong and what to give.
+  const unknown = query(['--db', db, 'serve', '--listen', 'nonsense.invalid:8080']);
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /cannot listen on nonsense\.invalid:8080: "nonsense\.invalid" is no address and no host name that resolves; give --listen HOST:PORT with an address of this host, e\.g\. 127\.0\.0\.1:8080/);
+  assert.doesNotMatch(unknown.stderr, /getaddrinfo/);
+  const foreign = query(['--db', db, 'serve', '--listen', '198.51.100.9:8080', '--format', 'json']);
+  assert.equal(foreign.status, 1);
+  const e = (JSON.parse(foreign.stdout) as { error: { message: string; code: string } }).error;
+  assert.equal(e.code, 'ERR_TC_LISTEN');
+  assert.match(e.message, /198\.51\.100\.9 is not an address of this host; give --listen HOST:PORT with an address of this host, e\.g\. 127\.0\.0\.1:8080/);
+});
+
+test('serve --format json: the listening line is one JSON document on stdout', async () => {
+  const child = spawn(process.execPath, [QUERY, '--db', db, 'serve', '--listen', '127.0.0.1:0', '--format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`no listening line in 20 s: ${buf}`)), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\n')) {
+          clearTimeout(timer);
+          resolve(buf.split('\n')[0]);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited (${code}): ${buf}`)));
+    });
+    const doc = JSON.parse(line) as { listening: string; db: string; every_address: boolean; warnings: string[] };
+    assert.match(doc.listening, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.equal(doc.db, db);
+    assert.equal(doc.every_address, false);
+    assert.deepEqual(doc.warnings, []);
+    assert.equal((await get(`${doc.listening}api/status`)).status, 200);
+  } finally {
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await gone;
+  }
 });
 
 test('on port 80 the listen address is accepted without a port, as clients send it', () => {

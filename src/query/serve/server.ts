@@ -195,7 +195,12 @@ function limiter(n: number) {
 
 export interface Served {
   server: http.Server;
+  /** A URL to browse to on this host. */
   url: string;
+  /** With a wildcard listen address: the URLs of this host's name and other addresses. */
+  also: string[];
+  /** Listening on every address of the host (0.0.0.0 or ::). */
+  everyAddress: boolean;
   warnings: string[];
 }
 
@@ -264,13 +269,38 @@ export async function startServer(o: ServeOptions): Promise<Served> {
   server.headersTimeout = 10_000;
   server.requestTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new TcError(`cannot listen on ${o.listen.host}:${o.listen.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; pick another with --listen HOST:PORT' : err.message}`, 'ERR_TC_LISTEN')),
-    );
+    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(o.listen, err)));
     server.listen(o.listen.port, o.listen.host, () => resolve());
   });
   const port = (server.address() as { port: number }).port;
   hosts = allowedHosts({ host: o.listen.host, port }, o.allowHosts ?? []);
-  const shown = o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host;
-  return { server, url: `http://${shown}:${port}/`, warnings };
+  const urlOf = (h: string) => `http://${h.includes(':') ? `[${h}]` : h}:${port}/`;
+  if (!isWildcard(o.listen.host)) return { server, url: urlOf(o.listen.host), also: [], everyAddress: false, warnings };
+  // 0.0.0.0 or :: is no address to browse to: this host's loopback, and its name and addresses for the others.
+  return { server, url: urlOf(o.listen.host === '::' ? '::1' : '127.0.0.1'), also: [os.hostname(), ...externalAddresses()].map(urlOf), everyAddress: true, warnings };
+}
+
+/** This host's addresses other than loopback (link-local ones need a zone no browser takes). */
+function externalAddresses(): string[] {
+  return Object.values(os.networkInterfaces())
+    .flatMap((l) => l ?? [])
+    .filter((a) => !a.internal && !/^fe80:/i.test(a.address))
+    .map((a) => a.address);
+}
+
+/** Why --listen failed, and what to give instead. */
+function listenError(listen: { host: string; port: number }, err: NodeJS.ErrnoException): TcError {
+  const at = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  const fix = `give --listen HOST:PORT with an address of this host, e.g. 127.0.0.1:${listen.port || 8080} (0.0.0.0:${listen.port || 8080}: every address${externalAddresses().length ? `; this host has ${externalAddresses().slice(0, 4).join(', ')}` : ''})`;
+  const why =
+    err.code === 'EADDRINUSE'
+      ? 'the port is in use (another server listens there); pick another with --listen HOST:PORT'
+      : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' || err.code === 'EAI_NONAME'
+        ? `${JSON.stringify(listen.host)} is no address and no host name that resolves; ${fix}`
+        : err.code === 'EADDRNOTAVAIL'
+          ? `${listen.host} is not an address of this host; ${fix}`
+          : err.code === 'EACCES'
+            ? `port ${listen.port} needs privileges (ports below 1024 do); pick a port from 1024 up, e.g. --listen ${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:8080`
+            : `${err.message}; ${fix}`;
+  return new TcError(`cannot listen on ${at}: ${why}`, 'ERR_TC_LISTEN');
 }
