@@ -12,7 +12,7 @@ import * as http from 'node:http';
 import { spawn } from 'node:child_process';
 import { QUERY, query, queryJson, tmp } from './helpers';
 import { replayed, serve, type Serving } from './support/serve';
-import { allowedHosts } from '../src/query/serve/server';
+import { allowedHosts, asParameters } from '../src/query/serve/server';
 
 let db: string;
 let s: Serving;
@@ -132,7 +132,7 @@ test('hostile and bad parameters get the CLI\'s error document with 400; nothing
     const want = cli(cmd, params);
     assert.equal(got.status, 400, `${cmd} ${JSON.stringify(params)}: ${got.body}`);
     assert.equal(want.status, 1);
-    assert.equal(got.body, want.stdout, `${cmd} ${JSON.stringify(params)}: the CLI's error document`);
+    assert.equal(got.body, asParameters(want.stdout), `${cmd} ${JSON.stringify(params)}: the CLI's error document (its options named as parameters)`);
     assert.equal((JSON.parse(got.body) as { error: { code: string } }).error.code, 'ERR_TC_USAGE');
   }
   // Parameters that are no option of the command, given twice, or far too long.
@@ -266,4 +266,18 @@ test('on port 80 the listen address is accepted without a port, as clients send 
   const on8080 = allowedHosts({ host: '192.0.2.7', port: 8080 }, ['tc.example']);
   assert.ok(!on8080.has('192.0.2.7'));
   assert.ok(on8080.has('192.0.2.7:8080') && on8080.has('tc.example') && on8080.has('tc.example:8080') && on8080.has('tc.example:443'));
+});
+
+test('API errors: what the file cannot answer is 4xx, not 500; commander\'s option names read as parameters', async () => {
+  // A replay has no local networks: side=local is the request's mistake.
+  const side = await api('top', { all: 'true', side: 'local' });
+  assert.equal(side.status, 422, side.body);
+  assert.equal((JSON.parse(side.body) as { error: { code: string } }).error.code, 'ERR_TC_NO_LOCAL_NETWORKS');
+  // No --labels given to serve: by=label is a usage error.
+  assert.equal((await api('top', { all: 'true', by: 'label' })).status, 400);
+  const limit = await api('top', { limit: '-1' });
+  assert.equal(limit.status, 400);
+  const msg = (JSON.parse(limit.body) as { error: { message: string } }).error.message;
+  assert.match(msg, /parameter limit= argument/);
+  assert.doesNotMatch(msg, /option '--limit/);
 });

@@ -170,11 +170,32 @@ async function runCommand(argv: string[]): Promise<ApiResult> {
   }
 }
 
+/**
+ * Errors that are the request's, not the server's, beside usage errors: what this file cannot
+ * answer (422: --side on a file without local networks, nothing to show).
+ */
+const UNANSWERABLE = new Set(['ERR_TC_NO_LOCAL_NETWORKS', 'ERR_TC_NO_DATA']);
+
+/** The HTTP status of an error: 4xx for the request's mistakes; 500 only where the server failed. */
+export function statusOf(code: string, usage: boolean): number {
+  if (usage) return 400;
+  if (code === 'ERR_TC_NO_DATABASE') return 404;
+  return UNANSWERABLE.has(code) ? 422 : 500;
+}
+
+/**
+ * A CLI message as a request's: commander's `option '--limit <n>' argument ...` names the
+ * parameter (`parameter limit= argument ...`). Other messages keep their flags: they also name
+ * options of serve itself (--labels), which no parameter sets.
+ */
+export function asParameters(message: string): string {
+  return message.replace(/option '--([a-z0-9-]+)(?: <[^>]*>)?'/g, 'parameter $1=');
+}
+
 function errorResult(err: unknown): ApiResult {
   const { message, code, usage } = errorOf(err);
-  // A request the CLI would refuse is the client's mistake; a file that cannot be read is not.
-  const status = usage ? 400 : code === 'ERR_TC_NO_DATABASE' ? 404 : 500;
-  return { status, body: `${toJson({ error: { message, code } })}\n`, notes: [] };
+  const status = statusOf(code, usage);
+  return { status, body: `${toJson({ error: { message: status < 500 ? asParameters(message) : message, code } })}\n`, notes: [] };
 }
 
 /** A counting semaphore: at most `n` holders at once, the others waiting in order. */
