@@ -131,6 +131,15 @@ test('the page in chromium: range, table, chart, an address, the window picker, 
   assert.match(await page.textContent('#window') ?? '', new RegExp(`window ${first} to ${last}`));
   assert.equal(new URL(page.url()).searchParams.get('utc'), '1');
 
+  // by=label on a server without --labels: the table says why; the chart and status still show.
+  await page.goto(`${s!.url}?since=${first}&until=${last}&by=label`);
+  await loaded(page);
+  assert.match(await page.textContent('#top-footer') ?? '', /--by label needs a label file.*\(ERR_TC_USAGE\)/);
+  assert.equal(await page.isVisible('#error'), false);
+  assert.equal(await page.getAttribute('#chart', 'data-series'), '1');
+  assert.match(await page.textContent('#completeness') ?? '', /^35 intervals .* 0 gaps/);
+  assert.match(await page.textContent('#status') ?? '', /gaps0kernel drops/);
+
   // A bad parameter: the CLI's error, shown.
   await page.goto(`${s!.url}?since=yesterday`);
   await loaded(page);

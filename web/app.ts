@@ -166,7 +166,8 @@ function renderTable(table: HTMLTableElement, cols: ColumnSpec[], rows: Row[]): 
  */
 function stepFor(secs: number, intervalSecs: number): string {
   if (state.step) return state.step;
-  if (secs <= 15 * 60) return `${STEPS.find((s) => s >= intervalSecs && secs / s <= MAX_POINTS) ?? 60}s`;
+  // A step the intervals divide: the server refuses others (an interval counts whole in one step).
+  if (secs <= 15 * 60) return `${STEPS.find((s) => s % intervalSecs === 0 && secs / s <= MAX_POINTS) ?? 60}s`;
   return secs <= 3 * 3600 ? '1m' : secs <= 3 * 86400 ? '1h' : '1d';
 }
 
@@ -236,10 +237,12 @@ let intervalSecs = 5;
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 let generation = 0;
 
+const errorText = (err: unknown) => (err instanceof ApiError ? `${err.message} (${err.code})` : String(err));
+
 function showError(err: unknown): void {
   const e = $('error');
   e.hidden = false;
-  e.textContent = err instanceof ApiError ? `${err.message} (${err.code})` : String(err);
+  e.textContent = errorText(err);
 }
 
 function setPressed(): void {
@@ -312,9 +315,17 @@ async function load(): Promise<void> {
     const step = stepFor(windowSecs(), intervalSecs);
     const totalReply = api<SeriesRow[]>('series', { ...windowParams(), step });
     totalReply.catch(() => undefined);
-    const [top, status] = await Promise.all([api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }), api<Row>('status', windowParams())]);
+    // A top the server cannot answer (by=label without --labels) is the table's error only: the chart and status still show.
+    const [topReply, status] = await Promise.all([
+      api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }).then(
+        (r) => ({ ok: r, err: undefined }),
+        (err: unknown) => ({ ok: undefined, err }),
+      ),
+      api<Row>('status', windowParams()),
+    ]);
     if (mine !== generation) return;
-    const c = top.completeness;
+    const top = topReply.ok ?? { body: [] as Row[], notes: [errorText(topReply.err)], completeness: undefined };
+    const c = top.completeness ?? status.completeness;
     const live = (status.body.sessions as { kind: string; ended_at: string | null; interval_ms: number }[]).filter((s) => s.ended_at === null && s.kind === 'live');
     const sessions = status.body.sessions as { interval_ms: number }[];
     intervalSecs = Math.max(1, (sessions[sessions.length - 1]?.interval_ms ?? 5000) / 1000);
@@ -327,7 +338,7 @@ async function load(): Promise<void> {
       ($('from') as HTMLInputElement).value = inputValue(c.window.from);
       ($('to') as HTMLInputElement).value = inputValue(c.window.to);
     }
-    const stacking = stackedSeries(state.by, top.body, step);
+    const stacking = topReply.ok ? stackedSeries(state.by, top.body, step) : Promise.resolve([]);
     stacking.catch(() => undefined);
     const total = await totalReply;
     if (mine !== generation) return;
