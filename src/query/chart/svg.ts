@@ -49,22 +49,8 @@ export interface BarChart extends Texts {
 const COLOURS = ['#3b6fb6', '#e08a2c', '#5aa469', '#9b59b6'];
 const colourOf = (parts: Part[], i: number) => (parts[i].name === 'tx' ? COLOURS[1] : parts[i].name === 'rx' ? COLOURS[0] : COLOURS[i % COLOURS.length]);
 
-const IEC = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
-
-/** The IEC unit whose numbers read best for values up to `max`: its power of 1024 and name. */
-export function unitFor(max: number): { div: number; name: string } {
-  let i = 0;
-  while (i < IEC.length - 1 && max >= 1024 ** (i + 1)) i++;
-  return { div: 1024 ** i, name: IEC[i] };
-}
-
-/** "12.3 KiB" with the unit chosen for the value itself. */
-export function iec(v: number, suffix = ''): string {
-  const u = unitFor(v);
-  const x = v / u.div;
-  const digits = u.div === 1 && Number.isInteger(x) ? 0 : x < 10 ? 2 : x < 100 ? 1 : 0;
-  return `${x.toFixed(digits)} ${u.name}${suffix}`;
-}
+export { iec, unitFor } from '../../units';
+import { iec, unitFor } from '../../units';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const num = (v: number) => (Math.round(v * 100) / 100).toString();
