@@ -248,6 +248,8 @@ test('errors: --out, its extension and folder, step, window, no data; nothing wr
   // 605 s at 1 s steps: 605 steps, more than the 216 pixels of a 320 px wide plot.
   refused(['--all', '--step', '1s', '--width', '320', '--out', out], 'ERR_TC_USAGE', /--step 1s over .* makes 605 steps, more than the 216 pixels across the plot of a 320 px wide chart: use --step 30s \(21 steps\), give --width 709 or more, or leave --step out/);
   refused(['--all', '--what', 'top', '--step', '1m', '--out', out], 'ERR_TC_USAGE', /--step is an option of --what series \(this is --what top\)/);
+  // A day at 5 s steps would need a chart wider than --width allows: only the coarser step is offered.
+  refused(['--since', '0', '--until', '86400', '--step', '5s', '--out', out], 'ERR_TC_USAGE', /makes 17,280 steps, more than the 696 pixels .*: use --step 5m \(288 steps\), or leave --step out/);
   // 5 s intervals: a 1 s step would put each interval's bytes in one step (its rate 5x too high), 7 s cuts them.
   refused(['--all', '--step', '1s', '--out', out], 'ERR_TC_USAGE', /--step 1s is shorter than the 5s intervals recorded in this window: .*use --step 5s \(or 30s, 1m, 5m\), a multiple of 5s/);
   refused(['--all', '--step', '7s', '--out', out], 'ERR_TC_USAGE', /--step 7s is not a multiple of the 5s intervals recorded in this window: .*use --step 10s/);
