@@ -307,3 +307,4 @@ test('--tz: the axis, subtitle and caption in that zone, steps on its calendar; 
   assert.ok(ticks.slice(1).every((t) => /^05:[34]\d$/.test(t)), ticks.join(' '));
   assert.match(all(withClass(svg, 'text', 'caption')[0], 'tspan').map(textOf).join(' '), /1970-01-01T05:30:00\+05:30 to 1970-01-01T05:40:05\+05:30/);
 });
+

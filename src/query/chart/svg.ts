@@ -57,6 +57,8 @@ const num = (v: number) => (Math.round(v * 100) / 100).toString();
 
 /** DejaVu Sans' mean advance is about 0.6 em: enough to wrap a caption and size a label column without measuring. */
 const CHAR_EM = 0.6;
+/** DejaVu Sans' digit advance: time labels are mostly digits. */
+const DIGIT_EM = 0.64;
 
 /** Splits `text` at spaces into lines of at most `chars` characters (a longer word stays whole). */
 export function wrap(text: string, chars: number): string[] {
@@ -179,6 +181,16 @@ export async function timeSvg(c: TimeChart): Promise<string> {
   const yFormat = y.tickFormat(5);
   const xTicks = x.ticks(Math.max(2, Math.floor((right - left) / 110)));
   const xFormat = timeTickFormat(xTicks);
+  // A label that would overlap the one before (a date-prefixed first label is wider) is left out;
+  // its tick stays. Digits are wider than DejaVu's mean advance (0.636 em): measured as such.
+  let lastRight = -Infinity;
+  const xLabels = xTicks.map((d) => {
+    const t = xFormat(d);
+    const half = (t.length * 11 * DIGIT_EM) / 2;
+    if (x(d) - half < lastRight + 6) return '';
+    lastRight = x(d) + half;
+    return text(x(d), plotBottom + 17, t);
+  });
   const body = [
     `<g class="grid" stroke="#e3e3e3" stroke-width="1">`,
     ...yTicks.map((v) => `<line x1="${left}" x2="${right}" y1="${num(y(v))}" y2="${num(y(v))}"/>`),
@@ -193,7 +205,7 @@ export async function timeSvg(c: TimeChart): Promise<string> {
     `</g>`,
     `<g class="axis x-axis" fill="#333333" font-size="11" text-anchor="middle">`,
     `<line x1="${left}" x2="${right}" y1="${plotBottom}" y2="${plotBottom}" stroke="#888888"/>`,
-    ...xTicks.map((d) => `<line x1="${num(x(d))}" x2="${num(x(d))}" y1="${plotBottom}" y2="${plotBottom + 4}" stroke="#888888"/>${text(x(d), plotBottom + 17, xFormat(d))}`),
+    ...xTicks.map((d, i) => `<line x1="${num(x(d))}" x2="${num(x(d))}" y1="${plotBottom}" y2="${plotBottom + 4}" stroke="#888888"/>${xLabels[i]}`),
     `</g>`,
   ].join('\n');
   const seconds = (to - from) / 1000;
