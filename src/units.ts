@@ -41,3 +41,18 @@ export function plural(n: number | bigint, one: string, many = `${one}s`): strin
 export function isoUtc(ms: number): string {
   return new Date(ms).toISOString().replace('.000Z', 'Z');
 }
+
+/** The IEC unit whose numbers read best for values up to `max`: its power of 1024 and name. */
+export function unitFor(max: number): { div: number; name: string } {
+  let i = 0;
+  while (i < IEC.length - 1 && max >= 1024 ** (i + 1)) i++;
+  return { div: 1024 ** i, name: IEC[i] };
+}
+
+/** "12.3 KiB" with the unit chosen for the value itself. */
+export function iec(v: number, suffix = ''): string {
+  const u = unitFor(v);
+  const x = v / u.div;
+  const digits = u.div === 1 && Number.isInteger(x) ? 0 : x < 10 ? 2 : x < 100 ? 1 : 0;
+  return `${x.toFixed(digits)} ${u.name}${suffix}`;
+}

@@ -248,6 +248,18 @@ test('errors: --out, its extension and folder, step, window, no data; nothing wr
   // 605 s at 1 s steps: 605 steps, more than the 216 pixels of a 320 px wide plot.
   refused(['--all', '--step', '1s', '--width', '320', '--out', out], 'ERR_TC_USAGE', /--step 1s over .* makes 605 steps, more than the 216 pixels across the plot of a 320 px wide chart: use --step 30s \(21 steps\), give --width 709 or more, or leave --step out/);
   refused(['--all', '--what', 'top', '--step', '1m', '--out', out], 'ERR_TC_USAGE', /--step is an option of --what series \(this is --what top\)/);
+  // A day at 5 s steps would need a chart wider than --width allows: only the coarser step is offered.
+  refused(['--since', '0', '--until', '86400', '--step', '5s', '--out', out], 'ERR_TC_USAGE', /makes 17,280 steps, more than the 696 pixels .*: use --step 5m \(288 steps\), or leave --step out/);
+  // 5 s intervals: a 1 s step would put each interval's bytes in one step (its rate 5x too high), 7 s cuts them.
+  refused(['--all', '--step', '1s', '--out', out], 'ERR_TC_USAGE', /--step 1s is shorter than the 5s intervals recorded in this window: .*use --step 5s \(or 30s, 1m, 5m\), a multiple of 5s/);
+  refused(['--all', '--step', '7s', '--out', out], 'ERR_TC_USAGE', /--step 7s is not a multiple of the 5s intervals recorded in this window: .*use --step 10s/);
+  for (const step of ['1s', '7s']) {
+    const q = query(['--db', db, 'series', '--all', '--step', step, '--format', 'json']);
+    assert.equal(q.status, 1);
+    assert.equal((JSON.parse(q.stdout) as { error: { code: string } }).error.code, 'ERR_TC_USAGE');
+    assert.match(q.stdout, /the 5s intervals recorded in this window/);
+  }
+  assert.equal(query(['--db', db, 'series', '--all', '--step', '10s']).status, 0);
   refused(['--all', '--by', 'flow', '--out', out], 'ERR_TC_USAGE', /--by is an option of --what top \(this is --what series\)/);
   refused(['--all', '--height', '200', '--ip', IP, '--title', 'x', '--out', out, '--width', '320'], 'ERR_TC_USAGE', /no room for the plot/);
   assert.deepEqual(readdirSync(where), ['a-file'], 'nothing written by a refusal, no staged file left');
@@ -295,3 +307,4 @@ test('--tz: the axis, subtitle and caption in that zone, steps on its calendar; 
   assert.ok(ticks.slice(1).every((t) => /^05:[34]\d$/.test(t)), ticks.join(' '));
   assert.match(all(withClass(svg, 'text', 'caption')[0], 'tspan').map(textOf).join(' '), /1970-01-01T05:30:00\+05:30 to 1970-01-01T05:40:05\+05:30/);
 });
+

@@ -74,7 +74,8 @@ test('--version prints the package version; no arguments prints help on stderr a
 
 test('a reader that closes the pipe early (| head -1): tc-query ends quietly', async () => {
   const file = recordGenerated({ packets: 20_000, hosts: 50, flows: 100, seconds: 40_000 }, 10);
-  const child = spawn(process.execPath, [QUERY, '--db', file, 'series', '--since', '1790000000', '--until', '1790040000', '--step', '1s', '--format', 'csv'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // 10 s intervals: 10 s steps, 4,000 csv rows, far more than a pipe's buffer.
+  const child = spawn(process.execPath, [QUERY, '--db', file, 'series', '--since', '1790000000', '--until', '1790040000', '--step', '10s', '--format', 'csv'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   let first = '';

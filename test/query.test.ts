@@ -270,3 +270,21 @@ test('time before the first interval or after the last was never recorded: no no
     }
   }
 });
+
+test('series refuses a step that is not a multiple of each interval length in the window (it would inflate rates)', () => {
+  const file = path.join(tmp(), 'mixed.db');
+  for (const [pcap, secs] of [['ndpi_gnutella.pcap', '2'], ['zeek_smtp.pcap', '3']]) {
+    const r = recorder(['record', '--pcap', P(pcap), '--db', file, '--quiet', '--interval-secs', secs]);
+    assert.equal(r.status, 0, r.stderr);
+  }
+  for (const step of ['1s', '2s', '4s']) {
+    const q = query(['--db', file, 'series', '--all', '--step', step, '--format', 'json']);
+    assert.equal(q.status, 1, step);
+    const e = (JSON.parse(q.stdout) as { error: { message: string; code: string } }).error;
+    assert.equal(e.code, 'ERR_TC_USAGE');
+    assert.match(e.message, new RegExp(`--step ${step} is not a multiple of each of the interval lengths recorded in this window \\(2s, 3s\\): .*use --step 6s`));
+  }
+  // Only the gnutella replay (2 s intervals, at the epoch) in the window: 2 s fits there.
+  assert.equal(query(['--db', file, 'series', '--since', '0', '--until', '600', '--step', '2s']).status, 0);
+  assert.equal(query(['--db', file, 'series', '--since', '2015-07-25T13:40:00Z', '--until', '2015-07-25T13:50:00Z', '--step', '6s']).status, 0);
+});

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { ROOT, queryJson } from './helpers';
 import { replayed, serve, type Serving } from './support/serve';
-import { bytes, si } from '../src/units';
+import { bytes, iec } from '../src/units';
 
 // The functions given to page.$eval and waitForFunction run in the page; this file compiles without the DOM lib.
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -93,10 +93,14 @@ test('the page in chromium: range, table, chart, an address, the window picker, 
   await page.mouse.move(box.x + box.width * 0.45, box.y + box.height / 2);
   const shown = (await page.locator('#chart .u-legend .u-series').last().locator('.u-value').textContent())!;
   const steps = queryJson<{ start: string; end: string; bytes: number }[]>(['--db', db, 'series', '--since', first, '--until', last, '--step', '5s']);
-  const perSec = steps.map((r) => si(r.bytes / ((Date.parse(r.end) - Date.parse(r.start)) / 1000), 'B/s'));
+  const perSec = steps.map((r) => iec(r.bytes / ((Date.parse(r.end) - Date.parse(r.start)) / 1000), '/s'));
   assert.ok(perSec.includes(shown), `the total's ${shown} is a step's bytes/s of the CLI's series (${perSec.slice(0, 5).join(', ')}, ...)`);
   assert.match(await page.textContent('#completeness') ?? '', /^35 intervals .* 0 gaps/);
   assert.match(await page.textContent('#status') ?? '', /gaps0kernel drops/);
+  // The legend in the table's order (its values are in binary units: see the cursor's value above).
+  const legend = await page.$$eval('#chart .u-legend .u-series .u-label', (ls) => ls.map((l) => l.textContent ?? ''));
+  const topIps = want.filter((r) => /^[0-9a-f.:]+$/i.test(r.ip as string)).slice(0, 5).map((r) => r.ip as string);
+  assert.deepEqual(legend.slice(1, 6).map((l) => l.split(' ')[0]), topIps);
 
   // A click on an address: its series (tx and rx), its flows and the names it had.
   const ip = want[1].ip as string;
@@ -130,6 +134,15 @@ test('the page in chromium: range, table, chart, an address, the window picker, 
   await loaded(page, b2);
   assert.match(await page.textContent('#window') ?? '', new RegExp(`window ${first} to ${last}`));
   assert.equal(new URL(page.url()).searchParams.get('utc'), '1');
+
+  // by=label on a server without --labels: the table says why; the chart and status still show.
+  await page.goto(`${s!.url}?since=${first}&until=${last}&by=label`);
+  await loaded(page);
+  assert.match(await page.textContent('#top-footer') ?? '', /--by label needs a label file.*\(ERR_TC_USAGE\)/);
+  assert.equal(await page.isVisible('#error'), false);
+  assert.equal(await page.getAttribute('#chart', 'data-series'), '1');
+  assert.match(await page.textContent('#completeness') ?? '', /^35 intervals .* 0 gaps/);
+  assert.match(await page.textContent('#status') ?? '', /gaps0kernel drops/);
 
   // A bad parameter: the CLI's error, shown.
   await page.goto(`${s!.url}?since=yesterday`);

@@ -9,8 +9,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
-import { query, queryJson, tmp } from './helpers';
+import { spawn } from 'node:child_process';
+import { QUERY, query, queryJson, tmp } from './helpers';
 import { replayed, serve, type Serving } from './support/serve';
+import { allowedHosts, asParameters } from '../src/query/serve/server';
 
 let db: string;
 let s: Serving;
@@ -117,6 +119,9 @@ test('hostile and bad parameters get the CLI\'s error document with 400; nothing
     ['series', { since: 'now() - interval 1 day' }],
     ['series', { since: '0', until: '2020-01-01', step: '1s' }],
     ['series', { step: '0' }],
+    // Steps that cut the 5 s intervals: refused as by the CLI, not answered with inflated rates.
+    ['series', { since: first, until: last, step: '1s' }],
+    ['series', { since: first, until: last, step: '7s' }],
     ['series', { since: '2017-13-45T99:99:99Z' }],
     ['series', { tz: 'Mars/Olympus' }],
     ['flows', {}],
@@ -127,7 +132,7 @@ test('hostile and bad parameters get the CLI\'s error document with 400; nothing
     const want = cli(cmd, params);
     assert.equal(got.status, 400, `${cmd} ${JSON.stringify(params)}: ${got.body}`);
     assert.equal(want.status, 1);
-    assert.equal(got.body, want.stdout, `${cmd} ${JSON.stringify(params)}: the CLI's error document`);
+    assert.equal(got.body, asParameters(want.stdout), `${cmd} ${JSON.stringify(params)}: the CLI's error document (its options named as parameters)`);
     assert.equal((JSON.parse(got.body) as { error: { code: string } }).error.code, 'ERR_TC_USAGE');
   }
   // Parameters that are no option of the command, given twice, or far too long.
@@ -148,6 +153,19 @@ test('a Host header that is not the server\'s is refused (DNS rebinding); every 
     assert.equal((await get(`${s.url}api/status`, { headers: { Host: host } })).status, 421, host);
   }
   for (const host of [`127.0.0.1:${port}`, `localhost:${port}`]) assert.equal((await get(`${s.url}api/status`, { headers: { Host: host } })).status, 200, host);
+  // A reverse proxy sends the name it is reached by, without a port or with its own.
+  const proxied = await serve(db, ['--allow-host', 'TC.example', '--allow-host', 'other.example:8443']);
+  try {
+    const p = new URL(proxied.url).port;
+    for (const host of ['tc.example', `tc.example:${p}`, 'tc.example:443', 'tc.example:80', 'other.example:8443']) {
+      assert.equal((await get(`${proxied.url}api/status`, { headers: { Host: host } })).status, 200, host);
+    }
+    for (const host of ['other.example', `other.example:${p}`, '127.0.0.1', 'evil.example', 'tc.example.evil.example']) {
+      assert.equal((await get(`${proxied.url}api/status`, { headers: { Host: host } })).status, 421, host);
+    }
+  } finally {
+    await proxied.stop();
+  }
   for (const p of ['', 'app.js', 'app.css', 'api/status', 'api/top?limit=x', 'nothing']) {
     const got = await get(`${s.url}${p}`);
     assert.match(String(got.headers['content-security-policy']), /default-src 'none'; script-src 'self'/, p);
@@ -164,6 +182,10 @@ test('a listen address other than loopback warns; with --auth-token-file a reque
   const open = await serve(db, [], '0.0.0.0:0');
   try {
     assert.match(open.stderr, /warning: listening on 0\.0\.0\.0, not loopback: .*no --auth-token-file/);
+    // 0.0.0.0 is no address to browse to: a loopback URL, and that it listens on every address.
+    assert.match(open.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.match(open.stderr, /serving .* on http:\/\/127\.0\.0\.1:\d+\/ \(listening on every address of this host/);
+    assert.equal((await get(`${open.url}api/status`)).status, 200);
   } finally {
     await open.stop();
   }
@@ -198,4 +220,64 @@ test('a listen address other than loopback warns; with --auth-token-file a reque
   const bad = query(['--db', db, 'serve', '--listen', 'host:99999']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr + bad.stdout, /is not HOST:PORT/);
+  // A name that does not resolve and an address of another host: what is wrong and what to give.
+  const unknown = query(['--db', db, 'serve', '--listen', 'nonsense.invalid:8080']);
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /cannot listen on nonsense\.invalid:8080: "nonsense\.invalid" is no address and no host name that resolves; give --listen HOST:PORT with an address of this host, e\.g\. 127\.0\.0\.1:8080/);
+  assert.doesNotMatch(unknown.stderr, /getaddrinfo/);
+  const foreign = query(['--db', db, 'serve', '--listen', '198.51.100.9:8080', '--format', 'json']);
+  assert.equal(foreign.status, 1);
+  const e = (JSON.parse(foreign.stdout) as { error: { message: string; code: string } }).error;
+  assert.equal(e.code, 'ERR_TC_LISTEN');
+  assert.match(e.message, /198\.51\.100\.9 is not an address of this host; give --listen HOST:PORT with an address of this host, e\.g\. 127\.0\.0\.1:8080/);
+});
+
+test('serve --format json: the listening line is one JSON document on stdout', async () => {
+  const child = spawn(process.execPath, [QUERY, '--db', db, 'serve', '--listen', '127.0.0.1:0', '--format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`no listening line in 20 s: ${buf}`)), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\n')) {
+          clearTimeout(timer);
+          resolve(buf.split('\n')[0]);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited (${code}): ${buf}`)));
+    });
+    const doc = JSON.parse(line) as { listening: string; db: string; every_address: boolean; warnings: string[] };
+    assert.match(doc.listening, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.equal(doc.db, db);
+    assert.equal(doc.every_address, false);
+    assert.deepEqual(doc.warnings, []);
+    assert.equal((await get(`${doc.listening}api/status`)).status, 200);
+  } finally {
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await gone;
+  }
+});
+
+test('on port 80 the listen address is accepted without a port, as clients send it', () => {
+  const on80 = allowedHosts({ host: '192.0.2.7', port: 80 }, []);
+  assert.deepEqual([...on80].sort(), ['192.0.2.7', '192.0.2.7:80']);
+  const on8080 = allowedHosts({ host: '192.0.2.7', port: 8080 }, ['tc.example']);
+  assert.ok(!on8080.has('192.0.2.7'));
+  assert.ok(on8080.has('192.0.2.7:8080') && on8080.has('tc.example') && on8080.has('tc.example:8080') && on8080.has('tc.example:443'));
+});
+
+test('API errors: what the file cannot answer is 4xx, not 500; commander\'s option names read as parameters', async () => {
+  // A replay has no local networks: side=local is the request's mistake.
+  const side = await api('top', { all: 'true', side: 'local' });
+  assert.equal(side.status, 422, side.body);
+  assert.equal((JSON.parse(side.body) as { error: { code: string } }).error.code, 'ERR_TC_NO_LOCAL_NETWORKS');
+  // No --labels given to serve: by=label is a usage error.
+  assert.equal((await api('top', { all: 'true', by: 'label' })).status, 400);
+  const limit = await api('top', { limit: '-1' });
+  assert.equal(limit.status, 400);
+  const msg = (JSON.parse(limit.body) as { error: { message: string } }).error.message;
+  assert.match(msg, /parameter limit= argument/);
+  assert.doesNotMatch(msg, /option '--limit/);
 });

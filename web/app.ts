@@ -9,7 +9,7 @@ import uPlot from 'uplot';
 import { FLOW_COLS, IP_COLS, LOCAL_COL, rateCols } from '../src/query/columns';
 import type { ColumnSpec } from '../src/query/output';
 import type { Completeness } from '../src/query/coverage';
-import { grouped, si } from '../src/units';
+import { grouped, iec } from '../src/units';
 
 type Row = Record<string, unknown>;
 type By = 'ip' | 'name' | 'label' | 'flow';
@@ -166,7 +166,8 @@ function renderTable(table: HTMLTableElement, cols: ColumnSpec[], rows: Row[]): 
  */
 function stepFor(secs: number, intervalSecs: number): string {
   if (state.step) return state.step;
-  if (secs <= 15 * 60) return `${STEPS.find((s) => s >= intervalSecs && secs / s <= MAX_POINTS) ?? 60}s`;
+  // A step the intervals divide: the server refuses others (an interval counts whole in one step).
+  if (secs <= 15 * 60) return `${STEPS.find((s) => s % intervalSecs === 0 && secs / s <= MAX_POINTS) ?? 60}s`;
   return secs <= 3 * 3600 ? '1m' : secs <= 3 * 86400 ? '1h' : '1d';
 }
 
@@ -197,7 +198,19 @@ interface SeriesRow {
   rx_bytes?: number;
 }
 
-const perSecond = (rows: SeriesRow[], key: 'bytes' | 'tx_bytes' | 'rx_bytes') => rows.map((r) => Number(r[key] ?? 0) / Math.max((Date.parse(r.end) - Date.parse(r.start)) / 1000, 1e-9));
+/** The file's recorded span (status first/last): steps outside it are gaps, not zeros. */
+let recorded: { from: number; to: number } | undefined;
+
+const perSecond = (rows: SeriesRow[], key: 'bytes' | 'tx_bytes' | 'rx_bytes') =>
+  rows.map((r) => {
+    const [from, to] = [Date.parse(r.start), Date.parse(r.end)];
+    if (recorded && (to <= recorded.from || from >= recorded.to)) return null;
+    return Number(r[key] ?? 0) / Math.max((to - from) / 1000, 1e-9);
+  });
+
+const fmtDay = uPlot.fmtDate('{MM}-{DD}');
+const fmtMinute = uPlot.fmtDate('{HH}:{mm}');
+const fmtSecond = uPlot.fmtDate('{HH}:{mm}:{ss}');
 
 const charts = new Map<string, uPlot>();
 
@@ -205,28 +218,33 @@ const charts = new Map<string, uPlot>();
  * Draws a chart into `el`: `lines` drawn as lines, `stacked` drawn as areas each on top of the
  * ones before (their legend shows each one's own value).
  */
-function drawChart(el: HTMLElement, xs: number[], lines: { label: string; values: number[] }[], stacked: { label: string; values: number[] }[]): void {
+function drawChart(el: HTMLElement, xs: number[], lines: { label: string; values: (number | null)[] }[], stacked: { label: string; values: (number | null)[] }[]): void {
   charts.get(el.id)?.destroy();
-  const sums: number[][] = [];
-  stacked.forEach((s, i) => sums.push(s.values.map((v, j) => v + (i > 0 ? sums[i - 1][j] : 0))));
-  const rate = (v: number | null) => (v === null ? '-' : si(v, 'B/s'));
+  // Each area is its own value plus those after it in the table: the first row's area is the
+  // outermost, drawn first, and each later one covers it down to its own top; the legend keeps the table's order.
+  const sums: (number | null)[][] = [];
+  for (let i = stacked.length - 1; i >= 0; i--) sums[i] = stacked[i].values.map((v, j) => (v === null ? null : v + (i + 1 < stacked.length ? (sums[i + 1][j] ?? 0) : 0)));
+  const rate = (v: number | null) => (v === null ? '-' : iec(v, '/s'));
   const own = (i: number) => (_u: uPlot, _v: number | null, _s: number, idx: number | null) => (idx === null ? '-' : rate(stacked[i].values[idx]));
-  // The top of the stack is drawn first, so each lower area covers the one above down to its own top.
-  const order = stacked.map((_, i) => stacked.length - 1 - i);
+  const dateOf = (ts: number) => (state.utc ? uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC') : new Date(ts * 1e3));
   const opts: uPlot.Options = {
     width: Math.max(el.clientWidth || document.body.clientWidth - 40, 400),
     height: 260,
     tzDate: state.utc ? (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC') : undefined,
     scales: { x: { time: true } },
-    axes: [{}, { values: (_u, vals) => vals.map((v) => rate(v)), size: 80 }],
+    axes: [
+      // 24-hour times, as the CLI and the PNG charts write them.
+      { values: (_u, splits, _a, _space, incr) => splits.map((ts) => (incr >= 86400 ? fmtDay : incr >= 60 ? fmtMinute : fmtSecond)(dateOf(ts))) },
+      { values: (_u, vals) => vals.map((v) => rate(v)), size: 80 },
+    ],
     // The lines after the areas: drawn over them.
     series: [
       {},
-      ...order.map((i) => ({ label: stacked[i].label, stroke: COLORS[i], fill: `${COLORS[i]}cc`, width: 1, value: own(i) })),
+      ...stacked.map((s, i) => ({ label: s.label, stroke: COLORS[i], fill: `${COLORS[i]}cc`, width: 1, value: own(i) })),
       ...lines.map((l, i) => ({ label: l.label, stroke: LINE_COLORS[i % LINE_COLORS.length], width: 1.5, value: (_u: uPlot, v: number | null) => rate(v) })),
     ],
   };
-  const data: uPlot.AlignedData = [xs, ...order.map((i) => sums[i]), ...lines.map((l) => l.values)];
+  const data = [xs, ...sums, ...lines.map((l) => l.values)] as uPlot.AlignedData;
   const u = new uPlot(opts, data, el);
   charts.set(el.id, u);
   el.dataset.series = String(lines.length + stacked.length);
@@ -236,10 +254,12 @@ let intervalSecs = 5;
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 let generation = 0;
 
+const errorText = (err: unknown) => (err instanceof ApiError ? `${err.message} (${err.code})` : String(err));
+
 function showError(err: unknown): void {
   const e = $('error');
   e.hidden = false;
-  e.textContent = err instanceof ApiError ? `${err.message} (${err.code})` : String(err);
+  e.textContent = errorText(err);
 }
 
 function setPressed(): void {
@@ -276,7 +296,7 @@ function renderStatus(s: Row): void {
 }
 
 /** The series of the top keys: addresses (by ip, name, flow) or labels (by label). */
-async function stackedSeries(by: By, top: Row[], step: string): Promise<{ label: string; values: number[] }[]> {
+async function stackedSeries(by: By, top: Row[], step: string): Promise<{ label: string; values: (number | null)[] }[]> {
   let keys: { param: 'ip' | 'label'; value: string; label: string }[];
   if (by === 'label') keys = top.filter((r) => typeof r.label === 'string').map((r) => ({ param: 'label', value: r.label as string, label: r.label as string }));
   else {
@@ -312,9 +332,17 @@ async function load(): Promise<void> {
     const step = stepFor(windowSecs(), intervalSecs);
     const totalReply = api<SeriesRow[]>('series', { ...windowParams(), step });
     totalReply.catch(() => undefined);
-    const [top, status] = await Promise.all([api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }), api<Row>('status', windowParams())]);
+    // A top the server cannot answer (by=label without --labels) is the table's error only: the chart and status still show.
+    const [topReply, status] = await Promise.all([
+      api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }).then(
+        (r) => ({ ok: r, err: undefined }),
+        (err: unknown) => ({ ok: undefined, err }),
+      ),
+      api<Row>('status', windowParams()),
+    ]);
     if (mine !== generation) return;
-    const c = top.completeness;
+    const top = topReply.ok ?? { body: [] as Row[], notes: [errorText(topReply.err)], completeness: undefined };
+    const c = top.completeness ?? status.completeness;
     const live = (status.body.sessions as { kind: string; ended_at: string | null; interval_ms: number }[]).filter((s) => s.ended_at === null && s.kind === 'live');
     const sessions = status.body.sessions as { interval_ms: number }[];
     intervalSecs = Math.max(1, (sessions[sessions.length - 1]?.interval_ms ?? 5000) / 1000);
@@ -323,11 +351,12 @@ async function load(): Promise<void> {
     $('completeness').textContent = c ? c.line.replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, (t) => showTime(t)) : '';
     $('window').textContent = c ? `window ${showTime(c.window.from)} to ${showTime(c.window.to)}` : '';
     renderStatus(status.body);
+    recorded = typeof status.body.first === 'string' && typeof status.body.last === 'string' ? { from: Date.parse(status.body.first), to: Date.parse(status.body.last) } : undefined;
     if (c) {
       ($('from') as HTMLInputElement).value = inputValue(c.window.from);
       ($('to') as HTMLInputElement).value = inputValue(c.window.to);
     }
-    const stacking = stackedSeries(state.by, top.body, step);
+    const stacking = topReply.ok ? stackedSeries(state.by, top.body, step) : Promise.resolve([]);
     stacking.catch(() => undefined);
     const total = await totalReply;
     if (mine !== generation) return;

@@ -28,7 +28,7 @@ const lazy = {
   names: () => require('../query/commands/names') as typeof NamesMod,
   chart: () => require('../query/commands/chart') as typeof ChartMod,
 };
-import { makeWindow, parseStep, SERIES_STEPS } from '../query/window';
+import { makeWindow, MAX_CHART_PX, parseStep, SERIES_STEPS } from '../query/window';
 import { counted, type Answer, type Format } from '../query/output';
 import { parseCidrOption, parseIpOption, parseProto, type Filters } from '../query/filters';
 import { checkTz, formatTime } from '../query/time';
@@ -261,8 +261,8 @@ export function buildProgram(io: ProgramIO): Command {
       .option('--utc', 'show times in UTC (the default)')
       .option('--tz <zone>', 'show times in this time zone; with --what series, steps follow its calendar', tzParser)
       .addOption(new Option('--format <fmt>', 'what to print about the file written: a line on stderr (text), or one JSON document on stdout').choices(['text', 'json']).default('text'))
-      .option('--width <px>', 'width in pixels', intIn(320, 8000), 800)
-      .option('--height <px>', 'height in pixels (default: 400 for series, for top what its bars need)', intIn(200, 8000))
+      .option('--width <px>', 'width in pixels', intIn(320, MAX_CHART_PX), 800)
+      .option('--height <px>', 'height in pixels (default: 400 for series, for top what its bars need)', intIn(200, MAX_CHART_PX))
       .option('--title <text>', 'the title (default: what is drawn)')
       .option('--step <d>', `--what series: step (${SERIES_STEPS.join(', ')} or any whole number of seconds; default: the first of them whose steps are 2 px wide; refused when its steps would be narrower than a pixel)`, parseStep)
       .addOption(topByOption().default('ip', 'ip; --what top'))

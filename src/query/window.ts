@@ -60,3 +60,6 @@ export function makeWindow(o: { since?: string; until?: string; all?: boolean },
   }
   return { fromMs, toMs, all: false };
 }
+
+/** The largest --width and --height of `chart`, in pixels: the chart's step advice keeps within it. */
+export const MAX_CHART_PX = 8000;

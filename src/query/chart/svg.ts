@@ -49,28 +49,16 @@ export interface BarChart extends Texts {
 const COLOURS = ['#3b6fb6', '#e08a2c', '#5aa469', '#9b59b6'];
 const colourOf = (parts: Part[], i: number) => (parts[i].name === 'tx' ? COLOURS[1] : parts[i].name === 'rx' ? COLOURS[0] : COLOURS[i % COLOURS.length]);
 
-const IEC = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
-
-/** The IEC unit whose numbers read best for values up to `max`: its power of 1024 and name. */
-export function unitFor(max: number): { div: number; name: string } {
-  let i = 0;
-  while (i < IEC.length - 1 && max >= 1024 ** (i + 1)) i++;
-  return { div: 1024 ** i, name: IEC[i] };
-}
-
-/** "12.3 KiB" with the unit chosen for the value itself. */
-export function iec(v: number, suffix = ''): string {
-  const u = unitFor(v);
-  const x = v / u.div;
-  const digits = u.div === 1 && Number.isInteger(x) ? 0 : x < 10 ? 2 : x < 100 ? 1 : 0;
-  return `${x.toFixed(digits)} ${u.name}${suffix}`;
-}
+export { iec, unitFor } from '../../units';
+import { iec, unitFor } from '../../units';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const num = (v: number) => (Math.round(v * 100) / 100).toString();
 
 /** DejaVu Sans' mean advance is about 0.6 em: enough to wrap a caption and size a label column without measuring. */
 const CHAR_EM = 0.6;
+/** DejaVu Sans' digit advance: time labels are mostly digits. */
+const DIGIT_EM = 0.64;
 
 /** Splits `text` at spaces into lines of at most `chars` characters (a longer word stays whole). */
 export function wrap(text: string, chars: number): string[] {
@@ -193,6 +181,16 @@ export async function timeSvg(c: TimeChart): Promise<string> {
   const yFormat = y.tickFormat(5);
   const xTicks = x.ticks(Math.max(2, Math.floor((right - left) / 110)));
   const xFormat = timeTickFormat(xTicks);
+  // A label that would overlap the one before (a date-prefixed first label is wider) is left out;
+  // its tick stays. Digits are wider than DejaVu's mean advance (0.636 em): measured as such.
+  let lastRight = -Infinity;
+  const xLabels = xTicks.map((d) => {
+    const t = xFormat(d);
+    const half = (t.length * 11 * DIGIT_EM) / 2;
+    if (x(d) - half < lastRight + 6) return '';
+    lastRight = x(d) + half;
+    return text(x(d), plotBottom + 17, t);
+  });
   const body = [
     `<g class="grid" stroke="#e3e3e3" stroke-width="1">`,
     ...yTicks.map((v) => `<line x1="${left}" x2="${right}" y1="${num(y(v))}" y2="${num(y(v))}"/>`),
@@ -207,7 +205,7 @@ export async function timeSvg(c: TimeChart): Promise<string> {
     `</g>`,
     `<g class="axis x-axis" fill="#333333" font-size="11" text-anchor="middle">`,
     `<line x1="${left}" x2="${right}" y1="${plotBottom}" y2="${plotBottom}" stroke="#888888"/>`,
-    ...xTicks.map((d) => `<line x1="${num(x(d))}" x2="${num(x(d))}" y1="${plotBottom}" y2="${plotBottom + 4}" stroke="#888888"/>${text(x(d), plotBottom + 17, xFormat(d))}`),
+    ...xTicks.map((d, i) => `<line x1="${num(x(d))}" x2="${num(x(d))}" y1="${plotBottom}" y2="${plotBottom + 4}" stroke="#888888"/>${xLabels[i]}`),
     `</g>`,
   ].join('\n');
   const seconds = (to - from) / 1000;

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { openReadOnly } from '../db';
 import { resolveWindow } from '../plan';
-import { SERIES_STEPS, parseStep, stepText, type Window } from '../window';
+import { MAX_CHART_PX, SERIES_STEPS, parseStep, stepText, type Window } from '../window';
 import type { Filters } from '../filters';
 import type { LabelTable } from '../labels';
 import { addressKey, isKeyBy, type KeySources } from '../keys';
@@ -120,8 +120,10 @@ function chartStep(o: ChartOptions): number {
   const n = steps(o.stepMs);
   if (n <= px) return o.stepMs;
   const fits = offered.find((s) => s > o.stepMs! && steps(s) <= px);
+  // A wider chart only where --width allows it (at most MAX_CHART_PX); else a coarser step is the way.
+  const wide = n + (o.width - px);
   throw new TcError(
-    `--step ${stepText(o.stepMs)} over ${range(window, o.tz)} makes ${counted(n, 'step')}, more than the ${px} pixels across the plot of a ${o.width} px wide chart: ${fits ? `use --step ${stepText(fits)} (${counted(steps(fits), 'step')}), ` : ''}give --width ${n + (o.width - px)} or more, or leave --step out`,
+    `--step ${stepText(o.stepMs)} over ${range(window, o.tz)} makes ${counted(n, 'step')}, more than the ${px} pixels across the plot of a ${o.width} px wide chart: ${fits ? `use --step ${stepText(fits)} (${counted(steps(fits), 'step')}), ` : ''}${wide <= MAX_CHART_PX ? `give --width ${wide} or more, ` : ''}or leave --step out`,
     'ERR_TC_USAGE',
   );
 }

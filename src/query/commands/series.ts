@@ -6,7 +6,7 @@ import { Duck, querySql, BIGINT } from '../duck';
 import { openReadOnly } from '../db';
 import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
-import { collectColumns, missingDetail, planWindow, resolveWindow, seriesSql } from '../plan';
+import { collectColumns, missingDetail, planWindow, readRange, resolveWindow, seriesSql } from '../plan';
 import { idsBetween, matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
 import { checkSide, LocalSet, networksOf, partialNote, type LocalNetworkRow, type Side } from '../local';
 import type { LabelTable } from '../labels';
@@ -68,6 +68,27 @@ export function stepBounds(w: Window, stepMs: number, tz?: string): number[] {
 function alignment(bounds: number[], stepMs: number): number {
   const gcd = (a: number, b: number): number => (b === 0 ? Math.abs(a) : gcd(b, a % b));
   return bounds.reduce((g, b) => gcd(g, b), stepMs);
+}
+
+/**
+ * Refuses a step that is not a multiple of every interval length recorded in the window: an
+ * interval counts in the step its start lies in, so a shorter step (or one that cuts intervals)
+ * puts an interval's bytes in one step and overstates that step's rate. Names the intervals and
+ * the steps that fit (the intervals' common multiple, and the offered steps that are multiples).
+ */
+export function checkStep(sqlite: Database.Database, window: Window, stepMs: number): void {
+  const r = readRange(window);
+  const lengths = (sqlite.prepare('select distinct s.interval_ms from batches b join sessions s on s.id = b.session_id where b.start_ms >= ? and b.start_ms < ? order by 1').pluck().all(r.fromMs, r.toMs) as number[]).filter((l) => l > 0);
+  if (lengths.every((l) => stepMs % l === 0)) return;
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const lcm = lengths.reduce((m, l) => (m / gcd(m, l)) * l, 1);
+  const least = Math.max(1, Math.ceil(stepMs / lcm)) * lcm;
+  const offered = SERIES_STEPS.filter((s) => parseStep(s) % lcm === 0 && parseStep(s) > least).slice(0, 3);
+  const recorded = lengths.length === 1 ? `the ${stepText(lengths[0])} intervals recorded in this window` : `each of the interval lengths recorded in this window (${lengths.map(stepText).join(', ')})`;
+  throw new TcError(
+    `--step ${stepText(stepMs)} is ${stepMs < lcm && lengths.length === 1 ? 'shorter than' : 'not a multiple of'} ${recorded}: an interval counts whole in the step its start lies in, so the rates of such steps would be too high; use --step ${stepText(least)}${offered.length ? ` (or ${offered.join(', ')})` : ''}, a multiple of ${stepText(lcm)}`,
+    'ERR_TC_USAGE',
+  );
 }
 
 type SeriesRows = { columns: ArrayBufferView[]; count: number };
@@ -143,6 +164,7 @@ export async function series(o: SeriesOptions): Promise<Answer> {
     // note is the answer).
     const opened = await Duck.openAlongside(() => {
       const window = resolveWindow(sqlite, o.window);
+      checkStep(sqlite, window, o.stepMs);
       const bounds = stepBounds(window, o.stepMs, o.tz);
       const alignMs = alignment(bounds, o.stepMs);
       const ids = matchingIds(sqlite, o.filters, o.labels);

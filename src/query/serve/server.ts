@@ -71,16 +71,29 @@ const isWildcard = (host: string) => host === '0.0.0.0' || host === '::';
 /** A header value holds ASCII only: JSON with every other character escaped. */
 const asciiJson = (v: unknown) => toJson(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
-/** Host header values (lower case, with the port) that name this server. */
-function allowedHosts(listen: { host: string; port: number }, extra: string[]): Set<string> {
-  const names = new Set<string>(extra.map((h) => h.toLowerCase()));
+/** The ports a Host header may leave out or name for a proxy in front: http's and https's defaults. */
+const DEFAULT_PORTS = [80, 443];
+
+/**
+ * Host header values (lower case) that name this server: its own names with its port (without
+ * one too when it listens on port 80, which a client leaves out), and each --allow-host name
+ * with or without a port (a reverse proxy sends its own Host, `tc.example` or
+ * `tc.example:443`); a name given with a port is accepted with that port only.
+ */
+export function allowedHosts(listen: { host: string; port: number }, extra: string[]): Set<string> {
+  const names = new Set<string>();
   const add = (h: string) => names.add(h.includes(':') ? `[${h}]` : h.toLowerCase());
   if (isLoopback(listen.host) || isWildcard(listen.host)) ['localhost', '127.0.0.1', '::1'].forEach(add);
   if (isWildcard(listen.host)) {
     add(os.hostname());
     for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) add(a.address.replace(/%.*$/, ''));
   } else add(listen.host);
-  return new Set([...names].map((h) => `${h}:${listen.port}`));
+  const out = new Set([...names].flatMap((h) => (listen.port === 80 ? [h, `${h}:80`] : [`${h}:${listen.port}`])));
+  for (const e of extra.map((h) => h.toLowerCase())) {
+    if (/^(\[[^\]]*\]|[^:]*):\d+$/.test(e)) out.add(e);
+    else for (const form of [e, `${e}:${listen.port}`, ...DEFAULT_PORTS.map((p) => `${e}:${p}`)]) out.add(form);
+  }
+  return out;
 }
 
 function readToken(file: string): Buffer {
@@ -157,11 +170,32 @@ async function runCommand(argv: string[]): Promise<ApiResult> {
   }
 }
 
+/**
+ * Errors that are the request's, not the server's, beside usage errors: what this file cannot
+ * answer (422: --side on a file without local networks, nothing to show).
+ */
+const UNANSWERABLE = new Set(['ERR_TC_NO_LOCAL_NETWORKS', 'ERR_TC_NO_DATA']);
+
+/** The HTTP status of an error: 4xx for the request's mistakes; 500 only where the server failed. */
+export function statusOf(code: string, usage: boolean): number {
+  if (usage) return 400;
+  if (code === 'ERR_TC_NO_DATABASE') return 404;
+  return UNANSWERABLE.has(code) ? 422 : 500;
+}
+
+/**
+ * A CLI message as a request's: commander's `option '--limit <n>' argument ...` names the
+ * parameter (`parameter limit= argument ...`). Other messages keep their flags: they also name
+ * options of serve itself (--labels), which no parameter sets.
+ */
+export function asParameters(message: string): string {
+  return message.replace(/option '--([a-z0-9-]+)(?: <[^>]*>)?'/g, 'parameter $1=');
+}
+
 function errorResult(err: unknown): ApiResult {
   const { message, code, usage } = errorOf(err);
-  // A request the CLI would refuse is the client's mistake; a file that cannot be read is not.
-  const status = usage ? 400 : code === 'ERR_TC_NO_DATABASE' ? 404 : 500;
-  return { status, body: `${toJson({ error: { message, code } })}\n`, notes: [] };
+  const status = statusOf(code, usage);
+  return { status, body: `${toJson({ error: { message: status < 500 ? asParameters(message) : message, code } })}\n`, notes: [] };
 }
 
 /** A counting semaphore: at most `n` holders at once, the others waiting in order. */
@@ -182,7 +216,12 @@ function limiter(n: number) {
 
 export interface Served {
   server: http.Server;
+  /** A URL to browse to on this host. */
   url: string;
+  /** With a wildcard listen address: the URLs of this host's name and other addresses. */
+  also: string[];
+  /** Listening on every address of the host (0.0.0.0 or ::). */
+  everyAddress: boolean;
   warnings: string[];
 }
 
@@ -251,13 +290,38 @@ export async function startServer(o: ServeOptions): Promise<Served> {
   server.headersTimeout = 10_000;
   server.requestTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new TcError(`cannot listen on ${o.listen.host}:${o.listen.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use; pick another with --listen HOST:PORT' : err.message}`, 'ERR_TC_LISTEN')),
-    );
+    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(o.listen, err)));
     server.listen(o.listen.port, o.listen.host, () => resolve());
   });
   const port = (server.address() as { port: number }).port;
   hosts = allowedHosts({ host: o.listen.host, port }, o.allowHosts ?? []);
-  const shown = o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host;
-  return { server, url: `http://${shown}:${port}/`, warnings };
+  const urlOf = (h: string) => `http://${h.includes(':') ? `[${h}]` : h}:${port}/`;
+  if (!isWildcard(o.listen.host)) return { server, url: urlOf(o.listen.host), also: [], everyAddress: false, warnings };
+  // 0.0.0.0 or :: is no address to browse to: this host's loopback, and its name and addresses for the others.
+  return { server, url: urlOf(o.listen.host === '::' ? '::1' : '127.0.0.1'), also: [os.hostname(), ...externalAddresses()].map(urlOf), everyAddress: true, warnings };
+}
+
+/** This host's addresses other than loopback (link-local ones need a zone no browser takes). */
+function externalAddresses(): string[] {
+  return Object.values(os.networkInterfaces())
+    .flatMap((l) => l ?? [])
+    .filter((a) => !a.internal && !/^fe80:/i.test(a.address))
+    .map((a) => a.address);
+}
+
+/** Why --listen failed, and what to give instead. */
+function listenError(listen: { host: string; port: number }, err: NodeJS.ErrnoException): TcError {
+  const at = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  const fix = `give --listen HOST:PORT with an address of this host, e.g. 127.0.0.1:${listen.port || 8080} (0.0.0.0:${listen.port || 8080}: every address${externalAddresses().length ? `; this host has ${externalAddresses().slice(0, 4).join(', ')}` : ''})`;
+  const why =
+    err.code === 'EADDRINUSE'
+      ? 'the port is in use (another server listens there); pick another with --listen HOST:PORT'
+      : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' || err.code === 'EAI_NONAME'
+        ? `${JSON.stringify(listen.host)} is no address and no host name that resolves; ${fix}`
+        : err.code === 'EADDRNOTAVAIL'
+          ? `${listen.host} is not an address of this host; ${fix}`
+          : err.code === 'EACCES'
+            ? `port ${listen.port} needs privileges (ports below 1024 do); pick a port from 1024 up, e.g. --listen ${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:8080`
+            : `${err.message}; ${fix}`;
+  return new TcError(`cannot listen on ${at}: ${why}`, 'ERR_TC_LISTEN');
 }
