@@ -235,17 +235,7 @@ impl KernelCounter {
     /// The second half of `switch`: reads buffer `buf` into `into` and clears it.
     pub fn drain(&mut self, buf: usize, into: &mut Tables) -> Result<Drained, FilterError> {
         let (ips_name, flows_name, counts_name) = BUFFERS[buf];
-        let (mut rows, whole) = take_all::<IpKey, IpVal>(hash_fd(&self.ebpf, ips_name));
-        if !whole {
-            // Entry by entry (a kernel without batch operations, or what a failed batch left).
-            let mut ips: HashMap<&mut MapData, IpKey, IpVal> =
-                HashMap::try_from(self.ebpf.map_mut(ips_name).expect("ips map")).map_err(map_err("tc_kc_ips"))?;
-            let rest: Vec<(IpKey, IpVal)> = ips.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_ips"))?;
-            for (k, _) in &rest {
-                ips.remove(k).map_err(map_err("tc_kc_ips"))?;
-            }
-            rows.extend(rest);
-        }
+        let rows = take_map::<IpKey, IpVal>(&mut self.ebpf, ips_name, "tc_kc_ips")?;
         let ip_entries = rows.len() as u64;
         let mut flow_entries = 0;
         for (k, v) in rows {
@@ -253,17 +243,7 @@ impl KernelCounter {
             into.add_ip(a, &IpCounters { tx_packets: v.tx_packets, tx_bytes: v.tx_bytes, rx_packets: v.rx_packets, rx_bytes: v.rx_bytes });
         }
         if self.flows {
-            let (mut rows, whole) = take_all::<FlowKeyC, FlowVal>(hash_fd(&self.ebpf, flows_name));
-            if !whole {
-                // Entry by entry (a kernel without batch operations, or what a failed batch left).
-                let mut flows: HashMap<&mut MapData, FlowKeyC, FlowVal> =
-                    HashMap::try_from(self.ebpf.map_mut(flows_name).expect("flows map")).map_err(map_err("tc_kc_flows"))?;
-                let rest: Vec<(FlowKeyC, FlowVal)> = flows.iter().collect::<Result<_, _>>().map_err(map_err("tc_kc_flows"))?;
-                for (k, _) in &rest {
-                    flows.remove(k).map_err(map_err("tc_kc_flows"))?;
-                }
-                rows.extend(rest);
-            }
+            let rows = take_map::<FlowKeyC, FlowVal>(&mut self.ebpf, flows_name, "tc_kc_flows")?;
             flow_entries = rows.len() as u64;
             for (k, v) in rows {
                 let key = FlowKey {
@@ -398,6 +378,21 @@ fn take_all<K: Copy + Default, V: Copy + Default>(fd: std::os::fd::RawFd) -> (Ve
 }
 
 /// The descriptor of the hash map `name` of a loaded object.
+/// Reads and clears hash map `name` (errors say `label`): in batches (take_all), then entry by
+/// entry for what the batches left (a kernel without batch operations, or a failed batch).
+fn take_map<K: aya::Pod + Default, V: aya::Pod + Default>(ebpf: &mut Ebpf, name: &str, label: &'static str) -> Result<Vec<(K, V)>, FilterError> {
+    let (mut rows, whole) = take_all::<K, V>(hash_fd(ebpf, name));
+    if !whole {
+        let mut m: HashMap<&mut MapData, K, V> = HashMap::try_from(ebpf.map_mut(name).expect("a map of ebpf/count.c")).map_err(map_err(label))?;
+        let rest: Vec<(K, V)> = m.iter().collect::<Result<_, _>>().map_err(map_err(label))?;
+        for (k, _) in &rest {
+            m.remove(k).map_err(map_err(label))?;
+        }
+        rows.extend(rest);
+    }
+    Ok(rows)
+}
+
 fn hash_fd(ebpf: &Ebpf, name: &str) -> std::os::fd::RawFd {
     match ebpf.map(name) {
         Some(Map::HashMap(d)) => d.fd().as_fd().as_raw_fd(),
