@@ -13,6 +13,15 @@ function u64(values: number[]): Uint32Array {
 }
 
 /** `hosts` IPv4 addresses 10.x.y.z (sorted), each with some traffic; `flows` flows among them. */
+/** A batch's counters: every frame an IP packet, the rest 0. */
+function countersOf(packets: number, bytes: number): Record<CounterName, bigint> {
+  const c = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0n])) as Record<CounterName, bigint>;
+  c.ipPackets = BigInt(packets);
+  c.ipBytes = BigInt(bytes);
+  c.frames = c.ipPackets;
+  return c;
+}
+
 export function makeBatch(startMs: number, intervalMs: number, hosts: number, flows = 0, seed = 1): Batch {
   const fam = new Uint8Array(hosts).fill(4);
   const bytes = new Uint8Array(hosts * 16);
@@ -38,10 +47,7 @@ export function makeBatch(startMs: number, intervalMs: number, hosts: number, fl
     sport[i] = 1024 + (i % 60000);
     dport[i] = 443;
   }
-  const counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0n])) as Record<CounterName, bigint>;
-  counters.ipPackets = BigInt(pk.reduce((a, b) => a + b, 0));
-  counters.ipBytes = BigInt(by.reduce((a, b) => a + b, 0));
-  counters.frames = counters.ipPackets;
+  const counters = countersOf(pk.reduce((a, b) => a + b, 0), by.reduce((a, b) => a + b, 0));
   return {
     startMs,
     endMs: startMs + intervalMs,
@@ -135,10 +141,7 @@ export function traffic(startMs: number, intervalMs: number, hosts: HostTraffic[
   const rows = [...hosts].sort((x, y) => at(x.ip) - at(y.ip));
   const pk = (b: number) => (b > 0 ? Math.max(1, Math.floor(b / 100)) : 0);
   const fl = [...flows].sort((x, y) => at(x.src) - at(y.src) || at(x.dst) - at(y.dst) || (x.sport ?? 0) - (y.sport ?? 0));
-  const counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0n])) as Record<CounterName, bigint>;
-  counters.ipPackets = BigInt(rows.reduce((s, h) => s + pk(h.tx ?? 0), 0));
-  counters.ipBytes = BigInt(rows.reduce((s, h) => s + (h.tx ?? 0), 0));
-  counters.frames = counters.ipPackets;
+  const counters = countersOf(rows.reduce((s, h) => s + pk(h.tx ?? 0), 0), rows.reduce((s, h) => s + (h.tx ?? 0), 0));
   counters.namesRecorded = BigInt(names.length);
   return {
     startMs,
