@@ -128,6 +128,26 @@ test('tc-query: windows by ISO time and epoch seconds, --limit, csv and table ou
   assert.equal(JSON.parse(bad.stdout).error.code, 'ERR_TC_USAGE');
 });
 
+test('tc-query: --format before the command is that command\'s --format; a misspelt command is still named', () => {
+  const db = path.join(tmp(), 't.db');
+  assert.equal(recorder(['record', '--pcap', SMTP, '--db', db, '--quiet']).status, 0);
+  const after = query(['--db', db, 'top', '--all', '--limit', '3', '--format', 'json']);
+  assert.equal(after.status, 0, after.stderr);
+  for (const args of [['--format', 'json', '--db', db], ['--db', db, '--format=json']]) {
+    const before = query([...args, 'top', '--all', '--limit', '3']);
+    assert.equal(before.status, 0, before.stderr);
+    assert.equal(before.stdout, after.stdout);
+  }
+  const csv = query(['--db', db, '--format', 'csv', 'top', '--all', '--limit', '1']);
+  assert.match(csv.stdout, /^ip,tx_packets,/);
+  const typo = query(['--db', db, '--format', 'json', 'topp', '--all']);
+  assert.equal(typo.status, 1);
+  assert.match(JSON.parse(typo.stdout).error.message, /unknown command 'topp' \(Did you mean top\?\)/);
+  const bad = query(['--db', db, '--format', 'xml', 'top', '--all']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--format <fmt>' argument 'xml' is invalid/);
+});
+
 test('tc-query: missing file, foreign file, newer schema: clear message, non-zero exit, file untouched', () => {
   const dir = tmp();
   const missing = query(['--db', path.join(dir, 'none.db'), 'top']);

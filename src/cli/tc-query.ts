@@ -16,13 +16,45 @@ const io: ProgramIO = {
 const program = buildProgram(io);
 addServe(program);
 
+/** Global options that take a value: their values are no command names. */
+const GLOBAL_VALUES = new Set(['--db', '--labels', '--asn']);
+
+/**
+ * Where the subcommand is named on the command line (-1: nowhere). `--format X` given before
+ * it is skipped too: see formatAfterCommand.
+ */
+function commandIndex(argv: string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    if (GLOBAL_VALUES.has(argv[i]) || argv[i] === '--format') i++;
+    else if (!argv[i].startsWith('-')) return program.commands.some((c) => c.name() === argv[i]) ? i : -1;
+  }
+  return -1;
+}
+
 /** The subcommand named on the command line (for the hint of a usage error), if any. */
 function commandOf(argv: string[]): Command | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--db' || argv[i] === '--labels' || argv[i] === '--asn') i++;
-    else if (!argv[i].startsWith('-')) return program.commands.find((c) => c.name() === argv[i]);
+  const i = commandIndex(argv);
+  return i < 0 ? undefined : program.commands.find((c) => c.name() === argv[i]);
+}
+
+/**
+ * `tc-query --format json top ...` as `tc-query top --format json ...`: --format is an option of
+ * each command (their formats differ: serve and chart write text or json), and people put it
+ * first as they put --db; refusing it there as an unknown option helps nobody.
+ */
+export function formatAfterCommand(argv: string[]): string[] {
+  let at = commandIndex(argv);
+  // No command named (or a misspelt one): without --format, commander says which.
+  if (at < 0) at = argv.findIndex((a, i) => !a.startsWith('-') && !GLOBAL_VALUES.has(argv[i - 1]) && argv[i - 1] !== '--format');
+  if (at < 0) return argv.filter((a, i) => !(a === '--format' || a.startsWith('--format=') || argv[i - 1] === '--format'));
+  const before: string[] = [];
+  const moved: string[] = [];
+  for (let i = 0; i < at; i++) {
+    if (argv[i] === '--format' && i + 1 < at) moved.push(argv[i], argv[++i]);
+    else if (argv[i].startsWith('--format=')) moved.push(argv[i]);
+    else before.push(argv[i]);
   }
-  return undefined;
+  return [...before, argv[at], ...moved, ...argv.slice(at + 1)];
 }
 
 function fail(err: unknown): void {
@@ -49,4 +81,4 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 if (process.argv.includes('--format=json') || process.argv.some((a, i) => a === '--format' && process.argv[i + 1] === 'json')) io.format = 'json';
-program.parseAsync(process.argv).catch(fail);
+program.parseAsync(formatAfterCommand(process.argv.slice(2)), { from: 'user' }).catch(fail);
