@@ -1,15 +1,23 @@
-/** Worker side of prefetch.ts: reads its part of a planned window from SQLite. */
-import { parentPort, workerData } from 'node:worker_threads';
+/** Worker side of prefetch.ts: reads its parts of planned windows from SQLite, one request a message. */
+import { parentPort } from 'node:worker_threads';
 import { openReadOnly } from './db';
 import { readSegments } from './plan';
 import type { ReadRequest } from './prefetch';
 
-const req = workerData as ReadRequest;
-const db = openReadOnly(req.db);
-try {
-  const rows = readSegments(db, req.family, req.segments, req.where, req.params);
+parentPort!.on('message', ({ id, req }: { id: number; req: ReadRequest }) => {
+  let rows;
+  try {
+    const db = openReadOnly(req.db);
+    try {
+      rows = readSegments(db, req.family, req.segments, req.where, req.params);
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    parentPort!.postMessage({ id, error: { message: e.message, code: e.code ?? 'ERR_TC_READ' } });
+    return;
+  }
   // The column buffers move to the main thread; nothing is copied.
-  parentPort!.postMessage(rows, rows.columns.map((c) => c.buffer as ArrayBuffer));
-} finally {
-  db.close();
-}
+  parentPort!.postMessage({ id, rows }, rows.columns.map((c) => c.buffer as ArrayBuffer));
+});

@@ -69,6 +69,47 @@ export function split(db: Database.Database, segments: Segment[]): [Segment[], S
   return [a, b];
 }
 
+/**
+ * The read-ahead's worker thread, started on first use and kept: starting one costs ~40 ms (its
+ * own V8 and modules), which a server answering many requests (`tc-query serve`) would pay on
+ * each. It holds the process open only while it has requests to answer.
+ */
+class SegmentReader {
+  private readonly worker = new Worker(path.join(__dirname, 'prefetch-worker.js'));
+  private readonly pending = new Map<number, { resolve: (r: SegmentRows) => void; reject: (e: Error) => void }>();
+  private next = 0;
+
+  constructor(onGone: () => void) {
+    this.worker.unref();
+    this.worker.on('message', (m: { id: number; rows?: SegmentRows; error?: { message: string; code: string } }) => {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (m.rows) p?.resolve(m.rows);
+      else p?.reject(new TcError(m.error!.message, m.error!.code));
+    });
+    const fail = (err: Error) => {
+      onGone();
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    this.worker.once('error', fail);
+    this.worker.once('exit', (code) => fail(new TcError(`segment reader stopped with code ${code}`, 'ERR_TC_READ')));
+  }
+
+  read(req: ReadRequest): Promise<SegmentRows> {
+    const id = this.next++;
+    this.worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, req });
+    });
+  }
+}
+
+let reader: SegmentReader | undefined;
+const segmentReader = (): SegmentReader => (reader ??= new SegmentReader(() => (reader = undefined)));
+
 export function readAhead(sqlite: Database.Database, file: string, family: Family, w: Window, filters: Filters, labels?: LabelTable): ReadAhead {
   const window = resolveWindow(sqlite, w);
   const match = matchingIds(sqlite, filters, labels);
@@ -80,15 +121,7 @@ export function readAhead(sqlite: Database.Database, file: string, family: Famil
     return { window, match, family, where, params, mine: segments, theirs: Promise.resolve(readSegments(sqlite, family, [], where, params)) };
   }
   const [theirs, mine] = split(sqlite, segments);
-  const req: ReadRequest = { db: file, family, segments: theirs, where, params };
-  const rows = new Promise<SegmentRows>((resolve, reject) => {
-    const worker = new Worker(path.join(__dirname, 'prefetch-worker.js'), { workerData: req });
-    worker.once('message', resolve);
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      if (code !== 0) reject(new TcError(`segment reader stopped with code ${code}`, 'ERR_TC_READ'));
-    });
-  });
+  const rows = segmentReader().read({ db: file, family, segments: theirs, where, params });
   rows.catch(() => undefined);
   return { window, match, family, where, params, mine, theirs: rows };
 }
