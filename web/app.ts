@@ -198,8 +198,18 @@ interface SeriesRow {
   rx_bytes?: number;
 }
 
-/** The file's recorded span (status first/last): steps outside it are gaps, not zeros. */
+/** The window's recorded span: steps outside it are gaps, not zeros. */
 let recorded: { from: number; to: number } | undefined;
+
+/**
+ * The recorded span of an answer's window, from its completeness: from the time only coarser
+ * totals hold (else the first interval) to the end of the last interval; none recorded: empty.
+ */
+function recordedIn(c: Completeness): { from: number; to: number } {
+  const from = c.coarser[0]?.from ?? c.first;
+  const to = c.last ?? c.coarser[c.coarser.length - 1]?.to;
+  return from && to ? { from: Date.parse(from), to: Date.parse(to) } : { from: Infinity, to: -Infinity };
+}
 
 const perSecond = (rows: SeriesRow[], key: 'bytes' | 'tx_bytes' | 'rx_bytes') =>
   rows.map((r) => {
@@ -333,25 +343,27 @@ async function load(): Promise<void> {
     const totalReply = api<SeriesRow[]>('series', { ...windowParams(), step });
     totalReply.catch(() => undefined);
     // A top the server cannot answer (by=label without --labels) is the table's error only: the chart and status still show.
-    const [topReply, status] = await Promise.all([
-      api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }).then(
-        (r) => ({ ok: r, err: undefined }),
-        (err: unknown) => ({ ok: undefined, err }),
-      ),
-      api<Row>('status', windowParams()),
-    ]);
+    const topReply = await api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }).then(
+      (r) => ({ ok: r, err: undefined }),
+      (err: unknown) => ({ ok: undefined, err }),
+    );
     if (mine !== generation) return;
     const top = topReply.ok ?? { body: [] as Row[], notes: [errorText(topReply.err)], completeness: undefined };
-    const c = top.completeness ?? status.completeness;
-    const live = (status.body.sessions as { kind: string; ended_at: string | null; interval_ms: number }[]).filter((s) => s.ended_at === null && s.kind === 'live');
-    const sessions = status.body.sessions as { interval_ms: number }[];
-    intervalSecs = Math.max(1, (sessions[sessions.length - 1]?.interval_ms ?? 5000) / 1000);
+    // The status facts are not on the first screen's path: asked for once the table's and the
+    // chart's answers are in (the server answers the page's requests on one thread), unless the
+    // table has no completeness of its own.
+    let statusReply: Promise<Reply<Row>> | undefined;
+    const askStatus = () => {
+      statusReply ??= api<Row>('status', windowParams());
+      return statusReply;
+    };
+    const c = top.completeness ?? (await askStatus()).completeness;
+    if (mine !== generation) return;
     renderTable($('top') as HTMLTableElement, topColumns(state.by, c?.covered_seconds ?? 0), top.body);
     $('top-footer').textContent = top.notes.join(' ');
     $('completeness').textContent = c ? c.line.replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, (t) => showTime(t)) : '';
     $('window').textContent = c ? `window ${showTime(c.window.from)} to ${showTime(c.window.to)}` : '';
-    renderStatus(status.body);
-    recorded = typeof status.body.first === 'string' && typeof status.body.last === 'string' ? { from: Date.parse(status.body.first), to: Date.parse(status.body.last) } : undefined;
+    recorded = c ? recordedIn(c) : undefined;
     if (c) {
       ($('from') as HTMLInputElement).value = inputValue(c.window.from);
       ($('to') as HTMLInputElement).value = inputValue(c.window.to);
@@ -365,6 +377,12 @@ async function load(): Promise<void> {
     // The total is drawn as soon as it is there; the top 5 join it when their series are.
     drawChart($('chart'), xs, totalLine, []);
     performance.mark(`tc-first-${mine}`);
+    const status = await askStatus();
+    if (mine !== generation) return;
+    const live = (status.body.sessions as { kind: string; ended_at: string | null; interval_ms: number }[]).filter((s) => s.ended_at === null && s.kind === 'live');
+    const sessions = status.body.sessions as { interval_ms: number }[];
+    intervalSecs = Math.max(1, (sessions[sessions.length - 1]?.interval_ms ?? 5000) / 1000);
+    renderStatus(status.body);
     const stacked = await stacking;
     if (mine !== generation) return;
     drawChart($('chart'), xs, totalLine, stacked);
