@@ -20,13 +20,13 @@ addServe(program);
 const GLOBAL_VALUES = new Set(['--db', '--labels', '--asn']);
 
 /**
- * Where the subcommand is named on the command line (-1: nowhere). `--format X` given before
- * it is skipped too: see formatAfterCommand.
+ * Where the command is named on the command line: the first word that is no option and no
+ * option's value (-1: none). `--format X` given before it is skipped too: see formatAfterCommand.
  */
 function commandIndex(argv: string[]): number {
   for (let i = 0; i < argv.length; i++) {
     if (GLOBAL_VALUES.has(argv[i]) || argv[i] === '--format') i++;
-    else if (!argv[i].startsWith('-')) return program.commands.some((c) => c.name() === argv[i]) ? i : -1;
+    else if (!argv[i].startsWith('-')) return i;
   }
   return -1;
 }
@@ -40,12 +40,12 @@ function commandOf(argv: string[]): Command | undefined {
 /**
  * `tc-query --format json top ...` as `tc-query top --format json ...`: --format is an option of
  * each command (their formats differ: serve and chart write text or json), and people put it
- * first as they put --db; refusing it there as an unknown option helps nobody.
+ * first as they put --db; refusing it there as an unknown option helps nobody. A misspelt
+ * command gets it too, so that commander names the command, not the option.
  */
 export function formatAfterCommand(argv: string[]): string[] {
-  let at = commandIndex(argv);
-  // No command named (or a misspelt one): without --format, commander says which.
-  if (at < 0) at = argv.findIndex((a, i) => !a.startsWith('-') && !GLOBAL_VALUES.has(argv[i - 1]) && argv[i - 1] !== '--format');
+  const at = commandIndex(argv);
+  // No command named: without --format, commander prints the help.
   if (at < 0) return argv.filter((a, i) => !(a === '--format' || a.startsWith('--format=') || argv[i - 1] === '--format'));
   const before: string[] = [];
   const moved: string[] = [];

@@ -1,11 +1,11 @@
 /** Worker side of prefetch.ts: reads its parts of planned windows from SQLite, one request a message. */
 import { parentPort } from 'node:worker_threads';
 import { openReadOnly } from './db';
-import { readSegments } from './plan';
+import { readSegments, type SegmentRows } from './plan';
 import type { ReadRequest } from './prefetch';
 
 parentPort!.on('message', ({ id, req }: { id: number; req: ReadRequest }) => {
-  let rows;
+  let rows: SegmentRows;
   try {
     const db = openReadOnly(req.db);
     try {
