@@ -58,8 +58,26 @@ test('the page in chromium: range, table, chart, an address, the window picker, 
   if (!browser) return t.skip(`no ${CHROMIUM}`);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(s!.url);
+  const asked: string[] = [];
+  const onRequest = (r: { url(): string }) => asked.push(r.url());
+  page.on('request', onRequest);
+  // What the page's script fetches, beside what the browser asks the server.
+  await page.addInitScript(() => {
+    const w = globalThis as any;
+    const fetch = w.fetch;
+    w.fetched = [];
+    w.fetch = (u: string, o: unknown) => (w.fetched.push(new URL(u, w.location.href).href), fetch(u, o));
+  });
+  const response = await page.goto(s!.url);
   await loaded(page);
+  page.off('request', onRequest);
+  // The answers the server named as preloads are the page's own first requests, each asked once.
+  const preloaded = [...(response!.headers().link ?? '').matchAll(/<(\/api\/[^>]*)>/g)].map((m) => new URL(m[1], s!.url).href);
+  const fetched = (await page.evaluate(() => (globalThis as any).fetched)) as string[];
+  assert.equal(preloaded.length, 3);
+  for (const u of preloaded) assert.ok(fetched.includes(u), `the page fetched the preloaded ${u} (it fetched ${fetched.join(' ')})`);
+  const api = asked.filter((u) => new URL(u).pathname.startsWith('/api/'));
+  assert.deepEqual(api.filter((u, i) => api.indexOf(u) !== i), [], 'no API request was made twice');
 
   // A file of 2017: the page opens on its recorded range, says so, and puts it in the URL.
   assert.match(await page.textContent('#note') ?? '', /no data of the last hour: showing its recorded range/);

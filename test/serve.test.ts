@@ -178,6 +178,29 @@ test('a Host header that is not the server\'s is refused (DNS rebinding); every 
   assert.doesNotMatch((await get(`${s.url}app.js`)).body, /<script|https:\/\/cdn/);
 });
 
+test('the page names its first API requests as preloads, and each answers what the command prints', async () => {
+  const view = `?since=${encodeURIComponent(first)}&until=${encodeURIComponent(last)}&by=name`;
+  const links = async (q: string) => [...String((await get(`${s.url}${q}`)).headers.link).matchAll(/<([^>]*)>; rel=preload; as=(\w+)(; crossorigin)?/g)].map((m) => [m[1], m[2], m[3] ?? '']);
+  // The page's own files first (they are served at once), then its first answers, as fetch() asks them.
+  const got = await links(view);
+  assert.deepEqual(got.slice(0, 2), [['/app.css', 'style', ''], ['/app.js', 'script', '']]);
+  const api = got.slice(2);
+  assert.deepEqual(api.map((l) => l[1] + l[2]), ['fetch; crossorigin', 'fetch; crossorigin']);
+  const paths = api.map((l) => new URL(l[0], s.url));
+  assert.deepEqual(paths.map((u) => u.pathname), ['/api/series', '/api/top']);
+  assert.deepEqual(Object.fromEntries(paths[1].searchParams), { since: first, until: last, by: 'name', limit: '20' });
+  // A window of minutes is charted at the interval length (5 s until the page knows the file's).
+  assert.deepEqual(Object.fromEntries(paths[0].searchParams), { since: first, until: last, step: '5s' });
+  for (const u of paths) {
+    const r = await get(u.href);
+    assert.equal(r.status, 200, u.href);
+    assert.equal(r.body, cli(u.pathname.slice(5), Object.fromEntries(u.searchParams)).stdout, u.href);
+  }
+  // Without a window: the file's status too (it may open on its recorded range), and the default hour.
+  const bare = (await links('')).slice(2).map((l) => new URL(l[0], s.url));
+  assert.deepEqual(bare.map((u) => `${u.pathname}?${u.searchParams}`), ['/api/status?', '/api/series?since=1h&step=1m', '/api/top?since=1h&by=ip&limit=20']);
+});
+
 test('a listen address other than loopback warns; with --auth-token-file a request without the token gets 401', async () => {
   const open = await serve(db, [], '0.0.0.0:0');
   try {
@@ -206,6 +229,8 @@ test('a listen address other than loopback warns; with --auth-token-file a reque
     const ok = await get(url, { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(ok.status, 200);
     assert.equal(ok.body, cli('top', {}, ['--all']).stdout);
+    // The page's requests carry the token, which a preload cannot: none named.
+    assert.equal((await get(locked.url)).headers.link, undefined);
   } finally {
     await locked.stop();
   }

@@ -10,19 +10,9 @@ import { FLOW_COLS, IP_COLS, LOCAL_COL, rateCols } from '../src/query/columns';
 import type { ColumnSpec } from '../src/query/output';
 import type { Completeness } from '../src/query/coverage';
 import { grouped, iec } from '../src/units';
+import { apiPath, DEFAULT_INTERVAL_SECS, DEFAULT_SINCE, loadRequests, openingRange, readView, stepFor, viewQuery, WHOLE_STATUS, windowParams as paramsOf, windowSecs, type By, type View } from '../src/query/serve/view';
 
 type Row = Record<string, unknown>;
-type By = 'ip' | 'name' | 'label' | 'flow';
-
-interface State {
-  since?: string;
-  until?: string;
-  by: By;
-  ip?: string;
-  /** The chart's step (the API's `step`); chosen per window when absent. */
-  step?: string;
-  utc: boolean;
-}
 
 interface Reply<T> {
   body: T;
@@ -37,56 +27,29 @@ class ApiError extends Error {
 }
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
-const DEFAULT_SINCE = '1h';
-const BYS: By[] = ['ip', 'name', 'label', 'flow'];
-/** Steps the chart may use (seconds), the finest that keeps it under MAX_POINTS. */
-const STEPS = [5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400];
-const MAX_POINTS = 400;
 const STACKED = 5;
 const COLORS = ['#2563eb', '#16a34a', '#f59e0b', '#dc2626', '#9333ea'];
 const LINE_COLORS = ['#111', '#db2777'];
 const TOKEN_KEY = 'tc-query-token';
 
-function readState(): State {
-  const p = new URLSearchParams(location.search);
-  const by = p.get('by') as By | null;
-  return {
-    since: p.get('since') ?? undefined,
-    until: p.get('until') ?? undefined,
-    by: by && BYS.includes(by) ? by : 'ip',
-    ip: p.get('ip') ?? undefined,
-    step: p.get('step') ?? undefined,
-    utc: p.get('utc') === '1' || p.get('utc') === 'true',
-  };
-}
-
-let state = readState();
+let state: View = readView(new URLSearchParams(location.search));
 
 /** The URL of the view: its parameters in the API's names, the defaults left out. */
 function writeState(replace = false): void {
-  const p = new URLSearchParams();
-  if (state.since) p.set('since', state.since);
-  if (state.until) p.set('until', state.until);
-  if (state.by !== 'ip') p.set('by', state.by);
-  if (state.ip) p.set('ip', state.ip);
-  if (state.step) p.set('step', state.step);
-  if (state.utc) p.set('utc', '1');
-  const q = p.toString();
+  const q = viewQuery(state);
   const url = `${location.pathname}${q ? `?${q}` : ''}`;
   if (replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
 }
 
-/** The window's parameters for the API. */
-function windowParams(): Record<string, string> {
-  return { since: state.since ?? DEFAULT_SINCE, ...(state.until ? { until: state.until } : {}) };
-}
+const windowParams = () => paramsOf(state);
 
-async function api<T>(route: string, params: Record<string, string>): Promise<Reply<T>> {
+/** An API answer: by route and parameters, or by the path loadRequests built (which the server may have preloaded). */
+async function api<T>(route: string, params?: Record<string, string>): Promise<Reply<T>> {
   const headers: Record<string, string> = {};
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
-  const res = await fetch(`/api/${route}?${new URLSearchParams(params)}`, { headers });
+  const res = await fetch(params ? apiPath(route, params) : route, { headers });
   const body = (await res.json()) as T & { error?: { message: string; code: string } };
   if (!res.ok) {
     if (res.status === 401) $('auth').hidden = false;
@@ -158,37 +121,7 @@ function renderTable(table: HTMLTableElement, cols: ColumnSpec[], rows: Row[]): 
   }
 }
 
-/**
- * The step of the chart for a window (as the API takes it), unless the URL names one: a short window at
- * the finest of STEPS at or above the interval (under MAX_POINTS), a longer one at the length of
- * the rollup level it is read from (a minute up to 3 h, an hour up to 3 d, a day beyond), as
- * a step finer than its level would read the level below: up to 60 times the rows.
- */
-function stepFor(secs: number, intervalSecs: number): string {
-  if (state.step) return state.step;
-  // A step the intervals divide: the server refuses others (an interval counts whole in one step).
-  if (secs <= 15 * 60) return `${STEPS.find((s) => s % intervalSecs === 0 && secs / s <= MAX_POINTS) ?? 60}s`;
-  return secs <= 3 * 3600 ? '1m' : secs <= 3 * 86400 ? '1h' : '1d';
-}
-
-const UNIT_SECS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
-
-/** A time of the API's forms (a duration before now, ISO-8601, epoch seconds) in ms; undefined for another form. */
-function timeOf(v: string, now: number): number | undefined {
-  const d = /^(\d+(?:\.\d+)?)\s*([smhdw])$/.exec(v.trim());
-  if (d) return now - Number(d[1]) * UNIT_SECS[d[2]] * 1000;
-  if (/^\d+(\.\d+)?$/.test(v.trim())) return Number(v) * 1000;
-  const t = Date.parse(/T[^Z+-]*$/.test(v) ? `${v}Z` : v);
-  return Number.isFinite(t) ? t : undefined;
-}
-
-/** The window's length in seconds as the page can tell it before an answer (the chart's step needs it), else an hour. */
-function windowSecs(): number {
-  const now = Date.now();
-  const from = timeOf(state.since ?? DEFAULT_SINCE, now);
-  const to = state.until ? timeOf(state.until, now) : now;
-  return from !== undefined && to !== undefined && to > from ? (to - from) / 1000 : 3600;
-}
+const chartStep = () => stepFor(state, windowSecs(state, Date.now()), intervalSecs);
 
 interface SeriesRow {
   start: string;
@@ -260,7 +193,7 @@ function drawChart(el: HTMLElement, xs: number[], lines: { label: string; values
   el.dataset.series = String(lines.length + stacked.length);
 }
 
-let intervalSecs = 5;
+let intervalSecs = DEFAULT_INTERVAL_SECS;
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 let generation = 0;
 
@@ -339,11 +272,12 @@ async function load(): Promise<void> {
   $('error').hidden = true;
   try {
     // The total series does not wait for the top: only the stacked ones need its rows.
-    const step = stepFor(windowSecs(), intervalSecs);
-    const totalReply = api<SeriesRow[]>('series', { ...windowParams(), step });
+    const first = loadRequests(state, intervalSecs, Date.now());
+    const step = first.step;
+    const totalReply = api<SeriesRow[]>(first.total);
     totalReply.catch(() => undefined);
     // A top the server cannot answer (by=label without --labels) is the table's error only: the chart and status still show.
-    const topReply = await api<Row[]>('top', { ...windowParams(), by: state.by, limit: '20' }).then(
+    const topReply = await api<Row[]>(first.top).then(
       (r) => ({ ok: r, err: undefined }),
       (err: unknown) => ({ ok: undefined, err }),
     );
@@ -410,7 +344,7 @@ async function loadDetail(): Promise<void> {
   $('detail').hidden = false;
   $('detail-title').textContent = ip;
   try {
-    const step = stepFor(windowSecs(), intervalSecs);
+    const step = chartStep();
     const [series, flows, names] = await Promise.all([
       api<SeriesRow[]>('series', { ...windowParams(), ip, step }),
       api<Row[]>('flows', { ...windowParams(), ip, limit: '20' }),
@@ -433,15 +367,14 @@ async function loadDetail(): Promise<void> {
  * long ago) opens on its recorded range, and says so.
  */
 async function openingWindow(whole: Promise<Reply<Row>>): Promise<boolean> {
-  const s = (await whole).body;
-  if (typeof s.last !== 'string' || typeof s.first !== 'string') return false;
-  if (Date.parse(s.last) > Date.now() - 3_600_000) return false;
-  state.since = s.first;
-  state.until = s.last;
+  const range = openingRange((await whole).body, Date.now());
+  if (!range) return false;
+  state.since = range.since;
+  state.until = range.until;
   writeState(true);
   const note = $('note');
   note.hidden = false;
-  note.textContent = `This file holds no data of the last hour: showing its recorded range, ${showTime(s.first)} to ${showTime(s.last)}.`;
+  note.textContent = `This file holds no data of the last hour: showing its recorded range, ${showTime(range.since)} to ${showTime(range.until)}.`;
   return true;
 }
 
@@ -506,7 +439,7 @@ function wire(): void {
     void start();
   });
   window.addEventListener('popstate', () => {
-    state = readState();
+    state = readView(new URLSearchParams(location.search));
     void load();
   });
 }
@@ -517,7 +450,7 @@ function wire(): void {
  */
 async function start(): Promise<void> {
   if (state.since !== undefined || state.until !== undefined) return load();
-  const whole = api<Row>('status', {});
+  const whole = api<Row>(WHOLE_STATUS);
   deciding = true;
   const first = load();
   let moved = false;

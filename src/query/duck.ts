@@ -42,8 +42,34 @@ export interface Column {
   type: DuckDBType;
 }
 
+/**
+ * Instances kept for the next command (see Duck.keepInstances): idle ones, each locked down
+ * and holding no table.
+ */
+const idle: DuckDBInstance[] = [];
+let keepMax = 0;
+/** Instances lockDown locked with no path allowed: those may be kept (a kept one stays locked). */
+const locked = new WeakSet<DuckDBInstance>();
+
 export class Duck {
-  private constructor(private readonly instance: DuckDBInstance, readonly conn: DuckDBConnection) {}
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    readonly conn: DuckDBConnection,
+    /** Never kept: it runs the user's SQL (`tc-query sql`, `export`), whose objects could outlive it. */
+    private readonly fresh = false,
+  ) {}
+
+  /**
+   * Keeps up to `n` instances for the commands that follow in this process instead of closing
+   * them (`tc-query serve`, which runs a command per request): starting one costs ~18 ms of CPU
+   * here, more than most answers' own query. A kept instance is handed on with every table and
+   * view of the command that used it dropped and its connection closed (temporary objects are
+   * the connection's); it stays locked down, so a command that needs paths allowed (an export)
+   * gets a new one. The CLI runs one command and keeps none.
+   */
+  static keepInstances(n: number): void {
+    keepMax = n;
+  }
 
   /**
    * Takes away DuckDB's access to the file system for the rest of this instance: no COPY TO,
@@ -53,12 +79,20 @@ export class Duck {
    * Called once the tables are loaded.
    */
   async lockDown(allow: string[] = []): Promise<void> {
+    if (locked.has(this.instance)) {
+      if (allow.length > 0) throw new Error('a kept DuckDB instance is locked down already: open a fresh one to allow paths');
+      return;
+    }
+    if (allow.length === 0 && !this.fresh) locked.add(this.instance);
     if (allow.length > 0) await this.conn.run(`SET allowed_paths = [${allow.map(sqlString).join(', ')}]`);
     await this.conn.run('SET enable_external_access = false');
     await this.conn.run('SET lock_configuration = true');
   }
 
-  static async open(): Promise<Duck> {
+  /** `fresh`: a new instance, never kept (for the user's SQL). */
+  static async open(o: { fresh?: boolean } = {}): Promise<Duck> {
+    const kept = o.fresh ? undefined : idle.pop();
+    if (kept) return new Duck(kept, await kept.connect());
     const instance = await api.DuckDBInstance.create(':memory:', {
       autoinstall_known_extensions: 'false',
       autoload_known_extensions: 'false',
@@ -69,7 +103,7 @@ export class Duck {
     });
     try {
       const conn = await instance.connect();
-      return new Duck(instance, conn);
+      return new Duck(instance, conn, o.fresh);
     } catch (err) {
       instance.closeSync();
       throw err;
@@ -155,7 +189,23 @@ export class Duck {
   }
 
   close(): void {
-    this.conn.closeSync();
+    if (keepMax > idle.length && locked.has(this.instance)) void this.recycle();
+    else {
+      this.conn.closeSync();
+      this.instance.closeSync();
+    }
+  }
+
+  /** Drops what the command made and keeps the instance for the next one (or closes it, when that fails). */
+  private async recycle(): Promise<void> {
+    try {
+      const made = (await this.conn.runAndReadAll("select 'table', table_name from duckdb_tables() where not internal union all select 'view', view_name from duckdb_views() where not internal and not temporary")).getRows();
+      for (const [kind, name] of made) await this.conn.run(`drop ${String(kind)} if exists "${String(name).replace(/"/g, '""')}"`);
+      this.conn.closeSync();
+      if (idle.length < keepMax) return void idle.push(this.instance);
+    } catch {
+      this.conn.closeSync();
+    }
     this.instance.closeSync();
   }
 }

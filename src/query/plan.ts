@@ -212,16 +212,49 @@ export function windowParams(segments: Segment[], params: unknown[]): unknown[] 
 
 /**
  * SQL reading one segment as a time series: (t_ms, tx_packets, tx_bytes, rx_packets, rx_bytes)
- * per interval or bucket start, summed over the addresses matched by `where`.
+ * per interval or bucket start, summed over the addresses matched by `where`; the interval
+ * log's totals (source LOG) per multiple of `alignMs`.
  */
-export function seriesSql(s: Segment, where: string): string {
+export function seriesSql(s: Segment, where: string, alignMs = 1): string {
   if (s.sign !== 1) throw new TcError('series plans add segments only', 'ERR_TC_INTERNAL');
+  if (s.source === LOG) {
+    if (where.trim()) throw new TcError('the interval log holds totals only', 'ERR_TC_INTERNAL');
+    // Each counted packet has one source: the totals are the sums of the tx counters (and of the
+    // rx ones). Summed per multiple of `alignMs` (which every step bound is), not per interval:
+    // handing a row to JS costs more than SQLite's sum.
+    const t = `start_ms - start_ms % ${Math.trunc(alignMs)}`;
+    return `select ${t}, sum(ip_packets), sum(ip_bytes), sum(ip_packets), sum(ip_bytes) from batches where start_ms >= ? and start_ms < ? group by ${t}`;
+  }
   if (s.source === 'raw') {
     return `select b.start_ms, ${IP_SUMS} from batches b join ip_deltas d on d.batch_id = b.id
             where b.start_ms >= ? and b.start_ms < ? ${where} group by b.start_ms`;
   }
   if (where) return `${bucketsCte(s)} select d.bucket_ms, ${IP_SUMS} from t join ${s.source} d on d.bucket_ms = t.b where true ${where} group by d.bucket_ms`;
   return `select bucket_ms, ${IP_SUMS} from ${s.source} d where bucket_ms >= ? and bucket_ms < ? ${where} group by bucket_ms`;
+}
+
+/** The source of segments read from the interval log's own totals (see totalsFromLog). */
+export const LOG = 'log';
+
+/**
+ * A total over every address as the interval log's totals (`batches`: a row per interval)
+ * where the log still holds every interval of a segment, instead of the per-address rows (a
+ * row per address per interval or bucket): the raw, minute and hour segments, which read a
+ * row per address and bucket where the log has at most 720 rows an hour (at 5 s intervals).
+ * The day level stays (17,280 intervals a day against a day's addresses). The log outlives
+ * the per-address detail (retention and the disk budget shed it last, oldest first), so a
+ * total stays exact where that detail is gone.
+ */
+export function totalsFromLog(db: Database.Database, segments: Segment[]): Segment[] {
+  const floor = (db.prepare('select min(start_ms) from batches').pluck().get() as number | null) ?? Infinity;
+  return segments.flatMap((s): Segment[] => {
+    const step = s.source === 'raw' ? 1 : BUCKET_MS[s.source];
+    if (s.sign !== 1 || step >= DAY_MS) return [s];
+    // From the first whole bucket whose intervals the log holds: the buckets before it are read as planned.
+    const from = Math.max(s.fromMs, Math.ceil(floor / step) * step);
+    if (from >= s.toMs) return [s];
+    return [...(from > s.fromMs ? [{ ...s, toMs: from }] : []), { ...s, fromMs: from, source: LOG }];
+  });
 }
 
 /** Resolves the window: `--all` becomes the recorded span of the log. */

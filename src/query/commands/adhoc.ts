@@ -48,7 +48,7 @@ export async function adhocSql(o: { db: string; window: Window; sql: string; for
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
-    duck = await Duck.open();
+    duck = await Duck.open({ fresh: true });
     const window = resolveWindow(sqlite, o.window);
     for (const t of tablesIn(o.sql)) await loadTable(sqlite, duck, t, window);
     if (o.labels && /\blabels\b/i.test(o.sql)) await loadLabels(sqlite, duck, o.labels);
@@ -232,7 +232,7 @@ export async function exportRows(o: ExportOptions): Promise<{ rows: number; out:
   let duck: Duck | undefined;
   let staged: string | undefined;
   try {
-    duck = await Duck.open();
+    duck = await Duck.open({ fresh: true });
     const window = resolveWindow(sqlite, o.window);
     const table = o.what === 'names' ? 'names' : o.resolution === 'raw' ? `${o.what}_deltas` : `${o.what}_${o.resolution}`;
     // The files' keys (when given) then the names, after the table's own columns.

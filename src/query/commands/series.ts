@@ -6,7 +6,7 @@ import { Duck, querySql, BIGINT } from '../duck';
 import { openReadOnly } from '../db';
 import { parseStep, SERIES_STEPS, stepText, type Window } from '../window';
 import { counted, render, type Answer, type ColumnSpec, type Format } from '../output';
-import { collectColumns, missingDetail, planWindow, readRange, resolveWindow, seriesSql } from '../plan';
+import { collectColumns, LOG, missingDetail, planWindow, readRange, resolveWindow, seriesSql, totalsFromLog } from '../plan';
 import { idsBetween, matchingIds, whereFor, type AddressMatch, type Filters } from '../filters';
 import { checkSide, LocalSet, networksOf, partialNote, type LocalNetworkRow, type Side } from '../local';
 import type { LabelTable } from '../labels';
@@ -77,6 +77,8 @@ function alignment(bounds: number[], stepMs: number): number {
  * the steps that fit (the intervals' common multiple, and the offered steps that are multiples).
  */
 export function checkStep(sqlite: Database.Database, window: Window, stepMs: number): void {
+  // Every session's intervals fit (a file's sessions mostly share one length): nothing to look up per interval.
+  if ((sqlite.prepare('select distinct interval_ms from sessions').pluck().all() as number[]).every((l) => l <= 0 || stepMs % l === 0)) return;
   const r = readRange(window);
   const lengths = (sqlite.prepare('select distinct s.interval_ms from batches b join sessions s on s.id = b.session_id where b.start_ms >= ? and b.start_ms < ? order by 1').pluck().all(r.fromMs, r.toMs) as number[]).filter((l) => l > 0);
   if (lengths.every((l) => stepMs % l === 0)) return;
@@ -112,10 +114,11 @@ function* readSeries(sqlite: Database.Database, window: Window, stepMs: number, 
   if (ids?.some((c) => c.length === 0)) return;
   const w = whereFor('ip', ids, {});
   const where = `${w.where} ${extra.where}`;
-  const segments = planWindow(sqlite, 'ip', window, { stepMs });
+  const planned = planWindow(sqlite, 'ip', window, { stepMs });
+  const segments = ids === undefined && extra.where === '' ? totalsFromLog(sqlite, planned) : planned;
   // Few rows (one per interval or bucket), read into typed columns and copied into DuckDB whole.
   for (const s of segments) {
-    for (const [t, txp, txb, rxp, rxb] of sqlite.prepare(seriesSql(s, where)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params, ...extra.params) as Iterable<bigint[]>) {
+    for (const [t, txp, txb, rxp, rxb] of sqlite.prepare(seriesSql(s, where, stepMs)).safeIntegers(true).raw(true).iterate(s.fromMs, s.toMs, ...w.params, ...extra.params) as Iterable<bigint[]>) {
       yield asSide ? [t, 0n, 0n, 0n, 0n, rxb, txb] : [t, txp, txb, rxp, rxb, 0n, 0n];
     }
   }
@@ -181,9 +184,10 @@ export async function series(o: SeriesOptions): Promise<Answer> {
         known = sideRows.known;
         read = { sums: collectColumns((function* () { yield* readSeries(sqlite, window, alignMs, ids); yield* sideRows.rows; })(), kinds) };
       }
-      const missing = empty
-        ? undefined
-        : missingDetailNote(missingDetail(sqlite, 'ip', planWindow(sqlite, 'ip', window, { stepMs: alignMs })), 'detail at this step', 'use a coarser --step there (1d keeps every day)', o.tz);
+      // A total is read from the interval log where it still holds the intervals: no detail is missing there.
+      const planned = planWindow(sqlite, 'ip', window, { stepMs: alignMs });
+      const fromDetail = ids === undefined && !o.side ? totalsFromLog(sqlite, planned).filter((s) => s.source !== LOG) : planned;
+      const missing = empty ? undefined : missingDetailNote(missingDetail(sqlite, 'ip', fromDetail), 'detail at this step', 'use a coarser --step there (1d keeps every day)', o.tz);
       const partial = o.side && !empty ? partialNote(sqlite, window.fromMs, window.toMs) : undefined;
       return { window, bounds, ids, cov, read, known, notes: [missing, partial].filter((n): n is string => n !== undefined) };
     });

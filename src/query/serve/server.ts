@@ -20,6 +20,8 @@ import { buildProgram, errorOf, type ProgramIO } from '../../cli/query-program';
 import { toJson, type Answer } from '../output';
 import { TcError } from '../../errors';
 import type { Completeness } from '../coverage';
+import { firstRequests, readView } from './view';
+import { Duck } from '../duck';
 
 export interface ServeOptions {
   db: string;
@@ -198,6 +200,17 @@ function errorResult(err: unknown): ApiResult {
   return { status, body: `${toJson({ error: { message: status < 500 ? asParameters(message) : message, code } })}\n`, notes: [] };
 }
 
+/**
+ * The page's first API requests as a `Link: rel=preload` header: the browser asks for them as
+ * the page arrives, while it loads the script that asks for them, and hands the answers to the
+ * page's own fetches (the same URL, and `crossorigin` for fetch()'s same-origin credentials).
+ * Not with a token: the page's requests then carry it, which a preload cannot.
+ */
+function preloads(params: URLSearchParams): Record<string, string> {
+  const api = firstRequests(readView(params), Date.now()).map((p) => `<${p}>; rel=preload; as=fetch; crossorigin`);
+  return { Link: ['</app.css>; rel=preload; as=style', '</app.js>; rel=preload; as=script', ...api].join(', ') };
+}
+
 /** A counting semaphore: at most `n` holders at once, the others waiting in order. */
 function limiter(n: number) {
   let running = 0;
@@ -236,6 +249,7 @@ export async function startServer(o: ServeOptions): Promise<Served> {
   const globals = ['--db', o.db, ...(o.labels ? ['--labels', o.labels] : []), ...(o.asn ?? []).flatMap((f) => ['--asn', f])];
   const flagsOf = commandFlags();
   const limit = limiter(MAX_RUNNING);
+  Duck.keepInstances(MAX_RUNNING);
   const files = new Map<string, Buffer>();
   const fileOf = (name: string) => {
     let b = files.get(name);
@@ -263,7 +277,7 @@ export async function startServer(o: ServeOptions): Promise<Served> {
       const head = req.method === 'HEAD';
       const url = new URL(req.url ?? '/', 'http://x');
       const st = STATIC[url.pathname];
-      if (st) return send(res, 200, st.type, fileOf(st.file), { 'Cache-Control': 'no-cache' }, head);
+      if (st) return send(res, 200, st.type, fileOf(st.file), { 'Cache-Control': 'no-cache', ...(url.pathname === '/' && !token ? preloads(url.searchParams) : {}) }, head);
       const m = /^\/api\/([a-z]+)$/.exec(url.pathname);
       if (!m || !(API_COMMANDS as readonly string[]).includes(m[1])) return sendError(res, 404, `no route ${url.pathname.slice(0, 100)} (the API: ${API_COMMANDS.map((c) => `/api/${c}`).join(', ')})`, 'ERR_TC_NOT_FOUND');
       if (token && !tokenMatches(req, token)) return sendError(res, 401, 'this server needs its token: send Authorization: Bearer TOKEN (the token of --auth-token-file)', 'ERR_TC_AUTH', { 'WWW-Authenticate': 'Bearer' });
