@@ -148,8 +148,12 @@ static sqlite3_module tc_rows_module = {
   .xRowid = tc_rowid,
 };
 
+int tc_group_init(sqlite3 *db); /* tc_group.c */
+
+/* Both functions of the extension: tc_rows for the writer, tc_group for the readers. */
 int tc_rows_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {
   (void)err;
   SQLITE_EXTENSION_INIT2(api);
-  return sqlite3_create_module(db, "tc_rows", &tc_rows_module, 0);
+  int rc = sqlite3_create_module(db, "tc_rows", &tc_rows_module, 0);
+  return rc == SQLITE_OK ? tc_group_init(db) : rc;
 }

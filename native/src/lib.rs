@@ -719,7 +719,7 @@ pub fn try_lock_file(path: String) -> Result<Option<i32>, String> {
     lock::try_lock(&PathBuf::from(&path)).map(|f| f.map(|f| f.into_raw_fd())).map_err(|e| err(Code::Lock, format!("cannot lock {path}: {e}")))
 }
 
-/// The writer's SQLite table function `tc_rows` (native/sqlite/tc_rows.c), for better-sqlite3's
+/// The SQLite functions of native/sqlite/ (the writer's table function `tc_rows`, the readers' aggregate `tc_group`), for better-sqlite3's
 /// `loadExtension(<this addon's file>, "sqlite3_tcrows_init")`. Not part of the napi surface:
 /// SQLite calls it, with its own API table.
 ///

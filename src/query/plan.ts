@@ -189,21 +189,22 @@ function segmentRows(family: Family, s: Segment, where: string): string {
   return `select ${cols} from ${s.source} d where d.bucket_ms >= ? and d.bucket_ms < ?`;
 }
 
+/** Value columns of which a key needs one non-zero sum to be kept (bit 0: the first value): rows that cancel out leave. */
+const KEEP_MASK: Record<Family, number> = { ip: 0b0101, flow: 0b01 };
+
 /**
  * SQL that sums a planned window per key, in one statement: each segment's rows (subtracted
- * segments negated), grouped once. Per-IP rows (ip_id, tx_packets, tx_bytes, rx_packets,
- * rx_bytes) or per-flow rows (src_id, dst_id, proto, sport, dport, packets, bytes); keys whose
- * rows cancel out are left out. Binds, per segment: (from, to, ...filter params); see
- * `windowParams`. One result set rather than one per segment: handing rows to JS costs more
- * than SQLite's grouping.
+ * segments negated), grouped once by tc_group (native/sqlite/tc_group.c) into one BLOB of
+ * columns: per-IP (ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes) or per-flow (src_id,
+ * dst_id, proto, sport, dport, packets, bytes); keys whose rows cancel out are left out.
+ * Binds, per segment: (from, to, ...filter params); see `windowParams`.
  */
 export function windowSql(family: Family, segments: Segment[], where: string): string {
-  const keys = KEYS[family].join(', ');
+  const keys = KEYS[family];
   const values = VALUES[family];
   const members = segments.map((s) => segmentRows(family, s, where)).join('\n  union all\n  ');
-  const nonZero = family === 'ip' ? 'sum(tx_packets) != 0 or sum(rx_packets) != 0' : 'sum(packets) != 0';
-  return `with u(${keys}, ${values.join(', ')}) as (\n  ${members}\n)
-select ${keys}, ${values.map((v) => `sum(${v})`).join(', ')} from u group by ${keys} having ${nonZero}`;
+  return `with u(${[...keys, ...values].join(', ')}) as (\n  ${members}\n)
+select tc_group(${keys.length}, ${KEEP_MASK[family]}, ${[...keys, ...values].join(', ')}) from u`;
 }
 
 export function windowParams(segments: Segment[], params: unknown[]): unknown[] {
@@ -316,14 +317,36 @@ export function collectColumns(rows: Iterable<bigint[]>, kinds: ColumnKind[]): {
   return { count: n, columns: columns.map((c) => c.subarray(0, n)) };
 }
 
+/** The SQLite extension that holds tc_group: its file and entry point (native.ts sqliteExtension). */
+export interface Extension {
+  file: string;
+  entry: string;
+}
+
+const grouping = new WeakSet<Database.Database>();
+
 /**
  * Reads a planned window from SQLite, summed per key, into columns, with the dictionary ids the
- * rows refer to. One reader for the main thread and the prefetch worker.
+ * rows refer to. One reader for the main thread and the prefetch worker; the columns are views
+ * of one buffer.
  */
-export function readSegments(db: Database.Database, family: Family, segments: Segment[], where: string, params: unknown[]): SegmentRows {
-  if (segments.length === 0) return { count: 0, columns: SEGMENT_COLUMNS[family].map((k) => allocColumn(k, 0)), ids: [] };
-  const stmt = db.prepare(windowSql(family, segments, where)).safeIntegers(true).raw(true);
-  const { count, columns } = collectColumns(stmt.iterate(...windowParams(segments, params)) as Iterable<bigint[]>, SEGMENT_COLUMNS[family]);
+export function readSegments(db: Database.Database, family: Family, segments: Segment[], where: string, params: unknown[], ext: Extension): SegmentRows {
+  const kinds = SEGMENT_COLUMNS[family];
+  if (segments.length === 0) return { count: 0, columns: kinds.map((k) => allocColumn(k, 0)), ids: [] };
+  if (!grouping.has(db)) {
+    // better-sqlite3 takes the entry point as a second argument; its @types know only the first.
+    (db.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
+    grouping.add(db);
+  }
+  const blob = db.prepare(windowSql(family, segments, where)).pluck().get(...windowParams(segments, params)) as Buffer;
+  const count = blob.length / 8 / kinds.length;
+  // A copy: the blob's bytes need not be 8-aligned. Little-endian, as this host is.
+  const all = new BigInt64Array(count * kinds.length);
+  new Uint8Array(all.buffer).set(blob);
+  const columns = kinds.map((k, c): ColumnData => {
+    const col = all.subarray(c * count, (c + 1) * count);
+    return k === 'i64' ? col : k === 'u8' ? Uint8Array.from(col, Number) : Uint16Array.from(col, Number);
+  });
   const ids = new Set<number>();
   const keyCols = family === 'ip' ? [columns[0]] : [columns[0], columns[1]];
   for (const c of keyCols) for (let i = 0; i < count; i++) ids.add(Number(c[i]));

@@ -9,7 +9,7 @@ parentPort!.on('message', ({ id, req }: { id: number; req: ReadRequest }) => {
   try {
     const db = openReadOnly(req.db);
     try {
-      rows = readSegments(db, req.family, req.segments, req.where, req.params);
+      rows = readSegments(db, req.family, req.segments, req.where, req.params, req.ext);
     } finally {
       db.close();
     }
@@ -18,6 +18,6 @@ parentPort!.on('message', ({ id, req }: { id: number; req: ReadRequest }) => {
     parentPort!.postMessage({ id, error: { message: e.message, code: e.code ?? 'ERR_TC_READ' } });
     return;
   }
-  // The column buffers move to the main thread; nothing is copied.
-  parentPort!.postMessage({ id, rows }, rows.columns.map((c) => c.buffer as ArrayBuffer));
+  // The column buffers move to the main thread; nothing is copied (most columns share one).
+  parentPort!.postMessage({ id, rows }, [...new Set(rows.columns.map((c) => c.buffer as ArrayBuffer))]);
 });

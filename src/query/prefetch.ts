@@ -10,7 +10,8 @@ import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { matchingIds, whereFor, type AddressMatch, type Filters } from './filters';
 import type { LabelTable } from './labels';
-import { BUCKET_MS, planWindow, readSegments, resolveWindow, type Family, type Segment, type SegmentRows } from './plan';
+import { BUCKET_MS, planWindow, readSegments, resolveWindow, type Extension, type Family, type Segment, type SegmentRows } from './plan';
+import { sqliteExtension } from '../native';
 import { openReadOnly } from './db';
 import { checkSide, type Side } from './local';
 import { TcError } from '../errors';
@@ -21,6 +22,8 @@ export interface ReadRequest {
   segments: Segment[];
   where: string;
   params: unknown[];
+  /** The extension of tc_group, which the worker loads into its connection. */
+  ext: Extension;
 }
 
 export interface ReadAhead {
@@ -118,10 +121,10 @@ export function readAhead(sqlite: Database.Database, file: string, family: Famil
   if (sqlite.memory) {
     // The file was read into memory (openReadOnly: a WAL file in a folder that is not writable):
     // a worker would read it all again, so this thread reads every segment.
-    return { window, match, family, where, params, mine: segments, theirs: Promise.resolve(readSegments(sqlite, family, [], where, params)) };
+    return { window, match, family, where, params, mine: segments, theirs: Promise.resolve(readSegments(sqlite, family, [], where, params, sqliteExtension())) };
   }
   const [theirs, mine] = split(sqlite, segments);
-  const rows = segmentReader().read({ db: file, family, segments: theirs, where, params });
+  const rows = segmentReader().read({ db: file, family, segments: theirs, where, params, ext: sqliteExtension() });
   rows.catch(() => undefined);
   return { window, match, family, where, params, mine, theirs: rows };
 }

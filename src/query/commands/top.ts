@@ -15,6 +15,7 @@ import { checkSide, localSetOf, partialNote, type LocalSet, type Side } from '..
 import { FLOW_COLS, IP_COLS, LOCAL_COL, rateCols, SIDE_COLS } from '../columns';
 export { PROTO } from '../columns';
 import { formatAddr, parseAddr } from '../../addr';
+import { sqliteExtension } from '../../native';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow' | KeyBy;
 
@@ -63,7 +64,7 @@ export async function loadWindow(
   params: unknown[] = [],
   preRead?: ReadAhead,
 ): Promise<void> {
-  const parts = [preRead?.mineRows ?? readSegments(sqlite, family, preRead ? preRead.mine : planWindow(sqlite, family, w), where, params)];
+  const parts = [preRead?.mineRows ?? readSegments(sqlite, family, preRead ? preRead.mine : planWindow(sqlite, family, w), where, params, sqliteExtension())];
   if (preRead) parts.push(await preRead.theirs);
   for (const p of parts) for (const id of p.ids) ids.add(id);
   const cols = SEGMENT_COLUMNS[family];
@@ -97,7 +98,7 @@ export async function top(o: TopOptions): Promise<Answer> {
     // This thread reads its half of a read-ahead window while DuckDB starts.
     const p = o.prefetched;
     ({ duck } = await Duck.openAlongside(() => {
-      if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params);
+      if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params, sqliteExtension());
       // The ASN table is parsed (or read from its cache) while DuckDB starts.
       o.keys?.asn?.();
     }));
