@@ -1,6 +1,6 @@
 /**
  * Opens a traffic-counter database read-only; never changes the file. The one way tc-query
- * opens it: the commands and the read-ahead worker (prefetch-worker.ts) go through here.
+ * opens it: every command goes through here.
  */
 import Database from 'better-sqlite3';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';

@@ -27,7 +27,7 @@ export interface TopOptions {
   format: Format;
   filters?: Filters;
   tz?: string;
-  /** The window already planned, part of it being read on a worker thread (see prefetch.ts). */
+  /** The window already planned (see prefetch.ts), read here while DuckDB starts. */
   prefetched?: ReadAhead;
   /** Labels, ASN table, prefixes: for --by label|asn|net, --label and the columns of --by ip rows. */
   keys?: KeySources;
@@ -51,8 +51,7 @@ export const WINDOW_TABLE: Record<Family, string> = { ip: 'window_ip_sums', flow
 
 /**
  * Loads the window's per-IP or per-flow sums into DuckDB as WINDOW_TABLE[family]: read from
- * SQLite summed per key (the part read ahead on a worker summed apart, so a key may have two
- * rows) and copied in as typed columns.
+ * SQLite summed per key (or already read ahead) and copied in as typed columns.
  */
 export async function loadWindow(
   sqlite: Database.Database,
@@ -64,16 +63,15 @@ export async function loadWindow(
   params: unknown[] = [],
   preRead?: ReadAhead,
 ): Promise<void> {
-  const parts = [preRead?.mineRows ?? readSegments(sqlite, family, preRead ? preRead.mine : planWindow(sqlite, family, w), where, params, sqliteExtension())];
-  if (preRead) parts.push(await preRead.theirs);
-  for (const p of parts) for (const id of p.ids) ids.add(id);
+  const rows = preRead?.rows ?? readSegments(sqlite, family, preRead ? preRead.segments : planWindow(sqlite, family, w), where, params, sqliteExtension());
+  for (const id of rows.ids) ids.add(id);
   const cols = SEGMENT_COLUMNS[family];
   const names = SEGMENT_NAMES[family];
   // Per-segment sums fit 64 bits (SQLite's sum() refuses to overflow); DuckDB sums them as HUGEINT.
   const spec = cols.map((k, i) =>
     k === 'i64' ? { name: names[i], sqlType: 'BIGINT', type: BIGINT } : k === 'u8' ? { name: names[i], sqlType: 'UTINYINT', type: UTINYINT } : { name: names[i], sqlType: 'USMALLINT', type: USMALLINT },
   );
-  await duck.loadColumns(WINDOW_TABLE[family], spec, parts);
+  await duck.loadColumns(WINDOW_TABLE[family], spec, [rows]);
 }
 
 
@@ -95,10 +93,10 @@ export async function top(o: TopOptions): Promise<Answer> {
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
-    // This thread reads its half of a read-ahead window while DuckDB starts.
+    // A read-ahead window is read while DuckDB starts.
     const p = o.prefetched;
     ({ duck } = await Duck.openAlongside(() => {
-      if (p) p.mineRows = readSegments(sqlite, p.family, p.mine, p.where, p.params, sqliteExtension());
+      if (p) p.rows = readSegments(sqlite, p.family, p.segments, p.where, p.params, sqliteExtension());
       // The ASN table is parsed (or read from its cache) while DuckDB starts.
       o.keys?.asn?.();
     }));
