@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { pcapsDir, query, queryJson, recordGenerated, recorder, seeded, tmp } from './helpers';
 import { plan } from '../src/query/plan';
+import { coverage } from '../src/query/coverage';
 
 let db = '';
 const P = (f: string) => path.join(pcapsDir(), f);
@@ -123,6 +124,37 @@ test('a total series is the interval log\'s totals: each step equals its address
   // An address's series there has no detail left: it says so.
   const ip = queryJson<IpRow[]>(['--db', db, 'top', ...window, '--limit', '1'])[0].ip;
   assert.match(query(['--db', copy, 'series', ...window, '--step', '1m', '--ip', ip]).stderr, /detail at this step of .* is no longer in the file/);
+});
+
+test('a coverage is kept for the file as it is: a new event, a removed interval and a new one each give their own', () => {
+  const copy = path.join(tmp(), 'cov.db');
+  const src = new Database(db, { readonly: true });
+  src.prepare('vacuum into ?').run(copy);
+  src.close();
+  const reader = new Database(copy, { readonly: true });
+  const writer = new Database(copy);
+  const w = { fromMs: 0, toMs: 8.64e15, all: false };
+  try {
+    const a = coverage(reader, w);
+    assert.deepEqual(coverage(reader, w), a);
+    writer.prepare("insert into events (at_ms, kind, start_ms, end_ms) values (?, 'lost-interval', ?, ?)").run(a.first, a.first, a.first! + 1000);
+    const b = coverage(reader, w);
+    assert.equal(b.lost_intervals, a.lost_intervals + 1);
+    const oldest = writer.prepare('select id, end_ms - start_ms from batches order by id limit 1').raw().get() as [number, number];
+    writer.prepare('delete from ip_deltas where batch_id = ?').run(oldest[0]);
+    writer.prepare('delete from flow_deltas where batch_id = ?').run(oldest[0]);
+    writer.prepare('delete from batches where id = ?').run(oldest[0]);
+    const c = coverage(reader, w);
+    assert.deepEqual([c.intervals, c.covered_ms], [b.intervals - 1, b.covered_ms - oldest[1]]);
+    // The newest interval again, an hour later.
+    const later: Record<string, string> = { id: 'null', seq: 'seq + 1000000', start_ms: 'start_ms + 3600000', end_ms: 'end_ms + 3600000' };
+    const cols = (writer.prepare("select name from pragma_table_info('batches')").pluck().all() as string[]).map((n) => later[n] ?? n);
+    writer.prepare(`insert into batches select ${cols.join(', ')} from batches order by id desc limit 1`).run();
+    assert.equal(coverage(reader, w).intervals, c.intervals + 1);
+  } finally {
+    reader.close();
+    writer.close();
+  }
 });
 
 test('top --by src|dst, --proto, --port, --cidr, --ip and flows --ip', () => {

@@ -91,7 +91,35 @@ export function bounds(w: Window): [number, number] {
   return w.all ? [-8.64e15, 8.64e15] : [w.fromMs, w.toMs];
 }
 
+/**
+ * Coverages this process computed, by file, the state of what coverage reads and window:
+ * `tc-query serve` answers a page's top, series and status over one window, each a command
+ * of its own, and the coverage of a day's intervals costs ~20 ms here. The state is read from
+ * the command's own snapshot, so an answer never takes a coverage of other data: the ends of
+ * the interval log (rows are appended, retention removes the oldest), the newest session and
+ * event, and each rollup level's ends (coarserParts). Files read into memory are not kept.
+ */
+const computed = new Map<string, Coverage>();
+const KEEP_COVERAGES = 32;
+
+function stateOf(db: Database.Database): string {
+  const ends = (table: string, col: string) => db.prepare(`select (select min(${col}) from ${table}), (select max(${col}) from ${table})`).raw().get() as unknown[];
+  return JSON.stringify([ends('batches', 'id'), ends('sessions', 'id'), ends('events', 'id'), ...IP_LEVELS.map((l) => ends(l, 'bucket_ms'))]);
+}
+
 export function coverage(db: Database.Database, w: Window): Coverage {
+  if (db.memory) return computeCoverage(db, w);
+  const key = `${db.name}\n${stateOf(db)}\n${bounds(w).join(' ')}`;
+  let c = computed.get(key);
+  if (!c) {
+    c = computeCoverage(db, w);
+    if (computed.size >= KEEP_COVERAGES) computed.delete(computed.keys().next().value!);
+    computed.set(key, c);
+  }
+  return structuredClone(c);
+}
+
+function computeCoverage(db: Database.Database, w: Window): Coverage {
   const [from, to] = bounds(w);
   const a = db
     .prepare(
