@@ -302,15 +302,17 @@ async function load(): Promise<void> {
       ($('from') as HTMLInputElement).value = inputValue(c.window.from);
       ($('to') as HTMLInputElement).value = inputValue(c.window.to);
     }
-    const stacking = topReply.ok ? stackedSeries(state.by, top.body, step) : Promise.resolve([]);
-    stacking.catch(() => undefined);
     const total = await totalReply;
     if (mine !== generation) return;
     const xs = total.body.map((r) => Date.parse(r.start) / 1000);
     const totalLine = [{ label: 'total', values: perSecond(total.body, 'bytes') }];
-    // The total is drawn as soon as it is there; the top 5 join it when their series are.
+    // The total is drawn as soon as it is there; the top 5 join it when their series are,
+    // asked for once the first screen is drawn (the server and the browser share the host's
+    // CPUs: answering them while the page draws would delay what it draws first).
     drawChart($('chart'), xs, totalLine, []);
     performance.mark(`tc-first-${mine}`);
+    const stacking = topReply.ok ? stackedSeries(state.by, top.body, step) : Promise.resolve([]);
+    stacking.catch(() => undefined);
     const status = await askStatus();
     if (mine !== generation) return;
     const live = (status.body.sessions as { kind: string; ended_at: string | null; interval_ms: number }[]).filter((s) => s.ended_at === null && s.kind === 'live');
