@@ -19,7 +19,8 @@ import { BatchSink } from '../src/recorder/write/sink';
 import { Logger } from '../src/recorder/observe/log';
 import { Metrics } from '../src/recorder/observe/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/upkeep/retention';
-import { plan, windowParams, windowSql } from '../src/query/plan';
+import { plan, readSegments } from '../src/query/plan';
+import { sqliteExtension } from '../src/native';
 import { makeBatch } from '../test/support/synth';
 import { writeIp2Asn } from '../test/support/asn';
 import { readAsn } from '../src/query/asn';
@@ -90,10 +91,10 @@ function sqlite3Raw(fromMs: number, toMs: number): void {
 function sqliteRollups(fromMs: number, toMs: number): void {
   const db = new Database(FILE, { readonly: true });
   try {
-    const agg = new Map<number, number>();
     const segments = plan(db, 'ip', fromMs, toMs);
-    for (const r of db.prepare(windowSql('ip', segments, '')).raw().iterate(...windowParams(segments, [])) as Iterable<number[]>) agg.set(r[0], r[2] + r[4]);
-    const top = [...agg].sort((x, y) => y[1] - x[1]).slice(0, 20);
+    const { count, columns } = readSegments(db, 'ip', segments, '', [], sqliteExtension());
+    const [ids, , tx, , rx] = columns as BigInt64Array[];
+    const top = Array.from({ length: count }, (_, i) => [Number(ids[i]), Number(tx[i] + rx[i])]).sort((x, y) => y[1] - x[1]).slice(0, 20);
     const text = db.prepare('select text from addresses where id = ?').pluck();
     for (const [id] of top) text.get(id);
   } finally {

@@ -163,7 +163,9 @@ function coarserParts(db: Database.Database, from: number, to: number, first: nu
   const parts: CoarserPart[] = [];
   let limit = first ?? Infinity;
   for (const level of IP_LEVELS) {
-    const r = db.prepare(`select min(bucket_ms) as lo, max(bucket_ms) as hi from ${level} where bucket_ms >= ? and bucket_ms < ?`).get(from, Math.min(to, limit)) as { lo: number | null; hi: number | null };
+    // Two seeks on the key: SQLite answers min() and max() over a range by reading the range.
+    const edge = (order: string) => `(select bucket_ms from ${level} where bucket_ms >= @from and bucket_ms < @to order by bucket_ms ${order} limit 1)`;
+    const r = db.prepare(`select ${edge('asc')} as lo, ${edge('desc')} as hi`).get({ from, to: Math.min(to, limit) }) as { lo: number | null; hi: number | null };
     if (r.lo === null) continue;
     const end = limit === Infinity ? Math.min(to, r.hi! + LEVELS[level].ms) : limit;
     if (limit !== Infinity && r.lo >= bucketOf(limit, level)) continue;
