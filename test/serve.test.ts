@@ -201,6 +201,20 @@ test('the page names its first API requests as preloads, and each answers what t
   assert.deepEqual(bare.map((u) => `${u.pathname}?${u.searchParams}`), ['/api/status?', '/api/series?since=1h&step=1m', '/api/top?since=1h&by=ip&limit=20']);
 });
 
+test('the page\'s files carry an ETag: a tab opened again revalidates them with 304', async () => {
+  for (const f of ['', 'app.js', 'app.css']) {
+    const first = await get(`${s.url}${f}`);
+    assert.equal(first.status, 200);
+    const etag = String(first.headers.etag);
+    assert.match(etag, /^"[A-Za-z0-9_-]{27}"$/);
+    const again = await get(`${s.url}${f}`, { headers: { 'If-None-Match': etag } });
+    assert.equal(again.status, 304, f);
+    assert.equal(again.body, '');
+    assert.match(String(again.headers['content-security-policy']), /default-src 'none'/);
+    assert.equal((await get(`${s.url}${f}`, { headers: { 'If-None-Match': '"other"' } })).status, 200);
+  }
+});
+
 test('a listen address other than loopback warns; with --auth-token-file a request without the token gets 401', async () => {
   const open = await serve(db, [], '0.0.0.0:0');
   try {

@@ -250,14 +250,17 @@ export async function startServer(o: ServeOptions): Promise<Served> {
   const flagsOf = commandFlags();
   const limit = limiter(MAX_RUNNING);
   Duck.keepInstances(MAX_RUNNING);
-  const files = new Map<string, Buffer>();
+  // The page's files with their ETags: a tab opened again revalidates them (304) and the
+  // browser reuses its copy and the script's compiled code.
+  const files = new Map<string, { body: Buffer; etag: string }>();
   const fileOf = (name: string) => {
-    let b = files.get(name);
-    if (!b) {
-      b = readFileSync(path.join(WEB_DIR, name));
-      files.set(name, b);
+    let f = files.get(name);
+    if (!f) {
+      const body = readFileSync(path.join(WEB_DIR, name));
+      f = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+      files.set(name, f);
     }
-    return b;
+    return f;
   };
   let hosts = new Set<string>();
 
@@ -268,6 +271,19 @@ export async function startServer(o: ServeOptions): Promise<Served> {
   const sendError = (res: http.ServerResponse, status: number, message: string, code: string, extra: Record<string, string> = {}) =>
     send(res, status, 'application/json; charset=utf-8', `${toJson({ error: { message, code } })}\n`, { 'Cache-Control': 'no-store', ...extra });
 
+  const answer = async (cmd: string, params: URLSearchParams): Promise<ApiResult> => {
+    let argv: string[];
+    try {
+      argv = argvOf(cmd, params, globals, flagsOf);
+    } catch (err) {
+      return errorResult(err);
+    }
+    // A command reads SQLite on this thread before its first wait: requests that arrived with
+    // this one (the page's script and styles beside its preloads) are answered first.
+    await new Promise((resolve) => setImmediate(resolve));
+    return limit(() => runCommand(argv));
+  };
+
   const server = http.createServer(async (req, res) => {
     try {
       // A page of another origin that resolves its name to this address (DNS rebinding) sends its own Host.
@@ -277,21 +293,19 @@ export async function startServer(o: ServeOptions): Promise<Served> {
       const head = req.method === 'HEAD';
       const url = new URL(req.url ?? '/', 'http://x');
       const st = STATIC[url.pathname];
-      if (st) return send(res, 200, st.type, fileOf(st.file), { 'Cache-Control': 'no-cache', ...(url.pathname === '/' && !token ? preloads(url.searchParams) : {}) }, head);
+      if (st) {
+        const f = fileOf(st.file);
+        const extra = { 'Cache-Control': 'no-cache', ETag: f.etag, ...(url.pathname === '/' && !token ? preloads(url.searchParams) : {}) };
+        if (req.headers['if-none-match'] === f.etag) {
+          res.writeHead(304, { ...SECURITY_HEADERS, ...extra });
+          return res.end();
+        }
+        return send(res, 200, st.type, f.body, extra, head);
+      }
       const m = /^\/api\/([a-z]+)$/.exec(url.pathname);
       if (!m || !(API_COMMANDS as readonly string[]).includes(m[1])) return sendError(res, 404, `no route ${url.pathname.slice(0, 100)} (the API: ${API_COMMANDS.map((c) => `/api/${c}`).join(', ')})`, 'ERR_TC_NOT_FOUND');
       if (token && !tokenMatches(req, token)) return sendError(res, 401, 'this server needs its token: send Authorization: Bearer TOKEN (the token of --auth-token-file)', 'ERR_TC_AUTH', { 'WWW-Authenticate': 'Bearer' });
-      let r: ApiResult;
-      if ((req.url ?? '').length > MAX_QUERY) r = errorResult(new TcError(`the request is ${req.url!.length} characters long (at most ${MAX_QUERY})`, 'ERR_TC_USAGE'));
-      else {
-        let argv: string[] | undefined;
-        try {
-          argv = argvOf(m[1], url.searchParams, globals, flagsOf);
-        } catch (err) {
-          r = errorResult(err);
-        }
-        r ??= await limit(() => runCommand(argv!));
-      }
+      const r = (req.url ?? '').length > MAX_QUERY ? errorResult(new TcError(`the request is ${req.url!.length} characters long (at most ${MAX_QUERY})`, 'ERR_TC_USAGE')) : await answer(m[1], url.searchParams);
       const extra: Record<string, string> = { 'Cache-Control': 'no-store', [NOTES_HEADER]: asciiJson(r.notes) };
       if (r.completeness) extra[COMPLETENESS_HEADER] = asciiJson(r.completeness);
       send(res, r.status, 'application/json; charset=utf-8', r.body, extra, head);
