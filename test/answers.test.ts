@@ -95,6 +95,12 @@ test('a series that would make too many rows is refused before reading, naming a
   const fits = spawnSync(process.execPath, [QUERY, '--db', smtp, 'series', '--all', '--step', '1h', '--format', 'csv'], { encoding: 'utf8', maxBuffer: 1 << 26 });
   assert.equal(fits.status, 0, fits.stderr);
   assert.equal(fits.stdout.split('\n').length, 1 + 50_864 + 1);
+  // A step the intervals do not divide, over those six years: the step it names fits the rows too.
+  const odd = query(['--db', smtp, 'series', '--all', '--step', '7s']);
+  assert.equal(odd.status, 1);
+  const named = /use --step (\w+)/.exec(odd.stderr)?.[1];
+  assert.equal(named, '1h', odd.stderr);
+  assert.equal(spawnSync(process.execPath, [QUERY, '--db', smtp, 'series', '--all', '--step', named!, '--format', 'csv'], { encoding: 'utf8', maxBuffer: 1 << 26 }).status, 0);
 });
 
 test('a table cut by --limit says how many rows there were; replayed data speaks of no kernel drops', () => {

@@ -76,7 +76,7 @@ function alignment(bounds: number[], stepMs: number): number {
  * puts an interval's bytes in one step and overstates that step's rate. Names the intervals and
  * the steps that fit (the intervals' common multiple, and the offered steps that are multiples).
  */
-export function checkStep(sqlite: Database.Database, window: Window, stepMs: number): void {
+export function checkStep(sqlite: Database.Database, window: Window, stepMs: number, tz?: string): void {
   // Every session's intervals fit (a file's sessions mostly share one length): nothing to look up per interval.
   if ((sqlite.prepare('select distinct interval_ms from sessions').pluck().all() as number[]).every((l) => l <= 0 || stepMs % l === 0)) return;
   const r = readRange(window);
@@ -84,8 +84,14 @@ export function checkStep(sqlite: Database.Database, window: Window, stepMs: num
   if (lengths.every((l) => stepMs % l === 0)) return;
   const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
   const lcm = lengths.reduce((m, l) => (m / gcd(m, l)) * l, 1);
-  const least = Math.max(1, Math.ceil(stepMs / lcm)) * lcm;
-  const offered = SERIES_STEPS.filter((s) => parseStep(s) % lcm === 0 && parseStep(s) > least).slice(0, 3);
+  // The steps named must also fit the window's rows (stepBounds refuses more than MAX_STEPS).
+  const fits = (ms: number) => stepCount(window, ms, tz) <= MAX_STEPS;
+  const nearest = Math.max(1, Math.ceil(stepMs / lcm)) * lcm;
+  let least = Math.max(1, Math.ceil(Math.max(stepMs, (window.toMs - window.fromMs) / MAX_STEPS) / lcm)) * lcm;
+  while (!fits(least)) least += lcm;
+  const offered = SERIES_STEPS.filter((s) => parseStep(s) % lcm === 0 && parseStep(s) > least && fits(parseStep(s))).slice(0, 3);
+  // Raised by the row limit: an offered step (1d rather than 5955s) where one fits.
+  if (least > nearest && offered.length > 0) least = parseStep(offered.shift()!);
   const recorded = lengths.length === 1 ? `the ${stepText(lengths[0])} intervals recorded in this window` : `each of the interval lengths recorded in this window (${lengths.map(stepText).join(', ')})`;
   throw new TcError(
     `--step ${stepText(stepMs)} is ${stepMs < lcm && lengths.length === 1 ? 'shorter than' : 'not a multiple of'} ${recorded}: an interval counts whole in the step its start lies in, so the rates of such steps would be too high; use --step ${stepText(least)}${offered.length ? ` (or ${offered.join(', ')})` : ''}, a multiple of ${stepText(lcm)}`,
@@ -167,7 +173,7 @@ export async function series(o: SeriesOptions): Promise<Answer> {
     // note is the answer).
     const opened = await Duck.openAlongside(() => {
       const window = resolveWindow(sqlite, o.window);
-      checkStep(sqlite, window, o.stepMs);
+      checkStep(sqlite, window, o.stepMs, o.tz);
       const bounds = stepBounds(window, o.stepMs, o.tz);
       const alignMs = alignment(bounds, o.stepMs);
       const ids = matchingIds(sqlite, o.filters, o.labels);
