@@ -20,7 +20,6 @@ import { Logger } from '../src/recorder/observe/log';
 import { Metrics } from '../src/recorder/observe/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/upkeep/retention';
 import { plan, readSegments } from '../src/query/plan';
-import { sqliteExtension } from '../src/native';
 import { makeBatch } from '../test/support/synth';
 import { writeIp2Asn } from '../test/support/asn';
 import { readAsn } from '../src/query/asn';
@@ -92,7 +91,7 @@ function sqliteRollups(fromMs: number, toMs: number): void {
   const db = new Database(FILE, { readonly: true });
   try {
     const segments = plan(db, 'ip', fromMs, toMs);
-    const { count, columns } = readSegments(db, 'ip', segments, '', [], sqliteExtension());
+    const { count, columns } = readSegments(db, 'ip', segments, '', []);
     const [ids, , tx, , rx] = columns as BigInt64Array[];
     const top = Array.from({ length: count }, (_, i) => [Number(ids[i]), Number(tx[i] + rx[i])]).sort((x, y) => y[1] - x[1]).slice(0, 20);
     const text = db.prepare('select text from addresses where id = ?').pluck();

@@ -24,7 +24,8 @@ import { Metrics } from '../src/recorder/observe/metrics';
 import { DEFAULT_RETENTION } from '../src/recorder/upkeep/retention';
 import { makeBatch, namesOf, type NameEntry } from '../test/support/synth';
 import type { Batch } from '../src/native';
-import { loadRowsExtension, putNum, RowInsert } from '../src/recorder/write/rows';
+import { putNum, RowInsert } from '../src/recorder/write/rows';
+import { loadSqliteExtension } from '../src/native';
 import { IP_DELTA_COLUMNS } from '../src/schema/columns';
 import { IP_LEVELS } from '../src/schema/levels';
 import { arg, median } from './common';
@@ -121,7 +122,7 @@ function bare(file: string, batches: number, perTx: number, packed = false): num
   db.exec('create table ip_deltas (batch_id integer not null, ip_id integer not null, tx_packets integer not null, tx_bytes integer not null, rx_packets integer not null, rx_bytes integer not null, primary key (batch_id, ip_id)) without rowid');
   const many = db.prepare(`insert into ip_deltas values ${Array(50).fill('(?,?,?,?,?,?)').join(',')}`);
   const one = db.prepare('insert into ip_deltas values (?,?,?,?,?,?)');
-  loadRowsExtension(db);
+  loadSqliteExtension(db);
   const bulk = new RowInsert(db, 'ip_deltas', IP_DELTA_COLUMNS);
   const { batch_id, ip_id, tx_packets, tx_bytes, rx_packets, rx_bytes } = bulk.col;
   const t = process.hrtime.bigint();

@@ -4,6 +4,7 @@
  * views over the addon's Buffers, never as one object per key.
  */
 import * as path from 'node:path';
+import type Database from 'better-sqlite3';
 import type * as Addon from '../native/index';
 import { COUNTER_NAMES, type CounterName } from './schema/counters';
 import { TcError } from './errors';
@@ -23,14 +24,21 @@ if (addon.counterNames().join() !== COUNTER_NAMES.join()) {
 export const addonCounterNames = (): string[] => addon.counterNames();
 
 /**
- * The addon's file and the entry point of the SQLite table function compiled into it
- * (native/sqlite/tc_rows.c), for better-sqlite3's `loadExtension` in the writer's connection.
+ * The addon's file and the entry point of the SQLite functions compiled into it
+ * (native/sqlite/: the writer's tc_rows, the readers' tc_group).
  */
-export function sqliteExtension(): { file: string; entry: string } {
+function sqliteExtension(): { file: string; entry: string } {
   const dir = path.join(__dirname, '..', '..', 'native');
   const file = Object.keys(require.cache).find((k) => k.endsWith('.node') && path.dirname(k) === dir);
   if (!file) throw new TcError(`the native addon in ${dir} is not loaded from a .node file`, 'ERR_TC_ADDON');
   return { file, entry: 'sqlite3_tcrows_init' };
+}
+
+/** Loads those SQLite functions into a connection (the writer's, and each reader's that sums a window). */
+export function loadSqliteExtension(db: Database.Database): void {
+  const ext = sqliteExtension();
+  // better-sqlite3 takes the entry point as a second argument; its @types know only the first.
+  (db.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
 }
 
 /**

@@ -6,12 +6,11 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { sqliteExtension } from '../src/native';
+import { loadSqliteExtension } from '../src/native';
 
 function db(): Database.Database {
   const d = new Database(':memory:');
-  const ext = sqliteExtension();
-  (d.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
+  loadSqliteExtension(d);
   d.exec('create table r (a integer, b integer, x integer, y integer)');
   return d;
 }

@@ -11,6 +11,7 @@ import type Database from 'better-sqlite3';
 import type { Window } from './window';
 import { ALL_LEVELS, DAY_MS, IP_LEVELS, LEVELS, levelsOf, type Family } from '../schema/levels';
 import { TcError } from '../errors';
+import { loadSqliteExtension } from '../native';
 
 export type { Family };
 
@@ -317,25 +318,17 @@ export function collectColumns(rows: Iterable<bigint[]>, kinds: ColumnKind[]): {
   return { count: n, columns: columns.map((c) => c.subarray(0, n)) };
 }
 
-/** The SQLite extension that holds tc_group: its file and entry point (native.ts sqliteExtension). */
-export interface Extension {
-  file: string;
-  entry: string;
-}
-
 const grouping = new WeakSet<Database.Database>();
 
 /**
  * Reads a planned window from SQLite, summed per key, into columns, with the dictionary ids the
- * rows refer to. One reader for the main thread and the prefetch worker; the columns are views
- * of one buffer.
+ * rows refer to; the columns are views of one buffer.
  */
-export function readSegments(db: Database.Database, family: Family, segments: Segment[], where: string, params: unknown[], ext: Extension): SegmentRows {
+export function readSegments(db: Database.Database, family: Family, segments: Segment[], where: string, params: unknown[]): SegmentRows {
   const kinds = SEGMENT_COLUMNS[family];
   if (segments.length === 0) return { count: 0, columns: kinds.map((k) => allocColumn(k, 0)), ids: [] };
   if (!grouping.has(db)) {
-    // better-sqlite3 takes the entry point as a second argument; its @types know only the first.
-    (db.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
+    loadSqliteExtension(db);
     grouping.add(db);
   }
   const blob = db.prepare(windowSql(family, segments, where)).pluck().get(...windowParams(segments, params)) as Buffer;

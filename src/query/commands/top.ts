@@ -15,7 +15,6 @@ import { checkSide, localSetOf, partialNote, type LocalSet, type Side } from '..
 import { FLOW_COLS, IP_COLS, LOCAL_COL, rateCols, SIDE_COLS } from '../columns';
 export { PROTO } from '../columns';
 import { formatAddr, parseAddr } from '../../addr';
-import { sqliteExtension } from '../../native';
 
 export type TopBy = 'ip' | 'src' | 'dst' | 'flow' | KeyBy;
 
@@ -63,7 +62,7 @@ export async function loadWindow(
   params: unknown[] = [],
   preRead?: ReadAhead,
 ): Promise<void> {
-  const rows = preRead?.rows ?? readSegments(sqlite, family, preRead ? preRead.segments : planWindow(sqlite, family, w), where, params, sqliteExtension());
+  const rows = preRead?.rows ?? readSegments(sqlite, family, preRead ? preRead.segments : planWindow(sqlite, family, w), where, params);
   for (const id of rows.ids) ids.add(id);
   const cols = SEGMENT_COLUMNS[family];
   const names = SEGMENT_NAMES[family];
@@ -96,7 +95,7 @@ export async function top(o: TopOptions): Promise<Answer> {
     // A read-ahead window is read while DuckDB starts.
     const p = o.prefetched;
     ({ duck } = await Duck.openAlongside(() => {
-      if (p) p.rows = readSegments(sqlite, p.family, p.segments, p.where, p.params, sqliteExtension());
+      if (p) p.rows = readSegments(sqlite, p.family, p.segments, p.where, p.params);
       // The ASN table is parsed (or read from its cache) while DuckDB starts.
       o.keys?.asn?.();
     }));

@@ -8,7 +8,7 @@ import { migrations, SCHEMA_VERSION } from '../../../migrations';
 import { APPLICATION_ID, checkIdentity, modeOf } from '../../db-identity';
 import { build, get, run, type Database as Schema } from '../../schema/database';
 import { AUTOCHECKPOINT_PAGES } from '../upkeep/checkpointer';
-import { loadRowsExtension } from './rows';
+import { loadSqliteExtension } from '../../native';
 import { TcError } from '../../errors';
 import { WAL_SIZE_LIMIT } from '../budget/disk';
 
@@ -106,7 +106,7 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
     // would keep every sorted run in RAM however many rows there are.
     sqlite.pragma(`cache_size = -${SQLITE_CACHE_BYTES / 1024}`);
     // The bulk-insert table function tc_rows (rows.ts); loaded into this connection only.
-    loadRowsExtension(sqlite);
+    loadSqliteExtension(sqlite);
     const kysely = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
     const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
     const { error, results } = await migrator.migrateToLatest();

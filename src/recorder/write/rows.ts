@@ -10,19 +10,11 @@
  * number or BigInt on the way.
  */
 import type Database from 'better-sqlite3';
-import { sqliteExtension } from '../../native';
 
 /** Rows per statement: buffers stay small (at most 256 KiB for eight columns). */
 export const ROWS_PER_INSERT = 4096;
 
 const TWO32 = 4294967296;
-
-/** Loads tc_rows into a connection (the writer's; readers never need it). */
-export function loadRowsExtension(db: Database.Database): void {
-  const ext = sqliteExtension();
-  // better-sqlite3 takes the entry point as a second argument; its @types know only the first.
-  (db.loadExtension as (file: string, entry: string) => Database.Database)(ext.file, ext.entry);
-}
 
 /** Words `o`, `o + 1` of `w` = `v`, an integer in [0, 2^53). */
 export function putNum(w: Uint32Array, o: number, v: number): void {
