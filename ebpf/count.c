@@ -5,8 +5,8 @@
  * does (the outermost IP header behind VLAN tags, PPPoE sessions, MPLS labels and Ethernet
  * pseudowires; the IPv6 extension chain walked for protocol and ports; fragments; bytes from the
  * IP length field; unusable headers non-IP), applies the ignore/accept CIDR tries, and counts
- * into the active buffer's maps: per address, per flow (tc_kc_config.flows) and the interval
- * totals. It returns 0 for every frame it counted (or dropped by a rule), so the frame is never
+ * into the active buffer's maps: per flow with tc_kc_config.flows, else per address, and the
+ * interval totals. It returns 0 for every frame it counted (or dropped by a rule), so the frame is never
  * copied to a ring. A frame it cannot count exactly (a header it cannot read whole, cut short;
  * a walk deeper than its bounds) it does not count and
  * returns tc_kc_config.keep (the snap length live, TC_KC_RETURN in a test run): the ring gets it
@@ -390,7 +390,9 @@ static __always_inline void add_ip(void *ips, void *counts, const __u8 *addr, __
 	sketch(counts, TC_KC_SLOTS, hash_words((const __u32 *)&k, sizeof(k) / 4));
 }
 
-static __always_inline void add_flow(void *flows, void *counts, const struct pkt *p)
+/* Counts the frame in its flow's entry; false when the flow map is full (the frame is then in
+ * the flow overflow row and its addresses are counted apart). */
+static __always_inline int add_flow(void *flows, void *counts, const struct pkt *p)
 {
 	struct tc_kc_flow_key k = { .fam = p->fam, .proto = p->proto, .sport = p->sport, .dport = p->dport };
 	__builtin_memcpy(k.src, p->src, 16);
@@ -404,14 +406,19 @@ static __always_inline void add_flow(void *flows, void *counts, const struct pkt
 	if (v) {
 		__sync_fetch_and_add(&v->packets, 1);
 		__sync_fetch_and_add(&v->bytes, p->bytes);
-		return;
+		return 1;
 	}
 	add(counts, TC_KC_FLOW_OVF_PACKETS, 1);
 	add(counts, TC_KC_FLOW_OVF_BYTES, p->bytes);
 	sketch(counts, TC_KC_SLOTS + TC_KC_SKETCH_WORDS, hash_words((const __u32 *)&k, sizeof(k) / 4));
+	return 0;
 }
 
-/* Counts the outcome into one buffer's maps (table.rs Tables::count, add_ip, add_flow). */
+/* Counts the outcome into one buffer's maps (table.rs Tables::count, add_ip, add_flow). With
+ * flows, a frame counted in its flow's entry is not counted per address: userspace adds each
+ * flow entry to its source's tx and its destination's rx when it drains the buffer (kcount.rs
+ * drain), which gives the same sums for one hash-map update a frame instead of three. The
+ * address maps then hold the frames whose flow a full map refused. */
 static __always_inline int count(enum kind k, const struct pkt *p, int flows, void *ips, void *flowmap, void *counts)
 {
 	switch (k) {
@@ -422,16 +429,12 @@ static __always_inline int count(enum kind k, const struct pkt *p, int flows, vo
 		add(counts, TC_KC_IGNORED, 1);
 		return 0;
 	case K_NON_IP:
-		add(counts, TC_KC_FRAMES, 1);
 		add(counts, TC_KC_NON_IP, 1);
 		return 0;
 	case K_IP:
 		break;
 	}
 	__u64 b = p->bytes;
-	add(counts, TC_KC_FRAMES, 1);
-	add(counts, TC_KC_IP_PACKETS, 1);
-	add(counts, TC_KC_IP_BYTES, b);
 	if (p->fam == 4) {
 		add(counts, TC_KC_IPV4_PACKETS, 1);
 		add(counts, TC_KC_IPV4_BYTES, b);
@@ -447,10 +450,10 @@ static __always_inline int count(enum kind k, const struct pkt *p, int flows, vo
 		add(counts, TC_KC_FRAGMENTS_FIRST, 1);
 	else if (p->frag == 2)
 		add(counts, TC_KC_FRAGMENTS_NON_FIRST, 1);
+	if (flows && add_flow(flowmap, counts, p))
+		return 0;
 	add_ip(ips, counts, p->src, p->fam, 1, b);
 	add_ip(ips, counts, p->dst, p->fam, 0, b);
-	if (flows)
-		add_flow(flowmap, counts, p);
 	return 0;
 }
 

@@ -142,10 +142,13 @@ test('--count-in kernel with a full map: keys fold into the overflow row, totals
   assert.equal(k.ips.reduce((s, r) => s + r.rx_bytes, 0), exp.totals.ip_bytes);
   assert.equal(k.flows.length, 11);
   assert.equal(k.flows.reduce((s, r) => s + r.bytes, 0), exp.totals.ip_bytes);
-  // The same first 10 keys as the userspace count, the same overflow row.
+  // The same first 10 flows as the userspace count, the same flow overflow row. The addresses
+  // come from the flows the map kept and the frames of those it refused, so which 10 are kept
+  // can differ from packet order's (as with several ring workers); their totals cannot.
   const ring = rows('ring');
-  assert.deepEqual(k.ips, ring.ips);
   assert.deepEqual(k.flows, ring.flows);
+  const sums = (xs: { tx_bytes: number; rx_bytes: number }[]) => [xs.reduce((s, r) => s + r.tx_bytes, 0), xs.reduce((s, r) => s + r.rx_bytes, 0)];
+  assert.deepEqual(sums(k.ips), sums(ring.ips));
   // 521 addresses and 937 flows: about 511 and 927 overflowed (the kernel's own sketch).
   assert.ok(Math.abs(k.ipo - 511) < 30, `ip overflow estimate ${k.ipo}`);
   assert.ok(Math.abs(k.flo - 927) < 50, `flow overflow estimate ${k.flo}`);

@@ -386,7 +386,13 @@ impl Merger {
             }
             Entry::Occupied(mut o) => {
                 let p = o.get_mut();
-                p.tables.merge(c.tables);
+                // The smaller into the larger: in kernel mode the drained maps' tables meet the
+                // rings' few handed-back frames.
+                let mut part = c.tables;
+                if part.ips.len() + part.flows.len() > p.tables.ips.len() + p.tables.flows.len() {
+                    std::mem::swap(&mut p.tables, &mut part);
+                }
+                p.tables.merge(part);
                 p.ring.add(&c.ring);
                 p.kernel = p.kernel.or(c.kernel);
             }
