@@ -65,6 +65,8 @@ const ALL_CONSUMERS: Consumer[] = [
   { name: 'kernel-flows', label: 'record --count-in kernel --flows', record: ['--count-in', 'kernel', '--flows'] },
   // Only on request: what the eBPF socket filter adds to ring mode.
   { name: 'ring-no-ebpf', label: 'record --count-in ring --no-ebpf', record: ['--count-in', 'ring', '--no-ebpf'] },
+  // Only on request: what the names socket (its filter on every frame) adds in kernel mode.
+  { name: 'kernel-flows-no-names', label: 'record --count-in kernel --flows --max-names 0', record: ['--count-in', 'kernel', '--flows', '--max-names', '0'] },
 ];
 const DEFAULT_CONSUMERS = 'tcpdump,ring,ring-flows,kernel,kernel-flows';
 const CONSUMERS = argList('consumers', DEFAULT_CONSUMERS).map((n) => {

@@ -370,9 +370,18 @@ static __always_inline void add_ip(void *ips, void *counts, const __u8 *addr, __
 	__builtin_memcpy(k.addr, addr, 16);
 	struct tc_kc_ip_val *v = bpf_map_lookup_elem(ips, &k);
 	if (!v) {
-		struct tc_kc_ip_val zero = {};
-		/* Another CPU may insert the key first (EEXIST) or the map be full (E2BIG): look again. */
-		bpf_map_update_elem(ips, &k, &zero, BPF_NOEXIST);
+		/* A new key is inserted holding this frame; another CPU may insert it first (EEXIST)
+		 * or the map be full (E2BIG): then look again. */
+		struct tc_kc_ip_val first = {};
+		if (tx) {
+			first.tx_packets = 1;
+			first.tx_bytes = bytes;
+		} else {
+			first.rx_packets = 1;
+			first.rx_bytes = bytes;
+		}
+		if (bpf_map_update_elem(ips, &k, &first, BPF_NOEXIST) == 0)
+			return;
 		v = bpf_map_lookup_elem(ips, &k);
 	}
 	if (v) {
@@ -399,8 +408,9 @@ static __always_inline int add_flow(void *flows, void *counts, const struct pkt 
 	__builtin_memcpy(k.dst, p->dst, 16);
 	struct tc_kc_flow_val *v = bpf_map_lookup_elem(flows, &k);
 	if (!v) {
-		struct tc_kc_flow_val zero = {};
-		bpf_map_update_elem(flows, &k, &zero, BPF_NOEXIST);
+		struct tc_kc_flow_val first = { .packets = 1, .bytes = p->bytes };
+		if (bpf_map_update_elem(flows, &k, &first, BPF_NOEXIST) == 0)
+			return 1;
 		v = bpf_map_lookup_elem(flows, &k);
 	}
 	if (v) {
