@@ -4,7 +4,7 @@
  * Frozen in time: written against Kysely<any>, never edited after release; later changes are
  * new migrations. All times are UTC epoch milliseconds; counters are SQLite INTEGER (64-bit).
  */
-import { Kysely, sql } from 'kysely';
+import { Kysely, sql } from '../src/schema/kysely';
 
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema

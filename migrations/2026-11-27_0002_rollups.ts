@@ -10,7 +10,7 @@
  * - batches.pruned: how far retention has removed a batch's delta rows.
  * Frozen in time: never edited after release.
  */
-import { Kysely, sql } from 'kysely';
+import { Kysely, sql } from '../src/schema/kysely';
 
 export async function up(db: Kysely<any>): Promise<void> {
   for (const t of ['ip_1m', 'ip_1h', 'ip_1d']) {

@@ -7,7 +7,7 @@
  *   in-memory table filled (--max-keys).
  * Frozen in time: never edited after release.
  */
-import { Kysely, sql } from 'kysely';
+import { Kysely, sql } from '../src/schema/kysely';
 
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`alter table batches add column budget_folded_ip_keys integer not null default 0`.execute(db);

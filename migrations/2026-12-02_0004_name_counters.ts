@@ -9,7 +9,7 @@
  * Intervals recorded before this migration read 0.
  * Frozen in time: never edited after release.
  */
-import { Kysely, sql } from 'kysely';
+import { Kysely, sql } from '../src/schema/kysely';
 
 export async function up(db: Kysely<any>): Promise<void> {
   for (const column of ['names_recorded', 'names_overflowed', 'names_malformed', 'names_incomplete']) {

@@ -13,7 +13,7 @@
  * - v_local_networks: the same with the session's source and readable UTC times.
  * Frozen in time: never edited after release.
  */
-import { Kysely, sql } from 'kysely';
+import { Kysely, sql } from '../src/schema/kysely';
 
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`

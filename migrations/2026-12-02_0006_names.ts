@@ -14,7 +14,7 @@
  * - v_names: readable rows for sqlite3 / DuckDB users.
  * Frozen in time: never edited after release.
  */
-import { Kysely, sql } from 'kysely';
+import { Kysely, sql } from '../src/schema/kysely';
 
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`

@@ -2,7 +2,7 @@
  * Every migration, in order. Forward-only: names carry their date, and a database whose
  * applied migrations are not all listed here was written by a newer traffic-counter.
  */
-import type { Migration } from 'kysely';
+import type { Migration } from '../src/schema/kysely';
 import * as m0001 from './2026-11-27_0001_event_log';
 import * as m0002 from './2026-11-27_0002_rollups';
 import * as m0003 from './2026-12-01_0003_budget';

@@ -5,7 +5,7 @@
  * and rollup rows) keeps its prepared statements and tc_rows (src/recorder/write/rows.ts).
  */
 import type SQLite from 'better-sqlite3';
-import { DummyDriver, Kysely, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, type Compilable, type Generated } from 'kysely';
+import { DummyDriver, Kysely, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, type Compilable, type Generated } from './kysely';
 import type { BudgetCounterColumn, CounterColumn } from './counters';
 import type { Level } from './levels';
 

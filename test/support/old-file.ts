@@ -4,7 +4,7 @@
  * upgrade it the way they upgrade a real old file, whichever migrations come after `last`.
  */
 import Database from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, SqliteDialect } from '../../src/schema/kysely';
 import { renameSync, rmSync } from 'node:fs';
 import { migrations } from '../../migrations';
 import { APPLICATION_ID } from '../../src/db-identity';

@@ -1,6 +1,6 @@
 /** Opens the database for writing: identity check, WAL, kysely migrations. Recorder only. */
 import Database from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, SqliteDialect } from '../../schema/kysely';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { accessSync, constants, statSync, type Stats } from 'node:fs';
