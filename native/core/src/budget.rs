@@ -182,7 +182,8 @@ pub fn live_kernel(v: &Valid) -> EngineMemory {
 }
 
 /// Replay: the open intervals' tables (at most `OPEN_TABLES` full tables' room, the newest
-/// growing), the per-IP updates held back (`table::Deferred`), one conversion, and
+/// growing), the per-IP updates held back (`table::Deferred`), with flows the flow records on
+/// their way to the flow thread (`replay::FLOW_RECORDS_BYTES`), one conversion, and
 /// `REPLAY_QUEUE_BATCHES` batches waiting for the consumer. Names: one reader and the collector
 /// over the intervals the reorder window keeps open.
 pub fn replay(v: &Valid) -> EngineMemory {
@@ -191,6 +192,7 @@ pub fn replay(v: &Valid) -> EngineMemory {
     let tables = OPEN_TABLES as u64 * table_bytes(k, f)
         + growing_table_bytes(k, f)
         + crate::table::Deferred::BYTES as u64
+        + if f { crate::replay::FLOW_RECORDS_BYTES } else { 0 }
         + conversion_bytes(k, f)
         + names_bytes(v, 1, window);
     EngineMemory { rings: 0, tables, batches: REPLAY_QUEUE_BATCHES as u64 * batch_bytes_with_names(v) }

@@ -8,7 +8,7 @@ use crate::names::collect::{NameCollector, Order};
 use crate::names::Reader;
 use crate::parse::{self, Parsed};
 use crate::rules::{Rules, Verdict};
-use crate::table::{Deferred, Tables};
+use crate::table::{Deferred, FlowCounters, FlowKey, Tables};
 use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgParser};
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -220,6 +220,137 @@ struct Counter<'a> {
     /// (`table::Deferred`): applied before that interval's tables are read, flushed, or counted
     /// into by anything else.
     deferred: (i64, Deferred),
+    /// With `--flows` counted in userspace: the thread that counts the flows, and per open
+    /// interval the room its flow table may have grown to (`FlowRoom`).
+    flow_thread: Option<FlowThread>,
+    flow_rooms: BTreeMap<i64, FlowRoom>,
+}
+
+/// Flows counted on a thread of their own (`tc-flows`) while the replay thread parses and counts
+/// per address. The per-IP and flow tables are independent (each keeps its first `max_keys`
+/// keys in packet order, the rest in its overflow row), so the flow thread, fed every flow key
+/// in packet order, ends each interval with the flow table one thread would have counted: the
+/// batches are the same, and a replay's counting takes both cores of a small host.
+struct FlowThread {
+    tx: Option<mpsc::SyncSender<FlowMsg>>,
+    /// Record buffers the flow thread is done with, for reuse.
+    spare: mpsc::Receiver<Vec<FlowRec>>,
+    taken: mpsc::Receiver<Tables>,
+    buf: Vec<FlowRec>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+struct FlowRec {
+    start: i64,
+    key: FlowKey,
+    bytes: u32,
+}
+
+enum FlowMsg {
+    /// An interval opens with flow-table room for `capacity` keys.
+    Open { start: i64, capacity: usize },
+    Recs(Vec<FlowRec>),
+    /// Hand the interval's flow table back (it is flushed).
+    Take(i64),
+}
+
+/// Flow records handed over at once.
+const FLOW_BATCH: usize = 8192;
+/// Batches of records waiting for the flow thread.
+const FLOW_QUEUE: usize = 4;
+/// Memory of the flow records in flight: the queued batches, the one the flow thread counts and
+/// the one being filled (a batch is allocated only when no counted one is back for reuse).
+pub const FLOW_RECORDS_BYTES: u64 = ((FLOW_QUEUE + 2) * FLOW_BATCH * std::mem::size_of::<FlowRec>()) as u64;
+
+impl FlowThread {
+    fn spawn(max_keys: usize) -> FlowThread {
+        // A few batches in flight: the replay thread runs ahead of the flow thread by at most that.
+        let (tx, rx) = mpsc::sync_channel::<FlowMsg>(FLOW_QUEUE);
+        let (spare_tx, spare) = mpsc::channel();
+        let (taken_tx, taken) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("tc-flows".into())
+            .spawn(move || {
+                let mut open: BTreeMap<i64, Tables> = BTreeMap::new();
+                for m in rx {
+                    match m {
+                        FlowMsg::Open { start, capacity } => {
+                            let mut t = Tables::with_capacity(max_keys, true, 0);
+                            t.flows.reserve(capacity.min(max_keys));
+                            open.insert(start, t);
+                        }
+                        FlowMsg::Recs(mut v) => {
+                            for r in &v {
+                                let t = open.get_mut(&r.start).expect("a flow's interval is open");
+                                t.add_flow(r.key, &FlowCounters { packets: 1, bytes: r.bytes as u64 });
+                            }
+                            v.clear();
+                            let _ = spare_tx.send(v);
+                        }
+                        FlowMsg::Take(start) => {
+                            let _ = taken_tx.send(open.remove(&start).expect("a flushed interval was open"));
+                        }
+                    }
+                }
+            })
+            .expect("spawn the flow thread");
+        FlowThread { tx: Some(tx), spare, taken, buf: Vec::with_capacity(FLOW_BATCH), handle: Some(handle) }
+    }
+
+    fn send(&mut self, m: FlowMsg) {
+        self.tx.as_ref().expect("sending before drop").send(m).expect("the flow thread runs while the replay does");
+    }
+
+    /// Hands the buffered records over.
+    fn hand_over(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(FLOW_BATCH));
+        let full = std::mem::replace(&mut self.buf, next);
+        self.send(FlowMsg::Recs(full));
+    }
+
+    #[inline]
+    fn push(&mut self, start: i64, key: FlowKey, bytes: u32) {
+        self.buf.push(FlowRec { start, key, bytes });
+        if self.buf.len() == FLOW_BATCH {
+            self.hand_over();
+        }
+    }
+
+    fn open(&mut self, start: i64, capacity: usize) {
+        self.hand_over();
+        self.send(FlowMsg::Open { start, capacity });
+    }
+
+    /// The interval's flow table, once every record before this call is counted.
+    fn take(&mut self, start: i64) -> Tables {
+        self.hand_over();
+        self.send(FlowMsg::Take(start));
+        self.taken.recv().expect("the flow thread answers")
+    }
+}
+
+impl Drop for FlowThread {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What the replay thread counts of an open interval's flow table on the flow thread, for the
+/// bound on the open intervals' room: no more keys than flow records sent, so no more room than
+/// a table grown from its opening capacity to hold that many (`budget::table_room`).
+struct FlowRoom {
+    records: usize,
+    /// The room counted into `open_room` for this table.
+    room: usize,
+    opening: usize,
+    /// The room of a full table: `room` never grows past it.
+    full: usize,
 }
 
 /// Full tables' room the open intervals of a replayed file may hold in all (`budget::replay`).
@@ -229,6 +360,11 @@ const MIN_CAPACITY: usize = 16;
 
 impl<'a> Counter<'a> {
     fn new(opts: &'a ReplayOptions, kernel: Option<&'a mut KernelCounter>) -> Counter<'a> {
+        let flow_thread = opts.flows && kernel.is_none();
+        Counter::with_flow_thread(opts, kernel, flow_thread)
+    }
+
+    fn with_flow_thread(opts: &'a ReplayOptions, kernel: Option<&'a mut KernelCounter>, flow_thread: bool) -> Counter<'a> {
         let names = (opts.max_names > 0).then(|| (Reader::default(), NameCollector::new(opts.max_names)));
         Counter {
             opts,
@@ -245,6 +381,8 @@ impl<'a> Counter<'a> {
             failed: None,
             kernel_counted: 0,
             deferred: (i64::MIN, Deferred::default()),
+            flow_thread: flow_thread.then(|| FlowThread::spawn(opts.max_keys)),
+            flow_rooms: BTreeMap::new(),
         }
     }
 
@@ -334,8 +472,15 @@ impl<'a> Counter<'a> {
             while hint > MIN_CAPACITY && crate::budget::table_room(hint) > left {
                 hint /= 2;
             }
-            let t = Tables::with_capacity(self.opts.max_keys, self.opts.flows, hint);
+            let t = Tables::with_capacity(self.opts.max_keys, self.opts.flows && self.flow_thread.is_none(), hint);
             self.open_room += t.room();
+            if let Some(ft) = &mut self.flow_thread {
+                let opening = crate::budget::table_room(hint.min(self.opts.max_keys));
+                ft.open(start, hint);
+                self.open_room += opening;
+                let full = crate::budget::table_room(self.opts.max_keys);
+                self.flow_rooms.insert(start, FlowRoom { records: 0, room: opening, opening, full });
+            }
             self.open.insert(start, t);
         }
         // The newest frame's interval is never due, so one interval is always open for a late frame.
@@ -379,6 +524,16 @@ impl<'a> Counter<'a> {
             }
         }
         tables.count_deferred(&parsed, &mut self.deferred.1);
+        if let (Some(ft), Parsed::Ip(p)) = (&mut self.flow_thread, &parsed) {
+            ft.push(counted_in, FlowKey { src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport }, p.bytes);
+            let r = self.flow_rooms.get_mut(&counted_in).expect("opened above");
+            r.records += 1;
+            if r.records > r.room && r.room < r.full {
+                let room = r.opening.max(crate::budget::table_room(r.records.min(self.opts.max_keys)));
+                self.open_room = self.open_room + room - r.room;
+                r.room = room;
+            }
+        }
         if let (Some((reader, collector)), Parsed::Ip(ip)) = (&mut self.names, &parsed) {
             let seen = &mut self.seen;
             reader.read(data, ip, ts_ms.saturating_mul(1_000_000), &mut tables.names, &mut |a, src, name| {
@@ -401,12 +556,20 @@ impl<'a> Counter<'a> {
                 self.kernel_to(None);
             }
         }
-        let Some((start, t)) = self.open.pop_first() else {
+        let Some((start, mut t)) = self.open.pop_first() else {
             return;
         };
         let end = start + self.opts.interval_ms;
         self.flushed_end = end;
         self.open_room -= t.room();
+        if let Some(ft) = &mut self.flow_thread {
+            self.open_room -= self.flow_rooms.remove(&start).expect("an open interval's flow room").room;
+            let f = ft.take(start);
+            t.count_flows = true;
+            t.flows = f.flows;
+            t.flow_overflow = f.flow_overflow;
+            t.flow_overflow_sketch = f.flow_overflow_sketch;
+        }
         self.keys_hint = t.ips.len().max(t.flows.len()).max(MIN_CAPACITY);
         let mut b = Batch::from_tables(start, end, t);
         if let Some((_, collector)) = &mut self.names {
@@ -813,6 +976,52 @@ mod tests {
         f[26..30].copy_from_slice(&(0x0b00_0000 + src).to_be_bytes());
         f[30..34].copy_from_slice(&[10, 0, 0, 1]);
         f
+    }
+
+    /// Flows counted on the flow thread make the same batches as flows counted inline: rows,
+    /// overflow rows and their key estimates, with full tables, several open intervals and late
+    /// frames (the first `max_keys` flows of each interval in packet order keep their rows).
+    #[test]
+    fn flows_counted_on_their_own_thread_make_the_same_batches() {
+        let o = ReplayOptions { max_keys: 700, flows: true, ..opts(1000) };
+        let mut frames = Vec::new();
+        for s in 0..40i64 {
+            for k in 0..900u32 {
+                // 300 sources x 3 of 5 ports a second: more flows than keys, fewer addresses.
+                frames.push((s * 1000 + (k as i64 % 1000), (k % 300, (k / 300 + k + s as u32) % 5)));
+                if s > 2 && k % 50 == 0 {
+                    frames.push(((s - 3) * 1000 + 500, (1000 + k, 9)));
+                }
+            }
+        }
+        let run = |threaded: bool| {
+            let mut c = Counter::with_flow_thread(&o, None, threaded);
+            assert_eq!(c.flow_thread.is_some(), threaded);
+            let mut out = Vec::new();
+            let mut most_room = 0;
+            for &(ts, (src, port)) in &frames {
+                let mut f = udp_from(src);
+                f[34..36].copy_from_slice(&(1000 + port as u16).to_be_bytes());
+                c.packet(ts, 1, &f, &mut |e| {
+                    if let ReplayEvent::Batch(b) = e {
+                        out.push(format!("{b:?}"))
+                    }
+                });
+                most_room = most_room.max(c.open_room);
+            }
+            c.flush_all(&mut |e| {
+                if let ReplayEvent::Batch(b) = e {
+                    out.push(format!("{b:?}"))
+                }
+            });
+            assert!(most_room <= c.max_room(), "open room {most_room} past {}", c.max_room());
+            out
+        };
+        let (one, two) = (run(false), run(true));
+        assert_eq!(one.len(), 40);
+        assert!(one.iter().all(|b| !b.contains("flow_overflow_keys: 0,")), "every second's flows overflow its table");
+        assert!(one.iter().any(|b| !b.contains("late: 0,")), "some frames are late");
+        assert_eq!(one, two);
     }
 
     #[test]
