@@ -19,7 +19,7 @@ pub struct IpCounters {
 }
 
 impl IpCounters {
-    fn add(&mut self, o: &IpCounters) {
+    pub(crate) fn add(&mut self, o: &IpCounters) {
         self.tx_packets += o.tx_packets;
         self.tx_bytes += o.tx_bytes;
         self.rx_packets += o.rx_packets;
