@@ -200,6 +200,24 @@ describe('live --count-in kernel in network namespaces', () => {
     }
   });
 
+  test('IPv4 fragments from the stack are counted one by one by their own IP headers, in kernel and ring mode (no fanout reassembly)', async (t) => {
+    if (!guard(t)) return;
+    const { kernel, ring } = await both(net!, ['--interval-secs', '1', '--max-names', '0'], () => {
+      // 4,008 bytes of ICMP in 1,500-byte frames: fragments of IP length 1500, 1500 and 1068.
+      sh('ip', ['netns', 'exec', net!.a, 'ping', '-n', '-q', '-c', '3', '-i', '0.05', '-s', '4000', STACK_B]);
+    });
+    for (const r of [kernel, ring]) {
+      const rows = ipRows(r.db);
+      assert.deepEqual(rows.get(STACK_A), ip(9, 3 * 4068, 9, 3 * 4068), `${r.db}: each echo and reply is 3 fragments`);
+      assert.deepEqual(rows.get(STACK_B), ip(9, 3 * 4068, 9, 3 * 4068), r.db);
+      const d = new Database(r.db, { readonly: true });
+      const [first, nonFirst] = d.prepare('select sum(fragments_first), sum(fragments_non_first) from batches').raw().get() as number[];
+      d.close();
+      assert.deepEqual([first, nonFirst], [6, 12], r.db);
+    }
+    assert.deepEqual(flowRows(kernel.db), flowRows(ring.db));
+  });
+
   test('frames from a TX_RING sender (trafgen: headers in page fragments) are counted in the kernel, none handed back', async (t) => {
     if (!guard(t)) return;
     if (spawnSync('trafgen', ['--version']).error) {

@@ -408,8 +408,9 @@ describe('live capture in network namespaces', () => {
     assert.match(res.stderr, /interface "nope0" does not exist/);
     assert.equal(existsSync(db), false, 'nothing written');
 
+    // Both in the ring: counting in the kernel joins no fanout group.
     const first = await startRecorder(['--fanout-group', '4242']);
-    res = run(['--iface', 'veth-b', '--fanout-group', '4242']);
+    res = run(['--iface', 'veth-b', '--fanout-group', '4242', '--count-in', 'ring']);
     assert.equal(res.status, 1);
     assert.match(res.stderr, /PACKET_FANOUT group 4242 is already in use/);
     assert.equal(existsSync(db), false, 'nothing written');

@@ -144,7 +144,7 @@ program
   .option('--block-size <bytes>', 'TPACKET_V3 block size (power of two, multiple of the page size)', intIn(1, 2 ** 30), D.blockSize)
   .option('--block-count <n>', 'blocks per ring', intIn(1, 1 << 20), D.blockCount)
   .option('--frame-size <bytes>', 'TPACKET_V3 frame size', intIn(1, 2 ** 30), D.frameSize)
-  .option('--fanout-group <id>', 'PACKET_FANOUT group id (default: derived from the process id)', intIn(0, D.maxFanoutGroup))
+  .option('--fanout-group <id>', 'PACKET_FANOUT group id of the ring sockets (default: derived from the process id; counting in the kernel joins none)', intIn(0, D.maxFanoutGroup))
   .option('--interval-secs <n>', 'interval length in seconds (aligned to UTC epoch multiples)', intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000), D.intervalMs / 1000)
   .addOption(new Option('--report-interval-secs <n>', 'alias of --interval-secs').argParser(intIn(D.minIntervalMs / 1000, D.maxIntervalMs / 1000)).hideHelp())
   .option('--max-keys <n>', 'most addresses / flows per interval and table before folding into an overflow row', intIn(1, 100_000_000), D.maxKeys)

@@ -188,17 +188,17 @@ impl Capture {
             k.set_live(o.snaplen, is_loopback)?;
             counted_in.map_bytes = k.memlock();
         }
-        if Ring::fanout_group_taken(o.fanout_group, ifindex)? {
+        if kernel.is_none() && Ring::fanout_group_taken(o.fanout_group, ifindex)? {
             return Err(RingError::FanoutTaken { group: o.fanout_group }.into());
         }
         let mut rings = Vec::new();
         if let Some(k) = kernel.as_mut() {
             // One socket counts: the program counts every frame where it arrives, so more
-            // sockets would only run it again; the ring gets the frames it hands back.
+            // sockets would only run it again; the ring gets the frames it hands back. It is in
+            // no fanout group: a group of one would only hash every frame to choose it.
             let r = Ring::open(&o.ring)?;
             k.attach(&r)?;
             r.bind(ifindex)?;
-            r.join_fanout(o.fanout_group)?;
             rings.push(r);
             if let Some(f) = filter.as_mut() {
                 // Not in the fanout group: it sees every frame, as the counting socket does.

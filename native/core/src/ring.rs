@@ -203,10 +203,14 @@ impl Ring {
         group as u32 | (mode << 16)
     }
 
-    /// Joins `group` in hash mode with the defrag flag (all fragments of a datagram reach the
-    /// same worker).
+    /// Joins `group` in hash mode. Not with PACKET_FANOUT_FLAG_DEFRAG: that flag reassembles
+    /// IPv4 fragments before the group's sockets see them (ip_check_defrag() in
+    /// packet_rcv_fanout(), net/packet/af_packet.c), so a datagram sent as three fragments was
+    /// counted as one packet of the reassembled length, where the counting rules count each
+    /// fragment by its own IP header. Each worker counts the frames it gets, so no datagram needs
+    /// its fragments on one worker.
     pub fn join_fanout(&self, group: u16) -> Result<(), RingError> {
-        let arg = Self::fanout_arg(group, libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG);
+        let arg = Self::fanout_arg(group, libc::PACKET_FANOUT_HASH);
         setsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, &arg, "setsockopt PACKET_FANOUT").map_err(|e| match e {
             RingError::Sys { source, .. } if source.raw_os_error() == Some(libc::EINVAL) || source.raw_os_error() == Some(libc::ENOSPC) => {
                 RingError::FanoutTaken { group }

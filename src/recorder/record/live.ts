@@ -145,14 +145,15 @@ async function capture(o: RecordOptions, log: Logger, lock: WriterLock, stop: St
   metrics.kernelFlows = kernel && o.flows;
   const memory = memoryBudget({ ...o, countIn: info.countIn }, true);
   log.info(
-    `recording ${info.iface} into ${o.db}: ${kernel ? kernelSockets(o, info) : `${info.workers} worker(s)`}, fanout group ${info.fanoutGroup}, ` +
+    `recording ${info.iface} into ${o.db}: ${kernel ? kernelSockets(o, info) : `${info.workers} worker(s), fanout group ${info.fanoutGroup}`}, ` +
       `${kernel ? '' : info.ebpfAttachedSockets > 0 ? `eBPF filter attached to ${info.ebpfAttachedSockets} socket(s), ` : 'no eBPF filter (userspace rules), '}` +
       `${o.intervalSecs}s intervals${o.flows ? ', flows' : ''}, ${countedIn(o, info)}; ${budget!.text}; ${describeBudget(memory)}${kernel ? `; ${describeKernelMaps(o, info.kernelMapBytes)}` : ''}; ${nets.describe()}`,
     {
       event: 'start',
       iface: info.iface,
       workers: info.workers,
-      fanout_group: info.fanoutGroup,
+      // Kernel counting's one socket joins no fanout group.
+      fanout_group: kernel ? null : info.fanoutGroup,
       ebpf_sockets: info.ebpfAttachedSockets,
       ...budget!.fields,
       memory_max_bytes: memory.total,
@@ -215,6 +216,8 @@ function countedIn(o: RecordOptions, info: engine.CaptureInfo): string {
 
 /** Kernel mode's sockets; --workers asks for more rings than kernel counting needs. */
 function kernelSockets(o: RecordOptions, info: engine.CaptureInfo): string {
-  const moot = o.workers !== undefined && o.workers > 1 ? ` (--workers ${o.workers} is moot: the program counts every frame where it arrives, so one socket is enough)` : '';
+  const moot =
+    (o.workers !== undefined && o.workers > 1 ? ` (--workers ${o.workers} is moot: the program counts every frame where it arrives, so one socket is enough)` : '') +
+    (o.fanoutGroup !== undefined ? ` (--fanout-group ${o.fanoutGroup} is moot: one socket joins no fanout group)` : '');
   return `counting program attached to 1 socket${info.namesSockets ? `, names filter to 1 more` : ''}${moot}`;
 }
