@@ -8,22 +8,13 @@ import type { DuckDBConnection, DuckDBInstance, DuckDBType, DuckDBValue } from '
 import duckdb from '@duckdb/node-bindings';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { loadBundled } from '../vendor';
 
 /**
- * @duckdb/node-api from its one-file bundle (`npm run build:vendor`, made by `npm run build`),
- * else from the package: the package is about a hundred small modules, and resolving and
- * compiling them is a visible part of every answer. The only module that loads it.
+ * @duckdb/node-api from its one-file bundle: the package is about a hundred small modules, and
+ * resolving and compiling them is a visible part of every answer. The only module that loads it.
  */
-function loadApi(): typeof DuckDBApi {
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  try {
-    return require(path.join(__dirname, '..', '..', 'vendor', 'duckdb-node-api.js')) as typeof DuckDBApi;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
-    return require('@duckdb/node-api') as typeof DuckDBApi;
-  }
-}
-const api = loadApi();
+const api = loadBundled<typeof DuckDBApi>('duckdb-node-api.js', '@duckdb/node-api');
 export const { BIGINT, HUGEINT, INTEGER, TIMESTAMP, UTINYINT, USMALLINT, VARCHAR, DuckDBTimestampValue } = api;
 
 const QUERIES_DIR = path.join(__dirname, '..', '..', '..', 'queries');
