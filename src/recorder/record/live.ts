@@ -216,8 +216,10 @@ function countedIn(o: RecordOptions, info: engine.CaptureInfo): string {
 
 /** Kernel mode's sockets; --workers asks for more rings than kernel counting needs. */
 function kernelSockets(o: RecordOptions, info: engine.CaptureInfo): string {
-  const moot =
-    (o.workers !== undefined && o.workers > 1 ? ` (--workers ${o.workers} is moot: the program counts every frame where it arrives, so one socket is enough)` : '') +
-    (o.fanoutGroup !== undefined ? ` (--fanout-group ${o.fanoutGroup} is moot: one socket joins no fanout group)` : '');
+  const why = [
+    ...(o.workers !== undefined && o.workers > 1 ? [`--workers ${o.workers} is moot: the program counts every frame where it arrives, so one socket is enough`] : []),
+    ...(o.fanoutGroup !== undefined ? [`--fanout-group ${o.fanoutGroup} is moot: that one socket joins no fanout group`] : []),
+  ];
+  const moot = why.length ? ` (${why.join('; ')})` : '';
   return `counting program attached to 1 socket${info.namesSockets ? `, names filter to 1 more` : ''}${moot}`;
 }
