@@ -59,7 +59,10 @@ export async function recordReplay(o: RecordOptions, files: string[], lock: Writ
   const stop = new StopSignals({ secondKills: true, hup: false });
   const netsText = localNetworks && o.localNetworks !== undefined ? `; ${describeNetworks(localNetworks, { file: o.localNetworks })}` : '';
   if (!o.quiet) {
-    const where = countedIn === 'kernel' ? '; counted in the kernel (every Ethernet frame through its counting program, BPF_PROG_TEST_RUN)' : '';
+    const where =
+      countedIn === 'kernel'
+        ? '; counted in the kernel (every Ethernet frame through its counting program, BPF_PROG_TEST_RUN)'
+        : `; counted in userspace (--count-in ${o.countIn ?? 'auto'}${o.countIn === 'ring' ? '' : ': a replay counts in the kernel only with --count-in kernel'})`;
     log.info(`replaying ${plural(files.length, 'file')} into ${o.db}: ${describeBudget(memoryBudget(o, false))}${netsText}${where}`, {
       event: 'start',
       memory_max_bytes: memoryBudget(o, false).total,
