@@ -6,10 +6,10 @@
 import { before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { pcapsDir, query, queryJson, recordGenerated, recorder, seeded, tmp } from './helpers';
+import { ethernet, udp, writePcap } from './fixtures/frames';
 import { plan } from '../src/query/plan';
 import { coverage } from '../src/query/coverage';
 
@@ -334,36 +334,11 @@ test('time before the first interval or after the last was never recorded: no no
 
 test('intervals without traffic before the first packet (a live capture started mid-minute) are not detail removed', () => {
   // 2 s of ARP from :58, then a UDP frame a second: the first minute bucket has no rows, its hour does.
-  const recs: Buffer[] = [];
-  const header = Buffer.alloc(24);
-  header.writeUInt32LE(0xa1b2c3d4, 0);
-  header.writeUInt16LE(2, 4);
-  header.writeUInt16LE(4, 6);
-  header.writeUInt32LE(65535, 16);
-  header.writeUInt32LE(1, 20);
-  const frame = (ts: number, ethertype: number) => {
-    const f = Buffer.alloc(42);
-    f.writeUInt16BE(ethertype, 12);
-    if (ethertype === 0x0800) {
-      f[14] = 0x45;
-      f.writeUInt16BE(28, 16);
-      f[22] = 64;
-      f[23] = 17;
-      Buffer.from([10, 0, 0, 1, 10, 0, 0, 2]).copy(f, 26);
-    }
-    const r = Buffer.alloc(16);
-    r.writeUInt32LE(ts, 0);
-    r.writeUInt32LE(f.length, 8);
-    r.writeUInt32LE(f.length, 12);
-    recs.push(r, f);
-  };
-  const t0 = 1_790_000_098; // hh:mm:58
-  frame(t0, 0x0806);
-  frame(t0 + 1, 0x0806);
-  for (let s = 2; s < 150; s++) frame(t0 + s, 0x0800);
+  const arp = ethernet([], 0x0806, Buffer.alloc(28));
+  const frames = [arp, arp, ...Array.from({ length: 148 }, () => ethernet([], 0x0800, udp('10.0.0.1', '10.0.0.2', 0, 0, 28)))];
   const dir = tmp();
   const pcap = path.join(dir, 'mid-minute.pcap');
-  writeFileSync(pcap, Buffer.concat([header, ...recs]));
+  writePcap(pcap, frames, 1_790_000_098, 1); // from hh:mm:58, a frame a second
   const file = path.join(dir, 'mid-minute.db');
   const r = recorder(['record', '--pcap', pcap, '--db', file, '--quiet', '--interval-secs', '1']);
   assert.equal(r.status, 0, r.stderr);
