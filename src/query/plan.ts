@@ -362,13 +362,14 @@ export function missingDetail(db: Database.Database, family: Family, segments: S
   // family (the interval log itself may have been shed). Where interval records remain and none
   // had rows (no traffic, as before the first packet of a live capture), a coarser bucket that
   // starts earlier says nothing of this time: only buckets starting in it count.
-  const inLog = db.prepare(`select max(${family}_rows > 0) from batches where start_ms >= ? and start_ms < ?`).pluck();
+  const inLog = db.prepare(`select 1 from batches where start_ms >= ? and start_ms < ? and ${family}_rows > 0 limit 1`).pluck();
+  const logged = db.prepare('select 1 from batches where start_ms >= ? and start_ms < ? limit 1').pluck();
   const inLevel = levelsOf(family).map((l) => ({ ms: LEVELS[l].ms, q: db.prepare(`select 1 from ${l} where bucket_ms >= ? and bucket_ms < ? limit 1`).pluck() }));
   const recorded = {
     get: (from: number, to: number) => {
-      const logged = inLog.get(from, to) as number | null;
-      if (logged === 1) return true;
-      return inLevel.some((l) => l.q.get(logged === 0 ? from : Math.floor(from / l.ms) * l.ms, to));
+      if (inLog.get(from, to)) return true;
+      const quiet = logged.get(from, to) !== undefined;
+      return inLevel.some((l) => l.q.get(quiet ? from : Math.floor(from / l.ms) * l.ms, to));
     },
   };
   const out: { fromMs: number; toMs: number }[] = [];
