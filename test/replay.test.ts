@@ -219,7 +219,11 @@ test('a reader during --replace sees the earlier session or the new one, never a
   const dir = tmp();
   const x = path.join(dir, 'x.pcap');
   // ~540k per-IP rows: the replace writes them in several group commits.
-  generate(x, { packets: 300_000, hosts: 3_000, flows: 30_000, seconds: 900 });
+  // 1,800 intervals, each written in a transaction of its own (--queue-max 1, which also holds
+  // the engine back): the replay's writes take seconds, so the lock below is taken while
+  // most of them are still to come (with 16 batches a transaction they took ~0.2 s, and a
+  // loaded machine could miss them all).
+  generate(x, { packets: 300_000, hosts: 3_000, flows: 30_000, seconds: 9_000 });
   const db = path.join(dir, 'x.db');
   ok(['record', '--pcap', x, '--db', db, '--quiet']);
   const STATE = 'select count(*), sum(frames), sum(ip_bytes), (select count(*) from ip_deltas) from batches';
@@ -288,11 +292,15 @@ function scrape(url: string): Promise<string> {
 test('metrics count a replay whether or not a progress bar is drawn', async () => {
   const dir = tmp();
   const x = path.join(dir, 'x.pcap');
-  generate(x, { packets: 300_000, hosts: 3_000, flows: 30_000, seconds: 900 });
+  // 1,800 intervals, each written in a transaction of its own (--queue-max 1, which also holds
+  // the engine back): the replay's writes take seconds, so the lock below is taken while
+  // most of them are still to come (with 16 batches a transaction they took ~0.2 s, and a
+  // loaded machine could miss them all).
+  generate(x, { packets: 300_000, hosts: 3_000, flows: 30_000, seconds: 9_000 });
   const db = path.join(dir, 'x.db');
   // The file exists (schema, node id) before the replay, so a lock held later blocks only its batch writes.
   ok(['record', '--pcap', framesAt(path.join(dir, 'one.pcap'), [1_000]), '--db', db, '--quiet']);
-  const child = spawn(process.execPath, [RECORDER, 'record', '--pcap', x, '--db', db, '--progress', '--metrics-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [RECORDER, 'record', '--pcap', x, '--db', db, '--flows', '--queue-max', '1', '--progress', '--metrics-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const lock = new Database(db);
@@ -301,7 +309,7 @@ test('metrics count a replay whether or not a progress bar is drawn', async () =
     // Once the replay's first batches are in, writes wait (and are retried) while this
     // connection holds the write lock: the replay is still running when the metrics are read.
     const written = lock.prepare('select count(*) from batches b join sessions s on s.id = b.session_id where s.source = ?').pluck();
-    while ((written.get(x) as number) === 0 && child.exitCode === null) await sleep(5);
+    while ((written.get(x) as number) === 0 && child.exitCode === null) await sleep(1);
     lock.exec('begin immediate');
     await waitForStderr(child, /cannot write to/);
     const m = await scrape(url);
