@@ -99,7 +99,7 @@ test('live --count-in kernel on an interface without an Ethernet header is refus
   const db = path.join(tmp(), 'live.db');
   const bad = recorder(['record', '--pcap', path.join(dir, 'zeek_smtp.pcap'), '--db', db, '--count-in', 'bpf']);
   assert.notEqual(bad.status, 0);
-  assert.equal(bad.stderr, "traffic-counter: error: option '--count-in <where>' argument 'bpf' is invalid. Allowed choices are kernel, ring, auto; see `traffic-counter record --help`\n");
+  assert.equal(bad.stderr, "traffic-counter: error: option '--count-in <where>' argument 'bpf' is invalid. Allowed choices are kernel, ring, auto; see `traffic-counter record --help` [ERR_TC_USAGE]\n");
   if (!needRoot(t)) return;
   const ns = `tckc${process.pid}`;
   spawnSync('ip', ['netns', 'add', ns]);

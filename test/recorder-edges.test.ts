@@ -53,10 +53,10 @@ test('--version, no arguments, usage errors and record --help', () => {
 
   const bad = recorder(['record', '--bogus']);
   assert.equal(bad.status, 1);
-  assert.equal(bad.stderr, "traffic-counter: error: unknown option '--bogus'; see `traffic-counter record --help`\n");
+  assert.equal(bad.stderr, "traffic-counter: error: unknown option '--bogus'; see `traffic-counter record --help` [ERR_TC_USAGE]\n");
   const cmd = recorder(['recrod']);
   assert.equal(cmd.status, 1);
-  assert.match(cmd.stderr, /^traffic-counter: error: unknown command 'recrod'.*; see `traffic-counter --help`\n$/);
+  assert.match(cmd.stderr, /^traffic-counter: error: unknown command 'recrod'.*; see `traffic-counter --help` \[ERR_TC_USAGE\]\n$/);
 
   const help = recorder(['record', '--help']).stdout;
   for (const [opt, d] of [['retain-raw-ip', '48h'], ['retain-raw-flows', '6h'], ['retain-minutes', '14d'], ['retain-hours', '400d'], ['retain-days', 'forever']]) {
@@ -119,7 +119,7 @@ test('one rule per option where it enters, with one message from the command lin
   const db = path.join(dir, 'o.db');
   const cli = recorder(['record', '--iface', 'lo', '--db', db, '--block-count', '0']);
   assert.equal(cli.status, 1);
-  assert.equal(cli.stderr, "traffic-counter: error: option '--block-count <n>' argument '0' is invalid. must be between 1 and 1048576; see `traffic-counter record --help`\n");
+  assert.equal(cli.stderr, "traffic-counter: error: option '--block-count <n>' argument '0' is invalid. must be between 1 and 1048576; see `traffic-counter record --help` [ERR_TC_USAGE]\n");
   writeFileSync(path.join(dir, 'c.json'), '{"block-count": 0}');
   const cfg = recorder(['record', '--iface', 'lo', '--db', db, '--config', path.join(dir, 'c.json')]);
   assert.equal(cfg.status, 1);

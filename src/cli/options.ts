@@ -36,17 +36,19 @@ export function nodeId(v: string): string {
 /**
  * Makes a usage error one line, `PROGRAM: error: MESSAGE; see \`PROGRAM CMD --help\``, instead
  * of the error followed by the whole help; with `json`, one `{"error": {message, code}}`
- * document on stdout (code ERR_TC_USAGE), as the program's other errors. Call it on each
- * command once it has its name.
+ * document on stdout (code ERR_TC_USAGE), as the program's other errors. `tagged`: the line
+ * ends in ` [ERR_TC_USAGE]`, for a program whose other error lines name their code
+ * (traffic-counter's, which a service log is searched by). Call it on each command once it has
+ * its name.
  */
-export function usageErrors(cmd: import('commander').Command, program: string, json = false): void {
+export function usageErrors(cmd: import('commander').Command, program: string, json = false, tagged = false): void {
   const name = cmd.parent ? `${program} ${cmd.name()}` : program;
   cmd.showHelpAfterError(false).configureOutput({
     outputError: (str, write) => {
       // Without commander's closing period ("Allowed choices are a, b."): the hint follows.
       const message = `${str.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').replace(/\.$/, '')}; see \`${name} --help\``;
       if (json) process.stdout.write(`${JSON.stringify({ error: { message, code: 'ERR_TC_USAGE' } })}\n`);
-      else write(`${program}: error: ${message}\n`);
+      else write(`${program}: error: ${message}${tagged ? ' [ERR_TC_USAGE]' : ''}\n`);
     },
   });
 }

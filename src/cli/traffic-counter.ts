@@ -237,8 +237,8 @@ program
 /** `--log-format json` given on the command line: an error is then one JSON document too. */
 const jsonLog = process.argv.some((a, i) => a === '--log-format=json' || (a === '--log-format' && process.argv[i + 1] === 'json'));
 
-usageErrors(program, 'traffic-counter', jsonLog);
-for (const c of program.commands) usageErrors(c, 'traffic-counter', jsonLog);
+usageErrors(program, 'traffic-counter', jsonLog, true);
+for (const c of program.commands) usageErrors(c, 'traffic-counter', jsonLog, true);
 
 program.parseAsync(process.argv).catch((err: Error & { code?: string }) => {
   // A usage error found in the action (InvalidArgumentError) is one as those commander finds.

@@ -120,7 +120,9 @@ export async function openForWrite(file: string, nodeId?: string): Promise<Write
   } catch (err) {
     sqlite.close();
     if (err instanceof TcError) throw err;
-    throw new TcError(`cannot prepare database ${file} for writing: ${(err as Error).message}`, 'ERR_TC_OPEN_DB');
+    const busy = (err as { code?: string }).code?.startsWith('SQLITE_BUSY');
+    const todo = busy ? '; another program holds its write lock (an open transaction, e.g. in a sqlite3 shell): end that, then start again' : '';
+    throw new TcError(`cannot prepare database ${file} for writing: ${(err as Error).message}${todo}`, 'ERR_TC_OPEN_DB');
   }
 }
 
