@@ -405,9 +405,10 @@ describe('one writer per file, an interface that is down, SIGHUP without CIDR fi
     const db = path.join(dir, 'replay.db');
     const cap = path.join(dir, 'gen.pcap');
     generate(cap, { packets: 200_000, hosts: 50, flows: 200, seconds: 600 });
-    const rep = spawn(process.execPath, [RECORDER, 'record', '--pcap', cap, '--db', db, '--interval-secs', '1', '--no-progress', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const rep = spawn(process.execPath, [RECORDER, 'record', '--pcap', cap, '--db', db, '--interval-secs', '1', '--queue-max', '1', '--no-progress', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const repLog = log(rep);
-    // Paused once it holds the lock (taken before it opens the database), so it cannot finish first.
+    // Paused once it holds the lock (taken before it opens the database), so it cannot finish
+    // first; its 600 intervals written one a transaction (--queue-max 1) keep it running a while.
     const holder = () => {
       try {
         return JSON.parse(readFileSync(`${db}.lock`, 'utf8')).pid as number;

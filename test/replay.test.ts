@@ -254,11 +254,13 @@ test('a reader during --replace sees the earlier session or the new one, never a
 test('a replay stopped with SIGINT keeps its partial intervals as not ended; the next replay records the file again in its place', async () => {
   const dir = tmp();
   const x = path.join(dir, 'x.pcap');
-  generate(x, { packets: 600_000, hosts: 3_000, flows: 30_000, seconds: 1_800 });
+  // 1,440 intervals, each in a transaction of its own (--queue-max 1): the replay is still writing
+  // for about a second after its first batch is in, when the SIGINT comes.
+  generate(x, { packets: 600_000, hosts: 3_000, flows: 30_000, seconds: 7_200 });
   const clean = path.join(dir, 'clean.db');
   ok(['record', '--pcap', x, '--db', clean, '--quiet']);
   const db = path.join(dir, 'x.db');
-  const child = spawn(process.execPath, [RECORDER, 'record', '--pcap', x, '--db', db, '--quiet'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [RECORDER, 'record', '--pcap', x, '--db', db, '--queue-max', '1', '--quiet'], { stdio: 'ignore' });
   const written = () => {
     try {
       return rows<[number]>(db, 'select count(*) from batches')[0][0];
