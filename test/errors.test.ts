@@ -25,6 +25,10 @@ const MISTAKES: { args: string[]; message: RegExp; help: string }[] = [
   { args: ['top', '--ip', '10.10.1.4', '--cidr', '10.0.0.0/8'], message: /^give --ip or --cidr, not both/, help: 'top' },
   { args: ['series', '--step', '500ms'], message: /"500ms" is not a whole number of seconds \(30s, 1m, 5m, 15m, 1h, 1d, or any whole number of seconds\)/, help: 'series' },
   { args: ['top', '--bogus'], message: /^unknown option '--bogus'/, help: 'top' },
+  { args: ['top', '--since', '999999999999999999999d'], message: /^"999999999999999999999d" is before 1970-01-01 \(epoch 0\), where nothing can be recorded; give a shorter duration or a time since then, or --all/, help: 'top' },
+  { args: ['series', '--since', '100000001d'], message: /^"100000001d" is before 1970-01-01/, help: 'series' },
+  { args: ['top', '--until', '99999999999999999999'], message: /^"99999999999999999999" is past the year 275760/, help: 'top' },
+  { args: ['top', '--limit', '-1'], message: /'--limit <n>' argument '-1' is invalid\. must be between 0 and 1000000000/, help: 'top' },
   { args: ['status', '--tz', 'Mars/Olympus'], message: /--tz "Mars\/Olympus" is not a time zone/, help: 'status' },
 ];
 
@@ -53,6 +57,24 @@ test('every first mistake: one line on stderr in table and csv, one JSON documen
       }
     }
   }
+});
+
+test('series --help shows its default step as a step (1m), as --step takes it', () => {
+  const r = query(['series', '--help']);
+  assert.match(r.stdout, /--step <d>\s+step \(30s, 1m, 5m, 15m, 1h, 1d or any whole number of seconds\)\s+\(default: 1m\)/);
+});
+
+test('sql: the SQLite file\'s batches table (docs/database.md) points to intervals; --asn given a database says it is not a TSV; a missing --auth-token-file says what to give', () => {
+  const r = query(['--db', db, 'sql', 'select count(*) from batches']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^tc-query: error: sql: there is no table batches; did you mean intervals\? \(the tables are intervals, /);
+  const a = query(['--db', db, '--asn', db, 'top', '--by', 'asn', '--all']);
+  assert.equal(a.status, 1);
+  assert.match(a.stderr, /^tc-query: error: ASN table \S+e\.db is a binary file \(a SQLite database\), not an ip2asn TSV; give --asn FILE in the ip2asn TSV layout/);
+  assert.doesNotMatch(a.stderr, /SQLite format 3/);
+  const t = query(['--db', db, 'serve', '--auth-token-file', path.join(tmp(), 'none.token')]);
+  assert.equal(t.status, 1);
+  assert.match(t.stderr, /^tc-query: error: cannot read --auth-token-file \S+none\.token: no such file; give a file this user can read holding one token/);
 });
 
 test('--since 0 is epoch seconds (1970-01-01): the whole file', () => {

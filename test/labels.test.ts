@@ -173,7 +173,7 @@ test('IPv6 networks of --by net, and --v6-prefix / --v4-prefix', () => {
 test('bad --v4-prefix and --v6-prefix are refused with a message, in every format', () => {
   for (const [opt, v, msg] of [
     ['--v4-prefix', '33', /must be between 0 and 32/],
-    ['--v4-prefix', '-1', /expected a whole number, got "-1"/],
+    ['--v4-prefix', '-1', /must be between 0 and 32/],
     ['--v4-prefix', 'abc', /expected a whole number, got "abc"/],
     ['--v6-prefix', '129', /must be between 0 and 128/],
     ['--v6-prefix', '6 4', /expected a whole number/],

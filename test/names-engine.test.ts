@@ -91,7 +91,7 @@ test('record --pcap stores the names counters of each interval; --max-names is c
   } finally {
     d.close();
   }
-  for (const [v, why] of [['1000001', /must be between 0 and 1000000/], ['-1', /expected a whole number/], ['many', /expected a whole number/]] as const) {
+  for (const [v, why] of [['1000001', /must be between 0 and 1000000/], ['-1', /must be between 0 and 1000000/], ['many', /expected a whole number/]] as const) {
     const bad = recorder(['record', '--pcap', c.file, '--db', path.join(c.dir, 'bad.db'), '--max-names', v]);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--max-names/);

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 
 export function intIn(min: number, max: number) {
   return (v: string): number => {
-    if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`expected a whole number, got ${JSON.stringify(v)}`);
+    if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`expected a whole number, got ${JSON.stringify(v)}`);
     const n = Number(v);
     if (n < min || n > max) throw new InvalidArgumentError(`must be between ${min} and ${max}`);
     return n;

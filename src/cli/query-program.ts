@@ -191,7 +191,8 @@ export function buildProgram(io: ProgramIO): Command {
     .option('--ip <addr>', 'traffic of this address (tx + rx)', parseIpOption)
     .option('--cidr <net>', 'traffic of the addresses in this network', parseCidrOption)
     .option('--label <name>', 'traffic of the addresses with this label (of --labels; tx + rx, as --cidr)')
-    .option('--step <d>', `step (${SERIES_STEPS.join(', ')} or any whole number of seconds)`, parseStep, 60_000)
+    // The default shown as a step (1m), not as the milliseconds it is held in.
+    .addOption(new Option('--step <d>', `step (${SERIES_STEPS.join(', ')} or any whole number of seconds)`).argParser(parseStep).default(60_000, '1m'))
     .addOption(sideOption('also in_bytes / out_bytes: the bytes received and sent by this side\'s addresses (local: in this host\'s networks; remote: its peers), by the networks of each step'))
     .action(async (opts, cmd: Command) => {
       io.format = opts.format;

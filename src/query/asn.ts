@@ -6,6 +6,7 @@
  * ranges: parsed into sorted typed arrays (ranges.ts) in one pass over the text, then only the
  * addresses a window holds are looked up, by binary search.
  */
+import { readProblem } from '../cidr-file';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -38,9 +39,7 @@ function readText(file: string): string {
   try {
     buf = readFileSync(file);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'it is a directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
-    throw new TcError(`cannot read ASN table ${file}: ${why}; give --asn FILE in the ip2asn TSV layout (ip2asn-combined.tsv from iptoasn.com, plain or .gz), or unset ${ASN_ENV}`, CODE);
+    throw new TcError(`cannot read ASN table ${file}: ${readProblem(err)}; give --asn FILE in the ip2asn TSV layout (ip2asn-combined.tsv from iptoasn.com, plain or .gz), or unset ${ASN_ENV}`, CODE);
   }
   if (buf[0] === 0x1f && buf[1] === 0x8b) {
     try {
@@ -48,6 +47,10 @@ function readText(file: string): string {
     } catch (err) {
       throw new TcError(`cannot read ASN table ${file}: it starts as gzip but does not unpack (${(err as Error).message}); download it again`, CODE);
     }
+  }
+  // A binary file (a database, a capture) would be quoted byte by byte by the line parser.
+  if (buf.subarray(0, 4096).includes(0)) {
+    throw new TcError(`ASN table ${file} is a binary file${buf.subarray(0, 16).toString('latin1') === 'SQLite format 3\0' ? ' (a SQLite database)' : ''}, not an ip2asn TSV; give --asn FILE in the ip2asn TSV layout (ip2asn-combined.tsv from iptoasn.com, plain or .gz), or unset ${ASN_ENV}`, CODE);
   }
   return buf.toString('utf8');
 }

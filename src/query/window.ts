@@ -14,6 +14,19 @@ export interface Window {
 
 /** Parses one edge; `now` is fixed once per command so both edges agree. */
 export function parseTime(v: string, now: number): number {
+  const t = parseEdge(v, now);
+  // Recorded times start at epoch 0, and a Date holds at most ±8.64e15 ms: a time outside
+  // both is a typo (a duration of millennia), not a window.
+  if (t < 0 || t > MAX_TIME_MS) {
+    throw new InvalidArgumentError(`${JSON.stringify(v)} is ${t < 0 ? 'before 1970-01-01 (epoch 0)' : 'past the year 275760'}, where nothing can be recorded; give a shorter duration or a time since then, or --all for the whole file`);
+  }
+  return t;
+}
+
+/** The latest time a Date can hold (ms). */
+const MAX_TIME_MS = 8.64e15;
+
+function parseEdge(v: string, now: number): number {
   const s = v.trim();
   // Digits alone are epoch seconds, whatever their number: `--since 0` is 1970-01-01.
   if (/^\d+(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1000);

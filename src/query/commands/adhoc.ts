@@ -25,6 +25,8 @@ import { nearest } from '../../nearest';
  * is not one of the documented ones, in the words of the CLI; undefined for any other error (a
  * typo in a column, a syntax error), which is shown as DuckDB said it.
  */
+const SQLITE_NAMES: Record<string, keyof typeof TABLES> = { batches: 'intervals', v_batches: 'intervals' };
+
 function lockedOut(err: unknown): TcError | undefined {
   const msg = ((err as Error).message ?? String(err)).split('\n')[0];
   if (/disabled (by|through) configuration/.test(msg)) return new TcError(`sql: statements cannot read or write files (${msg})`, 'ERR_TC_SQL_FILES');
@@ -32,7 +34,9 @@ function lockedOut(err: unknown): TcError | undefined {
   // DuckDB would suggest one of its own catalog tables ("Did you mean pg_sequences?"): only the documented ones are loaded.
   const missing = /^Catalog Error: Table with name (\S+) does not exist/.exec(msg);
   if (missing) {
-    const near = nearest(missing[1], Object.keys(TABLES));
+    // The SQLite file's own name for it (docs/database.md), as sqlite3 users know it.
+    const known = SQLITE_NAMES[missing[1].toLowerCase()];
+    const near = known ? [known] : nearest(missing[1], Object.keys(TABLES));
     return new TcError(`sql: there is no table ${missing[1]}${near.length ? `; did you mean ${near.join(' or ')}?` : ''} (the tables are ${Object.keys(TABLES).join(', ')})`, 'ERR_TC_SQL_TABLE');
   }
   return undefined;

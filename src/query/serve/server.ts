@@ -11,6 +11,7 @@
  * usage error). Nothing here writes: the database is opened read-only by the commands
  * (src/query/db.ts), there is no SQL route, and only GET and HEAD are answered.
  */
+import { readProblem } from '../../cidr-file';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -103,7 +104,7 @@ function readToken(file: string): Buffer {
   try {
     text = readFileSync(file, 'utf8').trim();
   } catch (err) {
-    throw new TcError(`cannot read --auth-token-file ${file}: ${(err as Error).message}`, 'ERR_TC_USAGE');
+    throw new TcError(`cannot read --auth-token-file ${file}: ${readProblem(err)}; give a file this user can read holding one token (e.g. \`openssl rand -hex 32 > ${file}\`)`, 'ERR_TC_USAGE');
   }
   if (text.length < 16 || /\s/.test(text)) throw new TcError(`--auth-token-file ${file} must hold one token of at least 16 characters without spaces (e.g. \`openssl rand -hex 32 > ${file}\`)`, 'ERR_TC_USAGE');
   return createHash('sha256').update(text).digest();
