@@ -250,6 +250,15 @@ test('errors: --out, its extension and folder, step, window, no data; nothing wr
   refused(['--all', '--what', 'top', '--step', '1m', '--out', out], 'ERR_TC_USAGE', /--step is an option of --what series \(this is --what top\)/);
   // A day at 5 s steps would need a chart wider than --width allows: only the coarser step is offered.
   refused(['--since', '0', '--until', '86400', '--step', '5s', '--out', out], 'ERR_TC_USAGE', /makes 17,280 steps, more than the 696 pixels .*: use --step 5m \(288 steps\), or leave --step out/);
+  // Fifteen years: no offered step fits, so the step is the fewest whole days a pixel wide each
+  // (the offered steps of 30 s and up would make more rows than a series gives).
+  const years = ['--since', '0', '--until', String(15 * 365 * 86_400)];
+  const drawn = path.join(tmp(), 'years.svg');
+  const long = query(['--db', db, 'chart', ...years, '--out', drawn]);
+  assert.equal(long.status, 0, long.stderr);
+  assert.match(long.stderr, /series total, step 8d; 1970-01-01T00:00:00Z to 1984-12-28T00:00:00Z/);
+  assert.ok(existsSync(drawn));
+  refused([...years, '--step', '1h', '--out', out], 'ERR_TC_USAGE', /makes 131,400 steps, more than the 696 pixels .*: use --step 8d \(685 steps\), or leave --step out/);
   // 5 s intervals: a 1 s step would put each interval's bytes in one step (its rate 5x too high), 7 s cuts them.
   refused(['--all', '--step', '1s', '--out', out], 'ERR_TC_USAGE', /--step 1s is shorter than the 5s intervals recorded in this window: .*use --step 5s \(or 30s, 1m, 5m\), a multiple of 5s/);
   refused(['--all', '--step', '7s', '--out', out], 'ERR_TC_USAGE', /--step 7s is not a multiple of the 5s intervals recorded in this window: .*use --step 10s/);

@@ -265,7 +265,7 @@ export function buildProgram(io: ProgramIO): Command {
       .option('--width <px>', 'width in pixels', intIn(320, MAX_CHART_PX), 800)
       .option('--height <px>', 'height in pixels (default: 400 for series, for top what its bars need)', intIn(200, MAX_CHART_PX))
       .option('--title <text>', 'the title (default: what is drawn)')
-      .option('--step <d>', `--what series: step (${SERIES_STEPS.join(', ')} or any whole number of seconds; default: the first of them whose steps are 2 px wide; refused when its steps would be narrower than a pixel)`, parseStep)
+      .option('--step <d>', `--what series: step (${SERIES_STEPS.join(', ')} or any whole number of seconds; default: the first of them whose steps are 2 px wide, over years whole days; refused when its steps would be narrower than a pixel)`, parseStep)
       .addOption(topByOption().default('ip', 'ip; --what top'))
       .option('--limit <n>', '--what top: bars to draw', intIn(1, 1000), 20)
       .option('--v4-prefix <n>', '--what top --by net: IPv4 prefix length', intIn(0, 32), 24)

@@ -16,7 +16,7 @@ import { completenessLine, type Coverage } from '../coverage';
 import { formatTime } from '../time';
 import { counted, toJson, type Answer } from '../output';
 import { checkFileOut, discard, publish, stagingPath, writeFailed } from '../out';
-import { series, stepBounds } from './series';
+import { series, stepCount } from './series';
 import { top, PROTO, type TopBy } from './top';
 import { readAheadTop } from '../prefetch';
 import { barHeight, barSvg, plotWidth, timeSvg, type Part } from '../chart/svg';
@@ -103,7 +103,8 @@ function nothing(what: string, a: Answer, tz: string | undefined, empty: boolean
 /**
  * The step of a series chart: --step, refused when its steps would be narrower than a pixel of
  * the plot (drawn there they blend into a band that shows neither the peaks nor the mean); without
- * it the first offered step whose steps are AUTO_STEP_PX wide, else the coarsest.
+ * it the first offered step whose steps are AUTO_STEP_PX wide, else the fewest whole days whose
+ * steps are a pixel wide (a window of years).
  */
 function chartStep(o: ChartOptions): number {
   const sqlite = openReadOnly(o.db);
@@ -114,19 +115,28 @@ function chartStep(o: ChartOptions): number {
     sqlite.close();
   }
   const px = plotWidth(o.width);
-  const steps = (stepMs: number) => Math.max(stepBounds(window, stepMs, o.tz).length - 1, 0);
+  // An upper bound of the steps, which (unlike stepBounds) never refuses a step too fine for `series`.
+  const steps = (stepMs: number) => stepCount(window, stepMs, o.tz);
   const offered = SERIES_STEPS.map(parseStep);
-  if (o.stepMs === undefined) return offered.find((s) => steps(s) * AUTO_STEP_PX <= px) ?? offered[offered.length - 1];
+  const days = () => {
+    let k = Math.max(1, Math.ceil(steps(DAY_MS) / px));
+    while (steps(k * DAY_MS) > px) k++;
+    return k * DAY_MS;
+  };
+  if (o.stepMs === undefined) return offered.find((s) => steps(s) * AUTO_STEP_PX <= px) ?? days();
   const n = steps(o.stepMs);
   if (n <= px) return o.stepMs;
-  const fits = offered.find((s) => s > o.stepMs! && steps(s) <= px);
+  const fits = offered.find((s) => s > o.stepMs! && steps(s) <= px) ?? days();
   // A wider chart only where --width allows it (at most MAX_CHART_PX); else a coarser step is the way.
   const wide = n + (o.width - px);
+  const ways = [`use --step ${stepText(fits)} (${counted(steps(fits), 'step')})`, ...(wide <= MAX_CHART_PX ? [`give --width ${wide} or more`] : []), 'leave --step out'];
   throw new TcError(
-    `--step ${stepText(o.stepMs)} over ${range(window, o.tz)} makes ${counted(n, 'step')}, more than the ${px} pixels across the plot of a ${o.width} px wide chart: ${fits ? `use --step ${stepText(fits)} (${counted(steps(fits), 'step')}), ` : ''}${wide <= MAX_CHART_PX ? `give --width ${wide} or more, ` : ''}or leave --step out`,
+    `--step ${stepText(o.stepMs)} over ${range(window, o.tz)} makes ${counted(n, 'step')}, more than the ${px} pixels across the plot of a ${o.width} px wide chart: ${ways.map((w, i) => (i < ways.length - 1 ? `${w}, ` : `or ${w}`)).join('')}`,
     'ERR_TC_USAGE',
   );
 }
+
+const DAY_MS = 86_400_000;
 
 type Row = Record<string, number | string | null>;
 

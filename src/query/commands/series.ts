@@ -34,7 +34,7 @@ const BAR_WIDTH = 40;
 export const MAX_STEPS = 100_000;
 
 /** Rows a step would make of the window (an upper bound: one more for a partial first step and local days). */
-function stepCount(w: Window, stepMs: number, tz?: string): number {
+export function stepCount(w: Window, stepMs: number, tz?: string): number {
   const first = Math.floor(w.fromMs / stepMs) * stepMs;
   const n = Math.ceil((w.toMs - first) / stepMs);
   return tz && tz !== 'UTC' ? n + Math.ceil((w.toMs - w.fromMs) / 86_400_000) + 1 : n;
