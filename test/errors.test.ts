@@ -77,6 +77,31 @@ test('sql: the SQLite file\'s batches table (docs/database.md) points to interva
   assert.match(t.stderr, /^tc-query: error: cannot read --auth-token-file \S+none\.token: no such file; give a file this user can read holding one token/);
 });
 
+test('sql: a statement that would change the loaded tables is refused, not answered with a count; no statement is a usage error', () => {
+  for (const [sql, kind] of [
+    ['delete from intervals', 'DELETE'],
+    ["update intervals set node = 'x'", 'UPDATE'],
+    ['insert into events select * from events', 'INSERT'],
+    ['drop table intervals', 'DROP'],
+    ['select 1; delete from intervals', 'DELETE'],
+  ]) {
+    const j = query(['--db', db, 'sql', sql, '--format', 'json']);
+    assert.equal(j.status, 1, sql);
+    assert.deepEqual(JSON.parse(j.stdout), {
+      error: { message: `sql: ${kind} is not run: the tables are copies loaded for the statement, and the file is never changed by tc-query (the recorder alone writes it); ask with SELECT`, code: 'ERR_TC_SQL_READ_ONLY' },
+    });
+  }
+  for (const sql of ['', '  ', ';']) {
+    const r = query(['--db', db, 'sql', sql]);
+    assert.equal(r.status, 1, JSON.stringify(sql));
+    assert.match(r.stderr, /^tc-query: error: sql: no statement given; give one, e\.g\. tc-query sql "select \* from intervals limit 5"/);
+  }
+  const typo = query(['--db', db, 'sql', 'selct 1']);
+  assert.match(typo.stderr, /^tc-query: error: Parser Error: syntax error at or near "selct"/);
+  // A script still answers with its last statement's rows.
+  assert.deepEqual(queryJson(['--db', db, 'sql', 'select 2 as a; select count(*) > 0 as b from intervals']), [{ b: true }]);
+});
+
 test('--since 0 is epoch seconds (1970-01-01): the whole file', () => {
   const all = queryJson(['--db', db, 'top', '--all', '--limit', '0']);
   assert.ok(all.length > 0);

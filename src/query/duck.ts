@@ -15,7 +15,7 @@ import { loadBundled } from '../vendor';
  * resolving and compiling them is a visible part of every answer. The only module that loads it.
  */
 const api = loadBundled<typeof DuckDBApi>('duckdb-node-api.js', '@duckdb/node-api');
-export const { BIGINT, HUGEINT, INTEGER, TIMESTAMP, UTINYINT, USMALLINT, VARCHAR, DuckDBTimestampValue } = api;
+export const { BIGINT, HUGEINT, INTEGER, TIMESTAMP, UTINYINT, USMALLINT, VARCHAR, DuckDBTimestampValue, StatementType } = api;
 
 const QUERIES_DIR = path.join(__dirname, '..', '..', '..', 'queries');
 const CHUNK_ROWS = 2048;

@@ -1,7 +1,7 @@
 /** `tc-query sql` (ad hoc DuckDB SQL over the documented tables) and `tc-query export`. */
 import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { Duck, sqlString } from '../duck';
+import { Duck, sqlString, StatementType } from '../duck';
 import { openReadOnly } from '../db';
 import type { Window } from '../window';
 import { render, type Format } from '../output';
@@ -25,6 +25,14 @@ import { nearest } from '../../nearest';
  * is not one of the documented ones, in the words of the CLI; undefined for any other error (a
  * typo in a column, a syntax error), which is shown as DuckDB said it.
  */
+/**
+ * Statement types that would change the loaded tables. Others go to DuckDB, locked down: one
+ * that reaches for a file or a setting is refused there and said by lockedOut.
+ */
+const CHANGING = new Set<number>([StatementType.INSERT, StatementType.UPDATE, StatementType.DELETE, StatementType.ALTER, StatementType.DROP]);
+
+const noStatement = () => new TcError('sql: no statement given; give one, e.g. tc-query sql "select * from intervals limit 5"', 'ERR_TC_USAGE');
+
 const SQLITE_NAMES: Record<string, keyof typeof TABLES> = { batches: 'intervals', v_batches: 'intervals' };
 
 function lockedOut(err: unknown): TcError | undefined {
@@ -49,6 +57,7 @@ function noLabels(err: unknown, labels: LabelTable | undefined): TcError | undef
 }
 
 export async function adhocSql(o: { db: string; window: Window; sql: string; format: Format; labels?: LabelTable }): Promise<string> {
+  if (/^[\s;]*$/.test(o.sql)) throw noStatement();
   const sqlite = openReadOnly(o.db);
   let duck: Duck | undefined;
   try {
@@ -60,10 +69,24 @@ export async function adhocSql(o: { db: string; window: Window; sql: string; for
     await duck.lockDown();
     let reader;
     try {
-      reader = await duck.conn.runAndReadAll(o.sql);
+      const statements = await duck.conn.extractStatements(o.sql).catch((err: Error) => {
+        err.message = err.message.replace(/^Failed to extract statements: /, '');
+        throw err;
+      });
+      // Run one by one, as DuckDB runs a script (the last one's rows are the answer), each
+      // checked first: the tables are copies loaded for the statement, so a change to them
+      // would look done and change nothing in the file.
+      for (let i = 0; i < statements.count; i++) {
+        const statement = await statements.prepare(i);
+        if (CHANGING.has(statement.statementType)) {
+          throw new TcError(`sql: ${StatementType[statement.statementType]} is not run: the tables are copies loaded for the statement, and the file is never changed by tc-query (the recorder alone writes it); ask with SELECT`, 'ERR_TC_SQL_READ_ONLY');
+        }
+        reader = await statement.runAndReadAll();
+      }
     } catch (err) {
       throw noLabels(err, o.labels) ?? lockedOut(err) ?? err;
     }
+    if (!reader) throw noStatement();
     const names = reader.columnNames();
     const rows = reader.getRowObjectsJS() as Record<string, unknown>[];
     return render(o.format, names.map((key) => ({ key, align: 'left' as const })), rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : v]))));
