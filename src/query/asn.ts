@@ -6,10 +6,10 @@
  * ranges: parsed into sorted typed arrays (ranges.ts) in one pass over the text, then only the
  * addresses a window holds are looked up, by binary search.
  */
-import { readProblem } from '../cidr-file';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
+import { readProblem } from '../cidr-file';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parseAddr } from '../addr';

@@ -5,8 +5,8 @@
  * the TZ environment variable) or a fixed offset (`+02:00`, `-0530`, `+05`), kept as `+HH:MM`.
  */
 import { TcError } from '../errors';
+import { DAY_MS } from '../schema/levels';
 
-const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
 const FIXED = /^([+-])(\d{2}):?(\d{2})?$/;

@@ -21,11 +21,6 @@ import { TcError } from '../../errors';
 import { nearest } from '../../nearest';
 
 /**
- * What a statement that DuckDB refused after lockDown() tried to do, or the table it names that
- * is not one of the documented ones, in the words of the CLI; undefined for any other error (a
- * typo in a column, a syntax error), which is shown as DuckDB said it.
- */
-/**
  * Statement types that would change the loaded tables. Others go to DuckDB, locked down: one
  * that reaches for a file or a setting is refused there and said by lockedOut.
  */
@@ -35,6 +30,11 @@ const noStatement = () => new TcError('sql: no statement given; give one, e.g. t
 
 const SQLITE_NAMES: Record<string, keyof typeof TABLES> = { batches: 'intervals', v_batches: 'intervals' };
 
+/**
+ * What a statement that DuckDB refused after lockDown() tried to do, or the table it names that
+ * is not one of the documented ones, in the words of the CLI; undefined for any other error (a
+ * typo in a column, a syntax error), which is shown as DuckDB said it.
+ */
 function lockedOut(err: unknown): TcError | undefined {
   const msg = ((err as Error).message ?? String(err)).split('\n')[0];
   if (/disabled (by|through) configuration/.test(msg)) return new TcError(`sql: statements cannot read or write files (${msg})`, 'ERR_TC_SQL_FILES');

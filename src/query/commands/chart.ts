@@ -21,6 +21,7 @@ import { top, PROTO, type TopBy } from './top';
 import { readAheadTop } from '../prefetch';
 import { barHeight, barSvg, plotWidth, timeSvg, type Part } from '../chart/svg';
 import { TcError } from '../../errors';
+import { DAY_MS } from '../../schema/levels';
 
 export const CHART_WHATS = ['series', 'top'] as const;
 export type ChartWhat = (typeof CHART_WHATS)[number];
@@ -135,8 +136,6 @@ function chartStep(o: ChartOptions): number {
     'ERR_TC_USAGE',
   );
 }
-
-const DAY_MS = 86_400_000;
 
 type Row = Record<string, number | string | null>;
 

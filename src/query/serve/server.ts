@@ -11,7 +11,6 @@
  * usage error). Nothing here writes: the database is opened read-only by the commands
  * (src/query/db.ts), there is no SQL route, and only GET and HEAD are answered.
  */
-import { readProblem } from '../../cidr-file';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,6 +19,7 @@ import { readFileSync } from 'node:fs';
 import { buildProgram, errorOf, type ProgramIO } from '../../cli/query-program';
 import { toJson, type Answer } from '../output';
 import { TcError } from '../../errors';
+import { readProblem } from '../../cidr-file';
 import type { Completeness } from '../coverage';
 import { firstRequests, readView } from './view';
 import { Duck } from '../duck';
